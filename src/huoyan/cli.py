@@ -1,0 +1,268 @@
+"""The ``huoyan`` command line: fit, predict, evaluate, sample-line and demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from huoyan import __version__
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _train_folder(path: Path) -> Path:
+    """Accept an image folder or an MVTec-layout category (uses its train/good)."""
+    nested = path / "train" / "good"
+    return nested if nested.is_dir() else path
+
+
+def _load_good_images(folder: Path) -> tuple[list[Any], list[str]]:
+    from huoyan.vision.imageio import ImageError, list_images, read_image
+
+    if not folder.is_dir():
+        raise SystemExit(f"error: {folder} is not a folder")
+    images, errors = [], []
+    for p in list_images(folder):
+        try:
+            images.append(read_image(p))
+        except ImageError as exc:
+            errors.append(str(exc))
+    return images, errors
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from huoyan.vision.patchcore import PatchCore
+
+    folder = _train_folder(Path(args.train_dir))
+    images, errors = _load_good_images(folder)
+    for e in errors:
+        print(f"skipped: {e}", file=sys.stderr)
+    if len(images) < 2:
+        raise SystemExit(f"error: {folder} holds {len(images)} readable images; fit needs at least 2")
+    defects: list[Any] = []
+    for d in args.defects or []:
+        imgs, errs = _load_good_images(Path(d))
+        defects += imgs
+        for e in errs:
+            print(f"skipped: {e}", file=sys.stderr)
+    model = PatchCore(
+        backbone=args.backbone,
+        image_size=args.image_size,
+        coreset_ratio=args.coreset_ratio,
+        coreset_size=args.coreset_size,
+        false_reject_rate=args.false_reject_rate,
+        confidence=args.confidence,
+        bank_dtype=args.bank_dtype,
+        seed=args.seed,
+        runtime=args.runtime,
+    )
+    start = time.perf_counter()
+    model.fit(images, defects or None)
+    elapsed = time.perf_counter() - start
+    path = model.save(args.output)
+    card = model.card_
+    assert card is not None
+    if args.json:
+        _print_json({"model": str(path), "fit_seconds": elapsed, "card": card.model_dump(mode="json")})
+    else:
+        cal = card.calibration
+        print(f"model: {path}")
+        print(f"trained on {card.train_images} images in {elapsed:.1f} s; bank {card.bank_size} x {card.feature_dim}")
+        print(
+            f"threshold {cal.threshold:.4g} ({cal.method}, n={cal.n_calibration}): "
+            f"expected false-reject rate {cal.expected_false_reject_rate:.3%}, "
+            f"<= {cal.false_reject_rate_upper:.3%} at {cal.confidence:.0%} confidence"
+        )
+        if cal.f1_metrics:
+            print(f"F1-optimal threshold {cal.f1_threshold:.4g}: {cal.f1_metrics}")
+    return 0
+
+
+def _load_model(path: str, args: argparse.Namespace) -> Any:
+    from huoyan.vision.artifact import ArtifactError
+    from huoyan.vision.backbone import BackboneUnavailable
+    from huoyan.vision.patchcore import PatchCore
+
+    try:
+        model = PatchCore.load(path, runtime=getattr(args, "runtime", "onnx"))
+        model._features_runtime()
+    except (ArtifactError, BackboneUnavailable) as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    if getattr(args, "min_area", None) is not None:
+        model.min_region_area = args.min_area
+    if getattr(args, "mm_per_px", None) is not None:
+        model.mm_per_px = args.mm_per_px
+    return model
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from huoyan.vision.files import RESULTS_FILE, predict_files
+
+    model = _load_model(args.model, args)
+    counts: Counter[str] = Counter()
+    start = time.perf_counter()
+    for row in predict_files(model, args.inputs, args.out):
+        counts[row["verdict"]] += 1
+        if not args.json and row["verdict"] == "ERROR":
+            print(f"error: {row['error']}", file=sys.stderr)
+    elapsed = time.perf_counter() - start
+    summary = {
+        "results": str(Path(args.out) / RESULTS_FILE),
+        "counts": dict(counts),
+        "seconds": elapsed,
+    }
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"{sum(counts.values())} inputs: {dict(counts)} in {elapsed:.1f} s -> {summary['results']}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from huoyan.vision.dataset import load_category
+    from huoyan.vision.evaluate import evaluate
+
+    model = _load_model(args.model, args)
+    try:
+        category = load_category(args.category_dir)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    result = evaluate(model, category)
+    if args.json:
+        _print_json(result)
+    else:
+        for key in (
+            "image_auroc",
+            "pixel_auroc",
+            "aupro",
+            "f1_max",
+            "false_reject_rate",
+            "miss_rate",
+            "images_per_second",
+        ):
+            print(f"{key:>18}: {result[key]:.4f}")
+    return 0
+
+
+def cmd_sample_line(args: argparse.Namespace) -> int:
+    from huoyan.sampleline.generator import generate_line
+
+    roots = generate_line(
+        args.out, n_train=args.train, n_test_good=args.test_good, n_test_defect=args.test_defect, seed=args.seed
+    )
+    for r in roots:
+        print(r)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from huoyan.sampleline.generator import generate_line
+    from huoyan.vision.dataset import load_category
+    from huoyan.vision.evaluate import evaluate
+    from huoyan.vision.files import RESULTS_FILE, predict_files
+    from huoyan.vision.patchcore import PatchCore
+
+    out = Path(args.out)
+    print(f"generating the sample line in {out / 'line'} ...")
+    roots = generate_line(out / "line", seed=args.seed)
+    summary = []
+    for root in roots:
+        images, _ = _load_good_images(root / "train" / "good")
+        start = time.perf_counter()
+        model = PatchCore(seed=args.seed).fit(images)
+        fit_s = time.perf_counter() - start
+        model_path = model.save(out / "models" / root.name)
+        counts: Counter[str] = Counter(
+            r["verdict"] for r in predict_files(model, [root / "test"], out / "results" / root.name)
+        )
+        metrics = evaluate(model, load_category(root))
+        summary.append(
+            {
+                "product": root.name,
+                "fit_seconds": round(fit_s, 1),
+                "verdicts": dict(counts),
+                "image_auroc": round(metrics["image_auroc"], 4),
+                "pixel_auroc": round(metrics["pixel_auroc"], 4),
+                "false_reject_rate": round(metrics["false_reject_rate"], 4),
+                "miss_rate": round(metrics["miss_rate"], 4),
+                "images_per_second": round(metrics["images_per_second"], 1),
+                "model": str(model_path),
+                "results": str(out / "results" / root.name / RESULTS_FILE),
+            }
+        )
+        print(json.dumps(summary[-1]))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"summary: {out / 'summary.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from huoyan.vision.backbone import BACKBONES
+
+    parser = argparse.ArgumentParser(prog="huoyan", description="Huoyan intelligent inspection")
+    parser.add_argument("--version", action="version", version=f"huoyan {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fit = sub.add_parser("fit", help="learn a model from good images")
+    fit.add_argument("train_dir", help="folder of good images, or an MVTec category (uses train/good)")
+    fit.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
+    fit.add_argument("--backbone", default="efficientnet-lite0", choices=sorted(BACKBONES))
+    fit.add_argument("--image-size", type=int, default=224)
+    fit.add_argument("--coreset-ratio", type=float, default=0.1)
+    fit.add_argument("--coreset-size", type=int, default=None)
+    fit.add_argument("--false-reject-rate", type=float, default=0.005)
+    fit.add_argument("--confidence", type=float, default=0.95)
+    fit.add_argument("--bank-dtype", choices=("float32", "float16"), default="float32")
+    fit.add_argument("--defects", nargs="*", help="folders of labelled defect images (adds the F1-optimal threshold)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    fit.add_argument("--json", action="store_true")
+    fit.set_defaults(func=cmd_fit)
+
+    pred = sub.add_parser("predict", help="score, localise and judge images")
+    pred.add_argument("model")
+    pred.add_argument("inputs", nargs="+", help="image files or folders")
+    pred.add_argument("--out", required=True, help="folder for results.jsonl and maps/")
+    pred.add_argument("--min-area", type=int, default=None, help="minimum region area in pixels")
+    pred.add_argument("--mm-per-px", type=float, default=None)
+    pred.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    pred.add_argument("--json", action="store_true")
+    pred.set_defaults(func=cmd_predict)
+
+    ev = sub.add_parser("evaluate", help="metrics on an MVTec-layout category")
+    ev.add_argument("model")
+    ev.add_argument("category_dir")
+    ev.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
+
+    line = sub.add_parser("sample-line", help="write the synthetic sample line")
+    line.add_argument("out")
+    line.add_argument("--train", type=int, default=60)
+    line.add_argument("--test-good", type=int, default=20)
+    line.add_argument("--test-defect", type=int, default=6)
+    line.add_argument("--seed", type=int, default=0)
+    line.set_defaults(func=cmd_sample_line)
+
+    demo = sub.add_parser("demo", help="sample line -> train -> inspect -> summary")
+    demo.add_argument("--out", default="huoyan-demo")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Typed core models shared by every stage of the data path.
+
+Stages (vision, station, store, io, server) exchange only these objects, so none of
+them needs to know another stage's internals. They are plain pydantic models or
+dataclasses: cheap to build, easy to serialise to JSON for records and line feedback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Verdict(StrEnum):
+    """Outcome of one inspection."""
+
+    OK = "OK"
+    NG = "NG"
+    ERROR = "ERROR"
+
+
+@dataclass(slots=True)
+class Frame:
+    """One image as it arrives from a source, before any preprocessing.
+
+    ``image`` is an HxWx3 uint8 RGB array; sources convert grayscale and 16-bit inputs
+    before a frame is built so that every later stage sees one layout.
+    """
+
+    image: np.ndarray
+    source_name: str
+    part_id: str | None = None
+    arrived_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Region(BaseModel):
+    """A connected defect region found in an anomaly map (original image coordinates)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    x: int = Field(description="left edge of the bounding box, pixels")
+    y: int = Field(description="top edge of the bounding box, pixels")
+    width: int
+    height: int
+    area_px: int
+    area_mm2: float | None = None
+    max_score: float = Field(description="highest normalised score inside the region")
+    mean_score: float = Field(description="mean normalised score inside the region")
+
+
+class Calibration(BaseModel):
+    """How the NG threshold was set, and what false-reject rate it implies."""
+
+    method: str = Field(description="'conformal' (finite-sample) or 'parametric-tail'")
+    threshold: float = Field(description="raw image score at which a part becomes NG")
+    target_false_reject_rate: float
+    expected_false_reject_rate: float = Field(
+        description="marginal false-reject rate on new good parts implied by the method"
+    )
+    false_reject_rate_upper: float = Field(description="upper bound of the realised false-reject rate at `confidence`")
+    confidence: float
+    n_calibration: int = Field(description="number of good-part scores used")
+    region_threshold: float = Field(description="raw pixel score above which a pixel belongs to a defect region")
+    f1_threshold: float | None = None
+    f1_metrics: dict[str, float] | None = None
+
+
+class ModelCard(BaseModel):
+    """Everything needed to trust, reproduce and audit a trained model."""
+
+    name: str = "patchcore"
+    huoyan_version: str
+    created_at: datetime
+    backbone: str
+    layers: list[int]
+    image_size: int
+    feature_dim: int
+    bank_size: int
+    bank_dtype: str
+    coreset_ratio: float | None
+    seed: int
+    train_images: int
+    train_content_sha256: str
+    calibration: Calibration
+    metrics: dict[str, float] = Field(default_factory=dict)
+    bank_sha256: str = ""
+
+
+class InspectionResult(BaseModel):
+    """The engine's answer for one image."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    source_name: str
+    verdict: Verdict
+    score: float | None = None
+    normalised_score: float | None = None
+    regions: list[Region] = Field(default_factory=list)
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
+    anomaly_map: np.ndarray | None = Field(default=None, exclude=True, repr=False)

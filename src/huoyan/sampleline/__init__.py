@@ -1,0 +1,1 @@
+"""Synthetic sample production line for demos and tests."""

@@ -1,0 +1,89 @@
+"""Run a model over files on disk and write one results row and one raw map per input.
+
+Results file (``results.jsonl``, one JSON object per input, in input order):
+
+- ``path``: the input path exactly as given (folders expanded to their files);
+- ``verdict``: ``OK``, ``NG`` or ``ERROR``; ``error``: the reason when ``ERROR``;
+- ``score``: raw anomaly score (max of the smoothed map); ``normalised_score``: score
+  divided by the calibrated threshold (> 1.0 is NG); ``threshold``;
+- ``width``, ``height``: original image size;
+- ``regions``: list of ``{x, y, width, height, area_px, area_mm2, max_score, mean_score}``
+  in original pixel coordinates, scores normalised;
+- ``map``: path of the raw (not normalised) anomaly map, float32 ``.npy`` at the
+  original resolution, relative to the output folder.
+
+Map paths mirror the input paths under ``maps/`` (``a/test/crack/000.png`` becomes
+``maps/a/test/crack/000.png.npy``), so inputs from different folders never collide.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path, PurePath
+from typing import Any
+
+import numpy as np
+
+from huoyan.core.models import InspectionResult, Verdict
+from huoyan.vision.imageio import ImageError, list_inputs, read_image
+from huoyan.vision.patchcore import PatchCore
+
+RESULTS_FILE = "results.jsonl"
+
+
+def map_relpath(path: str | Path) -> Path:
+    """Unambiguous relative location for an input's map, mirroring its path."""
+    parts = [("__" if part == ".." else part) for part in PurePath(path).parts if part not in ("/", ".", "\\")]
+    anchor = PurePath(path).anchor.strip("/\\:")
+    if anchor:
+        parts.insert(0, anchor)
+    return Path("maps", *parts).with_name(Path(*parts).name + ".npy")
+
+
+def result_row(result: InspectionResult, path: str, threshold: float, map_path: str | None) -> dict[str, Any]:
+    row = result.model_dump(mode="json", exclude={"source_name"})
+    return {"path": path, **row, "threshold": threshold, "map": map_path}
+
+
+def predict_files(
+    model: PatchCore, inputs: Iterable[str | Path], out_dir: str | Path, batch_size: int = 8
+) -> Iterator[dict[str, Any]]:
+    """Predict every input, writing maps and ``results.jsonl``; yield each row."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [str(p) for p in list_inputs(inputs)]
+    with (out / RESULTS_FILE).open("w", encoding="utf-8") as results:
+        for start in range(0, len(paths), batch_size):
+            for row in _predict_batch(model, paths[start : start + batch_size], out):
+                results.write(json.dumps(row) + "\n")
+                results.flush()
+                yield row
+
+
+def _predict_batch(model: PatchCore, paths: list[str], out: Path) -> list[dict[str, Any]]:
+    rows: dict[int, dict[str, Any]] = {}
+    images, index = [], []
+    for i, p in enumerate(paths):
+        try:
+            images.append(read_image(p))
+            index.append(i)
+        except ImageError as exc:
+            rows[i] = {"path": p, "verdict": Verdict.ERROR.value, "error": str(exc), "map": None}
+    if images:
+        try:
+            results = model.predict(images, [paths[i] for i in index])
+        except Exception as exc:  # a model failure must not lose the batch's rows
+            results = [
+                InspectionResult(source_name=paths[i], verdict=Verdict.ERROR, error=f"inference failed: {exc}")
+                for i in index
+            ]
+        for i, res in zip(index, results, strict=True):
+            map_path = None
+            if res.anomaly_map is not None:
+                rel = map_relpath(paths[i])
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                np.save(out / rel, res.anomaly_map.astype(np.float32))
+                map_path = rel.as_posix()
+            rows[i] = result_row(res, paths[i], model.threshold, map_path)
+    return [rows[i] for i in range(len(paths))]

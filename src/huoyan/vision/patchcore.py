@@ -1,0 +1,264 @@
+"""PatchCore-class anomaly detector learned from good parts only.
+
+The estimator follows scikit-learn's contract: ``__init__`` stores explicit parameters,
+``fit`` learns (memory bank, calibration, model card), ``score``/``predict`` are pure.
+The work is split as in anomalib: feature extraction (``backbone``, ``features``,
+``runtime``), scoring (``coreset``, ``search``), anomaly map (``anomaly_map``), plus
+calibration and regions for the decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from huoyan import __version__
+from huoyan.core.models import InspectionResult, ModelCard, Verdict
+from huoyan.vision.anomaly_map import patch_grid_to_map, resize_map
+from huoyan.vision.backbone import BACKBONES, DEFAULT_STRIDES, build_backbone, feature_dim
+from huoyan.vision.calibration import calibrate
+from huoyan.vision.coreset import coreset_size, greedy_coreset
+from huoyan.vision.regions import find_regions
+from huoyan.vision.runtime import FeatureRuntime, make_runtime
+from huoyan.vision.search import NearestNeighbourIndex
+
+BANK_DTYPES = ("float32", "float16")
+
+
+class NotFittedError(RuntimeError):
+    """The model was used before ``fit`` or ``load``."""
+
+
+def content_sha256(images: Sequence[np.ndarray]) -> str:
+    """Order-sensitive hash of decoded training images (shape and pixels)."""
+    h = hashlib.sha256()
+    for img in images:
+        h.update(repr(img.shape).encode())
+        h.update(np.ascontiguousarray(img).tobytes())
+    return h.hexdigest()
+
+
+class PatchCore:
+    """Learn normal appearance from good images; score, localise and judge new ones.
+
+    Parameters are explicit and stored unchanged, as in scikit-learn:
+
+    - ``backbone``: ``efficientnet-lite0`` (default), ``-lite1`` or ``-lite2``.
+    - ``image_size``: square model input size in pixels.
+    - ``coreset_ratio`` / ``coreset_size``: memory bank kept by greedy k-center selection
+      (a size wins over a ratio; ``coreset_ratio=None`` and no size keeps every patch).
+    - ``false_reject_rate``, ``confidence``: calibration target and the confidence of the
+      reported bound (see ``calibration``).
+    - ``bank_dtype``: ``float32`` or ``float16`` (half the artifact and bank bytes; the
+      model is calibrated with the rounded bank so saved and in-memory scores agree).
+    - ``runtime``: ``onnx`` (fastest here) or ``torch`` for the backbone.
+    - ``min_region_area``: regions smaller than this many original-image pixels are
+      dropped, and a part whose regions are all dropped is OK.
+    - ``mm_per_px``: pixel pitch, so regions also report mm^2.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "efficientnet-lite0",
+        image_size: int = 224,
+        coreset_ratio: float | None = 0.1,
+        coreset_size: int | None = None,
+        false_reject_rate: float = 0.005,
+        confidence: float = 0.95,
+        bank_dtype: str = "float32",
+        seed: int = 0,
+        runtime: str = "onnx",
+        blur_sigma: float = 4.0,
+        min_region_area: int = 0,
+        mm_per_px: float | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        if backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
+        if bank_dtype not in BANK_DTYPES:
+            raise ValueError(f"bank_dtype must be one of {BANK_DTYPES}")
+        if image_size < 32 or image_size % 16:
+            raise ValueError("image_size must be a multiple of 16 and at least 32")
+        self.backbone = backbone
+        self.image_size = image_size
+        self.coreset_ratio = coreset_ratio
+        self.coreset_size = coreset_size
+        self.false_reject_rate = false_reject_rate
+        self.confidence = confidence
+        self.bank_dtype = bank_dtype
+        self.seed = seed
+        self.runtime = runtime
+        self.blur_sigma = blur_sigma
+        self.min_region_area = min_region_area
+        self.mm_per_px = mm_per_px
+        self.batch_size = batch_size
+        self._runtime: FeatureRuntime | None = None
+        self._index: NearestNeighbourIndex | None = None
+        self.bank_: np.ndarray | None = None
+        self.card_: ModelCard | None = None
+
+    # -- feature extraction -------------------------------------------------------
+    def _features_runtime(self) -> FeatureRuntime:
+        if self._runtime is None:
+            model = build_backbone(self.backbone, self.image_size, DEFAULT_STRIDES)
+            self._feature_dim = feature_dim(model)
+            self._runtime = make_runtime(self.runtime, model, self.image_size)
+        return self._runtime
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """HxWx3 uint8 RGB images -> N x 3 x S x S float32, mean = std = 0.5."""
+        s = self.image_size
+        batch = np.empty((len(images), 3, s, s), dtype=np.float32)
+        for i, img in enumerate(images):
+            h, w = img.shape[:2]
+            interp = cv2.INTER_AREA if h > s or w > s else cv2.INTER_LINEAR
+            resized = cv2.resize(img, (s, s), interpolation=interp)
+            batch[i] = resized.transpose(2, 0, 1)
+        batch *= 1.0 / 127.5
+        batch -= 1.0
+        return batch
+
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Patch features, N x h x w x D (h = w = image_size / 8)."""
+        runtime = self._features_runtime()
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            feats = runtime(self.preprocess(images[start : start + self.batch_size]))
+            out.append(feats.transpose(0, 2, 3, 1))
+        return np.ascontiguousarray(np.concatenate(out))
+
+    # -- learning -------------------------------------------------------------------
+    def fit(self, images: Sequence[np.ndarray], defect_images: Sequence[np.ndarray] | None = None) -> PatchCore:
+        """Learn from good images; calibrate the threshold by leave-one-image-out scores.
+
+        Each training image is scored against the bank with its own patches excluded,
+        so every good image serves as calibration data without a separate hold-out
+        and without a second coreset run. ``defect_images``, if given, add the
+        F1-optimal threshold and its rates to the calibration report.
+        """
+        if len(images) < 2:
+            raise ValueError("fit needs at least 2 good images")
+        feats = self.embed(images)
+        n, h, w, d = feats.shape
+        flat = feats.reshape(-1, d)
+        groups = np.repeat(np.arange(n), h * w)
+        k = coreset_size(flat.shape[0], self.coreset_ratio, self.coreset_size)
+        chosen = greedy_coreset(flat, k, seed=self.seed)
+        bank = flat[chosen].astype(self.bank_dtype)
+        loo = NearestNeighbourIndex(bank, groups=groups[chosen])
+        good_scores = np.array(
+            [self._map_from_patches(loo.distances(feats[i].reshape(-1, d), i), h, w).max() for i in range(n)]
+        )
+        self._set_bank(bank)
+        defect_scores = None if not defect_images else self.score(defect_images)[0]
+        cal = calibrate(good_scores, self.false_reject_rate, self.confidence, defect_scores)
+        self.card_ = ModelCard(
+            huoyan_version=__version__,
+            created_at=datetime.now(UTC),
+            backbone=self.backbone,
+            layers=list(DEFAULT_STRIDES),
+            image_size=self.image_size,
+            feature_dim=d,
+            bank_size=bank.shape[0],
+            bank_dtype=self.bank_dtype,
+            coreset_ratio=self.coreset_ratio if self.coreset_size is None else None,
+            seed=self.seed,
+            train_images=n,
+            train_content_sha256=content_sha256(images),
+            calibration=cal,
+        )
+        return self
+
+    def _set_bank(self, bank: np.ndarray) -> None:
+        self.bank_ = bank
+        self._index = NearestNeighbourIndex(bank)
+
+    def _map_from_patches(self, distances: np.ndarray, h: int, w: int) -> np.ndarray:
+        return patch_grid_to_map(distances.reshape(h, w), self.image_size, self.blur_sigma)
+
+    # -- inference (pure) -------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        return self._card().calibration.threshold
+
+    def _card(self) -> ModelCard:
+        if self.card_ is None or self._index is None:
+            raise NotFittedError("this PatchCore is not fitted: call fit() or PatchCore.load()")
+        return self.card_
+
+    def score(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw image scores (N,) and anomaly maps at model resolution (N x S x S)."""
+        if self._index is None:
+            raise NotFittedError("this PatchCore is not fitted: call fit() or PatchCore.load()")
+        feats = self.embed(images)
+        n, h, w, d = feats.shape
+        maps = np.empty((n, self.image_size, self.image_size), dtype=np.float32)
+        for i in range(n):
+            maps[i] = self._map_from_patches(self._index.distances(feats[i].reshape(-1, d)), h, w)
+        return maps.reshape(n, -1).max(1), maps
+
+    def predict(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[InspectionResult]:
+        """Verdict, scores, regions and original-resolution raw map for each image."""
+        names = names or [f"image-{i}" for i in range(len(images))]
+        scores, maps = self.score(images)
+        return [self.judge(img, float(s), m, name) for img, s, m, name in zip(images, scores, maps, names, strict=True)]
+
+    def judge(self, image: np.ndarray, score: float, model_map: np.ndarray, name: str) -> InspectionResult:
+        """Turn a score and model-resolution map into a decision for one image."""
+        thr = self.threshold
+        height, width = image.shape[:2]
+        raw_map = resize_map(model_map, width, height)
+        regions = find_regions(raw_map / thr, 1.0, self.min_region_area, self.mm_per_px) if score > thr else []
+        ng = score > thr and (self.min_region_area <= 0 or bool(regions))
+        return InspectionResult(
+            source_name=name,
+            verdict=Verdict.NG if ng else Verdict.OK,
+            score=score,
+            normalised_score=score / thr,
+            regions=regions,
+            width=width,
+            height=height,
+            anomaly_map=raw_map,
+        )
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        from huoyan.vision.artifact import save_model
+
+        card = self._card()
+        assert self.bank_ is not None
+        return save_model(path, self.bank_, card, self.get_params())
+
+    @classmethod
+    def load(cls, path: str | Path, runtime: str = "onnx") -> PatchCore:
+        from huoyan.vision.artifact import load_model
+
+        bank, card, params = load_model(path)
+        params["runtime"] = runtime
+        model = cls(**params)
+        model.card_ = card
+        model._set_bank(bank)
+        return model
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "backbone": self.backbone,
+            "image_size": self.image_size,
+            "coreset_ratio": self.coreset_ratio,
+            "coreset_size": self.coreset_size,
+            "false_reject_rate": self.false_reject_rate,
+            "confidence": self.confidence,
+            "bank_dtype": self.bank_dtype,
+            "seed": self.seed,
+            "runtime": self.runtime,
+            "blur_sigma": self.blur_sigma,
+            "min_region_area": self.min_region_area,
+            "mm_per_px": self.mm_per_px,
+            "batch_size": self.batch_size,
+        }

@@ -1,0 +1,89 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from huoyan.cli import main
+
+
+@pytest.fixture(scope="module")
+def model_file(line_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "washer.safetensors"
+    assert main(["fit", str(line_dir), "-o", str(out), "--image-size", "128", "--coreset-ratio", "0.25"]) == 0
+    return out
+
+
+def test_fit_json_reports_card(line_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "m.safetensors"
+    defects = [str(d) for d in sorted((line_dir / "test").iterdir()) if d.name != "good"]
+    code = main(
+        [
+            "fit",
+            str(line_dir / "train" / "good"),
+            "-o",
+            str(out),
+            "--image-size",
+            "64",
+            "--json",
+            "--false-reject-rate",
+            "0.1",
+            "--defects",
+            *defects,
+        ]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    card = report["card"]
+    assert card["train_images"] == 16 and card["image_size"] == 64
+    cal = card["calibration"]
+    assert cal["method"] == "conformal" and cal["target_false_reject_rate"] == 0.1
+    assert cal["f1_threshold"] is not None and 0 <= cal["f1_metrics"]["f1"] <= 1
+    assert out.is_file()
+
+
+def test_predict_rows_maps_and_errors(model_file: Path, line_dir: Path, tmp_path: Path) -> None:
+    # Two folders holding the same file names, plus a corrupt image and a text file.
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(line_dir / "test" / "good", a)
+    shutil.copytree(line_dir / "test" / "hole", b)
+    (b / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnope")
+    (b / "readme.txt").write_text("not an image")
+    out = tmp_path / "out"
+    assert main(["predict", str(model_file), str(a), str(b), "--out", str(out), "--mm-per-px", "0.5"]) == 0
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 + 2 + 2
+    by_path = {r["path"]: r for r in rows}
+    assert by_path[str(b / "broken.png")]["verdict"] == "ERROR"
+    assert "not a readable image" in by_path[str(b / "readme.txt")]["error"]
+    good_map, bad_map = by_path[str(a / "000.png")]["map"], by_path[str(b / "000.png")]["map"]
+    assert good_map != bad_map
+    arr = np.load(out / bad_map)
+    assert arr.shape == (128, 128) and arr.dtype == np.float32
+    assert by_path[str(b / "000.png")]["verdict"] == "NG"
+    region = by_path[str(b / "000.png")]["regions"][0]
+    assert region["area_mm2"] == pytest.approx(region["area_px"] * 0.25)
+    assert by_path[str(b / "000.png")]["normalised_score"] == pytest.approx(
+        by_path[str(b / "000.png")]["score"] / by_path[str(b / "000.png")]["threshold"]
+    )
+
+
+def test_evaluate_json(model_file: Path, line_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(model_file), str(line_dir), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["test_images"] == 16 and result["defect_images"] == 10
+    assert result["image_auroc"] > 0.8 and result["pixel_auroc"] > 0.8
+    assert 0 <= result["aupro"] <= 1 and result["images_per_second"] > 0
+
+
+def test_clear_errors(tmp_path: Path, model_file: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="at least 2"):
+        main(["fit", str(tmp_path / "empty"), "-o", str(tmp_path / "x")])
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"junk")
+    with pytest.raises(SystemExit, match="error:"):
+        main(["predict", str(bad), str(tmp_path), "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit, match="not an MVTec"):
+        main(["evaluate", str(model_file), str(tmp_path / "empty")])

@@ -1,0 +1,113 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from huoyan.core.models import Verdict
+from huoyan.sampleline.generator import make_sample
+from huoyan.vision.artifact import ArtifactError
+from huoyan.vision.imageio import list_images, read_image
+from huoyan.vision.patchcore import NotFittedError, PatchCore
+
+
+def test_defect_scores_above_good_and_region_hits_mask(fitted: PatchCore, defect_sample) -> None:
+    rng = np.random.default_rng(7)
+    goods = [make_sample("washer", None, 128, rng)[0] for _ in range(4)]
+    image, mask = defect_sample
+    scores, maps = fitted.score([*goods, image])
+    assert scores[-1] > scores[:-1].max()
+    assert maps.shape == (5, 128, 128)
+    result = fitted.predict([image], ["part.png"])[0]
+    assert result.verdict is Verdict.NG and result.normalised_score > 1
+    assert result.anomaly_map is not None and result.anomaly_map.shape == (128, 128)
+    peak = np.unravel_index(np.argmax(result.anomaly_map), mask.shape)
+    ys, xs = np.nonzero(mask)
+    assert abs(peak[0] - ys.mean()) < 12 and abs(peak[1] - xs.mean()) < 12
+    r = result.regions[0]
+    assert r.x <= xs.mean() <= r.x + r.width and r.y <= ys.mean() <= r.y + r.height
+
+
+def test_calibration_card(fitted: PatchCore) -> None:
+    card = fitted.card_
+    assert card is not None
+    assert card.train_images == 16 and card.calibration.n_calibration == 16
+    assert card.bank_size == round(16 * 16 * 16 * 0.25)
+    assert card.calibration.threshold > 0 and len(card.train_content_sha256) == 64
+
+
+def test_fit_is_deterministic(line_dir: Path) -> None:
+    images = [read_image(p) for p in list_images(line_dir / "train" / "good")][:6]
+    a = PatchCore(image_size=64, coreset_ratio=0.2, seed=4).fit(images)
+    b = PatchCore(image_size=64, coreset_ratio=0.2, seed=4).fit(images)
+    assert np.array_equal(a.bank_, b.bank_)
+    assert a.threshold == b.threshold
+
+
+def test_original_resolution_map_and_min_area(fitted: PatchCore, defect_sample) -> None:
+    image, _ = defect_sample
+    wide = np.ascontiguousarray(np.repeat(image, 2, axis=1))  # 128 x 256
+    res = fitted.predict([wide])[0]
+    assert res.anomaly_map is not None and res.anomaly_map.shape == (128, 256)
+    assert (res.width, res.height) == (256, 128)
+    strict = PatchCore.__new__(PatchCore)
+    strict.__dict__.update(fitted.__dict__)
+    strict.min_region_area = 10**6
+    assert strict.predict([image])[0].verdict is Verdict.OK
+
+
+def test_save_load_round_trip_and_float16(fitted: PatchCore, tmp_path: Path, defect_sample) -> None:
+    path = fitted.save(tmp_path / "m")
+    assert path.suffix == ".safetensors"
+    loaded = PatchCore.load(path)
+    image, _ = defect_sample
+    np.testing.assert_allclose(loaded.score([image])[0], fitted.score([image])[0], rtol=1e-5)
+    assert loaded.card_ == fitted.card_.model_copy(update={"bank_sha256": loaded.card_.bank_sha256})
+
+
+def test_float16_bank_halves_bytes(line_dir: Path, tmp_path: Path) -> None:
+    images = [read_image(p) for p in list_images(line_dir / "train" / "good")][:4]
+    m16 = PatchCore(image_size=64, bank_dtype="float16").fit(images)
+    m32 = PatchCore(image_size=64, bank_dtype="float32").fit(images)
+    assert m16.bank_.nbytes * 2 == m32.bank_.nbytes
+    p = m16.save(tmp_path / "h.safetensors")
+    again = PatchCore.load(p)
+    assert again.bank_.dtype == np.float16
+    np.testing.assert_allclose(again.score(images[:1])[0], m16.score(images[:1])[0], rtol=1e-5)
+
+
+def test_tampered_truncated_and_foreign_files_are_refused(fitted: PatchCore, tmp_path: Path) -> None:
+    path = fitted.save(tmp_path / "m.safetensors")
+    data = bytearray(path.read_bytes())
+    flipped = tmp_path / "flipped.safetensors"
+    data[-5] ^= 0xFF
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="memory bank does not match"):
+        PatchCore.load(flipped)
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ArtifactError, match="truncated or corrupt"):
+        PatchCore.load(cut)
+    edited = tmp_path / "edited.safetensors"
+    raw = path.read_bytes()
+    thr = repr(fitted.threshold)[:6].encode()
+    assert thr in raw
+    edited.write_bytes(raw.replace(thr, b"9" * len(thr), 1))
+    with pytest.raises(ArtifactError, match="card does not match"):
+        PatchCore.load(edited)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a model at all")
+    with pytest.raises(ArtifactError):
+        PatchCore.load(junk)
+    with pytest.raises(ArtifactError, match="no such model"):
+        PatchCore.load(tmp_path / "absent.safetensors")
+
+
+def test_unfitted_and_bad_parameters() -> None:
+    with pytest.raises(NotFittedError):
+        PatchCore().score([np.zeros((8, 8, 3), np.uint8)])
+    with pytest.raises(ValueError):
+        PatchCore(image_size=100)
+    with pytest.raises(ValueError):
+        PatchCore(bank_dtype="int8")
+    with pytest.raises(ValueError, match="at least 2"):
+        PatchCore(image_size=64).fit([np.zeros((8, 8, 3), np.uint8)])
