@@ -28,7 +28,9 @@ def test_fit_json_reports_card(line_dir: Path, tmp_path: Path, capsys: pytest.Ca
             "64",
             "--json",
             "--false-reject-rate",
-            "0.1",
+            "0.3",
+            "--calibration-fraction",
+            "0.5",
             "--defects",
             *defects,
         ]
@@ -38,7 +40,8 @@ def test_fit_json_reports_card(line_dir: Path, tmp_path: Path, capsys: pytest.Ca
     card = report["card"]
     assert card["train_images"] == 16 and card["image_size"] == 64
     cal = card["calibration"]
-    assert cal["method"] == "conformal" and cal["target_false_reject_rate"] == 0.1
+    assert card["bank_images"] == 8 and cal["n_calibration"] == 8
+    assert cal["method"] == "conformal" and cal["target_false_reject_rate"] == 0.3
     assert cal["f1_threshold"] is not None and 0 <= cal["f1_metrics"]["f1"] <= 1
     assert out.is_file()
 
@@ -79,7 +82,7 @@ def test_evaluate_json(model_file: Path, line_dir: Path, capsys: pytest.CaptureF
 
 def test_clear_errors(tmp_path: Path, model_file: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="at least 2"):
+    with pytest.raises(SystemExit, match="at least 3"):
         main(["fit", str(tmp_path / "empty"), "-o", str(tmp_path / "x")])
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"junk")

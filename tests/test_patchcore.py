@@ -30,8 +30,9 @@ def test_defect_scores_above_good_and_region_hits_mask(fitted: PatchCore, defect
 def test_calibration_card(fitted: PatchCore) -> None:
     card = fitted.card_
     assert card is not None
-    assert card.train_images == 16 and card.calibration.n_calibration == 16
-    assert card.bank_size == round(16 * 16 * 16 * 0.25)
+    # 20% of 16 images (3) are held out of the bank to calibrate.
+    assert card.train_images == 16 and card.bank_images == 13 and card.calibration.n_calibration == 3
+    assert card.bank_size == round(13 * 16 * 16 * 0.25)
     assert card.calibration.threshold > 0 and len(card.train_content_sha256) == 64
 
 
@@ -109,5 +110,7 @@ def test_unfitted_and_bad_parameters() -> None:
         PatchCore(image_size=100)
     with pytest.raises(ValueError):
         PatchCore(bank_dtype="int8")
-    with pytest.raises(ValueError, match="at least 2"):
-        PatchCore(image_size=64).fit([np.zeros((8, 8, 3), np.uint8)])
+    with pytest.raises(ValueError, match="at least 3"):
+        PatchCore(image_size=64).fit([np.zeros((8, 8, 3), np.uint8)] * 2)
+    with pytest.raises(ValueError):
+        PatchCore(calibration_fraction=1.0)

@@ -44,8 +44,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
     images, errors = _load_good_images(folder)
     for e in errors:
         print(f"skipped: {e}", file=sys.stderr)
-    if len(images) < 2:
-        raise SystemExit(f"error: {folder} holds {len(images)} readable images; fit needs at least 2")
     defects: list[Any] = []
     for d in args.defects or []:
         imgs, errs = _load_good_images(Path(d))
@@ -59,12 +57,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
         coreset_size=args.coreset_size,
         false_reject_rate=args.false_reject_rate,
         confidence=args.confidence,
+        calibration_fraction=args.calibration_fraction,
         bank_dtype=args.bank_dtype,
         seed=args.seed,
         runtime=args.runtime,
     )
     start = time.perf_counter()
-    model.fit(images, defects or None)
+    try:
+        model.fit(images, defects or None)
+    except ValueError as exc:
+        raise SystemExit(f"error: {folder}: {exc}") from exc
     elapsed = time.perf_counter() - start
     path = model.save(args.output)
     card = model.card_
@@ -74,7 +76,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     else:
         cal = card.calibration
         print(f"model: {path}")
-        print(f"trained on {card.train_images} images in {elapsed:.1f} s; bank {card.bank_size} x {card.feature_dim}")
+        print(f"bank from {card.bank_images} of {card.train_images} images in {elapsed:.1f} s: ", end="")
+        print(f"{card.bank_size} x {card.feature_dim}")
         print(
             f"threshold {cal.threshold:.4g} ({cal.method}, n={cal.n_calibration}): "
             f"expected false-reject rate {cal.expected_false_reject_rate:.3%}, "
@@ -219,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--coreset-size", type=int, default=None)
     fit.add_argument("--false-reject-rate", type=float, default=0.005)
     fit.add_argument("--confidence", type=float, default=0.95)
+    fit.add_argument("--calibration-fraction", type=float, default=0.2, help="share held out for the threshold")
     fit.add_argument("--bank-dtype", choices=("float32", "float16"), default="float32")
     fit.add_argument("--defects", nargs="*", help="folders of labelled defect images (adds the F1-optimal threshold)")
     fit.add_argument("--seed", type=int, default=0)

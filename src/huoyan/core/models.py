@@ -85,7 +85,8 @@ class ModelCard(BaseModel):
     bank_dtype: str
     coreset_ratio: float | None
     seed: int
-    train_images: int
+    train_images: int = Field(description="good images given to fit (bank + calibration)")
+    bank_images: int = Field(description="good images whose patches built the memory bank")
     train_content_sha256: str
     calibration: Calibration
     metrics: dict[str, float] = Field(default_factory=dict)

@@ -55,6 +55,8 @@ class PatchCore:
       (a size wins over a ratio; ``coreset_ratio=None`` and no size keeps every patch).
     - ``false_reject_rate``, ``confidence``: calibration target and the confidence of the
       reported bound (see ``calibration``).
+    - ``calibration_fraction``: share of the good images held out of the bank to set
+      the threshold (at least 2 images).
     - ``bank_dtype``: ``float32`` or ``float16`` (half the artifact and bank bytes; the
       model is calibrated with the rounded bank so saved and in-memory scores agree).
     - ``runtime``: ``onnx`` (fastest here) or ``torch`` for the backbone.
@@ -71,6 +73,7 @@ class PatchCore:
         coreset_size: int | None = None,
         false_reject_rate: float = 0.005,
         confidence: float = 0.95,
+        calibration_fraction: float = 0.2,
         bank_dtype: str = "float32",
         seed: int = 0,
         runtime: str = "onnx",
@@ -83,6 +86,8 @@ class PatchCore:
             raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
         if bank_dtype not in BANK_DTYPES:
             raise ValueError(f"bank_dtype must be one of {BANK_DTYPES}")
+        if not 0 < calibration_fraction < 1:
+            raise ValueError("calibration_fraction must be in (0, 1)")
         if image_size < 32 or image_size % 16:
             raise ValueError("image_size must be a multiple of 16 and at least 32")
         self.backbone = backbone
@@ -91,6 +96,7 @@ class PatchCore:
         self.coreset_size = coreset_size
         self.false_reject_rate = false_reject_rate
         self.confidence = confidence
+        self.calibration_fraction = calibration_fraction
         self.bank_dtype = bank_dtype
         self.seed = seed
         self.runtime = runtime
@@ -135,27 +141,29 @@ class PatchCore:
 
     # -- learning -------------------------------------------------------------------
     def fit(self, images: Sequence[np.ndarray], defect_images: Sequence[np.ndarray] | None = None) -> PatchCore:
-        """Learn from good images; calibrate the threshold by leave-one-image-out scores.
+        """Learn from good images, holding some out to calibrate the threshold.
 
-        Each training image is scored against the bank with its own patches excluded,
-        so every good image serves as calibration data without a separate hold-out
-        and without a second coreset run. ``defect_images``, if given, add the
-        F1-optimal threshold and its rates to the calibration report.
+        A seeded ``calibration_fraction`` of the images (at least 2) never enters the
+        memory bank; their scores are exchangeable with those of future good parts, which
+        is what the conformal threshold needs (``calibration``). Scoring training images
+        against a bank with their own patches removed was tried and rejected: the
+        coreset had dropped their neighbours from other images, so such scores ran far
+        above real good parts (magnetic tile: every defect passed). ``defect_images``,
+        if given, add the F1-optimal threshold and its rates to the calibration report.
         """
-        if len(images) < 2:
-            raise ValueError("fit needs at least 2 good images")
-        feats = self.embed(images)
-        n, h, w, d = feats.shape
+        n_cal = max(2, round(len(images) * self.calibration_fraction))
+        if len(images) - n_cal < 1:
+            raise ValueError(f"fit needs at least {n_cal + 1} good images ({n_cal} are held out to calibrate)")
+        order = np.random.default_rng(self.seed).permutation(len(images))
+        cal_idx, bank_idx = np.sort(order[:n_cal]), np.sort(order[n_cal:])
+        bank_images = [images[i] for i in bank_idx]
+        feats = self.embed(bank_images)
+        d = feats.shape[-1]
         flat = feats.reshape(-1, d)
-        groups = np.repeat(np.arange(n), h * w)
         k = coreset_size(flat.shape[0], self.coreset_ratio, self.coreset_size)
-        chosen = greedy_coreset(flat, k, seed=self.seed)
-        bank = flat[chosen].astype(self.bank_dtype)
-        loo = NearestNeighbourIndex(bank, groups=groups[chosen])
-        good_scores = np.array(
-            [self._map_from_patches(loo.distances(feats[i].reshape(-1, d), i), h, w).max() for i in range(n)]
-        )
+        bank = flat[greedy_coreset(flat, k, seed=self.seed)].astype(self.bank_dtype)
         self._set_bank(bank)
+        good_scores = self.score([images[i] for i in cal_idx])[0]
         defect_scores = None if not defect_images else self.score(defect_images)[0]
         cal = calibrate(good_scores, self.false_reject_rate, self.confidence, defect_scores)
         self.card_ = ModelCard(
@@ -169,7 +177,8 @@ class PatchCore:
             bank_dtype=self.bank_dtype,
             coreset_ratio=self.coreset_ratio if self.coreset_size is None else None,
             seed=self.seed,
-            train_images=n,
+            train_images=len(images),
+            bank_images=len(bank_images),
             train_content_sha256=content_sha256(images),
             calibration=cal,
         )
@@ -254,6 +263,7 @@ class PatchCore:
             "coreset_size": self.coreset_size,
             "false_reject_rate": self.false_reject_rate,
             "confidence": self.confidence,
+            "calibration_fraction": self.calibration_fraction,
             "bank_dtype": self.bank_dtype,
             "seed": self.seed,
             "runtime": self.runtime,

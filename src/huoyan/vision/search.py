@@ -20,31 +20,21 @@ CHUNK_ROWS = 2048
 class NearestNeighbourIndex:
     """Distance from query vectors to their nearest bank vector (Euclidean)."""
 
-    def __init__(self, bank: np.ndarray, groups: np.ndarray | None = None) -> None:
+    def __init__(self, bank: np.ndarray) -> None:
         bank_t = torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32))
         self.mean = bank_t.mean(0)
         centred = bank_t - self.mean
         self.chunks = [c.t().contiguous() for c in torch.split(centred, CHUNK_ROWS)]
         self.sq_chunks = [(c * c).sum(0) for c in self.chunks]
-        self.groups = None if groups is None else torch.from_numpy(np.asarray(groups))
         self.size = bank_t.shape[0]
 
-    def distances(self, queries: np.ndarray, exclude_group: int | None = None) -> np.ndarray:
-        """Nearest distance for each row of ``queries``.
-
-        ``exclude_group`` ignores bank rows whose group id equals it: used to score a
-        training image against a bank from which its own patches are left out.
-        """
+    def distances(self, queries: np.ndarray) -> np.ndarray:
+        """Nearest distance for each row of ``queries``."""
         q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)) - self.mean
         best = torch.full((q.shape[0],), float("inf"))
-        start = 0
         for chunk, sq in zip(self.chunks, self.sq_chunks, strict=True):
             d = torch.addmm(sq, q, chunk, alpha=-2.0)
-            if exclude_group is not None and self.groups is not None:
-                mask = self.groups[start : start + chunk.shape[1]] == exclude_group
-                d[:, mask] = float("inf")
             torch.minimum(best, d.amin(1), out=best)
-            start += chunk.shape[1]
         best += (q * q).sum(1)
         out: np.ndarray = best.clamp_(min=0).sqrt_().numpy()
         return out
