@@ -53,11 +53,14 @@ def test_predict_rows_maps_and_errors(model_file: Path, line_dir: Path, tmp_path
     shutil.copytree(line_dir / "test" / "hole", b)
     (b / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnope")
     (b / "readme.txt").write_text("not an image")
+    (tmp_path / "empty").mkdir()
     out = tmp_path / "out"
-    assert main(["predict", str(model_file), str(a), str(b), "--out", str(out), "--mm-per-px", "0.5"]) == 0
+    inputs = [str(a), str(b), str(tmp_path / "empty")]
+    assert main(["predict", str(model_file), *inputs, "--out", str(out), "--mm-per-px", "0.5"]) == 0
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert len(rows) == 6 + 2 + 2
+    assert len(rows) == 1 + 6 + 2 + 2
     by_path = {r["path"]: r for r in rows}
+    assert "no files" in by_path[str(tmp_path / "empty")]["error"]
     assert by_path[str(b / "broken.png")]["verdict"] == "ERROR"
     assert "not a readable image" in by_path[str(b / "readme.txt")]["error"]
     good_map, bad_map = by_path[str(a / "000.png")]["map"], by_path[str(b / "000.png")]["map"]

@@ -52,8 +52,16 @@ def predict_files(
     """Predict every input, writing maps and ``results.jsonl``; yield each row."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [str(p) for p in list_inputs(inputs)]
+    paths, empty = [], []
+    for item in inputs:
+        expanded = [str(p) for p in list_inputs([item])]
+        if not expanded and Path(item).is_dir():
+            empty.append({"path": str(item), "verdict": Verdict.ERROR.value, "error": f"{item}: folder holds no files"})
+        paths += expanded
     with (out / RESULTS_FILE).open("w", encoding="utf-8") as results:
+        for row in empty:
+            results.write(json.dumps(row) + "\n")
+            yield row
         for start in range(0, len(paths), batch_size):
             for row in _predict_batch(model, paths[start : start + batch_size], out):
                 results.write(json.dumps(row) + "\n")
