@@ -13,6 +13,7 @@ cost of decoding a 900x900 PNG. Prints a table; ``--json OUT`` writes it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import resource
@@ -22,12 +23,13 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from huoyan.sampleline.generator import make_sample
 from huoyan.vision.backbone import build_backbone
 from huoyan.vision.imageio import decode_image
 from huoyan.vision.patchcore import PatchCore
-from huoyan.vision.runtime import OnnxRuntime, TorchRuntime
+from huoyan.vision.runtime import OnnxRuntime, TorchRuntime, cpu_threads
 
 
 def timed(fn: Any, repeats: int, warmup: int = 3) -> np.ndarray:
@@ -58,7 +60,7 @@ def backbone_rows(size: int, repeats: int) -> dict[str, float]:
         import openvino as ov
 
         core = ov.Core()
-        ov_model = ov.convert_model(model, example_input=__import__("torch").from_numpy(x1))
+        ov_model = ov.convert_model(model, example_input=torch.from_numpy(x1))
         # Pin f32: OpenVINO otherwise switches to bf16 on CPUs that have it.
         compiled = core.compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         runtimes["openvino"] = lambda b: compiled(b)[0]
@@ -86,17 +88,14 @@ def main() -> None:
     train = [make_sample("metal", None, 256, rng)[0] for _ in range(args.train)]
     test = [make_sample("metal", "scratch" if i % 2 else None, 256, rng)[0] for i in range(16)]
     model = PatchCore(image_size=args.size, coreset_ratio=args.coreset_ratio, bank_dtype=args.bank_dtype)
-    model._features_runtime()  # backbone build and ONNX export are start-up, not fit
+    model.prepare()  # backbone build and ONNX export are start-up, not fit
     t = time.perf_counter()
     model.fit(train)
     fit_s = time.perf_counter() - t
     assert model.bank_ is not None
 
-    def one(i: list[int] = [0]) -> None:  # noqa: B006 - a counter across calls
-        model.predict([test[i[0] % len(test)]])
-        i[0] += 1
-
-    lat = timed(one, args.repeats)
+    parts = itertools.cycle(test)
+    lat = timed(lambda: model.predict([next(parts)]), args.repeats)
     b8 = timed(lambda: model.predict(test[:8]), max(5, args.repeats // 8))
     big = cv2.imencode(".png", cv2.resize(test[0], (900, 900)))[1].tobytes()
     decode = timed(lambda: decode_image(big), 20)
@@ -104,7 +103,7 @@ def main() -> None:
     row: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
         "cpu": cpu_model(),
-        "cores": len(__import__("os").sched_getaffinity(0)),
+        "cores": cpu_threads(),
         "train_images": args.train,
         "image_size": args.size,
         "coreset_ratio": args.coreset_ratio,

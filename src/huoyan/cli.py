@@ -94,8 +94,7 @@ def _load_model(path: str, args: argparse.Namespace) -> Any:
     from huoyan.vision.patchcore import PatchCore
 
     try:
-        model = PatchCore.load(path, runtime=getattr(args, "runtime", "onnx"))
-        model._features_runtime()
+        model = PatchCore.load(path, runtime=getattr(args, "runtime", "onnx")).prepare()
     except (ArtifactError, BackboneUnavailable) as exc:
         raise SystemExit(f"error: {exc}") from exc
     if getattr(args, "min_area", None) is not None:

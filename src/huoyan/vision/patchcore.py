@@ -117,6 +117,11 @@ class PatchCore:
             self._runtime = make_runtime(self.runtime, model, self.image_size)
         return self._runtime
 
+    def prepare(self) -> PatchCore:
+        """Build the backbone runtime now (start-up cost) rather than on the first image."""
+        self._features_runtime()
+        return self
+
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """HxWx3 uint8 RGB images -> N x 3 x S x S float32, mean = std = 0.5."""
         s = self.image_size

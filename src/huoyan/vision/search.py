@@ -26,7 +26,6 @@ class NearestNeighbourIndex:
         centred = bank_t - self.mean
         self.chunks = [c.t().contiguous() for c in torch.split(centred, CHUNK_ROWS)]
         self.sq_chunks = [(c * c).sum(0) for c in self.chunks]
-        self.size = bank_t.shape[0]
 
     def distances(self, queries: np.ndarray) -> np.ndarray:
         """Nearest distance for each row of ``queries``."""
