@@ -1,4 +1,4 @@
-"""The ``huoyan`` command line: fit, predict, evaluate, sample-line and demo."""
+"""The ``huoyan`` command line: fit, predict, evaluate, run a station, records, db, feed, sample-line, demo."""
 
 from __future__ import annotations
 
@@ -164,44 +164,224 @@ def cmd_sample_line(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe(path: str) -> Any:
+    from huoyan.core.recipe import RecipeError, load_recipe
+
+    try:
+        return load_recipe(path)
+    except RecipeError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+
+
+def _setup_logging(verbose: bool) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from huoyan.runner import open_station, print_status, run_station
+    from huoyan.store.records import RecipeConflict
+    from huoyan.vision.artifact import ArtifactError
+
+    _setup_logging(args.verbose)
+    recipe = _recipe(args.recipe)
+    try:
+        opened = open_station(recipe, args.db, batch_size=args.batch_size, runtime=args.runtime)
+    except (ArtifactError, RecipeConflict, FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    on_start = _stdin_triggers(opened.source) if args.triggers_from_stdin else None
+    print(
+        f"station {recipe.station}: recipe {recipe.recipe} v{recipe.version}, model {opened.model_sha256[:12]}, "
+        f"source {recipe.source.type}",
+        file=sys.stderr,
+    )
+    summary = run_station(
+        opened, args.idle_exit, args.max_parts, None if args.quiet else print_status, on_start=on_start
+    )
+    print(json.dumps(summary))
+    return 0
+
+
+def _stdin_triggers(source: Any) -> Any:
+    """Trigger-mode cameras: each stdin line takes one picture; a JSON object is its payload."""
+    import asyncio
+    import threading
+
+    from huoyan.station.sources import Camera
+
+    if not isinstance(source, Camera) or source.cfg.mode != "trigger":
+        raise SystemExit("error: --triggers-from-stdin needs a camera source in trigger mode")
+
+    def pump(loop: asyncio.AbstractEventLoop) -> None:
+        for line in sys.stdin:
+            text = line.strip()
+            try:
+                payload = json.loads(text) if text.startswith("{") else ({"part_id": text} if text else {})
+            except json.JSONDecodeError:
+                print(f"ignored trigger, not JSON: {text!r}", file=sys.stderr)
+                continue
+            loop.call_soon_threadsafe(source.trigger, payload)
+        loop.call_soon_threadsafe(source.stop)
+
+    return lambda loop: threading.Thread(target=pump, args=(loop,), daemon=True).start()
+
+
+def _parse_since(text: str | None) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    if not text:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
+        return datetime.now(UTC) - timedelta(seconds=float(text[:-1]) * units[text[-1]])
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise SystemExit(
+            f"error: --since {text!r}: use an ISO time (2026-11-26T08:00) or an age (30m, 2h, 7d)"
+        ) from exc
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _database(args: argparse.Namespace) -> Any:
+    from huoyan.runner import open_database
+    from huoyan.store.database import DatabaseConfigError
+
+    target = _recipe(args.recipe) if getattr(args, "recipe", None) else args.db
+    try:
+        return open_database(target, migrate=False)
+    except DatabaseConfigError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+
+
+def cmd_records(args: argparse.Namespace) -> int:
+    from huoyan.store.database import current_revision
+    from huoyan.store.records import query_records
+
+    engine = _database(args)
+    if current_revision(engine) is None:
+        raise SystemExit("error: no Huoyan records in this database (run `huoyan db upgrade` or a station first)")
+    rows = query_records(engine, args.station, _parse_since(args.since), args.verdict, args.limit)
+    for row in rows:
+        if args.json:
+            print(json.dumps(row))
+        else:
+            score = "-" if row["score"] is None else f"{row['normalised_score']:.2f}"
+            print(
+                f"{row['arrived_at'][:23]}  {row['station_id']}  {row['part_id'] or '-'}  {row['verdict']:5}  "
+                f"{score:>6}  {row['source_name']}  {row['error'] or ''}"
+            )
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from huoyan.store.database import upgrade
+
+    print(f"database at revision {upgrade(_database(args))}")
+    return 0
+
+
+def cmd_feed(args: argparse.Namespace) -> int:
+    from huoyan.runner import feed_folder
+    from huoyan.vision.imageio import list_images
+
+    files = list_images(Path(args.folder))
+    if not files:
+        raise SystemExit(f"error: no images under {args.folder}")
+    n = feed_folder(files, Path(args.inbox), args.rate)
+    print(f"fed {n} images into {args.inbox}")
+    return 0
+
+
+def demo_recipe(product: str, model: Path, inbox: Path, data_dir: Path) -> str:
+    """The recipe the demo writes for each sample-line product."""
+    return f"""# Written by `huoyan demo`: a hot-folder station for the sample line's {product}.
+station: demo-{product}
+product: {product}
+recipe: {product}-top
+version: "1"
+source:
+  type: hot_folder
+  path: {inbox.resolve()}
+  settle_ms: 50
+model: {model.resolve()}
+decision:
+  threshold: calibrated
+storage:
+  data_dir: {data_dir.resolve()}
+  keep_ok_every: 5
+part_id:
+  from: filename
+  pattern: "^(?P<id>\\d+)_"
+"""
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    import threading
+
+    from huoyan.core.recipe import load_recipe
+    from huoyan.runner import feed_folder, open_station, print_status, run_station
     from huoyan.sampleline.generator import generate_line
+    from huoyan.store.records import query_records
     from huoyan.vision.dataset import load_category
     from huoyan.vision.evaluate import evaluate
-    from huoyan.vision.files import RESULTS_FILE, predict_files
+    from huoyan.vision.imageio import list_images
     from huoyan.vision.patchcore import PatchCore
 
     out = Path(args.out)
     print(f"generating the sample line in {out / 'line'} ...")
     roots = generate_line(out / "line", seed=args.seed)
+    data_dir = out / "data"
     summary = []
     for root in roots:
         images, _ = _load_good_images(root / "train" / "good")
         start = time.perf_counter()
         model = PatchCore(seed=args.seed).fit(images)
         fit_s = time.perf_counter() - start
-        model_path = model.save(out / "models" / root.name)
-        counts: Counter[str] = Counter(
-            r["verdict"] for r in predict_files(model, [root / "test"], out / "results" / root.name)
-        )
+        model_path = model.save(out / "models" / f"{root.name}.safetensors")
         metrics = evaluate(model, load_category(root))
+        recipe_path = out / "recipes" / f"{root.name}.yaml"
+        recipe_path.parent.mkdir(parents=True, exist_ok=True)
+        inbox = out / "stations" / root.name / "inbox"
+        recipe_path.write_text(demo_recipe(root.name, model_path, inbox, data_dir))
+        recipe = load_recipe(recipe_path)
+        opened = open_station(recipe)
+        tests = list_images(root / "test")
+        feeder = threading.Thread(target=feed_folder, args=(tests, inbox, args.rate), daemon=True)
+        print(f"station demo-{root.name}: feeding {len(tests)} test images into {inbox} at {args.rate}/s")
+        feeder.start()
+        run = run_station(opened, idle_exit=2.0, status=print_status, status_every=2.0)
+        feeder.join()
+        rows = query_records(opened.engine, station=recipe.station)
+        good = [r for r in rows if "_good_" in r["source_name"]]
+        bad = [r for r in rows if "_good_" not in r["source_name"]]
         summary.append(
             {
                 "product": root.name,
                 "fit_seconds": round(fit_s, 1),
-                "verdicts": dict(counts),
+                "parts_recorded": len(rows),
+                "verdicts": run["verdicts"],
+                "false_rejects": sum(r["verdict"] == "NG" for r in good),
+                "good_parts": len(good),
+                "missed_defects": sum(r["verdict"] == "OK" for r in bad),
+                "defective_parts": len(bad),
+                "latency_ms_p50": run["latency_ms_p50"],
+                "latency_ms_p99": run["latency_ms_p99"],
                 "image_auroc": round(metrics["image_auroc"], 4),
                 "pixel_auroc": round(metrics["pixel_auroc"], 4),
-                "false_reject_rate": round(metrics["false_reject_rate"], 4),
-                "miss_rate": round(metrics["miss_rate"], 4),
-                "images_per_second": round(metrics["images_per_second"], 1),
-                "model": str(model_path),
-                "results": str(out / "results" / root.name / RESULTS_FILE),
+                "recipe": str(recipe_path),
             }
         )
         print(json.dumps(summary[-1]))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    db = (data_dir / "huoyan.db").resolve()
     print(f"summary: {out / 'summary.json'}")
+    print(f"records: huoyan records --db sqlite:///{db} --verdict NG")
     return 0
 
 
@@ -254,10 +434,48 @@ def build_parser() -> argparse.ArgumentParser:
     line.add_argument("--seed", type=int, default=0)
     line.set_defaults(func=cmd_sample_line)
 
-    demo = sub.add_parser("demo", help="sample line -> train -> inspect -> summary")
+    demo = sub.add_parser("demo", help="sample line -> train -> hot-folder station -> records -> summary")
     demo.add_argument("--out", default="huoyan-demo")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--rate", type=float, default=20.0, help="parts per second fed into each hot folder")
     demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="run a station from a recipe, in the foreground")
+    run.add_argument("recipe", help="recipe YAML file")
+    run.add_argument("--db", help="database URL (default: the recipe's, $HUOYAN_DATABASE_URL, or SQLite)")
+    run.add_argument("--batch-size", type=int, default=8, help="largest micro-batch when parts queue up")
+    run.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    run.add_argument("--idle-exit", type=float, default=None, help="stop after this many seconds without parts")
+    run.add_argument("--max-parts", type=int, default=None, help="stop after this many parts")
+    run.add_argument("--triggers-from-stdin", action="store_true", help="camera trigger mode: one line per trigger")
+    run.add_argument("--quiet", action="store_true", help="no live status line")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    rec = sub.add_parser("records", help="list stored inspections")
+    where = rec.add_mutually_exclusive_group()
+    where.add_argument("--db", help="database URL")
+    where.add_argument("--recipe", help="use this recipe's database")
+    rec.add_argument("--station")
+    rec.add_argument("--since", help="ISO time or age such as 30m, 2h, 7d")
+    rec.add_argument("--verdict", choices=("OK", "NG", "ERROR", "ok", "ng", "error"))
+    rec.add_argument("--limit", type=int)
+    rec.add_argument("--json", action="store_true", help="one JSON object per line")
+    rec.set_defaults(func=cmd_records)
+
+    db = sub.add_parser("db", help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="apply migrations up to the newest schema")
+    up_where = up.add_mutually_exclusive_group()
+    up_where.add_argument("--db", help="database URL")
+    up_where.add_argument("--recipe", help="use this recipe's database")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    feed = sub.add_parser("feed", help="copy a folder's images into a hot folder at a fixed rate")
+    feed.add_argument("folder")
+    feed.add_argument("inbox")
+    feed.add_argument("--rate", type=float, default=5.0, help="images per second")
+    feed.set_defaults(func=cmd_feed)
     return parser
 
 

@@ -8,5 +8,18 @@ from huoyan.core.models import (
     Region,
     Verdict,
 )
+from huoyan.core.records import Arrival, InspectionRecord, Severity, StationEvent, StoredRecord
 
-__all__ = ["Calibration", "Frame", "InspectionResult", "ModelCard", "Region", "Verdict"]
+__all__ = [
+    "Arrival",
+    "Calibration",
+    "Frame",
+    "InspectionRecord",
+    "InspectionResult",
+    "ModelCard",
+    "Region",
+    "Severity",
+    "StationEvent",
+    "StoredRecord",
+    "Verdict",
+]

@@ -223,13 +223,28 @@ class PatchCore:
         scores, maps = self.score(images)
         return [self.judge(img, float(s), m, name) for img, s, m, name in zip(images, scores, maps, names, strict=True)]
 
-    def judge(self, image: np.ndarray, score: float, model_map: np.ndarray, name: str) -> InspectionResult:
-        """Turn a score and model-resolution map into a decision for one image."""
-        thr = self.threshold
+    def judge(
+        self,
+        image: np.ndarray,
+        score: float,
+        model_map: np.ndarray,
+        name: str,
+        threshold: float | None = None,
+        min_region_area: int | None = None,
+        mm_per_px: float | None = None,
+    ) -> InspectionResult:
+        """Turn a score and model-resolution map into a decision for one image.
+
+        ``threshold``, ``min_region_area`` and ``mm_per_px`` override the model's own
+        values for this call (a station recipe may set them per product).
+        """
+        thr = self.threshold if threshold is None else threshold
+        min_area = self.min_region_area if min_region_area is None else min_region_area
+        scale = self.mm_per_px if mm_per_px is None else mm_per_px
         height, width = image.shape[:2]
         raw_map = resize_map(model_map, width, height)
-        regions = find_regions(raw_map / thr, 1.0, self.min_region_area, self.mm_per_px) if score > thr else []
-        ng = score > thr and (self.min_region_area <= 0 or bool(regions))
+        regions = find_regions(raw_map / thr, 1.0, min_area, scale) if score > thr else []
+        ng = score > thr and (min_area <= 0 or bool(regions))
         return InspectionResult(
             source_name=name,
             verdict=Verdict.NG if ng else Verdict.OK,

@@ -1,0 +1,96 @@
+"""What flows out of the station: arrivals, inspection records, events, and the sink contract.
+
+A source turns whatever it watches into ``Arrival`` objects; the pipeline turns each
+into exactly one ``InspectionRecord``; sinks (the record store, line feedback, the live
+view) take records and ``StationEvent`` alarms. None of these stages imports another:
+they meet here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from huoyan.core.models import Region, Verdict
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Arrival:
+    """One part as a source hands it over, before decoding.
+
+    ``key`` is the idempotency key: the same part arriving again (a restart re-claiming
+    unfinished work, a replay resumed) carries the same key, and the store keeps one
+    record per key. Exactly one of ``data`` (encoded file bytes) and ``image`` (a decoded
+    HxWx3 uint8 RGB frame) is set.
+    """
+
+    key: str
+    source_name: str
+    part_id: str | None
+    arrived_at: datetime
+    data: bytes | None = None
+    image: np.ndarray | None = None
+    seq: int | None = None
+    recovered: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ALARM = "alarm"
+
+
+class StationEvent(BaseModel):
+    """Something an operator should know: a dropped frame, a database outage, a full disk."""
+
+    station_id: str
+    kind: str = Field(description="machine-readable, e.g. 'frame-dropped', 'database-unavailable'")
+    severity: Severity
+    message: str
+    at: datetime = Field(default_factory=utcnow)
+    active: bool = Field(default=True, description="False when the event clears an earlier alarm")
+
+
+class InspectionRecord(BaseModel):
+    """The stored, traceable outcome of one part: exactly one per arrival."""
+
+    key: str
+    seq: int | None = None
+    station_id: str
+    recipe_id: str
+    recipe_version: str
+    model_sha256: str | None = None
+    threshold: float | None = None
+    part_id: str | None = None
+    source_name: str
+    verdict: Verdict
+    score: float | None = None
+    normalised_score: float | None = None
+    regions: list[Region] = Field(default_factory=list)
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
+    arrived_at: datetime
+    decided_at: datetime
+    stored_at: datetime | None = None
+    latency_ms: float = Field(description="arrival to decision, milliseconds")
+    image_sha256: str | None = None
+    heatmap_sha256: str | None = None
+
+
+@dataclass(slots=True)
+class StoredRecord:
+    """A record with the blobs (image, heat map) it references, as handed to a sink."""
+
+    record: InspectionRecord
+    blobs: dict[str, bytes] = field(default_factory=dict)

@@ -1,0 +1,164 @@
+"""One micro-batch of arrivals to one stored record each: decode, preprocess, score, decide, keep.
+
+Runs in a worker thread, off the event loop. Any failure of one part (corrupt file,
+image smaller than the ROI) becomes that part's ERROR record; a failure of the engine
+itself becomes an ERROR record for each part of the batch. No arrival is left without
+a record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from huoyan.core.models import InspectionResult, Verdict
+from huoyan.core.recipe import Recipe
+from huoyan.core.records import Arrival, InspectionRecord, StoredRecord, utcnow
+from huoyan.station import preprocess
+from huoyan.station.decision import decide
+
+# Heat maps are stored as 8-bit PNG of score / threshold: 128 is the NG threshold,
+# 255 is twice it or more. Compact, viewable, and still quantitative.
+HEATMAP_SCALE = 128.0
+
+
+class Engine(Protocol):
+    """What the station needs from a vision model (``huoyan.vision.PatchCore`` provides it)."""
+
+    @property
+    def threshold(self) -> float: ...
+
+    def score(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def judge(
+        self,
+        image: np.ndarray,
+        score: float,
+        model_map: np.ndarray,
+        name: str,
+        threshold: float | None = None,
+        min_region_area: int | None = None,
+        mm_per_px: float | None = None,
+    ) -> InspectionResult: ...
+
+
+class Decoder(Protocol):
+    def __call__(self, data: bytes, name: str) -> np.ndarray: ...
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, buf = cv2.imencode(".png", bgr)
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def heatmap_png(raw_map: np.ndarray, threshold: float) -> bytes:
+    return encode_png(np.clip(raw_map / threshold * HEATMAP_SCALE, 0, 255).astype(np.uint8))
+
+
+@dataclass
+class Inspector:
+    engine: Engine
+    recipe: Recipe
+    model_sha256: str
+    decode: Decoder
+
+    @property
+    def threshold(self) -> float:
+        t = self.recipe.decision.threshold
+        return self.engine.threshold if isinstance(t, str) else float(t)
+
+    def _record(self, a: Arrival, **fields: object) -> InspectionRecord:
+        decided = utcnow()
+        return InspectionRecord(
+            key=a.key,
+            seq=a.seq,
+            station_id=self.recipe.station,
+            recipe_id=self.recipe.recipe,
+            recipe_version=self.recipe.version,
+            model_sha256=self.model_sha256,
+            threshold=self.threshold,
+            part_id=a.part_id,
+            source_name=a.source_name,
+            arrived_at=a.arrived_at,
+            decided_at=decided,
+            latency_ms=(decided - a.arrived_at).total_seconds() * 1000,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    def _keep_image(self, verdict: Verdict, seq: int | None) -> bool:
+        policy = self.recipe.storage
+        if verdict != Verdict.OK:
+            return policy.keep_ng
+        n = policy.keep_ok_every
+        return n > 0 and (seq or 0) % n == 0
+
+    def _error(self, a: Arrival, message: str) -> StoredRecord:
+        blobs: dict[str, bytes] = {}
+        if a.data and self._keep_image(Verdict.ERROR, a.seq):
+            blobs[hashlib.sha256(a.data).hexdigest()] = a.data  # the bad file itself, for diagnosis
+        rec = self._record(a, verdict=Verdict.ERROR, error=message, image_sha256=next(iter(blobs), None))
+        return StoredRecord(rec, blobs)
+
+    def _prepare(self, a: Arrival) -> np.ndarray:
+        image = a.image if a.image is not None else self.decode(a.data or b"", a.source_name)
+        return preprocess.apply(image, self.recipe.preprocess)
+
+    def run(self, batch: Sequence[Arrival]) -> list[StoredRecord]:
+        out: dict[int, StoredRecord] = {}
+        ready: list[tuple[int, Arrival, np.ndarray]] = []
+        for i, a in enumerate(batch):
+            try:
+                ready.append((i, a, self._prepare(a)))
+            except Exception as exc:  # every failure of one part is that part's ERROR record
+                out[i] = self._error(a, str(exc) or type(exc).__name__)
+        if ready:
+            try:
+                scores, maps = self.engine.score([img for _, _, img in ready])
+                for (i, a, img), s, m in zip(ready, scores, maps, strict=True):
+                    out[i] = self._judge(a, img, float(s), m)
+            except Exception as exc:
+                for i, a, _ in ready:
+                    out[i] = self._error(a, f"inspection failed: {exc}")
+        return [out[i] for i in range(len(batch))]
+
+    def _judge(self, a: Arrival, image: np.ndarray, score: float, model_map: np.ndarray) -> StoredRecord:
+        thr = self.threshold
+        d = self.recipe.decision
+        result = self.engine.judge(
+            image, score, model_map, a.source_name, thr, d.min_region_area_px, self.recipe.preprocess.mm_per_px
+        )
+        verdict = decide(result, d)
+        blobs: dict[str, bytes] = {}
+        image_sha = heat_sha = None
+        if self._keep_image(verdict, a.seq):
+            data = a.data if a.data and a.image is None and not self._changed_by_preprocess() else encode_png(image)
+            image_sha = hashlib.sha256(data).hexdigest()
+            blobs[image_sha] = data
+            if result.anomaly_map is not None:
+                heat = heatmap_png(result.anomaly_map, thr)
+                heat_sha = hashlib.sha256(heat).hexdigest()
+                blobs[heat_sha] = heat
+        rec = self._record(
+            a,
+            verdict=verdict,
+            score=result.score,
+            normalised_score=result.normalised_score,
+            regions=result.regions,
+            width=result.width,
+            height=result.height,
+            image_sha256=image_sha,
+            heatmap_sha256=heat_sha,
+        )
+        return StoredRecord(rec, blobs)
+
+    def _changed_by_preprocess(self) -> bool:
+        p = self.recipe.preprocess
+        return p.roi is not None or p.rotate != 0 or p.resize is not None

@@ -1,0 +1,380 @@
+"""Where parts come from: a hot folder, a replayed folder, or an OpenCV camera or stream.
+
+Every source yields ``Arrival`` objects and is told, through ``settle``, when a part's
+record is durable. A new source (HTTP upload, a PLC trigger) only has to do the same.
+``overflow`` says what the pipeline does when inference falls behind: "wait" holds the
+source back (a hot folder just leaves files in place), "drop_oldest" discards the
+oldest queued frame, counts it and raises an alarm (a free-running camera cannot wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from huoyan.core.models import Verdict
+from huoyan.core.recipe import CameraSource, HotFolderSource, PartId, ReplaySource
+from huoyan.core.records import Arrival, Severity, StationEvent, utcnow
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
+# Names writers use while a file is incomplete; such files are never claimed.
+PARTIAL = re.compile(r"(^\.|\.tmp$|\.part$|\.partial$|~$)", re.IGNORECASE)
+CLAIM_SEP = "__"
+
+EventFn = Callable[[StationEvent], None]
+
+
+@dataclass
+class SeqCounter:
+    """The station's part sequence: unique and increasing across restarts (gaps allowed)."""
+
+    last: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next(self) -> int:
+        with self._lock:
+            self.last += 1
+            return self.last
+
+
+class PartIds:
+    """Derives a part id from the recipe's ``part_id`` policy."""
+
+    def __init__(self, policy: PartId) -> None:
+        self.policy = policy
+        self._pattern = re.compile(policy.pattern) if policy.pattern else None
+
+    def __call__(self, name: str, seq: int | None, payload: dict[str, Any] | None = None) -> str | None:
+        p = self.policy
+        if p.source == "counter":
+            return f"{p.prefix}{seq:08d}" if seq is not None else None
+        if p.source == "trigger":
+            value = (payload or {}).get(p.key)
+            return None if value is None else f"{p.prefix}{value}"
+        stem = Path(name).stem
+        if self._pattern is None:
+            return f"{p.prefix}{stem}"
+        m = self._pattern.search(name)
+        if m is None:
+            log.warning("part id pattern %r does not match %r; part id left empty", p.pattern, name)
+            return None
+        return p.prefix + (m.group("id") if "id" in m.groupdict() else m.group(0))
+
+
+class Source:
+    """Base of every source. Subclasses implement ``arrivals`` and, if they own files, ``settle``."""
+
+    kind = "source"
+    overflow: Literal["wait", "drop_oldest"] = "wait"
+
+    def __init__(self, station_id: str, part_ids: PartIds, counter: SeqCounter, queue_size: int) -> None:
+        self.station_id = station_id
+        self.part_ids = part_ids
+        self.counter = counter
+        self.queue_size = queue_size
+        self.on_event: EventFn | None = None
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    def arrivals(self) -> AsyncIterator[Arrival]:
+        raise NotImplementedError
+
+    async def settle(self, arrival: Arrival, verdict: Verdict) -> None:
+        """Called once the part's record is durable."""
+
+    def _emit(self, kind: str, severity: Severity, message: str, active: bool = True) -> None:
+        if self.on_event is not None:
+            self.on_event(
+                StationEvent(station_id=self.station_id, kind=kind, severity=severity, message=message, active=active)
+            )
+
+
+class HotFolder(Source):
+    """Claims files from a folder by atomic rename, and archives them after their record is stored.
+
+    Claimed files wait in ``<path>/.processing`` named ``<seq>__<original name>``; the
+    sequence number in the name is the idempotency key, so after a crash the same file
+    is re-inspected under the same key (or only archived if its record already exists).
+    """
+
+    kind = "hot_folder"
+
+    def __init__(self, cfg: HotFolderSource, station_id: str, part_ids: PartIds, counter: SeqCounter) -> None:
+        super().__init__(station_id, part_ids, counter, cfg.queue)
+        self.cfg = cfg
+        self.inbox = Path(cfg.path)
+        self.processing = self.inbox / ".processing"
+        self.done = Path(cfg.done_dir or self.inbox / "done")
+        self.failed = Path(cfg.failed_dir or self.inbox / "failed")
+        for folder in (self.inbox, self.processing, self.done, self.failed):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.counter.last = max(self.counter.last, *(s for s, _ in self._claimed()), 0)
+
+    def _claimed(self) -> list[tuple[int, Path]]:
+        out = []
+        for p in self.processing.iterdir():
+            head, sep, _ = p.name.partition(CLAIM_SEP)
+            if sep and head.isdigit() and p.is_file():
+                out.append((int(head), p))
+        return sorted(out)
+
+    def key(self, seq: int) -> str:
+        return f"{self.station_id}:{self.kind}:{seq}"
+
+    def _arrival(self, seq: int, path: Path, recovered: bool) -> Arrival:
+        name = path.name.partition(CLAIM_SEP)[2]
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            data = b""
+            log.error("cannot read claimed file %s: %s", path, exc)
+        return Arrival(
+            key=self.key(seq),
+            source_name=name,
+            part_id=self.part_ids(name, seq),
+            arrived_at=utcnow(),
+            data=data,
+            seq=seq,
+            recovered=recovered,
+            meta={"claimed_path": str(path)},
+        )
+
+    def _scan(self, seen: dict[str, tuple[int, int, float]], now: float) -> list[str]:
+        """Names whose size and mtime have held for ``settle_ms``; updates ``seen``."""
+        ready, present = [], set()
+        with os.scandir(self.inbox) as it:
+            for entry in it:
+                if not entry.is_file(follow_symlinks=False) or PARTIAL.search(entry.name):
+                    continue
+                present.add(entry.name)
+                st = entry.stat()
+                sig = (st.st_size, st.st_mtime_ns)
+                prev = seen.get(entry.name)
+                if prev is None or prev[:2] != sig:
+                    seen[entry.name] = (*sig, now)
+                elif st.st_size > 0 and now - prev[2] >= self.cfg.settle_ms / 1000:
+                    ready.append(entry.name)
+        for gone in set(seen) - present:
+            del seen[gone]
+        return sorted(ready, key=lambda n: (seen[n][1], n))
+
+    def _claim(self, name: str) -> tuple[int, Path] | None:
+        seq = self.counter.next()
+        target = self.processing / f"{seq:010d}{CLAIM_SEP}{name}"
+        try:
+            os.rename(self.inbox / name, target)
+        except FileNotFoundError:
+            return None  # another station or the operator took it first
+        return seq, target
+
+    async def arrivals(self) -> AsyncIterator[Arrival]:
+        for seq, path in self._claimed():
+            yield await asyncio.to_thread(self._arrival, seq, path, True)
+        seen: dict[str, tuple[int, int, float]] = {}
+        loop = asyncio.get_running_loop()
+        while not self.stopped:
+            ready = await asyncio.to_thread(self._scan, seen, loop.time())
+            for name in ready:
+                if self.stopped:
+                    return
+                claimed = await asyncio.to_thread(self._claim, name)
+                seen.pop(name, None)
+                if claimed is not None:
+                    yield await asyncio.to_thread(self._arrival, *claimed, False)
+            if not ready:
+                await self._pause(self.cfg.poll_ms / 1000)
+
+    async def settle(self, arrival: Arrival, verdict: Verdict) -> None:
+        await asyncio.to_thread(self._archive, Path(arrival.meta["claimed_path"]), arrival, verdict)
+
+    def _archive(self, claimed: Path, arrival: Arrival, verdict: Verdict) -> None:
+        folder = self.failed if verdict == Verdict.ERROR else self.done
+        target = folder / arrival.source_name
+        if target.exists():
+            target = folder / f"{Path(arrival.source_name).stem}.{arrival.seq}{Path(arrival.source_name).suffix}"
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(claimed, target)
+
+
+class Replay(Source):
+    """Feeds a folder's images at ``rate`` parts per second (optionally looping)."""
+
+    kind = "replay"
+
+    def __init__(self, cfg: ReplaySource, station_id: str, part_ids: PartIds, counter: SeqCounter) -> None:
+        super().__init__(station_id, part_ids, counter, cfg.queue)
+        self.cfg = cfg
+        self.files = sorted(p for p in Path(cfg.path).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise FileNotFoundError(f"replay source: no images under {cfg.path}")
+
+    async def arrivals(self) -> AsyncIterator[Arrival]:
+        loop = asyncio.get_running_loop()
+        period = 1.0 / self.cfg.rate
+        due = loop.time()
+        lap = 0
+        while not self.stopped:
+            for i, path in enumerate(self.files):
+                await self._pause(max(0.0, due - loop.time()))
+                if self.stopped:
+                    return
+                due += period
+                data = await asyncio.to_thread(path.read_bytes)
+                rel = str(path.relative_to(self.cfg.path))
+                seq = self.counter.next()
+                yield Arrival(
+                    # Lap and index make the key stable, so a restarted replay skips what it stored.
+                    key=f"{self.station_id}:{self.kind}:{lap}:{i}:{rel}",
+                    source_name=rel,
+                    part_id=self.part_ids(rel, seq),
+                    arrived_at=utcnow(),
+                    data=data,
+                    seq=seq,
+                    recovered=True,
+                )
+            if not self.cfg.loop:
+                return
+            lap += 1
+
+
+class Camera(Source):
+    """An OpenCV capture. Free-run takes a frame every 1/rate s; trigger mode one per ``trigger``.
+
+    A video file is read frame by frame (a simulated camera); a device or stream is
+    drained continuously by a grabber thread so each part gets the newest frame, not
+    one that waited in the driver's buffer.
+    """
+
+    kind = "camera"
+
+    def __init__(self, cfg: CameraSource, station_id: str, part_ids: PartIds, counter: SeqCounter) -> None:
+        super().__init__(station_id, part_ids, counter, cfg.queue)
+        self.cfg = cfg
+        self.overflow = "drop_oldest" if cfg.mode == "free_run" else "wait"
+        dev = cfg.device
+        self.target: int | str = int(dev) if isinstance(dev, str) and dev.isdigit() else dev
+        self.is_file = isinstance(self.target, str) and "://" not in self.target
+        self._triggers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._latest: np.ndarray | None = None
+        self._cap: cv2.VideoCapture | None = None
+        self._grabber: threading.Thread | None = None
+
+    def trigger(self, payload: dict[str, Any] | None = None) -> None:
+        """Take one picture (trigger mode); ``payload`` may carry the part id."""
+        self._triggers.put_nowait(payload or {})
+
+    def _open(self) -> cv2.VideoCapture | None:
+        cap = cv2.VideoCapture(self.target)
+        if not cap.isOpened():
+            cap.release()
+            return None
+        return cap
+
+    def _grab_loop(self) -> None:
+        while not self.stopped and self._cap is not None:
+            ok, frame = self._cap.read()
+            if not ok:
+                break
+            self._latest = frame
+
+    def _read(self) -> np.ndarray | None:
+        if self._cap is None:
+            return None
+        if self.is_file:
+            ok, frame = self._cap.read()
+            return frame if ok else None
+        return self._latest
+
+    async def _connect(self) -> bool:
+        while not self.stopped:
+            self._cap = await asyncio.to_thread(self._open)
+            if self._cap is not None:
+                if not self.is_file:
+                    self._grabber = threading.Thread(target=self._grab_loop, daemon=True)
+                    self._grabber.start()
+                return True
+            if self.is_file:
+                raise FileNotFoundError(f"camera source: cannot open video file {self.target}")
+            self._emit("camera-disconnected", Severity.ALARM, f"cannot open camera {self.target}; retrying")
+            await self._pause(2.0)
+        return False
+
+    async def _next_payload(self, due: float) -> dict[str, Any] | None:
+        loop = asyncio.get_running_loop()
+        if self.cfg.mode == "free_run":
+            await self._pause(max(0.0, due - loop.time()))
+            return None if self.stopped else {}
+        while not self.stopped:
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(self._triggers.get(), 0.2)
+        return None
+
+    async def arrivals(self) -> AsyncIterator[Arrival]:
+        if not await self._connect():
+            return
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        try:
+            while not self.stopped:
+                payload = await self._next_payload(due)
+                if payload is None:
+                    return
+                due = max(due + 1.0 / self.cfg.rate, loop.time())
+                bgr = await asyncio.to_thread(self._read)
+                if bgr is None:
+                    if self.is_file:
+                        return  # end of the recording
+                    await self._pause(0.05)
+                    continue
+                seq = self.counter.next()
+                name = f"frame-{seq:010d}"
+                yield Arrival(
+                    key=f"{self.station_id}:{self.kind}:{seq}",
+                    source_name=name,
+                    part_id=self.part_ids(name, seq, payload),
+                    arrived_at=utcnow(),
+                    image=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                    if bgr.ndim == 3
+                    else cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB),
+                    seq=seq,
+                    meta={"trigger": payload} if payload else {},
+                )
+        finally:
+            self.stop()
+            if self._grabber is not None:
+                self._grabber.join(timeout=2)
+            if self._cap is not None:
+                self._cap.release()
+
+
+def make_source(
+    cfg: HotFolderSource | ReplaySource | CameraSource, station_id: str, part_ids: PartIds, counter: SeqCounter
+) -> Source:
+    if isinstance(cfg, HotFolderSource):
+        return HotFolder(cfg, station_id, part_ids, counter)
+    if isinstance(cfg, ReplaySource):
+        return Replay(cfg, station_id, part_ids, counter)
+    return Camera(cfg, station_id, part_ids, counter)

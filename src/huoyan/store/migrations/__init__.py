@@ -1,0 +1,1 @@
+"""Alembic migrations for the record tables (shipped inside the package)."""

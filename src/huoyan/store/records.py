@@ -1,0 +1,386 @@
+"""The record store: writes inspection records idempotently, and keeps them through outages.
+
+``write`` returns only when each record is durable: committed to the database, or, while
+the database is unreachable, in the on-disk ``Spool`` (an alarm is raised then, and
+cleared when the spool has been flushed). Inserts skip keys already present, so a record
+that is spooled, committed and spooled again by a restart is still stored once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session, selectinload
+
+from huoyan.core.models import Region, Verdict
+from huoyan.core.records import InspectionRecord, Severity, StationEvent, StoredRecord, utcnow
+from huoyan.store.blobs import BlobStore
+from huoyan.store.schema import EventRow, InspectionRow, ModelRow, RecipeRow, RegionRow, StationRow
+from huoyan.store.spool import Spool
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError)
+OUTAGE_KIND = "database-unavailable"
+
+
+class RecipeConflict(ValueError):
+    """A recipe id and version already stored with different content."""
+
+
+def as_utc(ts: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time Huoyan stores is UTC."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+class RecordStore:
+    """Records for one station (or, with ``station=None``, a read-only view of all)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        blobs: BlobStore,
+        spool: Spool,
+        on_event: Callable[[StationEvent], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.blobs = blobs
+        self.spool = spool
+        self.on_event = on_event
+        self._station: dict[str, Any] | None = None
+        self._recipe: dict[str, Any] | None = None
+        self._model: dict[str, Any] | None = None
+        self._pks: dict[tuple[str, str], int] = {}
+        self._registered = False
+        self._spooled_keys = spool.keys()
+        self.degraded = False
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with Session(self.engine) as session, session.begin():
+            yield session
+
+    # -- registration ---------------------------------------------------------------
+    def configure(
+        self,
+        station_id: str,
+        product: str,
+        recipe_id: str,
+        recipe_version: str,
+        recipe_sha256: str,
+        recipe_body: dict[str, Any],
+        model_sha256: str,
+        model_name: str,
+        model_card: dict[str, Any],
+    ) -> None:
+        """Say which station, recipe and model this store writes for; registered on first contact."""
+        self._station = {"id": station_id, "product": product}
+        self._recipe = {"recipe_id": recipe_id, "version": recipe_version, "sha": recipe_sha256, "body": recipe_body}
+        self._model = {"sha256": model_sha256, "name": model_name, "card": model_card}
+
+    def register(self) -> None:
+        """Upsert station, recipe and model rows. Raises ``RecipeConflict`` or a database error."""
+        assert self._station and self._recipe and self._model, "configure() first"
+        now = utcnow()
+        st, rc, md = self._station, self._recipe, self._model
+        with self._session() as s:
+            station = s.get(StationRow, st["id"])
+            if station is None:
+                s.add(StationRow(id=st["id"], product=st["product"], created_at=now, last_started_at=now))
+            else:
+                station.product, station.last_started_at = st["product"], now
+            row = s.scalar(
+                select(RecipeRow).where(RecipeRow.recipe_id == rc["recipe_id"], RecipeRow.version == rc["version"])
+            )
+            if row is None:
+                row = RecipeRow(
+                    recipe_id=rc["recipe_id"],
+                    version=rc["version"],
+                    content_sha256=rc["sha"],
+                    body=rc["body"],
+                    created_at=now,
+                )
+                s.add(row)
+            elif row.content_sha256 != rc["sha"]:
+                raise RecipeConflict(
+                    f"recipe {rc['recipe_id']!r} version {rc['version']!r} is already stored with different "
+                    "content: give the changed recipe a new version"
+                )
+            model = s.scalar(select(ModelRow).where(ModelRow.sha256 == md["sha256"]))
+            if model is None:
+                model = ModelRow(sha256=md["sha256"], name=md["name"], card=md["card"], created_at=now)
+                s.add(model)
+            s.flush()
+            self._pks = {("recipe", f"{rc['recipe_id']}@{rc['version']}"): row.id, ("model", md["sha256"]): model.id}
+        self._registered = True
+
+    # -- queries used by the station --------------------------------------------------
+    def stored_verdict(self, key: str) -> Verdict | None:
+        """The verdict already stored (or spooled) under ``key``, or None if there is none."""
+        if key in self._spooled_keys:
+            return self._spooled_keys[key]
+        try:
+            with self._session() as s:
+                v = s.scalar(select(InspectionRow.verdict).where(InspectionRow.key == key))
+        except UNAVAILABLE:
+            # Unknown: the caller re-inspects, and the idempotent insert drops the repeat.
+            return None
+        return None if v is None else Verdict(v)
+
+    def last_seq(self, station_id: str) -> int:
+        spooled = [p.get("seq") or 0 for _, k, p in self.spool.entries() if k == "record"]
+        try:
+            with self._session() as s:
+                db = s.scalar(select(func.max(InspectionRow.seq)).where(InspectionRow.station_id == station_id))
+        except UNAVAILABLE:
+            db = None
+        return max([db or 0, *spooled])
+
+    # -- writing ----------------------------------------------------------------------
+    def write(self, items: Sequence[StoredRecord]) -> None:
+        """Store blobs, then the records: in the database, or in the spool while it is away."""
+        for item in items:
+            for sha, data in item.blobs.items():
+                self.blobs.put(data, sha)
+        stamped = [i.record.model_copy(update={"stored_at": utcnow()}) for i in items]
+        with self._lock:
+            if len(self.spool) and not self._flush_locked():
+                self._spool_records(stamped)
+                return
+            try:
+                self._insert(stamped)
+            except UNAVAILABLE as exc:
+                self._go_degraded(exc)
+                self._spool_records(stamped)
+
+    def event(self, event: StationEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+        with self._lock:
+            if self.degraded or len(self.spool):
+                self.spool.append("event", event.model_dump(mode="json"))
+                return
+            try:
+                self._insert_event(event)
+            except UNAVAILABLE as exc:
+                self._go_degraded(exc)
+                self.spool.append("event", event.model_dump(mode="json"))
+
+    def flush(self) -> bool:
+        """Write spooled entries to the database; True when the spool is empty afterwards."""
+        with self._lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> bool:
+        flushed = 0
+        try:
+            for path, kind, payload in self.spool.entries():
+                if kind == "record":
+                    record = InspectionRecord.model_validate(payload)
+                    self._insert([record])
+                    self._spooled_keys.pop(record.key, None)
+                else:
+                    self._insert_event(StationEvent.model_validate(payload))
+                self.spool.remove(path)
+                flushed += 1
+        except UNAVAILABLE as exc:
+            self._go_degraded(exc)
+            return False
+        if self.degraded:
+            self.degraded = False
+            back = StationEvent(
+                station_id=self._station["id"] if self._station else "",
+                kind=OUTAGE_KIND,
+                severity=Severity.INFO,
+                message=f"database reachable again; {flushed} spooled entries written",
+                active=False,
+            )
+            self._insert_event(back)
+            if self.on_event is not None:
+                self.on_event(back)
+        return True
+
+    def _go_degraded(self, exc: Exception) -> None:
+        if self.degraded:
+            return
+        self.degraded = True
+        reason = str(exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc).strip().splitlines()[0]
+        alarm = StationEvent(
+            station_id=self._station["id"] if self._station else "",
+            kind=OUTAGE_KIND,
+            severity=Severity.ALARM,
+            message=f"database unavailable ({reason}); records are kept on local disk in {self.spool.folder}",
+        )
+        log.error(alarm.message)
+        self.spool.append("event", alarm.model_dump(mode="json"))
+        if self.on_event is not None:
+            self.on_event(alarm)
+
+    def _spool_records(self, records: Sequence[InspectionRecord]) -> None:
+        for r in records:
+            self.spool.append("record", r.model_dump(mode="json"))
+            self._spooled_keys[r.key] = r.verdict
+
+    def _insert(self, records: Sequence[InspectionRecord]) -> None:
+        if not self._registered:
+            self.register()
+        try:
+            self._insert_once(records)
+        except IntegrityError:
+            # Another writer stored one of these keys between our check and insert.
+            for r in records:
+                try:
+                    self._insert_once([r])
+                except IntegrityError:
+                    if self.stored_verdict(r.key) is None:
+                        raise
+
+    def _insert_once(self, records: Sequence[InspectionRecord]) -> None:
+        with self._session() as s:
+            keys = [r.key for r in records]
+            present = set(s.scalars(select(InspectionRow.key).where(InspectionRow.key.in_(keys))))
+            for r in records:
+                if r.key in present:
+                    continue
+                present.add(r.key)
+                s.add(self._row(r))
+
+    def _row(self, r: InspectionRecord) -> InspectionRow:
+        recipe_pk = self._pks[("recipe", f"{r.recipe_id}@{r.recipe_version}")]
+        model_pk = self._pks.get(("model", r.model_sha256 or ""))
+        return InspectionRow(
+            key=r.key,
+            seq=r.seq,
+            station_id=r.station_id,
+            recipe_pk=recipe_pk,
+            model_pk=model_pk,
+            threshold=r.threshold,
+            part_id=r.part_id,
+            source_name=r.source_name,
+            verdict=r.verdict.value,
+            score=r.score,
+            normalised_score=r.normalised_score,
+            error=r.error,
+            width=r.width,
+            height=r.height,
+            arrived_at=r.arrived_at,
+            decided_at=r.decided_at,
+            stored_at=r.stored_at or utcnow(),
+            latency_ms=r.latency_ms,
+            image_sha256=r.image_sha256,
+            heatmap_sha256=r.heatmap_sha256,
+            regions=[RegionRow(**g.model_dump()) for g in r.regions],
+        )
+
+    def _insert_event(self, e: StationEvent) -> None:
+        with self._session() as s:
+            s.add(
+                EventRow(
+                    station_id=e.station_id,
+                    at=e.at,
+                    kind=e.kind,
+                    severity=e.severity.value,
+                    message=e.message,
+                    active=e.active,
+                )
+            )
+
+
+def record_dict(row: InspectionRow) -> dict[str, Any]:
+    """One inspection as the JSON object `huoyan records` prints."""
+    return {
+        "key": row.key,
+        "seq": row.seq,
+        "station_id": row.station_id,
+        "part_id": row.part_id,
+        "source_name": row.source_name,
+        "verdict": row.verdict,
+        "score": row.score,
+        "normalised_score": row.normalised_score,
+        "threshold": row.threshold,
+        "recipe_id": row.recipe.recipe_id,
+        "recipe_version": row.recipe.version,
+        "model_sha256": row.model.sha256 if row.model else None,
+        "model_name": row.model.name if row.model else None,
+        "error": row.error,
+        "width": row.width,
+        "height": row.height,
+        "arrived_at": as_utc(row.arrived_at).isoformat(),
+        "decided_at": as_utc(row.decided_at).isoformat(),
+        "stored_at": as_utc(row.stored_at).isoformat(),
+        "latency_ms": row.latency_ms,
+        "image_sha256": row.image_sha256,
+        "heatmap_sha256": row.heatmap_sha256,
+        "regions": [
+            Region(
+                x=g.x,
+                y=g.y,
+                width=g.width,
+                height=g.height,
+                area_px=g.area_px,
+                area_mm2=g.area_mm2,
+                max_score=g.max_score,
+                mean_score=g.mean_score,
+            ).model_dump()
+            for g in row.regions
+        ],
+    }
+
+
+def query_records(
+    engine: Engine,
+    station: str | None = None,
+    since: datetime | None = None,
+    verdict: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Inspections in arrival order, filtered; what `huoyan records` and the API list."""
+    stmt = (
+        select(InspectionRow)
+        .options(
+            selectinload(InspectionRow.regions), selectinload(InspectionRow.recipe), selectinload(InspectionRow.model)
+        )
+        .order_by(InspectionRow.arrived_at, InspectionRow.id)
+    )
+    if station:
+        stmt = stmt.where(InspectionRow.station_id == station)
+    if since:
+        stmt = stmt.where(InspectionRow.arrived_at >= since)
+    if verdict:
+        stmt = stmt.where(InspectionRow.verdict == verdict.upper())
+    if limit:
+        stmt = stmt.limit(limit)
+    with Session(engine) as s:
+        return [record_dict(r) for r in s.scalars(stmt)]
+
+
+def query_events(engine: Engine, station: str | None = None) -> list[dict[str, Any]]:
+    stmt = select(EventRow).order_by(EventRow.at, EventRow.id)
+    if station:
+        stmt = stmt.where(EventRow.station_id == station)
+    with Session(engine) as s:
+        return [
+            {
+                "station_id": e.station_id,
+                "at": as_utc(e.at).isoformat(),
+                "kind": e.kind,
+                "severity": e.severity,
+                "message": e.message,
+                "active": e.active,
+            }
+            for e in s.scalars(stmt)
+        ]
+
+
+def data_paths(data_dir: Path) -> tuple[Path, Path]:
+    """Blob and spool folders inside a station's data folder."""
+    return data_dir / "blobs", data_dir / "spool"
