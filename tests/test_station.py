@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from huoyan.core.models import InspectionResult, Region, Verdict
-from huoyan.core.recipe import Decision, HotFolderSource, Preprocess, RegionRule, parse_recipe
+from huoyan.core.recipe import Decision, HotFolderSource, Preprocess, RegionRule
 from huoyan.core.records import Arrival, StoredRecord
 from huoyan.runner import open_station, run_station
 from huoyan.station.decision import decide
@@ -114,9 +114,10 @@ def test_replay_resumes_without_duplicates(line_dir: Path, model_file: Path, tmp
     recipe = load(write_recipe(tmp_path, model_file, f"{{type: replay, path: {folder}, rate: 200}}"))
     url = f"sqlite:///{tmp_path / 'r.db'}"
     run_station(open_station(recipe, url), max_parts=4, status=None)
-    assert len(query_records(make := open_station(recipe, url).engine)) == 4
-    summary = run_station(open_station(recipe, url), status=None)
-    rows = query_records(make)
+    again = open_station(recipe, url)
+    assert len(query_records(again.engine)) == 4
+    summary = run_station(again, status=None)
+    rows = query_records(again.engine)
     assert len(rows) == len(sample_images(line_dir)) == len({r["source_name"] for r in rows})
     assert summary["already_recorded"] == 4
 

@@ -154,7 +154,13 @@ def run_station(
     return summary
 
 
-def feed_folder(files: Iterable[Path], inbox: Path, rate: float, stop: threading.Event | None = None) -> int:
+def feed_folder(
+    files: Iterable[Path],
+    inbox: Path,
+    rate: float,
+    stop: threading.Event | None = None,
+    on_visible: Callable[[str], None] | None = None,
+) -> int:
     """Copy images into a hot folder at ``rate`` per second, each written under a temporary
     name and renamed, as a well-behaved camera or PLC client would. Returns the count."""
     inbox.mkdir(parents=True, exist_ok=True)
@@ -170,5 +176,7 @@ def feed_folder(files: Iterable[Path], inbox: Path, rate: float, stop: threading
         tmp = inbox / f".{name}.tmp"
         shutil.copyfile(src, tmp)
         os.replace(tmp, inbox / name)
+        if on_visible is not None:
+            on_visible(name)
         n += 1
     return n
