@@ -56,7 +56,7 @@ def engine_throughput(model: PatchCore, images: list[np.ndarray], batch: int, se
 def write_recipe(folder: Path, name: str, model: Path, inbox: Path, settle_ms: int) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(
-        f"station: bench-{name}\nproduct: washer\nrecipe: bench\nversion: '1'\nmodel: {model}\n"
+        f"station: bench-{name}\nproduct: washer\nrecipe: bench-{name}\nversion: '1'\nmodel: {model}\n"
         f"source: {{type: hot_folder, path: {inbox}, settle_ms: {settle_ms}, queue: 32}}\n"
         f"storage: {{data_dir: {folder / 'data'}, keep_ok_every: 10}}\n"
     )
@@ -78,6 +78,12 @@ def main() -> None:
     ap.add_argument("--latency-parts", type=int, default=200)
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--settle-ms", type=int, default=0, help="hot-folder settle time (0: writers rename)")
+    ap.add_argument(
+        "--defect-share",
+        type=float,
+        default=0.5,
+        help="share of defective parts fed (each NG stores its image and heat map)",
+    )
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -86,7 +92,10 @@ def main() -> None:
     root = generate_line(work / "line", products=("washer",), n_train=args.train, n_test_good=30, seed=0)[0]
     model = PatchCore(image_size=args.image_size).fit([read_image(p) for p in list_images(root / "train" / "good")])
     model_path = model.save(work / "washer.safetensors")
-    tests = sorted((root / "test").rglob("*.png"))
+    good = sorted((root / "test" / "good").glob("*.png"))
+    bad = sorted(p for p in (root / "test").rglob("*.png") if p.parent.name != "good")
+    n_bad = round(args.defect_share * len(good) / max(1e-9, 1 - args.defect_share))
+    tests = sorted(good + [bad[i % len(bad)] for i in range(n_bad)])
     decoded = [read_image(p) for p in tests]
     engine = engine_throughput(model, decoded, 8, 15.0)
 
@@ -95,7 +104,7 @@ def main() -> None:
     inbox.mkdir()
     for i in range(args.parts):
         src = tests[i % len(tests)]
-        shutil.copyfile(src, inbox / f"{i:06d}_{src.parent.name}_{src.name}")
+        shutil.copyfile(src, inbox / f"{i:06d}_{src.parent.name}_{src.stem}_{i}{src.suffix}")
     recipe = load_recipe(write_recipe(work, "saturated", model_path, inbox, args.settle_ms))
     opened = open_station(recipe)
     run_station(opened, idle_exit=1.0, status=None)
@@ -139,6 +148,7 @@ def main() -> None:
         "latency_file_visible_to_decision_ms_p50": round(pct(visible_ms, 50), 1),
         "latency_file_visible_to_decision_ms_p99": round(pct(visible_ms, 99), 1),
         "settle_ms": args.settle_ms,
+        "defect_share": args.defect_share,
         "verdicts_saturated": {v: sum(r["verdict"] == v for r in rows) for v in ("OK", "NG", "ERROR")},
     }
     width = max(len(k) for k in result)

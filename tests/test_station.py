@@ -17,7 +17,7 @@ from huoyan.core.recipe import Decision, HotFolderSource, Preprocess, RegionRule
 from huoyan.core.records import Arrival, StoredRecord
 from huoyan.runner import open_station, run_station
 from huoyan.station.decision import decide
-from huoyan.station.inspect import HEATMAP_SCALE
+from huoyan.station.inspect import HEATMAP_SCALE, Prepared
 from huoyan.station.preprocess import PreprocessError, apply
 from huoyan.station.sources import HotFolder, PartIds, SeqCounter
 from huoyan.store.records import query_events, query_records
@@ -136,7 +136,10 @@ class SlowInspector:
     def __init__(self, inner: Any, delay: float) -> None:
         self.inner, self.delay, self.batches = inner, delay, []
 
-    def run(self, batch: Sequence[Arrival]) -> list[StoredRecord]:
+    def prepare(self, arrival: Arrival) -> Prepared:
+        return self.inner.prepare(arrival)
+
+    def run(self, batch: Sequence[Prepared]) -> list[StoredRecord]:
         self.batches.append(len(batch))
         time.sleep(self.delay)
         return self.inner.run(batch)
@@ -255,3 +258,31 @@ def test_region_rules_tolerate_small_blemishes() -> None:
     assert decide(result(small, big), rules) == Verdict.NG
     assert decide(result(small), Decision()) == Verdict.NG
     assert decide(InspectionResult(source_name="p", verdict=Verdict.OK), rules) == Verdict.OK
+
+
+def test_station_rides_out_a_postgres_restart(
+    postgres_server: Any, line_dir: Path, model_file: Path, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    names = fill_inbox(line_dir, inbox)
+    recipe = load(write_recipe(tmp_path, model_file, f"{{type: hot_folder, path: {inbox}, settle_ms: 0}}"))
+    opened = open_station(recipe, postgres_server.new_database(), batch_size=1)
+    opened.station.inspector = SlowInspector(opened.station.inspector, 0.1)
+
+    def outage(loop: asyncio.AbstractEventLoop) -> None:
+        def cycle() -> None:
+            time.sleep(0.3)
+            postgres_server.stop()
+            time.sleep(1.0)
+            postgres_server.start()
+
+        loop.run_in_executor(None, cycle)
+
+    summary = run_station(opened, idle_exit=3.0, status=None, on_start=outage)
+    rows = query_records(opened.engine)
+    assert sorted(r["source_name"] for r in rows) == sorted(names)
+    assert summary["spooled"] == 0 and len(opened.store.spool) == 0
+    outage_events = [
+        (e["severity"], e["active"]) for e in query_events(opened.engine) if e["kind"] == "database-unavailable"
+    ]
+    assert outage_events == [("alarm", True), ("info", False)]

@@ -1,7 +1,8 @@
 """The station loop: intake → bounded queue → micro-batched inference → group-committed records.
 
 Three asyncio tasks joined by bounded queues. Intake pulls arrivals from the source,
-applying its overflow policy and pausing while the disk is nearly full. Inference takes
+decodes them on a thread of their own (overlapping the running batch), applies the
+source's overflow policy and pauses while the disk is nearly full. Inference takes
 whatever has queued up (up to ``batch_size``) and runs it in a worker thread, so a busy
 line gets larger batches and an idle one gets batch-of-one latency. The writer commits
 every finished record it has in one transaction, on its own thread, and only then tells
@@ -24,6 +25,7 @@ from typing import Protocol
 
 from huoyan.core.models import Verdict
 from huoyan.core.records import Arrival, InspectionRecord, Severity, StationEvent, StoredRecord
+from huoyan.station.inspect import Prepared
 from huoyan.station.sources import Source
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,9 @@ class Sink(Protocol):
 
 
 class BatchInspector(Protocol):
-    def run(self, batch: Sequence[Arrival]) -> list[StoredRecord]: ...
+    def prepare(self, arrival: Arrival) -> Prepared: ...
+
+    def run(self, batch: Sequence[Prepared]) -> list[StoredRecord]: ...
 
 
 @dataclass
@@ -122,6 +126,7 @@ class Station:
         self._inflight = 0
         self._drop_reported = 0
         source.on_event = self.emit
+        self._prep_pool = ThreadPoolExecutor(1, thread_name_prefix="huoyan-decode")
         self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix="huoyan-infer")
         self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="huoyan-write")
 
@@ -189,7 +194,7 @@ class Station:
                 )
             )
 
-    async def _intake(self, queue: asyncio.Queue[Arrival | None], max_parts: int | None) -> None:
+    async def _intake(self, queue: asyncio.Queue[Prepared | None], max_parts: int | None) -> None:
         loop = asyncio.get_running_loop()
         it = aiter(self.source.arrivals())
         try:
@@ -208,13 +213,14 @@ class Station:
                         await self.source.settle(arrival, verdict)
                         continue
                 self._inflight += 1
+                prepared = await loop.run_in_executor(self._prep_pool, self.inspector.prepare, arrival)
                 if self.source.overflow == "drop_oldest" and queue.full():
                     with contextlib.suppress(asyncio.QueueEmpty):
                         queue.get_nowait()
                         self._inflight -= 1
                         self.stats.dropped += 1
                         self._report_drops()
-                await queue.put(arrival)
+                await queue.put(prepared)
                 self.stats.queue_depth = queue.qsize()
                 if max_parts is not None and self.stats.arrived >= max_parts:
                     self.source.stop()
@@ -222,7 +228,7 @@ class Station:
             await queue.put(_END)
 
     # -- inference --------------------------------------------------------------------------
-    async def _infer(self, queue: asyncio.Queue[Arrival | None], done: asyncio.Queue[Pairs | None]) -> None:
+    async def _infer(self, queue: asyncio.Queue[Prepared | None], done: asyncio.Queue[Pairs | None]) -> None:
         loop = asyncio.get_running_loop()
         ending = False
         while not ending:
@@ -244,7 +250,7 @@ class Station:
                         listener(item.record)
                     except Exception:
                         log.exception("listener failed for %s", item.record.key)
-            await done.put(list(zip(batch, items, strict=True)))
+            await done.put([(p.arrival, item) for p, item in zip(batch, items, strict=True)])
         await done.put(_END)
 
     # -- records --------------------------------------------------------------------------------
@@ -319,8 +325,10 @@ class Station:
         status_every: float = 1.0,
     ) -> Stats:
         """Run until the source ends or is stopped, then drain; return the counters."""
-        queue: asyncio.Queue[Arrival | None] = asyncio.Queue(self.source.queue_size)
-        done: asyncio.Queue[Pairs | None] = asyncio.Queue(4)
+        queue: asyncio.Queue[Prepared | None] = asyncio.Queue(self.source.queue_size)
+        # Generous: a slow fsync or commit must not hold back verdicts (listeners get them
+        # at decision time); the queue only bounds memory if storage stalls for long.
+        done: asyncio.Queue[Pairs | None] = asyncio.Queue(64)
         helpers = [asyncio.create_task(self._flusher())]
         if idle_exit is not None:
             helpers.append(asyncio.create_task(self._idle_watch(idle_exit)))
@@ -333,6 +341,7 @@ class Station:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             await self._final_flush()
+            self._prep_pool.shutdown(wait=True)
             self._infer_pool.shutdown(wait=True)
             self._write_pool.shutdown(wait=True)
         return self.stats

@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from huoyan.core.models import Region, Verdict
 from huoyan.core.records import InspectionRecord, Severity, StationEvent, StoredRecord, utcnow
 from huoyan.store.blobs import BlobStore
-from huoyan.store.schema import EventRow, InspectionRow, ModelRow, RecipeRow, RegionRow, StationRow
+from huoyan.store.schema import Base, EventRow, InspectionRow, ModelRow, RecipeRow, RegionRow, StationRow
 from huoyan.store.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,9 @@ class RecordStore:
                 self.blobs.put(data, sha)
         stamped = [i.record.model_copy(update={"stored_at": utcnow()}) for i in items]
         with self._lock:
-            if len(self.spool) and not self._flush_locked():
+            # While degraded, only the periodic ``flush`` probes the database, so a
+            # server that hangs on connect does not stall every write.
+            if self.degraded or (len(self.spool) and not self._flush_locked()):
                 self._spool_records(stamped)
                 return
             try:
@@ -245,41 +247,47 @@ class RecordStore:
                         raise
 
     def _insert_once(self, records: Sequence[InspectionRecord]) -> None:
+        # Core bulk inserts (one statement per table) rather than ORM objects: the writer
+        # shares the GIL with inference, and per-object ORM work showed in line rate.
         with self._session() as s:
             keys = [r.key for r in records]
             present = set(s.scalars(select(InspectionRow.key).where(InspectionRow.key.in_(keys))))
-            for r in records:
-                if r.key in present:
-                    continue
-                present.add(r.key)
-                s.add(self._row(r))
+            fresh = {r.key: r for r in records if r.key not in present}
+            if not fresh:
+                return
+            ids = s.execute(
+                insert(Base.metadata.tables[InspectionRow.__tablename__]).returning(
+                    InspectionRow.id, InspectionRow.key
+                ),
+                [self._row(r) for r in fresh.values()],
+            ).all()
+            regions = [{"inspection_id": pk, **g.model_dump()} for pk, key in ids for g in fresh[key].regions]
+            if regions:
+                s.execute(insert(Base.metadata.tables[RegionRow.__tablename__]), regions)
 
-    def _row(self, r: InspectionRecord) -> InspectionRow:
-        recipe_pk = self._pks[("recipe", f"{r.recipe_id}@{r.recipe_version}")]
-        model_pk = self._pks.get(("model", r.model_sha256 or ""))
-        return InspectionRow(
-            key=r.key,
-            seq=r.seq,
-            station_id=r.station_id,
-            recipe_pk=recipe_pk,
-            model_pk=model_pk,
-            threshold=r.threshold,
-            part_id=r.part_id,
-            source_name=r.source_name,
-            verdict=r.verdict.value,
-            score=r.score,
-            normalised_score=r.normalised_score,
-            error=r.error,
-            width=r.width,
-            height=r.height,
-            arrived_at=r.arrived_at,
-            decided_at=r.decided_at,
-            stored_at=r.stored_at or utcnow(),
-            latency_ms=r.latency_ms,
-            image_sha256=r.image_sha256,
-            heatmap_sha256=r.heatmap_sha256,
-            regions=[RegionRow(**g.model_dump()) for g in r.regions],
-        )
+    def _row(self, r: InspectionRecord) -> dict[str, Any]:
+        return {
+            "key": r.key,
+            "seq": r.seq,
+            "station_id": r.station_id,
+            "recipe_pk": self._pks[("recipe", f"{r.recipe_id}@{r.recipe_version}")],
+            "model_pk": self._pks.get(("model", r.model_sha256 or "")),
+            "threshold": r.threshold,
+            "part_id": r.part_id,
+            "source_name": r.source_name,
+            "verdict": r.verdict.value,
+            "score": r.score,
+            "normalised_score": r.normalised_score,
+            "error": r.error,
+            "width": r.width,
+            "height": r.height,
+            "arrived_at": r.arrived_at,
+            "decided_at": r.decided_at,
+            "stored_at": r.stored_at or utcnow(),
+            "latency_ms": r.latency_ms,
+            "image_sha256": r.image_sha256,
+            "heatmap_sha256": r.heatmap_sha256,
+        }
 
     def _insert_event(self, e: StationEvent) -> None:
         with self._session() as s:
