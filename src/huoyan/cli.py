@@ -290,12 +290,16 @@ def cmd_feed(args: argparse.Namespace) -> int:
     from huoyan.runner import feed_folder
     from huoyan.vision.imageio import list_images
 
-    files = list_images(Path(args.folder))
+    files = list_images(Path(args.folder), recursive=True)
     if not files:
         raise SystemExit(f"error: no images under {args.folder}")
     n = feed_folder(files, Path(args.inbox), args.rate)
     print(f"fed {n} images into {args.inbox}")
     return 0
+
+
+def _round(value: Any, digits: int = 1) -> Any:
+    return None if value is None else round(value, digits)
 
 
 def demo_recipe(product: str, model: Path, inbox: Path, data_dir: Path) -> str:
@@ -317,7 +321,7 @@ storage:
   keep_ok_every: 5
 part_id:
   from: filename
-  pattern: "^(?P<id>\\d+)_"
+  pattern: '^(?P<id>\\d+)_'
 """
 
 
@@ -351,7 +355,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         recipe_path.write_text(demo_recipe(root.name, model_path, inbox, data_dir))
         recipe = load_recipe(recipe_path)
         opened = open_station(recipe)
-        tests = list_images(root / "test")
+        tests = list_images(root / "test", recursive=True)
         feeder = threading.Thread(target=feed_folder, args=(tests, inbox, args.rate), daemon=True)
         print(f"station demo-{root.name}: feeding {len(tests)} test images into {inbox} at {args.rate}/s")
         feeder.start()
@@ -370,8 +374,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "good_parts": len(good),
                 "missed_defects": sum(r["verdict"] == "OK" for r in bad),
                 "defective_parts": len(bad),
-                "latency_ms_p50": run["latency_ms_p50"],
-                "latency_ms_p99": run["latency_ms_p99"],
+                "latency_ms_p50": _round(run["latency_ms_p50"]),
+                "latency_ms_p99": _round(run["latency_ms_p99"]),
                 "image_auroc": round(metrics["image_auroc"], 4),
                 "pixel_auroc": round(metrics["pixel_auroc"], 4),
                 "recipe": str(recipe_path),

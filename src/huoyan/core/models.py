@@ -15,6 +15,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+# File suffixes every stage treats as images (sources, file inspection, training folders).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
+
 
 class Verdict(StrEnum):
     """Outcome of one inspection."""

@@ -23,13 +23,12 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from huoyan.core.models import Verdict
+from huoyan.core.models import IMAGE_SUFFIXES, Verdict
 from huoyan.core.recipe import CameraSource, HotFolderSource, PartId, ReplaySource
 from huoyan.core.records import Arrival, Severity, StationEvent, utcnow
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
 # Names writers use while a file is incomplete; such files are never claimed.
 PARTIAL = re.compile(r"(^\.|\.tmp$|\.part$|\.partial$|~$)", re.IGNORECASE)
 CLAIM_SEP = "__"

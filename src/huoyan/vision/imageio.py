@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
+from huoyan.core.models import IMAGE_SUFFIXES
 
 
 class ImageError(ValueError):
@@ -85,6 +85,7 @@ def list_inputs(paths: Iterable[str | Path]) -> Iterator[Path]:
             yield p
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files (by suffix) directly inside ``folder``, sorted."""
-    return sorted(f for f in Path(folder).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Image files (by suffix) inside ``folder`` (and its subfolders if ``recursive``), sorted."""
+    files = Path(folder).rglob("*") if recursive else Path(folder).iterdir()
+    return sorted(f for f in files if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
