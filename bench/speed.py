@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
-import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -25,29 +23,12 @@ import cv2
 import numpy as np
 import torch
 
+from benchlib import cpu_model, peak_rss_mb, timed
 from huoyan.sampleline.generator import make_sample
 from huoyan.vision.backbone import build_backbone
 from huoyan.vision.imageio import decode_image
 from huoyan.vision.patchcore import PatchCore
 from huoyan.vision.runtime import OnnxRuntime, TorchRuntime, cpu_threads
-
-
-def timed(fn: Any, repeats: int, warmup: int = 3) -> np.ndarray:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return np.array(out)
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def backbone_rows(size: int, repeats: int) -> dict[str, float]:
@@ -119,7 +100,7 @@ def main() -> None:
         "decode_900px_png_ms": float(np.median(decode) * 1e3),
     }
     row.update(backbone_rows(args.size, args.repeats))
-    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row["peak_rss_mb"] = peak_rss_mb()
     for k, v in row.items():
         print(f"{k:>45}: {v:.4g}" if isinstance(v, float) else f"{k:>45}: {v}")
     if args.json:

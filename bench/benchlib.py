@@ -1,0 +1,46 @@
+"""Helpers shared by the benchmark scripts. Imports nothing from Huoyan, so the anomalib
+reference venv can use it too."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def timed(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> np.ndarray:
+    """Seconds per call of ``fn`` over ``repeats`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return np.array(out)
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def speed_row(t1: np.ndarray, t8: np.ndarray) -> dict[str, float]:
+    """Throughput at batch 1 and 8 and batch-1 latency from ``timed`` results."""
+    return {
+        "images_per_s_batch1": 1.0 / float(np.mean(t1)),
+        "images_per_s_batch8": 8.0 / float(np.mean(t8)),
+        "latency_ms_median": float(np.median(t1) * 1000),
+        "latency_ms_p99": float(np.percentile(t1, 99) * 1000),
+    }
