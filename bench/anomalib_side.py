@@ -152,6 +152,8 @@ def main() -> None:
         coreset_sampling_ratio=args.coreset_ratio,
         num_neighbors=1,  # Huoyan's image score is the largest nearest-neighbour distance too
         pre_processor=pre,
+        post_processor=False,  # raw scores and maps: the comparison computes the metrics
+        evaluator=False,
         visualizer=False,
     )
     install_weights(model, state)

@@ -3,7 +3,10 @@
     bash bench/setup_anomalib.sh                      # once: the reference venv
     python bench/compare_anomalib.py CATEGORY_DIR [--max-train N] [--quick] [--json OUT]
 
-CATEGORY_DIR is an MVTec-layout folder (train/good, test/<type>, ground_truth/<type>).
+CATEGORY_DIR is an MVTec-layout folder (train/good, test/<type>, ground_truth/<type>),
+or ``../shared/data/magnetic_tile`` itself, which gets the split documented in
+``bench/accuracy.py``: 70% of MT_Free for training, chosen by a numpy default_rng(0)
+permutation of the sorted file list; the other 30% and every defect class for testing.
 Both libraries read the same view of it: hard links under ``--work``, with at most
 ``--max-train`` training images, chosen by a seeded permutation. Each library runs in its
 own process: Huoyan in this venv, anomalib in ``bench/.anomalib-venv``, one after the
@@ -40,8 +43,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from accuracy import magnetic_tile
 from benchlib import cpu_model, peak_rss_mb, speed_row, timed
-from huoyan.vision.dataset import load_category, read_mask
+from huoyan.vision.dataset import Category, load_category, read_mask
 from huoyan.vision.imageio import read_image
 from huoyan.vision.metrics import aupro, image_auroc, pixel_auroc
 from huoyan.vision.patchcore import PatchCore
@@ -50,29 +54,45 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_ANOMALIB_PYTHON = HERE / ".anomalib-venv" / "bin" / "python"
 
 
+def load_any(category: Path) -> Category:
+    """An MVTec-layout folder, or the raw magnetic-tile data with bench/accuracy.py's split."""
+    if (category / "MT_Free").is_dir():
+        return magnetic_tile(category, None)
+    return load_category(category)
+
+
 def make_view(category: Path, work: Path, max_train: int | None, seed: int) -> Path:
     """Hard-link an MVTec-layout category, keeping a seeded choice of ``max_train`` training images.
 
     Not symlinks: anomalib's dataset drops files that resolve outside its root.
     A copy is made where a hard link is impossible (another file system)."""
-    cat = load_category(category)
+    cat = load_any(category)
     view = work / "view" / category.name
     train = list(cat.train)
     if max_train is not None and max_train < len(train):
         order = np.random.default_rng(seed).permutation(len(train))[:max_train]
         train = [train[i] for i in sorted(order)]
-    links = [(p, view / "train" / "good" / p.name) for p in train]
+    # anomalib's MVTec reader takes PNG only: other formats are decoded once and written
+    # as lossless PNG, so both libraries read exactly the same pixels.
+    def png(p: Path) -> str:
+        return p.name if p.suffix.lower() == ".png" else f"{p.stem}.png"
+
+    links = [(p, view / "train" / "good" / png(p)) for p in train]
     for s in cat.test:
-        links.append((s.path, view / "test" / s.defect_type / s.path.name))
+        links.append((s.path, view / "test" / s.defect_type / png(s.path)))
         if s.mask_path is not None:
-            links.append((s.mask_path, view / "ground_truth" / s.defect_type / s.mask_path.name))
+            links.append((s.mask_path, view / "ground_truth" / s.defect_type / f"{s.path.stem}_mask.png"))
     for src, dst in links:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if not dst.exists():
-            try:
-                os.link(src.resolve(), dst)
-            except OSError:
-                shutil.copyfile(src, dst)
+        if dst.exists():
+            continue
+        if src.suffix.lower() != ".png":
+            cv2.imwrite(str(dst), cv2.imread(str(src), cv2.IMREAD_UNCHANGED))
+            continue
+        try:
+            os.link(src.resolve(), dst)
+        except OSError:
+            shutil.copyfile(src, dst)
     return view
 
 
