@@ -48,6 +48,7 @@ def test_changed_content_changes_the_hash(tmp_path: Path) -> None:
         ("storage: {keep_ok_evry: 3}", "storage.keep_ok_evry"),
         ("part_id: {from: filename, pattern: '(unclosed'}", "part_id.pattern"),
         ("part_id: {from: trigger}", "part_id.from 'trigger' needs a camera"),
+        ("decision: {ng_if_any_region: [{field: area_mm2, above: 1}]}", "needs preprocess.mm_per_px"),
     ],
 )
 def test_bad_fields_are_named(tmp_path: Path, extra: str, field: str) -> None:

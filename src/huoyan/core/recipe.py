@@ -157,6 +157,12 @@ class Recipe(_Strict):
     part_id: PartId = PartId()
 
     @model_validator(mode="after")
+    def _mm_rules_need_scale(self) -> Recipe:
+        if self.preprocess.mm_per_px is None and any(r.field == "area_mm2" for r in self.decision.ng_if_any_region):
+            raise ValueError("a decision rule on area_mm2 needs preprocess.mm_per_px")
+        return self
+
+    @model_validator(mode="after")
     def _trigger_needs_camera(self) -> Recipe:
         if self.part_id.source == "trigger" and not (
             isinstance(self.source, CameraSource) and self.source.mode == "trigger"

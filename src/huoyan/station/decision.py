@@ -18,8 +18,8 @@ def decide(result: InspectionResult, cfg: Decision) -> Verdict:
     """The engine's NG stands unless the recipe has region rules and no region meets one.
 
     Rules let a product tolerate small blemishes: "NG only if a region is larger than
-    2 mm²". A rule on ``area_mm2`` needs ``preprocess.mm_per_px``; without it no region
-    has an area in mm² and such a rule never fires.
+    2 mm²". A rule on ``area_mm2`` needs ``preprocess.mm_per_px``, which the recipe
+    validation enforces.
     """
     if result.verdict != Verdict.NG or not cfg.ng_if_any_region:
         return result.verdict
