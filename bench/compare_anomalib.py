@@ -72,6 +72,7 @@ def make_view(category: Path, work: Path, max_train: int | None, seed: int) -> P
     if max_train is not None and max_train < len(train):
         order = np.random.default_rng(seed).permutation(len(train))[:max_train]
         train = [train[i] for i in sorted(order)]
+
     # anomalib's MVTec reader takes PNG only: other formats are decoded once and written
     # as lossless PNG, so both libraries read exactly the same pixels.
     def png(p: Path) -> str:

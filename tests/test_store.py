@@ -133,3 +133,22 @@ def test_blob_store_rejects_bad_names_and_detects_tampering(tmp_path: Path) -> N
     assert not blobs.verify(sha)
     with pytest.raises(ValueError, match="sha256"):
         blobs.path("../../etc/passwd")
+
+
+def test_spool_from_an_earlier_recipe_version_flushes_under_that_version(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    old = make_store(url, tmp_path)
+    old.spool.append("record", record("from-v1").model_dump(mode="json"))  # left by a run that lost its database
+    engine = make_engine(url)
+    new = RecordStore(engine, BlobStore(tmp_path / "blobs"), Spool(tmp_path / "spool"))
+    new.configure("st-1", "washer", "washer-top", "2", "c" * 64, {"k": 2}, "d" * 64, "m2.safetensors", {})
+    new.register()
+    assert new.flush() and len(new.spool) == 0
+    new.write([StoredRecord(record("from-v2").model_copy(update={"recipe_version": "2", "model_sha256": "d" * 64}))])
+    rows = {r["key"]: r for r in query_records(engine)}
+    assert (rows["from-v1"]["recipe_version"], rows["from-v1"]["model_sha256"]) == ("1", "b" * 64)
+    assert (rows["from-v2"]["recipe_version"], rows["from-v2"]["model_sha256"]) == ("2", "d" * 64)
+    new.spool.append("record", record("orphan").model_copy(update={"recipe_version": "9"}).model_dump(mode="json"))
+    with pytest.raises(LookupError, match="not registered"):
+        new.flush()
+    assert len(new.spool) == 1  # kept, not lost

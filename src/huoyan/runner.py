@@ -80,8 +80,7 @@ def open_station(
     model = PatchCore.load(model_path, runtime=runtime).prepare()
     model_sha = file_sha256(model_path)
     data_dir = Path(recipe.storage.data_dir)
-    url = resolve_url(database_url or recipe.storage.database, data_dir)
-    engine = make_engine(url)
+    engine = open_database(database_url or recipe, migrate=False)  # migrated below, outage-tolerant
     blobs_dir, spool_dir = data_paths(data_dir)
     store = RecordStore(engine, BlobStore(blobs_dir), Spool(spool_dir / recipe.station))
     store.configure(

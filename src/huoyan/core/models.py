@@ -96,10 +96,8 @@ class ModelCard(BaseModel):
     bank_sha256: str = ""
 
 
-class InspectionResult(BaseModel):
-    """The engine's answer for one image."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+class Judgement(BaseModel):
+    """What was decided about one image: shared by the engine's result and the stored record."""
 
     source_name: str
     verdict: Verdict
@@ -109,4 +107,11 @@ class InspectionResult(BaseModel):
     error: str | None = None
     width: int | None = None
     height: int | None = None
+
+
+class InspectionResult(Judgement):
+    """The engine's answer for one image."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     anomaly_map: np.ndarray | None = Field(default=None, exclude=True, repr=False)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from huoyan.core.models import Region, Verdict
+from huoyan.core.models import Judgement
 
 
 def utcnow() -> datetime:
@@ -61,7 +61,7 @@ class StationEvent(BaseModel):
     active: bool = Field(default=True, description="False when the event clears an earlier alarm")
 
 
-class InspectionRecord(BaseModel):
+class InspectionRecord(Judgement):
     """The stored, traceable outcome of one part: exactly one per arrival."""
 
     key: str
@@ -72,14 +72,6 @@ class InspectionRecord(BaseModel):
     model_sha256: str | None = None
     threshold: float | None = None
     part_id: str | None = None
-    source_name: str
-    verdict: Verdict
-    score: float | None = None
-    normalised_score: float | None = None
-    regions: list[Region] = Field(default_factory=list)
-    error: str | None = None
-    width: int | None = None
-    height: int | None = None
     arrived_at: datetime
     decided_at: datetime
     stored_at: datetime | None = None

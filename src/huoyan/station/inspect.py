@@ -159,17 +159,8 @@ class Inspector:
                 heat = heatmap_png(result.anomaly_map, thr)
                 heat_sha = hashlib.sha256(heat).hexdigest()
                 blobs[heat_sha] = heat
-        rec = self._record(
-            a,
-            verdict=verdict,
-            score=result.score,
-            normalised_score=result.normalised_score,
-            regions=result.regions,
-            width=result.width,
-            height=result.height,
-            image_sha256=image_sha,
-            heatmap_sha256=heat_sha,
-        )
+        judged = result.model_dump(exclude={"source_name", "verdict"})
+        rec = self._record(a, **judged, verdict=verdict, image_sha256=image_sha, heatmap_sha256=heat_sha)
         return StoredRecord(rec, blobs)
 
     def _changed_by_preprocess(self) -> bool:

@@ -121,6 +121,7 @@ class Station:
         self.batch_size = batch_size
         self.min_free_mb = min_free_mb
         self.listeners = list(listeners)
+        data_dir.mkdir(parents=True, exist_ok=True)
         self.stats = Stats()
         self._last_arrival = time.monotonic()
         self._inflight = 0
@@ -139,6 +140,11 @@ class Station:
         except Exception:
             log.exception("could not store event %s", event.kind)
 
+    def _alert(self, kind: str, severity: Severity, message: str, active: bool = True) -> None:
+        self.emit(
+            StationEvent(station_id=self.station_id, kind=kind, severity=severity, message=message, active=active)
+        )
+
     def note(self, event: StationEvent) -> None:
         if event.severity == Severity.ALARM and event.active:
             self.stats.alarms[event.kind] = event.message
@@ -155,43 +161,27 @@ class Station:
 
     # -- intake -------------------------------------------------------------------------
     def _disk_low(self) -> bool:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         return shutil.disk_usage(self.data_dir).free < self.min_free_mb * 1024 * 1024
 
     async def _wait_for_disk(self) -> None:
         if not self._disk_low():
             return
-        self.emit(
-            StationEvent(
-                station_id=self.station_id,
-                kind="disk-full",
-                severity=Severity.ALARM,
-                message=f"less than {self.min_free_mb} MB free in {self.data_dir}: intake paused",
-            )
+        self._alert(
+            "disk-full", Severity.ALARM, f"less than {self.min_free_mb} MB free in {self.data_dir}: intake paused"
         )
         while self._disk_low() and not self.source.stopped:
             await asyncio.sleep(1.0)
-        self.emit(
-            StationEvent(
-                station_id=self.station_id,
-                kind="disk-full",
-                severity=Severity.INFO,
-                message="disk space available again: intake resumed",
-                active=False,
-            )
-        )
+        self._alert("disk-full", Severity.INFO, "disk space available again: intake resumed", active=False)
 
     def _report_drops(self) -> None:
         if self.stats.dropped > self._drop_reported:
             n = self.stats.dropped - self._drop_reported
             self._drop_reported = self.stats.dropped
-            self.emit(
-                StationEvent(
-                    station_id=self.station_id,
-                    kind="frames-dropped",
-                    severity=Severity.ALARM,
-                    message=f"{n} frames dropped because inspection fell behind ({self.stats.dropped} in total)",
-                )
+            total = self.stats.dropped
+            self._alert(
+                "frames-dropped",
+                Severity.ALARM,
+                f"{n} frames dropped because inspection fell behind ({total} in total)",
             )
 
     async def _intake(self, queue: asyncio.Queue[Prepared | None], max_parts: int | None) -> None:
@@ -275,14 +265,7 @@ class Station:
                     break
                 except OSError as exc:
                     # Disk full or failing: keep the records in memory and retry; never drop them.
-                    self.emit(
-                        StationEvent(
-                            station_id=self.station_id,
-                            kind="storage-error",
-                            severity=Severity.ALARM,
-                            message=f"cannot write records ({exc}); retrying",
-                        )
-                    )
+                    self._alert("storage-error", Severity.ALARM, f"cannot write records ({exc}); retrying")
                     await asyncio.sleep(1.0)
             now = time.monotonic()
             for arrival, item in pairs:

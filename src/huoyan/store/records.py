@@ -58,7 +58,7 @@ class RecordStore:
         self._station: dict[str, Any] | None = None
         self._recipe: dict[str, Any] | None = None
         self._model: dict[str, Any] | None = None
-        self._pks: dict[tuple[str, str], int] = {}
+        self._pks: dict[tuple[str, ...], int] = {}
         self._registered = False
         self._spooled_keys = spool.keys()
         self.degraded = False
@@ -120,7 +120,8 @@ class RecordStore:
                 model = ModelRow(sha256=md["sha256"], name=md["name"], card=md["card"], created_at=now)
                 s.add(model)
             s.flush()
-            self._pks = {("recipe", f"{rc['recipe_id']}@{rc['version']}"): row.id, ("model", md["sha256"]): model.id}
+            self._pks[("recipe", rc["recipe_id"], rc["version"])] = row.id
+            self._pks[("model", md["sha256"])] = model.id
         self._registered = True
 
     # -- queries used by the station --------------------------------------------------
@@ -183,6 +184,8 @@ class RecordStore:
             return self._flush_locked()
 
     def _flush_locked(self) -> bool:
+        if not self.degraded and not len(self.spool):
+            return True
         flushed = 0
         try:
             for path, kind, payload in self.spool.entries():
@@ -259,19 +262,31 @@ class RecordStore:
                 insert(Base.metadata.tables[InspectionRow.__tablename__]).returning(
                     InspectionRow.id, InspectionRow.key
                 ),
-                [self._row(r) for r in fresh.values()],
+                [self._row(s, r) for r in fresh.values()],
             ).all()
             regions = [{"inspection_id": pk, **g.model_dump()} for pk, key in ids for g in fresh[key].regions]
             if regions:
                 s.execute(insert(Base.metadata.tables[RegionRow.__tablename__]), regions)
 
-    def _row(self, r: InspectionRecord) -> dict[str, Any]:
+    def _pk(self, s: Session, key: tuple[str, ...], stmt: Any, record: InspectionRecord) -> int:
+        """Primary key of a registered recipe or model, looked up once. A spooled record
+        from an earlier run may name a recipe version or model other than today's."""
+        if key not in self._pks:
+            pk = s.scalar(stmt)
+            if pk is None:
+                raise LookupError(f"record {record.key} names {key[0]} {key[1:]} which is not registered")
+            self._pks[key] = pk
+        return self._pks[key]
+
+    def _row(self, s: Session, r: InspectionRecord) -> dict[str, Any]:
+        recipe = select(RecipeRow.id).where(RecipeRow.recipe_id == r.recipe_id, RecipeRow.version == r.recipe_version)
+        model = select(ModelRow.id).where(ModelRow.sha256 == r.model_sha256)
         return {
             "key": r.key,
             "seq": r.seq,
             "station_id": r.station_id,
-            "recipe_pk": self._pks[("recipe", f"{r.recipe_id}@{r.recipe_version}")],
-            "model_pk": self._pks.get(("model", r.model_sha256 or "")),
+            "recipe_pk": self._pk(s, ("recipe", r.recipe_id, r.recipe_version), recipe, r),
+            "model_pk": None if r.model_sha256 is None else self._pk(s, ("model", r.model_sha256), model, r),
             "threshold": r.threshold,
             "part_id": r.part_id,
             "source_name": r.source_name,
@@ -328,19 +343,7 @@ def record_dict(row: InspectionRow) -> dict[str, Any]:
         "latency_ms": row.latency_ms,
         "image_sha256": row.image_sha256,
         "heatmap_sha256": row.heatmap_sha256,
-        "regions": [
-            Region(
-                x=g.x,
-                y=g.y,
-                width=g.width,
-                height=g.height,
-                area_px=g.area_px,
-                area_mm2=g.area_mm2,
-                max_score=g.max_score,
-                mean_score=g.mean_score,
-            ).model_dump()
-            for g in row.regions
-        ],
+        "regions": [Region.model_validate(g, from_attributes=True).model_dump() for g in row.regions],
     }
 
 

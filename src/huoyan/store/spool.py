@@ -23,11 +23,15 @@ class Spool:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._counter = itertools.count()
+        # One station owns its spool folder, so the count is kept here rather than
+        # globbing the folder on every write.
+        self._size = sum(1 for _ in self.folder.glob("*.json"))
 
     def append(self, kind: str, payload: dict[str, Any]) -> Path:
         name = f"{time.time_ns():020d}-{next(self._counter):06d}-{kind}.json"
         path = self.folder / name
         write_durably(path, json.dumps({"kind": kind, "payload": payload}).encode())
+        self._size += 1
         return path
 
     def entries(self) -> Iterator[tuple[Path, str, dict[str, Any]]]:
@@ -36,12 +40,14 @@ class Spool:
             yield path, entry["kind"], entry["payload"]
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.folder.glob("*.json"))
+        return self._size
 
     def keys(self) -> dict[str, Verdict]:
         """Idempotency keys and verdicts of spooled records, answered while the database is away."""
         return {p["key"]: Verdict(p["verdict"]) for _, kind, p in self.entries() if kind == "record"}
 
     def remove(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
+        if path.exists():
+            path.unlink()
+            self._size -= 1
         fsync_dir(self.folder)
