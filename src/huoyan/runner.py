@@ -24,14 +24,16 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from huoyan.core.recipe import Recipe
+from huoyan.core.control import RecipeInfo, RecipeSwitchError
+from huoyan.core.recipe import Recipe, RecipeError, load_recipe
 from huoyan.core.records import StationEvent
+from huoyan.io.feedback import Channel, LineFeedback, SignalTimes
 from huoyan.station.inspect import Inspector
 from huoyan.station.pipeline import Station, Stats
-from huoyan.station.sources import PartIds, SeqCounter, Source, make_source
+from huoyan.station.sources import Camera, PartIds, SeqCounter, Source, make_source
 from huoyan.store.blobs import BlobStore
 from huoyan.store.database import make_engine, resolve_url, upgrade
-from huoyan.store.records import UNAVAILABLE, RecordStore, data_paths
+from huoyan.store.records import UNAVAILABLE, RecipeConflict, RecordStore, data_paths
 from huoyan.store.spool import Spool
 from huoyan.vision.imageio import decode_image
 from huoyan.vision.patchcore import PatchCore
@@ -66,6 +68,169 @@ class OpenStation:
     source: Source
     engine: Engine
     model_sha256: str
+    line: StationLine | None = None
+    feedback: LineFeedback | None = None
+
+
+def store_config(recipe: Recipe, model_path: Path, model: PatchCore, model_sha: str) -> dict[str, Any]:
+    """What the record store registers for a recipe and its model."""
+    return {
+        "station_id": recipe.station,
+        "product": recipe.product,
+        "recipe_id": recipe.recipe,
+        "recipe_version": recipe.version,
+        "recipe_sha256": recipe.content_sha256(),
+        "recipe_body": recipe.model_dump(mode="json", by_alias=True),
+        "model_sha256": model_sha,
+        "model_name": model_path.name,
+        "model_card": model.card_.model_dump(mode="json") if model.card_ else {},
+    }
+
+
+class StationLine:
+    """``LineControl`` for a running station: triggers, pause/resume and recipe switches.
+
+    The recipe table comes from the recipe's ``feedback.recipes``; each entry must be
+    for the same station and source (a switch changes what is judged and how, not where
+    parts come from). A switch pauses intake, waits for the parts in flight, loads the
+    new model, registers recipe and model with the store and resumes.
+    """
+
+    def __init__(self, station: Station, store: RecordStore, recipe: Recipe, model_sha: str, runtime: str) -> None:
+        self.station = station
+        self.store = store
+        self.recipe = recipe
+        self.runtime = runtime
+        self.table = {slot.index: Path(slot.file) for slot in recipe.feedback.recipes}
+        self._active = self._info(recipe, model_sha)
+        self._lock = asyncio.Lock()
+
+    def _index_of(self, recipe: Recipe) -> int:
+        for index, path in self.table.items():
+            try:
+                other = load_recipe(path)
+            except RecipeError:
+                continue
+            if other.recipe == recipe.recipe and other.version == recipe.version:
+                return index
+        return 0
+
+    def _info(self, recipe: Recipe, model_sha: str, index: int | None = None) -> RecipeInfo:
+        return RecipeInfo(
+            index=self._index_of(recipe) if index is None else index,
+            recipe_id=recipe.recipe,
+            version=recipe.version,
+            product=recipe.product,
+            sha256=recipe.content_sha256(),
+            model_sha256=model_sha,
+        )
+
+    @property
+    def triggerable(self) -> bool:
+        src = self.station.source
+        return isinstance(src, Camera) and src.cfg.mode == "trigger"
+
+    def trigger(self, payload: dict[str, Any]) -> None:
+        if not isinstance(self.station.source, Camera):
+            raise RecipeSwitchError("this station's source takes no triggers")
+        self.station.source.trigger(payload)
+
+    def pause(self) -> None:
+        self.station.pause()
+
+    def resume(self) -> None:
+        self.station.resume()
+
+    def active_recipe(self) -> RecipeInfo:
+        return self._active
+
+    def recipes(self) -> list[RecipeInfo]:
+        out = {self._active.index: self._active} if self._active.index == 0 else {}
+        for index, path in self.table.items():
+            try:
+                r = load_recipe(path)
+            except RecipeError as exc:
+                log.warning("recipe table entry %d: %s", index, exc)
+                continue
+            out[index] = self._active if index == self._active.index else self._info(r, "", index)
+        return list(out.values())
+
+    def _find(self, key: str | int) -> tuple[int, Path]:
+        if isinstance(key, int):
+            if key in self.table:
+                return key, self.table[key]
+            raise RecipeSwitchError(f"no recipe with index {key} in this station's table")
+        for index, path in self.table.items():
+            try:
+                r = load_recipe(path)
+            except RecipeError:
+                continue
+            if (key.startswith("product:") and r.product == key[8:]) or r.recipe == key:
+                return index, path
+        raise RecipeSwitchError(f"no recipe {key!r} in this station's table")
+
+    def _load(self, path: Path) -> tuple[Recipe, Inspector, dict[str, Any]]:
+        try:
+            recipe = load_recipe(path)
+        except RecipeError as exc:
+            raise RecipeSwitchError(str(exc)) from exc
+        if recipe.station != self.recipe.station or recipe.source != self.recipe.source:
+            raise RecipeSwitchError(f"{path}: a recipe switch keeps the station id and the source")
+        try:
+            model = PatchCore.load(Path(recipe.model), runtime=self.runtime).prepare()
+        except (OSError, ValueError) as exc:
+            raise RecipeSwitchError(f"{path}: cannot load model {recipe.model}: {exc}") from exc
+        sha = file_sha256(Path(recipe.model))
+        return recipe, Inspector(model, recipe, sha, decode_image), store_config(recipe, Path(recipe.model), model, sha)
+
+    async def prepare_recipe(self, key: str | int) -> RecipeInfo:
+        async with self._lock:
+            index, path = self._find(key)
+            recipe, inspector, config = await asyncio.to_thread(self._load, path)
+            was_paused = self.station.paused
+            self.station.pause()
+            try:
+                while self.station.in_flight:
+                    await asyncio.sleep(0.005)
+                try:
+                    await asyncio.to_thread(self.store.switch, **config)
+                except RecipeConflict as exc:
+                    raise RecipeSwitchError(str(exc)) from exc
+                self.station.use(inspector)
+                self.recipe = recipe
+                self._active = self._info(recipe, config["model_sha256"], index)
+            finally:
+                if not was_paused:
+                    self.station.resume()
+            log.info("recipe switched to %s v%s (index %d)", recipe.recipe, recipe.version, index)
+            return self._active
+
+
+def open_feedback(
+    recipe: Recipe, line: StationLine, data_dir: Path, emit: Callable[[StationEvent], None]
+) -> LineFeedback:
+    """The line-feedback channels the recipe enables (imported only when used)."""
+    fb = recipe.feedback
+    times = SignalTimes()
+    channels: list[Channel] = []
+    outboxes = data_dir / "outbox" / recipe.station
+    if fb.opcua is not None:
+        from huoyan.io.opcua.server import OpcUaChannel
+
+        channels.append(OpcUaChannel(fb.opcua, recipe.station, line, times, data_dir))
+    if fb.modbus is not None:
+        from huoyan.io.modbus import ModbusChannel
+
+        channels.append(ModbusChannel(fb.modbus, line, times))
+    if fb.mqtt is not None:
+        from huoyan.io.mqtt import MqttChannel
+
+        channels.append(MqttChannel(fb.mqtt, recipe.station, fb.plant, fb.line, outboxes / "mqtt", times, emit))
+    if fb.webhook is not None:
+        from huoyan.io.webhook import WebhookChannel
+
+        channels.append(WebhookChannel(fb.webhook, recipe.station, outboxes / "webhook", times, emit))
+    return LineFeedback(fb.plant, fb.line, channels, times)
 
 
 def open_station(
@@ -83,17 +248,7 @@ def open_station(
     engine = open_database(database_url or recipe, migrate=False)  # migrated below, outage-tolerant
     blobs_dir, spool_dir = data_paths(data_dir)
     store = RecordStore(engine, BlobStore(blobs_dir), Spool(spool_dir / recipe.station))
-    store.configure(
-        station_id=recipe.station,
-        product=recipe.product,
-        recipe_id=recipe.recipe,
-        recipe_version=recipe.version,
-        recipe_sha256=recipe.content_sha256(),
-        recipe_body=recipe.model_dump(mode="json", by_alias=True),
-        model_sha256=model_sha,
-        model_name=model_path.name,
-        model_card=model.card_.model_dump(mode="json") if model.card_ else {},
-    )
+    store.configure(**store_config(recipe, model_path, model, model_sha))
     try:
         upgrade(engine)
         store.register()
@@ -113,7 +268,12 @@ def open_station(
         min_free_mb=recipe.storage.min_free_mb,
     )
     store.on_event = station.note if on_event is None else on_event
-    return OpenStation(station, store, source, engine, model_sha)
+    line = StationLine(station, store, recipe, model_sha, runtime)
+    feedback = open_feedback(recipe, line, data_dir, station.emit)
+    if feedback.channels:
+        station.listeners.append(feedback.on_record)
+        station.event_listeners.append(feedback.on_event)
+    return OpenStation(station, store, source, engine, model_sha, line, feedback)
 
 
 def print_status(stats: Stats) -> None:
@@ -143,13 +303,22 @@ def run_station(
                 loop.add_signal_handler(sig, opened.station.stop)
         if on_start is not None:
             on_start(loop)
-        return await opened.station.run(idle_exit, max_parts, status, status_every)
+        feedback = opened.feedback
+        if feedback is not None:
+            await feedback.start()
+        try:
+            return await opened.station.run(idle_exit, max_parts, status, status_every)
+        finally:
+            if feedback is not None:
+                await feedback.stop()
 
     stats = asyncio.run(main())
     if status is print_status and sys.stderr.isatty():
         sys.stderr.write("\n")
     summary = stats.summary()
     summary["spooled"] = len(opened.store.spool)
+    if opened.feedback is not None and opened.feedback.channels:
+        summary["signal_latency_ms"] = opened.feedback.times.summary()
     return summary
 
 

@@ -142,6 +142,93 @@ class PartId(_Strict):
         return v
 
 
+SecurityMode = Literal["none", "basic256sha256"]
+
+
+def _encrypted_only() -> list[SecurityMode]:
+    return ["basic256sha256"]
+
+
+class OpcUaFeedback(_Strict):
+    """An OPC UA server following OPC 40100-1 (Machine Vision): state machine, recipe switch, results."""
+
+    endpoint: str = Field(default="opc.tcp://0.0.0.0:4840/huoyan/", description="opc.tcp URL to listen on")
+    anonymous: bool = Field(default=False, description="allow clients without credentials")
+    users: dict[str, str] = Field(
+        default_factory=dict, description="user name -> name of the environment variable holding the password"
+    )
+    security: list[SecurityMode] = Field(
+        default_factory=_encrypted_only,
+        description="'basic256sha256' is Sign&Encrypt; 'none' also offers an unencrypted endpoint",
+    )
+    certificate_dir: Path | None = Field(
+        default=None, description="server certificate and key (made on first start); default <data_dir>/opcua"
+    )
+    trusted_clients_dir: Path | None = Field(
+        default=None, description="if set, only client certificates (DER or PEM) in this folder are accepted"
+    )
+
+    @model_validator(mode="after")
+    def _someone_can_connect(self) -> OpcUaFeedback:
+        if not self.anonymous and not self.users and "basic256sha256" not in self.security:
+            raise ValueError("no client could log in: allow anonymous, add users, or offer basic256sha256")
+        return self
+
+
+class ModbusFeedback(_Strict):
+    """A Modbus TCP server with the trigger / result / acknowledge handshake (register map in the README)."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=502, ge=1, le=65535)
+    device_id: int = Field(default=1, ge=0, le=247, description="unit id the PLC addresses; 0 answers any")
+
+
+class MqttFeedback(_Strict):
+    """Results, status and alarms published to an MQTT broker, queued on disk while it is away."""
+
+    host: str
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password_env: str | None = Field(default=None, description="environment variable holding the password")
+    topic_prefix: str = Field(default="huoyan", pattern=r"^[^#+]+$")
+    keepalive_s: int = Field(default=30, ge=5)
+
+
+class WebhookFeedback(_Strict):
+    """Each result POSTed as JSON, signed with HMAC-SHA256, retried with back-off from a disk queue."""
+
+    url: str = Field(pattern=r"^https?://")
+    secret_env: str | None = Field(default=None, description="environment variable holding the HMAC secret")
+    timeout_s: float = Field(default=5.0, gt=0)
+    max_backoff_s: float = Field(default=60.0, gt=0)
+
+
+class RecipeSlot(_Strict):
+    """A recipe the line may switch this station to: by index (Modbus), id (OPC UA) or product."""
+
+    index: int = Field(ge=1, le=65535)
+    file: Path
+
+
+class Feedback(_Strict):
+    """How the station tells the line its verdicts and takes triggers and recipe changes."""
+
+    plant: str = Field(default="plant", pattern=r"^[^/#+]+$")
+    line: str = Field(default="line", pattern=r"^[^/#+]+$")
+    opcua: OpcUaFeedback | None = None
+    modbus: ModbusFeedback | None = None
+    mqtt: MqttFeedback | None = None
+    webhook: WebhookFeedback | None = None
+    recipes: list[RecipeSlot] = Field(default_factory=list, description="recipes the PLC may switch to")
+
+    @field_validator("recipes")
+    @classmethod
+    def _unique_index(cls, v: list[RecipeSlot]) -> list[RecipeSlot]:
+        if len({s.index for s in v}) != len(v):
+            raise ValueError("recipe indexes must be unique")
+        return v
+
+
 class Recipe(_Strict):
     """One station's complete configuration."""
 
@@ -155,6 +242,7 @@ class Recipe(_Strict):
     decision: Decision = Decision()
     storage: Storage = Storage()
     part_id: PartId = PartId()
+    feedback: Feedback = Feedback()
 
     @model_validator(mode="after")
     def _mm_rules_need_scale(self) -> Recipe:
@@ -171,8 +259,11 @@ class Recipe(_Strict):
         return self
 
     def content_sha256(self) -> str:
-        """Hash of the validated content: a changed recipe under an old version number is caught."""
-        return hashlib.sha256(self.model_dump_json(by_alias=True).encode()).hexdigest()
+        """Hash of the validated content: a changed recipe under an old version number is caught.
+
+        ``feedback`` is left out: it wires the station to the line and does not change
+        how a part is judged, so a new broker address needs no new recipe version."""
+        return hashlib.sha256(self.model_dump_json(by_alias=True, exclude={"feedback"}).encode()).hexdigest()
 
 
 def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +278,16 @@ def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:
             src["device"] = str(base / dev)
     if isinstance(data.get("model"), str):
         data["model"] = str(base / data["model"])
+    feedback = data.get("feedback")
+    if isinstance(feedback, dict):
+        for slot in feedback.get("recipes") or []:
+            if isinstance(slot, dict) and isinstance(slot.get("file"), str):
+                slot["file"] = str(base / slot["file"])
+        opcua = feedback.get("opcua")
+        if isinstance(opcua, dict):
+            for key in ("certificate_dir", "trusted_clients_dir"):
+                if isinstance(opcua.get(key), str):
+                    opcua[key] = str(base / opcua[key])
     storage = data.setdefault("storage", {})
     if isinstance(storage, dict):
         storage["data_dir"] = str(base / storage.get("data_dir", "huoyan-data"))

@@ -78,6 +78,9 @@ class InspectionRecord(Judgement):
     latency_ms: float = Field(description="arrival to decision, milliseconds")
     image_sha256: str | None = None
     heatmap_sha256: str | None = None
+    trigger: dict[str, Any] | None = Field(
+        default=None, description="the trigger's payload: part id and the PLC's job and measurement ids"
+    )
 
 
 @dataclass(slots=True)

@@ -100,6 +100,7 @@ class Inspector:
             arrived_at=a.arrived_at,
             decided_at=decided,
             latency_ms=(decided - a.arrived_at).total_seconds() * 1000,
+            trigger=a.meta.get("trigger"),
             **fields,  # type: ignore[arg-type]
         )
 

@@ -112,6 +112,7 @@ class Station:
         batch_size: int = 8,
         min_free_mb: int = 200,
         listeners: Sequence[Callable[[InspectionRecord], None]] = (),
+        event_listeners: Sequence[Callable[[StationEvent], None]] = (),
     ) -> None:
         self.station_id = station_id
         self.source = source
@@ -121,12 +122,15 @@ class Station:
         self.batch_size = batch_size
         self.min_free_mb = min_free_mb
         self.listeners = list(listeners)
+        self.event_listeners = list(event_listeners)
         data_dir.mkdir(parents=True, exist_ok=True)
         self.stats = Stats()
         self._last_arrival = time.monotonic()
         self._inflight = 0
         self._drop_reported = 0
         source.on_event = self.emit
+        self._taking = asyncio.Event()
+        self._taking.set()
         self._prep_pool = ThreadPoolExecutor(1, thread_name_prefix="huoyan-decode")
         self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix="huoyan-infer")
         self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="huoyan-write")
@@ -140,12 +144,20 @@ class Station:
         except Exception:
             log.exception("could not store event %s", event.kind)
 
+    def _tell_listeners(self, event: StationEvent) -> None:
+        for listener in self.event_listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener failed for %s", event.kind)
+
     def _alert(self, kind: str, severity: Severity, message: str, active: bool = True) -> None:
         self.emit(
             StationEvent(station_id=self.station_id, kind=kind, severity=severity, message=message, active=active)
         )
 
     def note(self, event: StationEvent) -> None:
+        self._tell_listeners(event)
         if event.severity == Severity.ALARM and event.active:
             self.stats.alarms[event.kind] = event.message
             log.error("%s: %s", event.kind, event.message)
@@ -158,6 +170,28 @@ class Station:
     def stop(self) -> None:
         """Stop taking new parts; everything already taken is still inspected and stored."""
         self.source.stop()
+        self._taking.set()  # a paused intake must wake up to see the stop
+
+    def pause(self) -> None:
+        """Take no new parts until ``resume`` (the line said Stop or Halt); parts taken go on."""
+        self._taking.clear()
+
+    def resume(self) -> None:
+        self._taking.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._taking.is_set()
+
+    @property
+    def in_flight(self) -> int:
+        return self._inflight
+
+    def use(self, inspector: BatchInspector) -> None:
+        """Judge the next parts with another recipe; call only while nothing is in flight."""
+        if self._inflight:
+            raise RuntimeError("parts are in flight: pause and wait for them before switching recipes")
+        self.inspector = inspector
 
     # -- intake -------------------------------------------------------------------------
     def _disk_low(self) -> bool:
@@ -190,6 +224,7 @@ class Station:
         try:
             while True:
                 await self._wait_for_disk()
+                await self._taking.wait()
                 try:
                     arrival = await anext(it)
                 except StopAsyncIteration:

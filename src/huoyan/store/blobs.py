@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from huoyan.store.files import write_durably
+from huoyan.core.durable import write_durably
 
 
 def sha256_hex(data: bytes) -> str:

@@ -86,6 +86,17 @@ class RecordStore:
         self._station = {"id": station_id, "product": product}
         self._recipe = {"recipe_id": recipe_id, "version": recipe_version, "sha": recipe_sha256, "body": recipe_body}
         self._model = {"sha256": model_sha256, "name": model_name, "card": model_card}
+        self._registered = False  # a recipe switch registers the new recipe and model on next contact
+
+    def switch(self, **config: Any) -> None:
+        """Write for another recipe and model from now on (``configure``'s arguments); register
+        them at once if the database is there, else on next contact. Raises ``RecipeConflict``."""
+        with self._lock:
+            self.configure(**config)
+            try:
+                self.register()
+            except UNAVAILABLE as exc:
+                log.warning("recipe switch: database unavailable (%s); registering on next contact", exc)
 
     def register(self) -> None:
         """Upsert station, recipe and model rows. Raises ``RecipeConflict`` or a database error."""
@@ -166,8 +177,7 @@ class RecordStore:
                 self._spool_records(stamped)
 
     def event(self, event: StationEvent) -> None:
-        if self.on_event is not None:
-            self.on_event(event)
+        """Store an event the station raised (``on_event`` is for the store's own: outages)."""
         with self._lock:
             if self.degraded or len(self.spool):
                 self.spool.append("event", event.model_dump(mode="json"))
