@@ -174,22 +174,27 @@ class OpcUaChannel:
         await self._write_state(self.top_sm, "Preoperational", ids.TOP_STATES)
         await self._write_state(self.auto_sm, "Initialized", ids.AUTO_STATES)
 
-    def _guard(self, name: str, handler: Handler) -> Handler:
-        """State check and error containment: a bad call gets a Bad status, never a crash."""
+    def _guard(self, name: str, handler: Handler) -> Callable[..., Awaitable[list[ua.Variant] | ua.StatusCode]]:
+        """State check and error containment: a refused call answers a Bad status (asyncua
+        turns an exception into Bad_UnexpectedError), and nothing ever crashes the server."""
 
-        async def call(parent: ua.NodeId, *args: ua.Variant) -> list[ua.Variant]:
-            if name in TOP_TRANSITIONS:
-                if self.top not in TOP_TRANSITIONS[name]:
-                    raise bad(ua.StatusCodes.BadInvalidState)
-            elif name in AUTO_TRANSITIONS and (self.top != "Operational" or self.auto not in AUTO_TRANSITIONS[name]):
-                raise bad(ua.StatusCodes.BadInvalidState)
+        async def call(parent: ua.NodeId, *args: ua.Variant) -> list[ua.Variant] | ua.StatusCode:
             try:
-                return await handler(*[a.Value if isinstance(a, ua.Variant) else a for a in args])
-            except ua.UaStatusCodeError:
-                raise
-            except (TypeError, ValueError, AttributeError) as exc:
-                log.warning("opcua: %s called with bad arguments: %s", name, exc)
-                raise bad(ua.StatusCodes.BadInvalidArgument) from exc
+                if name in TOP_TRANSITIONS:
+                    if self.top not in TOP_TRANSITIONS[name]:
+                        raise bad(ua.StatusCodes.BadInvalidState)
+                elif name in AUTO_TRANSITIONS and (
+                    self.top != "Operational" or self.auto not in AUTO_TRANSITIONS[name]
+                ):
+                    raise bad(ua.StatusCodes.BadInvalidState)
+                try:
+                    return await handler(*[a.Value if isinstance(a, ua.Variant) else a for a in args])
+                except (TypeError, ValueError, AttributeError) as exc:
+                    log.warning("opcua: %s called with bad arguments: %s", name, exc)
+                    raise bad(ua.StatusCodes.BadInvalidArgument) from exc
+            except ua.UaStatusCodeError as exc:
+                log.info("opcua: %s refused in %s/%s: %s", name, self.top, self.auto, type(exc).__name__)
+                return ua.StatusCode(exc.code)
 
         return call
 

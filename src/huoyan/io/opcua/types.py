@@ -35,7 +35,10 @@ class MachineVisionTypes:
         return ids.node_id(number, self.ns)
 
     def new(self, name: str, **fields: Any) -> Any:
-        return self.classes[name](**fields)
+        # asyncua registers generated classes on its ``ua`` module once per process and
+        # does not return them again to a second server (or a client) in that process.
+        cls = self.classes.get(name) or getattr(ua, name)
+        return cls(**fields)
 
 
 def arg(name: str, datatype: ua.NodeId | int, array: bool = False) -> ua.Argument:

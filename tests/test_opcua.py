@@ -1,0 +1,255 @@
+"""OPC UA Machine Vision server against real clients: asyncua, and node-opcua run by Node.js."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asyncua import Client, ua
+from linepeers import free_port, station_thread
+from test_station import load, write_recipe, write_video
+
+from huoyan.io.opcua import nodeids as ids
+from huoyan.runner import open_station
+from huoyan.store.records import query_records
+
+PEER = Path(__file__).parent / "opcua_peer"
+
+
+def opcua_recipe(tmp: Path, model: Path, port: int, opcua: str, frames: int = 10, extra: str = "") -> Any:
+    video = tmp / "cam.avi"
+    write_video(video, frames)
+    src = f"{{type: camera, device: {video}, mode: trigger}}"
+    feedback = f"feedback:\n  opcua: {{endpoint: 'opc.tcp://127.0.0.1:{port}/huoyan/', {opcua}}}\n{extra}"
+    return load(write_recipe(tmp, model, src, "part_id: {from: trigger}\n" + feedback))
+
+
+async def browse(client: Client, *path: str) -> Any:
+    ns = await client.get_namespace_index(ids.NAMESPACE_URI)
+    return await client.nodes.objects.get_child([f"{ns}:{p}" for p in path])
+
+
+async def state(node: Any) -> str:
+    current = await node.get_child("0:CurrentState")
+    return (await current.read_value()).Text
+
+
+async def wait_for(predicate: Any, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not await predicate():
+        if loop.time() > end:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.05)
+
+
+def test_single_job_cycle_and_forbidden_transitions(model_file: Path, tmp_path: Path) -> None:
+    port = free_port()
+    recipe = opcua_recipe(tmp_path, model_file, port, "anonymous: true, security: [none]")
+    opened = open_station(recipe, f"sqlite:///{tmp_path / 'r.db'}")
+
+    async def plc() -> dict[str, Any]:
+        async with Client(f"opc.tcp://127.0.0.1:{port}/huoyan/") as client:
+            await client.load_data_type_definitions()
+            top = await browse(client, "st-1", "VisionStateMachine")
+            mv = await client.get_namespace_index(ids.NAMESPACE_URI)
+            auto = await top.get_child(f"{mv}:AutomaticModeStateMachine")
+            assert await state(top) == "Operational" and await state(auto) == "Ready"
+            state_id = await (await auto.get_child("0:CurrentState")).get_child("0:Id")
+            assert await state_id.read_value() == ua.NodeId(ids.AUTO_STATES["Ready"][0], mv)
+
+            # Stop is not allowed in Ready: a Bad status, and nothing changes.
+            with pytest.raises(ua.UaStatusCodeError) as denied:
+                await auto.call_method(f"{mv}:Stop", ua.Variant(0, ua.VariantType.Int32), "")
+            assert denied.value.code == ua.StatusCodes.BadInvalidState
+            assert await state(auto) == "Ready"
+
+            part = ua.PartIdDataType(Id="P-42")
+            meas = ua.MeasIdDataType(Id="M-7")
+            job, error = await auto.call_method(
+                f"{mv}:StartSingleJob", meas, part, ua.RecipeIdExternalDataType(Id=""), ua.ProductIdDataType(Id=""),
+                ua.Variant([], ua.VariantType.Variant),
+            )
+            assert error == 0 and job.Id
+            last = await browse(client, "st-1", "ResultManagement", "Results", "LastResult")
+            part_node = await last.get_child(f"{mv}:PartId")
+
+            async def result_for_part() -> bool:
+                value = await part_node.read_value()
+                return value is not None and value.Id == "P-42"
+
+            await wait_for(result_for_part)
+            result = await last.read_value()
+            content = json.loads(result.ResultContent[0].Value)
+            await wait_for(lambda: _is(auto, "Ready"))
+
+            # Halted: every automatic-mode method is refused until Reset and SelectModeAutomatic.
+            await top.call_method(f"{mv}:Halt", ua.Variant(0, ua.VariantType.Int32), "maintenance")
+            assert await state(top) == "Halted"
+            with pytest.raises(ua.UaStatusCodeError) as halted:
+                await auto.call_method(
+                    f"{mv}:StartSingleJob", meas, part, ua.RecipeIdExternalDataType(Id=""),
+                    ua.ProductIdDataType(Id=""), ua.Variant([], ua.VariantType.Variant),
+                )
+            assert halted.value.code == ua.StatusCodes.BadInvalidState
+            with pytest.raises(ua.UaStatusCodeError):
+                await top.call_method(f"{mv}:SelectModeAutomatic")
+            await top.call_method(f"{mv}:Reset", ua.Variant(0, ua.VariantType.Int32), "")
+            await top.call_method(f"{mv}:SelectModeAutomatic")
+            assert await state(top) == "Operational" and await state(auto) == "Ready"
+            return {"job": job.Id, "result": result, "content": content}
+
+    with station_thread(opened, port):
+        got = asyncio.run(plc())
+    result, content = got["result"], got["content"]
+    assert result.PartId.Id == "P-42" and result.MeasId.Id == "M-7" and result.JobId.Id == got["job"]
+    assert result.ResultState in (1, 2)
+    assert result.ExternalRecipeId.Id == "washer-top" and result.ExternalRecipeId.Version == "1"
+    assert result.InternalConfigurationId.Id == opened.model_sha256
+    rows = query_records(opened.engine)
+    assert [r["part_id"] for r in rows] == ["P-42"]
+    assert content["key"] == rows[0]["key"] and content["verdict"] == rows[0]["verdict"]
+
+
+async def _is(node: Any, name: str) -> bool:
+    return await state(node) == name
+
+
+def test_prepare_recipe_switches_the_station(model_file: Path, tmp_path: Path) -> None:
+    port = free_port()
+    other = tmp_path / "other"
+    other.mkdir()
+    write_recipe(other, model_file, "{type: camera, device: PLACEHOLDER, mode: trigger}")
+    table = f"  recipes: [{{index: 2, file: {other / 'recipe.yaml'}}}]\n"
+    recipe = opcua_recipe(tmp_path, model_file, port, "anonymous: true, security: [none]", extra=table)
+    # The second recipe: same station and source, another id and decision.
+    text = (tmp_path / "recipe.yaml").read_text()
+    body = text.split("feedback:")[0].replace("recipe: washer-top", "recipe: washer-bottom")
+    (other / "recipe.yaml").write_text(body.replace("storage: {keep_ok_every: 2}", "decision: {threshold: 1.0e9}"))
+    opened = open_station(recipe, f"sqlite:///{tmp_path / 'r.db'}")
+
+    async def plc() -> tuple[str, Any]:
+        async with Client(f"opc.tcp://127.0.0.1:{port}/huoyan/") as client:
+            await client.load_data_type_definitions()
+            mv = await client.get_namespace_index(ids.NAMESPACE_URI)
+            recipes = await browse(client, "st-1", "RecipeManagement")
+            with pytest.raises(ua.UaStatusCodeError) as unknown:
+                await recipes.call_method(
+                    f"{mv}:PrepareRecipe", ua.RecipeIdExternalDataType(Id="no-such"), ua.RecipeIdInternalDataType(Id="")
+                )
+            assert unknown.value.code == ua.StatusCodes.BadInvalidArgument
+            internal, completed, error = await recipes.call_method(
+                f"{mv}:PrepareRecipe", ua.RecipeIdExternalDataType(Id="washer-bottom"), ua.RecipeIdInternalDataType(Id="")
+            )
+            assert completed and error == 0
+            auto = await browse(client, "st-1", "VisionStateMachine", "AutomaticModeStateMachine")
+            await auto.call_method(
+                f"{mv}:StartSingleJob", ua.MeasIdDataType(Id=""), ua.PartIdDataType(Id="Q-1"),
+                ua.RecipeIdExternalDataType(Id=""), ua.ProductIdDataType(Id=""), ua.Variant([], ua.VariantType.Variant),
+            )
+            last = await browse(client, "st-1", "ResultManagement", "Results", "LastResult")
+
+            async def done() -> bool:
+                value = await last.read_value()
+                return value is not None and value.PartId.Id == "Q-1"
+
+            await wait_for(done)
+            return internal.Id, await last.read_value()
+
+    with station_thread(opened, port):
+        internal_id, result = asyncio.run(plc())
+    assert internal_id == "washer-bottom:1"
+    assert result.ExternalRecipeId.Id == "washer-bottom" and result.ResultState == 1  # its threshold passes all
+    rows = query_records(opened.engine)
+    assert [(r["part_id"], r["recipe_id"]) for r in rows] == [("Q-1", "washer-bottom")]
+
+
+def test_security_users_and_encryption(model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    monkeypatch.setenv("HUOYAN_TEST_PLC_PASSWORD", "s3cret")
+    recipe = opcua_recipe(
+        tmp_path, model_file, port, "users: {plc: HUOYAN_TEST_PLC_PASSWORD}, security: [basic256sha256]"
+    )
+    opened = open_station(recipe, f"sqlite:///{tmp_path / 'r.db'}")
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    url = f"opc.tcp://127.0.0.1:{port}/huoyan/"
+
+    async def connect(user: str | None, password: str | None, secure: bool) -> str:
+        client = Client(url)
+        if secure:
+            key, cert = tmp_path / "client-key.pem", tmp_path / "client-cert.der"
+            if not key.exists():
+                await setup_self_signed_certificate(
+                    key, cert, "urn:huoyan:test:client", "localhost",
+                    [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": "test client"},
+                )
+            client.application_uri = "urn:huoyan:test:client"
+            await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{cert},{key}")
+        if user:
+            client.set_user(user)
+            client.set_password(password or "")
+        try:
+            async with client:
+                mv = await client.get_namespace_index(ids.NAMESPACE_URI)
+                top = await browse(client, "st-1", "VisionStateMachine")
+                del mv
+                return await state(top)
+        except Exception as exc:
+            return f"refused: {type(exc).__name__}"
+
+    async def attempts() -> list[str]:
+        return [
+            await connect("plc", "s3cret", secure=True),
+            await connect(None, None, secure=True),
+            await connect("plc", "wrong", secure=True),
+            await connect("plc", "s3cret", secure=False),
+        ]
+
+    with station_thread(opened, port):
+        ok, anonymous, wrong, plain = asyncio.run(attempts())
+    assert ok == "Operational"
+    assert anonymous.startswith("refused") and wrong.startswith("refused") and plain.startswith("refused")
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def test_node_opcua_reads_a_result_and_calls_a_method(model_file: Path, tmp_path: Path) -> None:
+    if not (PEER / "node_modules" / "node-opcua-client").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail("node-opcua is not installed; .ci/run runs npm ci in tests/opcua_peer")
+        pytest.skip("run `npm ci --prefix tests/opcua_peer` first")
+    port = free_port()
+    recipe = opcua_recipe(tmp_path, model_file, port, "anonymous: true, security: [none]")
+    opened = open_station(recipe, f"sqlite:///{tmp_path / 'r.db'}")
+
+    async def single_job() -> None:
+        async with Client(f"opc.tcp://127.0.0.1:{port}/huoyan/") as client:
+            await client.load_data_type_definitions()
+            mv = await client.get_namespace_index(ids.NAMESPACE_URI)
+            auto = await browse(client, "st-1", "VisionStateMachine", "AutomaticModeStateMachine")
+            await auto.call_method(
+                f"{mv}:StartSingleJob", ua.MeasIdDataType(Id=""), ua.PartIdDataType(Id="N-1"),
+                ua.RecipeIdExternalDataType(Id=""), ua.ProductIdDataType(Id=""), ua.Variant([], ua.VariantType.Variant),
+            )
+            await wait_for(lambda: _is(auto, "Ready"))
+
+    with station_thread(opened, port):
+        asyncio.run(single_job())
+        out = subprocess.run(
+            ["node", str(PEER / "peer.js"), f"opc.tcp://127.0.0.1:{port}/huoyan/", "st-1"],
+            capture_output=True, text=True, timeout=120,
+        )
+    assert out.returncode == 0, out.stderr + out.stdout
+    peer = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("{\"namespaceIndex\"")))
+    assert peer["namespaceIndex"] > 0
+    assert json.loads(peer["resultContent"][0])["part_id"] == "N-1"
+    assert peer["resultState"] in (1, 2)
+    assert peer["haltStatus"] == "Good" and peer["stateAfterHalt"] == "Halted"
+    assert peer["stopInHalted"] == "BadInvalidState"
