@@ -2,7 +2,8 @@
 # Set up, then lint, type-check and run the tests.
 # The record-store tests run against a real PostgreSQL server: Debian's package is
 # installed here if missing (as root), and the test fixture starts a private cluster on
-# loopback from its binaries (stopping and restarting it for the outage test).
+# loopback from its binaries (stopping and restarting it for the outage test). The
+# line-feedback tests need Mosquitto and Node.js (installed the same way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v pg_ctl >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null; then
@@ -13,6 +14,23 @@ if ! command -v pg_ctl >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bi
   else
     echo "note: PostgreSQL is not installed (apt-get install postgresql); its tests will be skipped" >&2
   fi
+fi
+# Line-feedback peers: a real Mosquitto broker, and node-opcua (from the npm registry) as an
+# independent OPC UA client. The tests start their own broker.
+need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v node >/dev/null 2>&1 || need+=(nodejs npm)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "note: missing ${need[*]}; their tests will be skipped" >&2
+  fi
+fi
+if command -v npm >/dev/null 2>&1; then
+  npm ci --prefix tests/opcua_peer --no-audit --no-fund --loglevel=error
 fi
 bash scripts/setup.sh
 .venv/bin/ruff check src tests bench

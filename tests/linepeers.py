@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -65,6 +66,8 @@ class Mosquitto:
     def __init__(self, root: Path) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
+            if os.environ.get("CI"):
+                pytest.fail("mosquitto is not installed; scripts/test.sh installs it")
             pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
         self.binary = binary
         self.port = free_port()
@@ -77,6 +80,8 @@ class Mosquitto:
             "persistence true\n"
             f"persistence_location {root / 'data'}/\n"
             "autosave_interval 1\n"
+            # As root, mosquitto would switch to its own user, who cannot write the persistence file here.
+            + ("user root\n" if os.geteuid() == 0 else "")
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 from asyncua import Client, ua
-from linepeers import free_port, station_thread
-from test_station import load, write_recipe, write_video
 
 from huoyan.io.opcua import nodeids as ids
 from huoyan.runner import open_station
 from huoyan.store.records import query_records
+from linepeers import free_port, station_thread
+from test_station import load, write_recipe, write_video
 
 PEER = Path(__file__).parent / "opcua_peer"
 
@@ -145,7 +145,9 @@ def test_prepare_recipe_switches_the_station(model_file: Path, tmp_path: Path) -
                 )
             assert unknown.value.code == ua.StatusCodes.BadInvalidArgument
             internal, completed, error = await recipes.call_method(
-                f"{mv}:PrepareRecipe", ua.RecipeIdExternalDataType(Id="washer-bottom"), ua.RecipeIdInternalDataType(Id="")
+                f"{mv}:PrepareRecipe",
+                ua.RecipeIdExternalDataType(Id="washer-bottom"),
+                ua.RecipeIdInternalDataType(Id=""),
             )
             assert completed and error == 0
             auto = await browse(client, "st-1", "VisionStateMachine", "AutomaticModeStateMachine")

@@ -248,8 +248,24 @@ class ModbusChannel:
     async def start(self) -> None:
         self.server = ModbusTcpServer(self.device, address=(self.cfg.host, self.cfg.port))
         self._task = asyncio.get_running_loop().create_task(self.server.serve_forever())
-        await asyncio.sleep(0)  # let it bind before the line starts
+        await self._listening()
         log.info("modbus: serving on %s:%d (device %d)", self.cfg.host, self.cfg.port, self.cfg.device_id)
+
+    async def _listening(self, timeout: float = 10.0) -> None:
+        """The line starts only once the PLC can connect."""
+        host = "127.0.0.1" if self.cfg.host in ("0.0.0.0", "") else self.cfg.host
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            try:
+                _, writer = await asyncio.open_connection(host, self.cfg.port)
+            except OSError:
+                if loop.time() > end or (self._task is not None and self._task.done()):
+                    raise RuntimeError(f"modbus: cannot listen on {self.cfg.host}:{self.cfg.port}") from None
+                await asyncio.sleep(0.02)
+                continue
+            writer.close()
+            return
 
     async def stop(self) -> None:
         if self.server is not None:

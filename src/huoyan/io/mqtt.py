@@ -62,8 +62,12 @@ class MqttChannel:
         self._alarms: dict[str, str] = {}
         self._inflight: dict[int, paho.MQTTMessageInfo] = {}
         self._connected = threading.Event()
+        self._waiting: set[int] = set()  # mids of outbox messages; status publishes are not tracked
+        self._acked: set[int] = set()
+        self._ack = threading.Condition()
         self.client = self._client()
-        self.outbox = Outbox("mqtt", outbox_dir, self._deliver, self._delivered, self.alarm)
+        # The broker is local to the line: retry often rather than backing off for long.
+        self.outbox = Outbox("mqtt", outbox_dir, self._deliver, self._delivered, self.alarm, max_backoff_s=2.0)
 
     def _client(self) -> paho.Client:
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"huoyan-{self.station}", clean_session=True)
@@ -74,7 +78,14 @@ class MqttChannel:
         c.reconnect_delay_set(min_delay=1, max_delay=5)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
         return c
+
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        with self._ack:
+            if mid in self._waiting:
+                self._acked.add(mid)
+                self._ack.notify_all()
 
     def _status(self, online: bool) -> str:
         return json.dumps(status_message(self.station, self.plant, self.line, online, self._alarms))
@@ -126,14 +137,17 @@ class MqttChannel:
                 topic, retain = f"{self.base}/result", False
             else:
                 topic, retain = f"{self.base}/alarm/{payload['kind']}", True
-            info = self.client.publish(topic, json.dumps(payload), qos=1, retain=retain)
+            with self._ack:  # held so that the PUBACK cannot be handled before we wait for it
+                info = self.client.publish(topic, json.dumps(payload), qos=1, retain=retain)
+                self._waiting.add(info.mid)
             self._inflight[id(payload)] = info
-        try:
-            info.wait_for_publish(timeout=2.0)
-        except (ValueError, RuntimeError) as exc:
-            raise DeliveryError(str(exc)) from exc
-        if not info.is_published():
-            raise DeliveryError(f"no PUBACK from {self.cfg.host}:{self.cfg.port}")
+        # paho queues a QoS 1 message while disconnected and resends it after a reconnect,
+        # so this message is published once and its PUBACK waited for, however long.
+        with self._ack:
+            if not self._ack.wait_for(lambda: info.mid in self._acked, timeout=2.0):
+                raise DeliveryError(f"no PUBACK yet from {self.cfg.host}:{self.cfg.port}")
+            self._acked.discard(info.mid)
+            self._waiting.discard(info.mid)
         del self._inflight[id(payload)]
         if kind == "event":  # the retained status carries the active alarms too
             self.client.publish(f"{self.base}/status", self._status(True), qos=1, retain=True)
