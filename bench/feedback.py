@@ -99,7 +99,7 @@ async def opcua_peer(url: str, seen: Seen, stop: asyncio.Event) -> None:
         await stop.wait()
 
 
-async def modbus_peer(port: int, seen: Seen, stop: asyncio.Event, keys: list[str]) -> None:
+async def modbus_peer(port: int, seen: Seen, stop: asyncio.Event) -> None:
     client = AsyncModbusTcpClient("127.0.0.1", port=port)
     await client.connect()
     while not stop.is_set():
@@ -151,7 +151,7 @@ feedback:
     async def peers(stop: asyncio.Event) -> None:
         await asyncio.gather(
             opcua_peer(f"opc.tcp://127.0.0.1:{ua_port}/huoyan/", seen, stop),
-            modbus_peer(mb_port, seen, stop, []),
+            modbus_peer(mb_port, seen, stop),
         )
 
     with station_thread(opened, ua_port):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import shutil
 import socket
@@ -32,6 +33,21 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on port {port}")
+
+
+async def until(predicate: Any, timeout: float = 15.0, every: float = 0.02) -> None:
+    """Wait until ``predicate()`` (plain or awaitable) is true, or raise TimeoutError."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        ok = predicate()
+        if inspect.isawaitable(ok):
+            ok = await ok
+        if ok:
+            return
+        if loop.time() > end:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(every)
 
 
 @contextlib.contextmanager

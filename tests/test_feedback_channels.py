@@ -26,7 +26,7 @@ from huoyan.io.message import SCHEMA_FILE, ResultMessage, result_json_schema
 from huoyan.io.modbus import ModbusChannel
 from huoyan.io.mqtt import MqttChannel
 from huoyan.io.webhook import SIGNATURE_HEADER, WebhookChannel, verify
-from linepeers import Mosquitto, free_port, wait_for_port
+from linepeers import Mosquitto, free_port, until, wait_for_port
 
 
 def record(seq: int, verdict: Verdict = Verdict.OK, trigger: dict[str, Any] | None = None) -> InspectionRecord:
@@ -88,7 +88,7 @@ def test_mqtt_results_survive_a_broker_restart_exactly_once_in_order(tmp_path: P
         for seq in range(1, 11):
             feedback.on_record(record(seq))
             await asyncio.sleep(0.02)
-        await _until(lambda: len(received) >= 10)
+        await until(lambda: len(received) >= 10)
         broker.stop()
         for seq in range(11, 31):  # the broker is down: these wait on disk
             feedback.on_record(record(seq))
@@ -97,7 +97,7 @@ def test_mqtt_results_survive_a_broker_restart_exactly_once_in_order(tmp_path: P
         assert len(channel.outbox) > 0
         broker.start()
         try:
-            await _until(lambda: len(received) >= 30, timeout=30)
+            await until(lambda: len(received) >= 30, timeout=30)
         except TimeoutError:
             raise AssertionError(f"received {[m['seq'] for m in received]}, outbox {len(channel.outbox)}") from None
         await feedback.stop()
@@ -114,14 +114,6 @@ def test_mqtt_results_survive_a_broker_restart_exactly_once_in_order(tmp_path: P
     assert times.summary()["mqtt"]["n"] == 30
     assert any(s.get("online") is True for s in statuses)
 
-
-async def _until(predicate: Any, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        if loop.time() > end:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.02)
 
 
 # -- webhook ------------------------------------------------------------------------------
@@ -161,7 +153,7 @@ def test_webhook_retries_until_accepted_and_signs(tmp_path: Path, monkeypatch: p
         await channel.start()
         for seq in range(1, 6):
             channel.result(record(seq), ResultMessage.from_record(record(seq), "p", "l").to_json())
-        await _until(lambda: len(Receiver.bodies) >= 5)
+        await until(lambda: len(Receiver.bodies) >= 5)
         await channel.stop()
 
     try:
@@ -193,7 +185,7 @@ def test_webhook_rejection_is_set_aside_not_retried_forever(tmp_path: Path) -> N
     async def run() -> None:
         await channel.start()
         channel.result(record(1), ResultMessage.from_record(record(1), "p", "l").to_json())
-        await _until(lambda: len(channel.outbox) == 0 and any((tmp_path / "ob" / "rejected").glob("*.json")))
+        await until(lambda: len(channel.outbox) == 0 and any((tmp_path / "ob" / "rejected").glob("*.json")))
         await channel.stop()
 
     try:
@@ -260,7 +252,7 @@ def test_modbus_trigger_result_acknowledge_and_a_slow_plc() -> None:
             ir = lambda: client.read_input_registers(0, count=10, device_id=1)  # noqa: E731
 
             async def wait_bit(bit: int, value: bool) -> None:
-                await _until_async(lambda: _bit(di(), bit, value))
+                await until(lambda: _bit(di(), bit, value))
 
             assert (await di()).bits[mb.READY]
             # One full handshake: part number, trigger, result ready, read, acknowledge.
@@ -290,11 +282,11 @@ def test_modbus_trigger_result_acknowledge_and_a_slow_plc() -> None:
 
             # Recipe switch by index; an unknown index is reported, not fatal.
             await client.write_register(mb.RECIPE_REQUEST, 2, device_id=1)
-            await _until_async(lambda: _reg(ir(), mb.ACTIVE_RECIPE, 2))
+            await until(lambda: _reg(ir(), mb.ACTIVE_RECIPE, 2))
             await client.write_register(mb.RECIPE_REQUEST, 9, device_id=1)
-            await _until_async(lambda: _reg(ir(), mb.RECIPE_STATUS, 2))
+            await until(lambda: _reg(ir(), mb.RECIPE_STATUS, 2))
             await client.write_coil(mb.ERROR_RESET, True, device_id=1)
-            await _until_async(lambda: _reg(ir(), mb.RECIPE_STATUS, 0))
+            await until(lambda: _reg(ir(), mb.RECIPE_STATUS, 0))
         finally:
             client.close()
             await channel.stop()
@@ -310,11 +302,3 @@ async def _bit(read: Any, bit: int, value: bool) -> bool:
 async def _reg(read: Any, index: int, value: int) -> bool:
     return int((await read).registers[index]) == value
 
-
-async def _until_async(predicate: Any, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not await predicate():
-        if loop.time() > end:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.01)

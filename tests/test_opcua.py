@@ -16,7 +16,7 @@ from asyncua import Client, ua
 from huoyan.io.opcua import nodeids as ids
 from huoyan.runner import open_station
 from huoyan.store.records import query_records
-from linepeers import free_port, station_thread
+from linepeers import free_port, station_thread, until
 from test_station import load, write_recipe, write_video
 
 PEER = Path(__file__).parent / "opcua_peer"
@@ -40,13 +40,6 @@ async def state(node: Any) -> str:
     return (await current.read_value()).Text
 
 
-async def wait_for(predicate: Any, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not await predicate():
-        if loop.time() > end:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.05)
 
 
 def test_single_job_cycle_and_forbidden_transitions(model_file: Path, tmp_path: Path) -> None:
@@ -84,10 +77,10 @@ def test_single_job_cycle_and_forbidden_transitions(model_file: Path, tmp_path: 
                 value = await part_node.read_value()
                 return value is not None and value.Id == "P-42"
 
-            await wait_for(result_for_part)
+            await until(result_for_part)
             result = await last.read_value()
             content = json.loads(result.ResultContent[0].Value)
-            await wait_for(lambda: _is(auto, "Ready"))
+            await until(lambda: _is(auto, "Ready"))
 
             # Halted: every automatic-mode method is refused until Reset and SelectModeAutomatic.
             await top.call_method(f"{mv}:Halt", ua.Variant(0, ua.VariantType.Int32), "maintenance")
@@ -161,7 +154,7 @@ def test_prepare_recipe_switches_the_station(model_file: Path, tmp_path: Path) -
                 value = await last.read_value()
                 return value is not None and value.PartId.Id == "Q-1"
 
-            await wait_for(done)
+            await until(done)
             return internal.Id, await last.read_value()
 
     with station_thread(opened, port):
@@ -200,9 +193,7 @@ def test_security_users_and_encryption(model_file: Path, tmp_path: Path, monkeyp
             client.set_password(password or "")
         try:
             async with client:
-                mv = await client.get_namespace_index(ids.NAMESPACE_URI)
                 top = await browse(client, "st-1", "VisionStateMachine")
-                del mv
                 return await state(top)
         except Exception as exc:
             return f"refused: {type(exc).__name__}"
@@ -240,7 +231,7 @@ def test_node_opcua_reads_a_result_and_calls_a_method(model_file: Path, tmp_path
                 f"{mv}:StartSingleJob", ua.MeasIdDataType(Id=""), ua.PartIdDataType(Id="N-1"),
                 ua.RecipeIdExternalDataType(Id=""), ua.ProductIdDataType(Id=""), ua.Variant([], ua.VariantType.Variant),
             )
-            await wait_for(lambda: _is(auto, "Ready"))
+            await until(lambda: _is(auto, "Ready"))
 
     with station_thread(opened, port):
         asyncio.run(single_job())

@@ -102,15 +102,22 @@ class StationLine:
         self.recipe = recipe
         self.runtime = runtime
         self.table = {slot.index: Path(slot.file) for slot in recipe.feedback.recipes}
+        self.catalogue = self._read_table()
         self._active = self._info(recipe, model_sha)
         self._lock = asyncio.Lock()
 
-    def _index_of(self, recipe: Recipe) -> int:
+    def _read_table(self) -> dict[int, Recipe]:
+        """The table's recipes, read once at start (a switch reads its file again); bad entries are logged."""
+        out = {}
         for index, path in self.table.items():
             try:
-                other = load_recipe(path)
-            except RecipeError:
-                continue
+                out[index] = load_recipe(path)
+            except RecipeError as exc:
+                log.warning("recipe table entry %d: %s", index, exc)
+        return out
+
+    def _index_of(self, recipe: Recipe) -> int:
+        for index, other in self.catalogue.items():
             if other.recipe == recipe.recipe and other.version == recipe.version:
                 return index
         return 0
@@ -132,7 +139,7 @@ class StationLine:
 
     def trigger(self, payload: dict[str, Any]) -> None:
         if not isinstance(self.station.source, Camera):
-            raise RecipeSwitchError("this station's source takes no triggers")
+            raise RuntimeError("this station's source takes no triggers")
         self.station.source.trigger(payload)
 
     def pause(self) -> None:
@@ -146,12 +153,7 @@ class StationLine:
 
     def recipes(self) -> list[RecipeInfo]:
         out = {self._active.index: self._active} if self._active.index == 0 else {}
-        for index, path in self.table.items():
-            try:
-                r = load_recipe(path)
-            except RecipeError as exc:
-                log.warning("recipe table entry %d: %s", index, exc)
-                continue
+        for index, r in self.catalogue.items():
             out[index] = self._active if index == self._active.index else self._info(r, "", index)
         return list(out.values())
 
@@ -160,13 +162,9 @@ class StationLine:
             if key in self.table:
                 return key, self.table[key]
             raise RecipeSwitchError(f"no recipe with index {key} in this station's table")
-        for index, path in self.table.items():
-            try:
-                r = load_recipe(path)
-            except RecipeError:
-                continue
+        for index, r in self.catalogue.items():
             if (key.startswith("product:") and r.product == key[8:]) or r.recipe == key:
-                return index, path
+                return index, self.table[index]
         raise RecipeSwitchError(f"no recipe {key!r} in this station's table")
 
     def _load(self, path: Path) -> tuple[Recipe, Inspector, dict[str, Any]]:

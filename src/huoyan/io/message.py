@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from huoyan.core.models import Region, Verdict
 from huoyan.core.records import InspectionRecord, StationEvent
 
-RESULT_SCHEMA = "huoyan.result/1"
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "result-v1.schema.json"
 
 

@@ -91,10 +91,9 @@ class Handshake:
     alarms: set[str] = field(default_factory=set)
     active_recipe: int = 0
     recipe_status: int = 0
-    running: bool = True
 
     def ready(self, triggerable: bool) -> bool:
-        return triggerable and self.running and not self.busy and not self.switching and self.recipe_status != 3
+        return triggerable and not self.busy and not self.switching and self.recipe_status != 3
 
     def inputs(self, triggerable: bool) -> list[bool]:
         bits = [False] * N_BITS
@@ -299,6 +298,3 @@ class ModbusChannel:
             self.state.alarms.add(event.kind)
         elif not event.active:
             self.state.alarms.discard(event.kind)
-
-    def set_running(self, running: bool) -> None:
-        self.state.running = running

@@ -60,6 +60,7 @@ class Outbox:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._healthy = True
+        self._drain_s = 2.0
 
     def __len__(self) -> int:
         return len(self._pending) + self._incoming.qsize()
@@ -102,7 +103,7 @@ class Outbox:
             self._persist_incoming()
             if self._stop.is_set():
                 if deadline is None:
-                    deadline = time.monotonic() + getattr(self, "_drain_s", 2.0)
+                    deadline = time.monotonic() + self._drain_s
                 if not self._pending or time.monotonic() >= deadline:
                     return
             if not self._pending:

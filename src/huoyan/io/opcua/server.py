@@ -88,7 +88,6 @@ class OpcUaChannel:
         self.results: OrderedDict[str, Any] = OrderedDict()
         self._jobs = itertools.count(1)
         self._job: str = ""
-        self._alarms: set[str] = set()
         self.t: MachineVisionTypes | None = None
 
     # -- building -------------------------------------------------------------------------

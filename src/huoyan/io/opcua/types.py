@@ -222,7 +222,7 @@ async def build_types(server: Server) -> MachineVisionTypes:
     )
     await _states(server, auto, ns, ids.AUTO_STATES)
     base = server.get_node(ua.ObjectIds.BaseObjectType)
-    system = await base.add_object_type(n(ids.VISION_SYSTEM_TYPE), qn("VisionSystemType"))
+    await base.add_object_type(n(ids.VISION_SYSTEM_TYPE), qn("VisionSystemType"))
     recipes = await base.add_object_type(n(ids.RECIPE_MANAGEMENT_TYPE), qn("RecipeManagementType"))
     results = await base.add_object_type(n(ids.RESULT_MANAGEMENT_TYPE), qn("ResultManagementType"))
     folder = server.get_node(ua.ObjectIds.FolderType)
@@ -244,11 +244,9 @@ async def build_types(server: Server) -> MachineVisionTypes:
     for name, owner in owners.items():
         inputs, outputs = args[name]
         await owner.add_method(n(ids.METHODS[name]), qn(name), _not_on_type, inputs, outputs)
-    del system  # the type exists for clients to browse; instances are built by the server
 
     data_variable = server.get_node(ua.ObjectIds.BaseDataVariableType)
-    result_type = await data_variable.add_variable_type(n(ids.RESULT_TYPE), qn("ResultType"), n(ids.RESULT_DATA))
-    del result_type
+    await data_variable.add_variable_type(n(ids.RESULT_TYPE), qn("ResultType"), n(ids.RESULT_DATA))
     event_type = await server.get_node(ua.ObjectIds.BaseEventType).add_object_type(
         n(ids.RESULT_READY_EVENT_TYPE), qn("ResultReadyEventType")
     )
