@@ -298,6 +298,105 @@ def cmd_feed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server_settings(args: argparse.Namespace, recipes: list[Any]) -> Any:
+    from huoyan.server.platform import Settings
+    from huoyan.store.database import resolve_url
+
+    first = recipes[0] if recipes else None
+    data_dir = Path(args.data_dir) if args.data_dir else Path(first.storage.data_dir) if first else Path("huoyan-data")
+    url = args.db or resolve_url(first.storage.database if first else None, data_dir)
+    return Settings(
+        database_url=url,
+        data_dir=data_dir,
+        recipes=recipes,
+        runtime=args.runtime,
+        batch_size=args.batch_size,
+        secure_cookies=args.secure_cookies or bool(args.tls_cert),
+        train_worker=not args.no_training,
+    )
+
+
+def serve(settings: Any, host: str, port: int, tls_cert: str | None = None, tls_key: str | None = None) -> None:
+    """Run the server in the foreground until Ctrl-C or SIGTERM."""
+    import uvicorn
+
+    from huoyan.server.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    recipes = [_recipe(r) for r in args.recipe or []]
+    settings = _server_settings(args, recipes)
+    scheme = "https" if args.tls_cert else "http"
+    print(f"Huoyan dashboard on {scheme}://{args.host}:{args.port}/ (database {settings.database_url})", flush=True)
+    serve(settings, args.host, args.port, args.tls_cert, args.tls_key)
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    import getpass
+    import os
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if os.environ.get("HUOYAN_PASSWORD"):
+        return os.environ["HUOYAN_PASSWORD"]
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise SystemExit("error: the passwords differ")
+    return first
+
+
+def _accounts(args: argparse.Namespace) -> Any:
+    from huoyan.store.accounts import Accounts
+    from huoyan.store.database import upgrade
+
+    engine = _database(args)
+    upgrade(engine)
+    return Accounts(engine)
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from huoyan.store.accounts import AccountError, Role
+    from huoyan.store.audit import AuditLog
+
+    accounts = _accounts(args)
+    try:
+        if args.user_command == "add":
+            user = accounts.add_user(args.username, _password(args), Role(args.role), "cli")
+            AuditLog(accounts.engine).add("cli", "user-add", user.username, role=user.role.value)
+            print(f"user {user.username} added with role {user.role.value}")
+        elif args.user_command == "set":
+            password = _password(args) if args.password else None
+            active = None if args.active is None else args.active == "yes"
+            role = Role(args.role) if args.role else None
+            user = accounts.update(args.username, role, active, password)
+            AuditLog(accounts.engine).add("cli", "user-change", user.username, role=user.role.value, active=user.active)
+            print(f"user {user.username}: role {user.role.value}, {'active' if user.active else 'disabled'}")
+        elif args.user_command == "key":
+            key_id, key = accounts.add_api_key(args.username, args.name)
+            AuditLog(accounts.engine).add("cli", "api-key-add", args.username, key_id=key_id, name=args.name)
+            print(key)
+        else:
+            for u in accounts.users():
+                print(f"{u.username:20} {u.role.value:9} {'active' if u.active else 'disabled'}")
+    except AccountError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    return 0
+
+
 def _round(value: Any, digits: int = 1) -> Any:
     return None if value is None else round(value, digits)
 
@@ -386,7 +485,64 @@ def cmd_demo(args: argparse.Namespace) -> int:
     db = (data_dir / "huoyan.db").resolve()
     print(f"summary: {out / 'summary.json'}")
     print(f"records: huoyan records --db sqlite:///{db} --verdict NG")
+    if args.no_serve:
+        return 0
+    recipes = [load_recipe(out / "recipes" / f"{root.name}.yaml") for root in roots]
+    feeds = [(list_images(root / "test", recursive=True), out / "stations" / root.name / "inbox") for root in roots]
+    serve_demo(args, recipes, feeds, data_dir)
     return 0
+
+
+def serve_demo(
+    args: argparse.Namespace, recipes: list[Any], feeds: list[tuple[list[Path], Path]], data_dir: Path
+) -> None:
+    """The dashboard over the demo stations, with the sample line fed into them until Ctrl-C."""
+    import itertools
+    import logging
+    import secrets
+    import threading
+
+    from huoyan.runner import feed_folder
+    from huoyan.server.platform import Settings
+    from huoyan.store.accounts import Accounts, Role
+    from huoyan.store.database import make_engine, resolve_url, upgrade
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    url = resolve_url(None, data_dir)
+    engine = make_engine(url)
+    upgrade(engine)
+    accounts = Accounts(engine)
+    password = args.password or secrets.token_urlsafe(9)
+    if accounts.get("demo") is None:
+        accounts.add_user("demo", password, Role.ADMIN, "huoyan demo")
+    else:
+        accounts.update("demo", Role.ADMIN, True, password)
+    engine.dispose()
+    stop = threading.Event()
+    for files, inbox in feeds:
+        cycle = itertools.cycle(files)  # the line keeps running: the test parts come round again
+        threading.Thread(target=feed_folder, args=(cycle, inbox, args.live_rate, stop), daemon=True).start()
+    settings = Settings(database_url=url, data_dir=data_dir, recipes=recipes)
+    print()
+    print(f"dashboard: http://{args.host}:{args.port}/  (login: demo / {password})")
+    print(f"the sample line is fed at {args.live_rate} parts/s per station; Ctrl-C stops", flush=True)
+    try:
+        serve(settings, args.host, args.port)
+    finally:
+        stop.set()
+
+
+def _server_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for the plant network)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--db", help="database URL (default: the first recipe's, $HUOYAN_DATABASE_URL, or SQLite)")
+    p.add_argument("--data-dir", help="folder for trained model versions (default: the first recipe's data_dir)")
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", help="... and this key")
+    p.add_argument("--secure-cookies", action="store_true", help="mark cookies Secure (behind an HTTPS proxy)")
+    p.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--no-training", action="store_true", help="run no training jobs in this server")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -442,6 +598,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="huoyan-demo")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--rate", type=float, default=20.0, help="parts per second fed into each hot folder")
+    demo.add_argument("--no-serve", action="store_true", help="stop after the summary (no dashboard)")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--live-rate", type=float, default=2.0, help="parts per second per station while serving")
+    demo.add_argument("--password", help="the demo user's password (default: a new random one, printed)")
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="run a station from a recipe, in the foreground")
@@ -474,6 +635,32 @@ def build_parser() -> argparse.ArgumentParser:
     up_where.add_argument("--db", help="database URL")
     up_where.add_argument("--recipe", help="use this recipe's database")
     up.set_defaults(func=cmd_db_upgrade)
+
+    srv = sub.add_parser("serve", help="REST API and dashboard, hosting the stations of the given recipes")
+    srv.add_argument("--recipe", action="append", help="host this recipe's station (repeat for several)")
+    _server_options(srv)
+    srv.set_defaults(func=cmd_serve)
+
+    user = sub.add_parser("user", help="users of the server and their API keys")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    u_add = user_sub.add_parser("add", help="add a user (password from a prompt, $HUOYAN_PASSWORD or stdin)")
+    u_add.add_argument("username")
+    u_add.add_argument("--role", choices=("operator", "engineer", "admin"), required=True)
+    u_set = user_sub.add_parser("set", help="change a user's role, enable or disable them, or set a password")
+    u_set.add_argument("username")
+    u_set.add_argument("--role", choices=("operator", "engineer", "admin"))
+    u_set.add_argument("--active", choices=("yes", "no"))
+    u_set.add_argument("--password", action="store_true", help="set a new password")
+    u_key = user_sub.add_parser("key", help="make an API key acting as this user (printed once)")
+    u_key.add_argument("username")
+    u_key.add_argument("--name", required=True, help="what the key is for")
+    u_list = user_sub.add_parser("list", help="list users")
+    for p in (u_add, u_set, u_key, u_list):
+        p_where = p.add_mutually_exclusive_group()
+        p_where.add_argument("--db", help="database URL")
+        p_where.add_argument("--recipe", help="use this recipe's database")
+        p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    user.set_defaults(func=cmd_user)
 
     feed = sub.add_parser("feed", help="copy a folder's images into a hot folder at a fixed rate")
     feed.add_argument("folder")

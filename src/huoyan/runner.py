@@ -28,9 +28,9 @@ from huoyan.core.control import RecipeInfo, RecipeSwitchError
 from huoyan.core.recipe import Recipe, RecipeError, load_recipe
 from huoyan.core.records import StationEvent
 from huoyan.io.feedback import Channel, LineFeedback, SignalTimes
-from huoyan.station.inspect import Inspector
+from huoyan.station.inspect import Inspector, Previewer
 from huoyan.station.pipeline import Station, Stats
-from huoyan.station.sources import Camera, PartIds, SeqCounter, Source, make_source
+from huoyan.station.sources import Camera, HttpUpload, PartIds, SeqCounter, Source, make_source
 from huoyan.store.blobs import BlobStore
 from huoyan.store.database import make_engine, resolve_url, upgrade
 from huoyan.store.records import UNAVAILABLE, RecipeConflict, RecordStore, data_paths
@@ -70,6 +70,8 @@ class OpenStation:
     model_sha256: str
     line: StationLine | None = None
     feedback: LineFeedback | None = None
+    model_path: Path | None = None
+    model_card: dict[str, Any] | None = None
 
 
 def store_config(recipe: Recipe, model_path: Path, model: PatchCore, model_sha: str) -> dict[str, Any]:
@@ -105,6 +107,7 @@ class StationLine:
         self.catalogue = self._read_table()
         self._active = self._info(recipe, model_sha)
         self._lock = asyncio.Lock()
+        self.preview: Previewer | None = None
 
     def _read_table(self) -> dict[int, Recipe]:
         """The table's recipes, read once at start (a switch reads its file again); bad entries are logged."""
@@ -174,34 +177,59 @@ class StationLine:
             raise RecipeSwitchError(str(exc)) from exc
         if recipe.station != self.recipe.station or recipe.source != self.recipe.source:
             raise RecipeSwitchError(f"{path}: a recipe switch keeps the station id and the source")
+        return (recipe, *self._load_model(recipe, Path(recipe.model)))
+
+    def _load_model(self, recipe: Recipe, model_path: Path) -> tuple[Inspector, dict[str, Any]]:
         try:
-            model = PatchCore.load(Path(recipe.model), runtime=self.runtime).prepare()
+            model = PatchCore.load(model_path, runtime=self.runtime).prepare()
         except (OSError, ValueError) as exc:
-            raise RecipeSwitchError(f"{path}: cannot load model {recipe.model}: {exc}") from exc
-        sha = file_sha256(Path(recipe.model))
-        return recipe, Inspector(model, recipe, sha, decode_image), store_config(recipe, Path(recipe.model), model, sha)
+            raise RecipeSwitchError(f"cannot load model {model_path}: {exc}") from exc
+        sha = file_sha256(model_path)
+        inspector = Inspector(model, recipe, sha, decode_image, preview=self.preview)
+        return inspector, store_config(recipe, model_path, model, sha)
+
+    async def _swap(self, recipe: Recipe, inspector: Inspector, config: dict[str, Any]) -> None:
+        """Pause intake, wait for the parts in flight, switch store and inspector, resume."""
+        was_paused = self.station.paused
+        self.station.pause()
+        try:
+            while self.station.in_flight:
+                await asyncio.sleep(0.005)
+            try:
+                await asyncio.to_thread(self.store.switch, **config)
+            except RecipeConflict as exc:
+                raise RecipeSwitchError(str(exc)) from exc
+            self.station.use(inspector)
+            self.recipe = recipe
+        finally:
+            if not was_paused:
+                self.station.resume()
 
     async def prepare_recipe(self, key: str | int) -> RecipeInfo:
         async with self._lock:
             index, path = self._find(key)
             recipe, inspector, config = await asyncio.to_thread(self._load, path)
-            was_paused = self.station.paused
-            self.station.pause()
-            try:
-                while self.station.in_flight:
-                    await asyncio.sleep(0.005)
-                try:
-                    await asyncio.to_thread(self.store.switch, **config)
-                except RecipeConflict as exc:
-                    raise RecipeSwitchError(str(exc)) from exc
-                self.station.use(inspector)
-                self.recipe = recipe
-                self._active = self._info(recipe, config["model_sha256"], index)
-            finally:
-                if not was_paused:
-                    self.station.resume()
+            await self._swap(recipe, inspector, config)
+            self._active = self._info(recipe, config["model_sha256"], index)
             log.info("recipe switched to %s v%s (index %d)", recipe.recipe, recipe.version, index)
             return self._active
+
+    async def use_model(self, model_path: Path) -> str:
+        """Judge from now on with another model under the same recipe (a model version
+        activated or rolled back); returns the model's sha256."""
+        async with self._lock:
+            inspector, config = await asyncio.to_thread(self._load_model, self.recipe, model_path)
+            await self._swap(self.recipe, inspector, config)
+            self._active = self._info(self.recipe, config["model_sha256"], self._active.index)
+            log.info("model switched to %s (%s)", model_path, config["model_sha256"][:12])
+            return str(config["model_sha256"])
+
+    def set_preview(self, preview: Previewer | None) -> None:
+        """Draw live-view previews from now on (or stop, with None)."""
+        self.preview = preview
+        inspector = self.station.inspector
+        if isinstance(inspector, Inspector):
+            inspector.preview = preview
 
 
 def open_feedback(
@@ -237,9 +265,11 @@ def open_station(
     batch_size: int = 8,
     runtime: str = "onnx",
     on_event: Callable[[StationEvent], None] | None = None,
+    model_path: Path | None = None,
 ) -> OpenStation:
-    """Load the model, migrate and open the database, register, recover, and build the station."""
-    model_path = Path(recipe.model)
+    """Load the model (the recipe's, or ``model_path``: a version activated on the server),
+    migrate and open the database, register, recover, and build the station."""
+    model_path = model_path or Path(recipe.model)
     model = PatchCore.load(model_path, runtime=runtime).prepare()
     model_sha = file_sha256(model_path)
     data_dir = Path(recipe.storage.data_dir)
@@ -266,12 +296,15 @@ def open_station(
         min_free_mb=recipe.storage.min_free_mb,
     )
     store.on_event = station.note if on_event is None else on_event
+    if isinstance(source, HttpUpload):
+        station.listeners.append(source.on_record)
     line = StationLine(station, store, recipe, model_sha, runtime)
     feedback = open_feedback(recipe, line, data_dir, station.emit)
     if feedback.channels:
         station.listeners.append(feedback.on_record)
         station.event_listeners.append(feedback.on_event)
-    return OpenStation(station, store, source, engine, model_sha, line, feedback)
+    card = model.card_.model_dump(mode="json") if model.card_ else {}
+    return OpenStation(station, store, source, engine, model_sha, line, feedback, model_path, card)
 
 
 def print_status(stats: Stats) -> None:

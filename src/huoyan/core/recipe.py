@@ -58,7 +58,15 @@ class CameraSource(_Strict):
     queue: int = Field(default=4, ge=1, description="free-run drops the oldest frame beyond this")
 
 
-Source = Annotated[HotFolderSource | ReplaySource | CameraSource, Field(discriminator="type")]
+class HttpSource(_Strict):
+    """Images uploaded to the server (``POST /api/stations/{station}/inspect``); each request
+    waits for its part's stored record and answers with it."""
+
+    type: Literal["http"]
+    queue: int = Field(default=8, ge=1, description="uploads waiting for inspection beyond this are refused (503)")
+
+
+Source = Annotated[HotFolderSource | ReplaySource | CameraSource | HttpSource, Field(discriminator="type")]
 
 
 class Preprocess(_Strict):

@@ -85,7 +85,9 @@ class InspectionRecord(Judgement):
 
 @dataclass(slots=True)
 class StoredRecord:
-    """A record with the blobs (image, heat map) it references, as handed to a sink."""
+    """A record with the blobs (image, heat map) it references, as handed to a sink, and
+    a small JPEG overlay for the live view when one is being drawn."""
 
     record: InspectionRecord
     blobs: dict[str, bytes] = field(default_factory=dict)
+    preview: bytes | None = None

@@ -16,7 +16,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from huoyan.core.models import InspectionResult, Verdict
+from huoyan.core.models import InspectionResult, Region, Verdict
 from huoyan.core.recipe import Recipe
 from huoyan.core.records import Arrival, InspectionRecord, StoredRecord, utcnow
 from huoyan.station import preprocess
@@ -60,8 +60,14 @@ def encode_png(image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def heatmap_png(raw_map: np.ndarray, threshold: float) -> bytes:
-    return encode_png(np.clip(raw_map / threshold * HEATMAP_SCALE, 0, 255).astype(np.uint8))
+def heatmap_u8(raw_map: np.ndarray, threshold: float) -> np.ndarray:
+    return np.clip(raw_map / threshold * HEATMAP_SCALE, 0, 255).astype(np.uint8)
+
+
+class Previewer(Protocol):
+    """Draws a small picture of a judged part for the live view (``huoyan.vision.overlay``)."""
+
+    def __call__(self, image: np.ndarray, heat: np.ndarray | None, regions: Sequence[Region]) -> bytes: ...
 
 
 @dataclass(slots=True)
@@ -79,6 +85,7 @@ class Inspector:
     recipe: Recipe
     model_sha256: str
     decode: Decoder
+    preview: Previewer | None = None  # set while someone watches the line live
 
     @property
     def threshold(self) -> float:
@@ -152,17 +159,19 @@ class Inspector:
         verdict = decide(result, d)
         blobs: dict[str, bytes] = {}
         image_sha = heat_sha = None
+        heat = None if result.anomaly_map is None else heatmap_u8(result.anomaly_map, thr)
         if self._keep_image(verdict, a.seq):
             data = a.data if a.data and a.image is None and not self._changed_by_preprocess() else encode_png(image)
             image_sha = hashlib.sha256(data).hexdigest()
             blobs[image_sha] = data
-            if result.anomaly_map is not None:
-                heat = heatmap_png(result.anomaly_map, thr)
-                heat_sha = hashlib.sha256(heat).hexdigest()
-                blobs[heat_sha] = heat
+            if heat is not None:
+                heat_png = encode_png(heat)
+                heat_sha = hashlib.sha256(heat_png).hexdigest()
+                blobs[heat_sha] = heat_png
         judged = result.model_dump(exclude={"source_name", "verdict"})
         rec = self._record(a, **judged, verdict=verdict, image_sha256=image_sha, heatmap_sha256=heat_sha)
-        return StoredRecord(rec, blobs)
+        preview = None if self.preview is None else self.preview(image, heat, result.regions)
+        return StoredRecord(rec, blobs, preview)
 
     def _changed_by_preprocess(self) -> bool:
         p = self.recipe.preprocess

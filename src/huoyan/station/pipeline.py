@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from huoyan.core.models import Verdict
 from huoyan.core.records import Arrival, InspectionRecord, Severity, StationEvent, StoredRecord
@@ -29,6 +29,7 @@ from huoyan.station.inspect import Prepared
 from huoyan.station.sources import Source
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Sink(Protocol):
@@ -98,6 +99,16 @@ class Stats:
 
 
 _END = None
+
+
+def _call_each(listeners: Sequence[Callable[[T], None]], arg: T, what: str) -> None:
+    """Tell every listener; one that fails is logged and does not stop the line."""
+    for listener in listeners:
+        try:
+            listener(arg)
+        except Exception:
+            log.exception("listener %r failed for %s", listener, what)
+
 Pairs = list[tuple[Arrival, StoredRecord]]
 
 
@@ -113,6 +124,7 @@ class Station:
         min_free_mb: int = 200,
         listeners: Sequence[Callable[[InspectionRecord], None]] = (),
         event_listeners: Sequence[Callable[[StationEvent], None]] = (),
+        item_listeners: Sequence[Callable[[StoredRecord], None]] = (),
     ) -> None:
         self.station_id = station_id
         self.source = source
@@ -123,6 +135,8 @@ class Station:
         self.min_free_mb = min_free_mb
         self.listeners = list(listeners)
         self.event_listeners = list(event_listeners)
+        # Told at decision time like ``listeners``, with the blobs and live preview too.
+        self.item_listeners = list(item_listeners)
         data_dir.mkdir(parents=True, exist_ok=True)
         self.stats = Stats()
         self._last_arrival = time.monotonic()
@@ -145,11 +159,7 @@ class Station:
             log.exception("could not store event %s", event.kind)
 
     def _tell_listeners(self, event: StationEvent) -> None:
-        for listener in self.event_listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("event listener failed for %s", event.kind)
+        _call_each(self.event_listeners, event, event.kind)
 
     def _alert(self, kind: str, severity: Severity, message: str, active: bool = True) -> None:
         self.emit(
@@ -270,11 +280,8 @@ class Station:
             self.stats.queue_depth = queue.qsize()
             items = await loop.run_in_executor(self._infer_pool, self.inspector.run, batch)
             for item in items:
-                for listener in self.listeners:
-                    try:
-                        listener(item.record)
-                    except Exception:
-                        log.exception("listener failed for %s", item.record.key)
+                _call_each(self.listeners, item.record, item.record.key)
+                _call_each(self.item_listeners, item, item.record.key)
             await done.put([(p.arrival, item) for p, item in zip(batch, items, strict=True)])
         await done.put(_END)
 

@@ -10,6 +10,7 @@ oldest queued frame, counts it and raises an alarm (a free-running camera cannot
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -24,8 +25,8 @@ import cv2
 import numpy as np
 
 from huoyan.core.models import IMAGE_SUFFIXES, Verdict
-from huoyan.core.recipe import CameraSource, HotFolderSource, PartId, ReplaySource
-from huoyan.core.records import Arrival, Severity, StationEvent, utcnow
+from huoyan.core.recipe import CameraSource, HotFolderSource, HttpSource, PartId, ReplaySource
+from huoyan.core.records import Arrival, InspectionRecord, Severity, StationEvent, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -369,9 +370,82 @@ class Camera(Source):
                 self._cap.release()
 
 
+class SourceBusy(RuntimeError):
+    """The HTTP source's queue is full, or the station is not running."""
+
+
+class HttpUpload(Source):
+    """Parts uploaded over HTTP. ``submit`` may be called from any thread; its future
+    resolves with the part's record once that record is durable (``settle``)."""
+
+    kind = "http"
+
+    def __init__(self, cfg: HttpSource, station_id: str, part_ids: PartIds, counter: SeqCounter) -> None:
+        super().__init__(station_id, part_ids, counter, cfg.queue)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inbox: asyncio.Queue[Arrival] | None = None
+        self._waiting: dict[str, concurrent.futures.Future[InspectionRecord]] = {}
+        self._decided: dict[str, InspectionRecord] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, data: bytes, name: str, part_id: str | None = None) -> concurrent.futures.Future[InspectionRecord]:
+        """Queue one uploaded image. Raises ``SourceBusy`` when the queue is full."""
+        loop, inbox = self._loop, self._inbox
+        if loop is None or inbox is None or self.stopped:
+            raise SourceBusy("the station is not taking parts")
+        future: concurrent.futures.Future[InspectionRecord] = concurrent.futures.Future()
+        with self._lock:
+            if len(self._waiting) >= self.queue_size:
+                raise SourceBusy(f"{len(self._waiting)} uploads are waiting for inspection; try again shortly")
+            seq = self.counter.next()
+            arrival = Arrival(
+                key=f"{self.station_id}:{self.kind}:{seq}",
+                source_name=name,
+                part_id=part_id or self.part_ids(name, seq),
+                arrived_at=utcnow(),
+                data=data,
+                seq=seq,
+            )
+            self._waiting[arrival.key] = future
+        loop.call_soon_threadsafe(inbox.put_nowait, arrival)
+        return future
+
+    def on_record(self, record: InspectionRecord) -> None:
+        """Station listener: the record as decided, handed back once it is durable."""
+        if record.key in self._waiting:
+            self._decided[record.key] = record
+
+    async def settle(self, arrival: Arrival, verdict: Verdict) -> None:
+        with self._lock:
+            future = self._waiting.pop(arrival.key, None)
+        record = self._decided.pop(arrival.key, None)
+        if future is not None and record is not None and not future.done():
+            future.set_result(record)
+
+    async def arrivals(self) -> AsyncIterator[Arrival]:
+        self._loop, self._inbox = asyncio.get_running_loop(), asyncio.Queue()
+        try:
+            while not self.stopped:
+                with contextlib.suppress(TimeoutError):
+                    yield await asyncio.wait_for(self._inbox.get(), 0.2)
+        finally:
+            # Parts already yielded are still inspected and settled; those never taken fail.
+            self._loop = None
+            with self._lock:
+                while not self._inbox.empty():
+                    future = self._waiting.pop(self._inbox.get_nowait().key, None)
+                    if future is not None:
+                        future.set_exception(SourceBusy("the station stopped before this part was inspected"))
+
+
 def make_source(
-    cfg: HotFolderSource | ReplaySource | CameraSource, station_id: str, part_ids: PartIds, counter: SeqCounter
+    cfg: HotFolderSource | ReplaySource | CameraSource | HttpSource,
+    station_id: str,
+    part_ids: PartIds,
+    counter: SeqCounter,
 ) -> Source:
+    if isinstance(cfg, HttpSource):
+        return HttpUpload(cfg, station_id, part_ids, counter)
     if isinstance(cfg, HotFolderSource):
         return HotFolder(cfg, station_id, part_ids, counter)
     if isinstance(cfg, ReplaySource):

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -331,6 +332,7 @@ class RecordStore:
 def record_dict(row: InspectionRow) -> dict[str, Any]:
     """One inspection as the JSON object `huoyan records` prints."""
     return {
+        "id": row.id,
         "key": row.key,
         "seq": row.seq,
         "station_id": row.station_id,
@@ -357,40 +359,105 @@ def record_dict(row: InspectionRow) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class RecordFilter:
+    """Which inspections to list: what `huoyan records` and the API's filters share."""
+
+    station: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    verdict: str | None = None
+    recipe: str | None = None
+    part_id: str | None = None
+    extra: Any = None  # another SQL condition, e.g. the review queue's
+
+    def apply(self, stmt: Any) -> Any:
+        if self.station:
+            stmt = stmt.where(InspectionRow.station_id == self.station)
+        if self.since:
+            stmt = stmt.where(InspectionRow.arrived_at >= self.since)
+        if self.until:
+            stmt = stmt.where(InspectionRow.arrived_at < self.until)
+        if self.verdict:
+            stmt = stmt.where(InspectionRow.verdict == self.verdict.upper())
+        if self.recipe:
+            stmt = stmt.where(
+                InspectionRow.recipe_pk.in_(select(RecipeRow.id).where(RecipeRow.recipe_id == self.recipe))
+            )
+        if self.part_id:
+            stmt = stmt.where(InspectionRow.part_id == self.part_id)
+        if self.extra is not None:
+            stmt = stmt.where(self.extra)
+        return stmt
+
+
+def _with_relations(stmt: Any) -> Any:
+    return stmt.options(
+        selectinload(InspectionRow.regions), selectinload(InspectionRow.recipe), selectinload(InspectionRow.model)
+    )
+
+
 def query_records(
     engine: Engine,
     station: str | None = None,
     since: datetime | None = None,
     verdict: str | None = None,
     limit: int | None = None,
+    *,
+    where: RecordFilter | None = None,
+    offset: int = 0,
+    newest_first: bool = False,
 ) -> list[dict[str, Any]]:
-    """Inspections in arrival order, filtered; what `huoyan records` and the API list."""
-    stmt = (
-        select(InspectionRow)
-        .options(
-            selectinload(InspectionRow.regions), selectinload(InspectionRow.recipe), selectinload(InspectionRow.model)
+    """Inspections in arrival order (or newest first), filtered; what `huoyan records` and the API list."""
+    f = where or RecordFilter(station=station, since=since, verdict=verdict)
+    order = (
+        (InspectionRow.arrived_at.desc(), InspectionRow.id.desc())
+        if newest_first
+        else (
+            InspectionRow.arrived_at,
+            InspectionRow.id,
         )
-        .order_by(InspectionRow.arrived_at, InspectionRow.id)
     )
-    if station:
-        stmt = stmt.where(InspectionRow.station_id == station)
-    if since:
-        stmt = stmt.where(InspectionRow.arrived_at >= since)
-    if verdict:
-        stmt = stmt.where(InspectionRow.verdict == verdict.upper())
+    stmt = f.apply(_with_relations(select(InspectionRow))).order_by(*order).offset(offset)
     if limit:
         stmt = stmt.limit(limit)
     with Session(engine) as s:
         return [record_dict(r) for r in s.scalars(stmt)]
 
 
-def query_events(engine: Engine, station: str | None = None) -> list[dict[str, Any]]:
-    stmt = select(EventRow).order_by(EventRow.at, EventRow.id)
+def count_records(engine: Engine, where: RecordFilter) -> int:
+    with Session(engine) as s:
+        return int(s.scalar(where.apply(select(func.count()).select_from(InspectionRow))) or 0)
+
+
+def get_record(engine: Engine, inspection_id: int | None = None, key: str | None = None) -> dict[str, Any] | None:
+    """One inspection by id or by idempotency key."""
+    cond = InspectionRow.id == inspection_id if key is None else InspectionRow.key == key
+    with Session(engine) as s:
+        row = s.scalar(_with_relations(select(InspectionRow)).where(cond))
+        return None if row is None else record_dict(row)
+
+
+def query_events(
+    engine: Engine,
+    station: str | None = None,
+    severity: str | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
+) -> list[dict[str, Any]]:
+    stmt = select(EventRow).order_by(
+        *((EventRow.at.desc(), EventRow.id.desc()) if newest_first else (EventRow.at, EventRow.id))
+    )
     if station:
         stmt = stmt.where(EventRow.station_id == station)
+    if severity:
+        stmt = stmt.where(EventRow.severity == severity)
+    if limit:
+        stmt = stmt.limit(limit)
     with Session(engine) as s:
         return [
             {
+                "id": e.id,
                 "station_id": e.station_id,
                 "at": as_utc(e.at).isoformat(),
                 "kind": e.kind,

@@ -1,0 +1,82 @@
+"""The FastAPI application: REST API, live stream, metrics and dashboard over one ``Platform``.
+
+``create_app`` wires the routers; the platform (database, hosted stations, training
+worker) starts and stops with the app's lifespan. ``huoyan serve`` runs it with uvicorn.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from huoyan import __version__
+from huoyan.server.platform import Platform, Settings
+from huoyan.server.routes import admin, auth, models, pages, records, stations
+from huoyan.server.security import LoginRequired
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).with_name("static")
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith(("/api/", "/metrics"))
+
+
+def create_app(settings: Settings, start_platform: bool = True) -> FastAPI:
+    plat = Platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if start_platform:
+            plat.start()
+        try:
+            yield
+        finally:
+            if start_platform:
+                plat.stop()
+
+    app = FastAPI(
+        title="Huoyan",
+        version=__version__,
+        description="Inspection records, live stations, review and model versions. Every route but "
+        "/api/health needs a session (POST /api/session) or an API key.",
+        lifespan=lifespan,
+    )
+    app.state.platform = plat
+
+    @app.exception_handler(LoginRequired)
+    async def to_login(request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse(f"/login?next={quote(exc.next_url)}", status_code=303)
+
+    @app.exception_handler(HTTPException)
+    async def errors(request: Request, exc: HTTPException) -> Response:
+        if _is_api(request):
+            return await http_exception_handler(request, exc)
+        return pages.render(request, "error.html", None, status=exc.status_code, detail=exc.detail)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response: Response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if not _is_api(request):
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+                "script-src 'self' 'unsafe-eval'",  # plotly.js compiles some functions at run time
+            )
+        return response
+
+    for router in (auth.router, stations.router, records.router, models.router, admin.router, pages.router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

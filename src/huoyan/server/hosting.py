@@ -1,0 +1,219 @@
+"""Stations run inside the server: each on a thread with its own event loop.
+
+The host opens the station exactly as ``huoyan run`` does (``runner.open_station``),
+using the model version the server last activated for it, and listens to it: each
+decided part goes to the live view and the metrics, each alarm too. Model activation
+and uploads cross into the station's loop thread-safely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from huoyan.core.models import Region
+from huoyan.core.recipe import Recipe
+from huoyan.core.records import InspectionRecord, Severity, StationEvent, StoredRecord
+from huoyan.runner import OpenStation, file_sha256, open_station, run_station
+from huoyan.server.live import LiveHub
+from huoyan.server.metrics import Metrics, Snapshot
+from huoyan.station.sources import HttpUpload, SourceBusy
+from huoyan.store.blobs import BlobStore
+from huoyan.store.records import data_paths
+from huoyan.store.versions import ModelVersions
+from huoyan.vision.overlay import encode, render_overlay
+
+log = logging.getLogger(__name__)
+PREVIEW_SIDE = 480
+NG_WINDOW = 100
+
+
+def draw_preview(image: np.ndarray, heat: np.ndarray | None, regions: Sequence[Region]) -> bytes:
+    return encode(render_overlay(image, heat, regions, max_side=PREVIEW_SIDE), ".jpg", 80)
+
+
+class StationHost:
+    def __init__(
+        self,
+        recipe: Recipe,
+        hub: LiveHub,
+        metrics: Metrics,
+        versions: ModelVersions,
+        database_url: str,
+        runtime: str = "onnx",
+        batch_size: int = 8,
+    ) -> None:
+        self.recipe = recipe
+        self.station_id = recipe.station
+        self.hub = hub
+        self.metrics = metrics
+        self.versions = versions
+        self.database_url = database_url
+        self.runtime = runtime
+        self.batch_size = batch_size
+        self.blobs = BlobStore(data_paths(Path(recipe.storage.data_dir))[0])
+        self.opened: OpenStation | None = None
+        self.version: dict[str, Any] | None = None
+        self.error: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._last: deque[str] = deque(maxlen=NG_WINDOW)
+        self._started_loop = threading.Event()
+
+    # -- life cycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        active = self.versions.active(self.station_id)
+        model_path = Path(active["path"]) if active and Path(active["path"]).is_file() else None
+        opened = open_station(self.recipe, self.database_url, self.batch_size, self.runtime, model_path=model_path)
+        model_path = opened.model_path or Path(self.recipe.model)
+        self.version = active or self.versions.ensure_initial(
+            self.station_id, opened.model_sha256, model_path.name, opened.model_card or {}, str(model_path.resolve())
+        )
+        opened.station.item_listeners.append(self._on_item)
+        opened.station.event_listeners.append(self._on_event)
+        self.opened = opened
+        self._thread = threading.Thread(target=self._run, name=f"station-{self.station_id}", daemon=True)
+        self._thread.start()
+        self._started_loop.wait(30)
+
+    def _run(self) -> None:
+        assert self.opened is not None
+
+        def on_start(loop: asyncio.AbstractEventLoop) -> None:
+            self._loop = loop
+            self._started_loop.set()
+
+        try:
+            run_station(self.opened, status=None, on_start=on_start)
+        except Exception as exc:
+            self.error = f"station stopped: {exc}"
+            log.exception("station %s stopped", self.station_id)
+        finally:
+            self._loop = None
+            self._started_loop.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        loop, opened = self._loop, self.opened
+        if loop is not None and opened is not None:
+            loop.call_soon_threadsafe(opened.station.stop)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self._loop is not None
+
+    # -- listeners (station threads) ---------------------------------------------------------
+    def _on_item(self, item: StoredRecord) -> None:
+        r = item.record
+        self._last.append(r.verdict.value)
+        self.metrics.part(self.station_id, r.verdict.value, r.latency_ms)
+        payload = part_message(r)
+        payload["ng_rate"] = self.ng_rate()
+        if item.preview is not None:
+            payload["preview"] = "data:image/jpeg;base64," + base64.b64encode(item.preview).decode()
+        self.hub.publish(self.station_id, "part", payload)
+
+    def _on_event(self, event: StationEvent) -> None:
+        if event.severity == Severity.ALARM and event.active:
+            self.metrics.alarm(self.station_id, event.kind)
+        self.hub.publish(self.station_id, "alarm", event.model_dump(mode="json"))
+
+    def watch(self, watchers: int) -> None:
+        """Draw previews only while someone watches the live view."""
+        if self.opened is not None and self.opened.line is not None:
+            self.opened.line.set_preview(draw_preview if watchers else None)
+
+    # -- state ----------------------------------------------------------------------------
+    def ng_rate(self) -> float:
+        last = list(self._last)
+        return sum(v == "NG" for v in last) / len(last) if last else 0.0
+
+    def status(self) -> dict[str, Any]:
+        opened = self.opened
+        stats = opened.station.stats if opened else None
+        line = opened.line if opened else None
+        active = line.active_recipe() if line else None
+        return {
+            "station_id": self.station_id,
+            "product": self.recipe.product,
+            "running": self.running,
+            "paused": bool(opened and opened.station.paused),
+            "error": self.error,
+            "source": self.recipe.source.type,
+            "recipe_id": active.recipe_id if active else self.recipe.recipe,
+            "recipe_version": active.version if active else self.recipe.version,
+            "model_version": self.version["version"] if self.version else None,
+            "model_sha256": active.model_sha256 if active else None,
+            "counts": dict(stats.verdicts) if stats else {},
+            "parts_per_second": round(stats.rate(), 3) if stats else 0.0,
+            "ng_rate": round(self.ng_rate(), 4),
+            "queue_depth": stats.queue_depth if stats else 0,
+            "latency_ms_p50": stats.latency(0.5) if stats else None,
+            "latency_ms_p99": stats.latency(0.99) if stats else None,
+            "alarms": dict(stats.alarms) if stats else {},
+            "spooled": len(opened.store.spool) if opened else 0,
+        }
+
+    def snapshot(self) -> Snapshot:
+        s = self.status()
+        return Snapshot(
+            self.station_id, s["queue_depth"], s["parts_per_second"], s["ng_rate"], len(s["alarms"]), s["running"]
+        )
+
+    # -- actions ----------------------------------------------------------------------------
+    def submit(self, data: bytes, name: str, part_id: str | None) -> concurrent.futures.Future[InspectionRecord]:
+        source = self.opened.source if self.opened else None
+        if not isinstance(source, HttpUpload):
+            raise TypeError(f"station {self.station_id} takes parts from its {self.recipe.source.type} source")
+        if not self.running:
+            raise SourceBusy(f"station {self.station_id} is not running")
+        return source.submit(data, name, part_id)
+
+    async def activate(self, version: dict[str, Any]) -> None:
+        """Switch the running station to a model version (its file must still be there)."""
+        loop, opened = self._loop, self.opened
+        if loop is None or opened is None or opened.line is None:
+            raise RuntimeError(f"station {self.station_id} is not running")
+        path = Path(version["path"])
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {path} of version {version['version']} is missing")
+        if file_sha256(path) != version["model_sha256"]:
+            raise ValueError(f"model file {path} does not match version {version['version']}'s sha256")
+        start = time.perf_counter()
+        future = asyncio.run_coroutine_threadsafe(opened.line.use_model(path), loop)
+        await asyncio.wrap_future(future)
+        self.versions.mark_active(version["id"])
+        self.version = self.versions.get(version["id"])
+        took = time.perf_counter() - start
+        log.info("station %s: model version %s active (%.1f s)", self.station_id, version["version"], took)
+
+
+def part_message(r: InspectionRecord) -> dict[str, Any]:
+    """What the live view shows of one part (records carry the rest)."""
+    return {
+        "key": r.key,
+        "seq": r.seq,
+        "part_id": r.part_id,
+        "source_name": r.source_name,
+        "verdict": r.verdict.value,
+        "score": r.score,
+        "normalised_score": r.normalised_score,
+        "threshold": r.threshold,
+        "regions": [g.model_dump() for g in r.regions],
+        "error": r.error,
+        "decided_at": r.decided_at.isoformat(),
+        "latency_ms": round(r.latency_ms, 1),
+        "recipe": f"{r.recipe_id} v{r.recipe_version}",
+        "model_sha256": r.model_sha256,
+    }

@@ -1,0 +1,111 @@
+"""What the server's routes share: the database, the stores over it, and the hosted stations.
+
+One ``Platform`` per app, kept on ``app.state``; routes receive it through the
+``platform`` dependency. Starting it migrates the database and starts the hosted
+stations and the training worker; stopping it drains the stations.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import Request
+from sqlalchemy import Engine, text
+
+from huoyan.core.recipe import Recipe
+from huoyan.server.hosting import StationHost
+from huoyan.server.live import LiveHub
+from huoyan.server.metrics import Metrics
+from huoyan.server.training import Trainer
+from huoyan.store.accounts import Accounts
+from huoyan.store.audit import AuditLog
+from huoyan.store.blobs import BlobStore
+from huoyan.store.database import make_engine, upgrade
+from huoyan.store.records import data_paths
+from huoyan.store.reviews import Reviews
+from huoyan.store.versions import ModelVersions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Settings:
+    database_url: str
+    data_dir: Path
+    recipes: list[Recipe] = field(default_factory=list)
+    runtime: str = "onnx"
+    batch_size: int = 8
+    secure_cookies: bool = False
+    session_hours: float = 12.0
+    train_worker: bool = True
+
+
+class Platform:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: Engine = make_engine(settings.database_url)
+        self.accounts = Accounts(self.engine, settings.session_hours)
+        self.audit = AuditLog(self.engine)
+        self.reviews = Reviews(self.engine)
+        self.versions = ModelVersions(self.engine)
+        self.hub = LiveHub()
+        self.metrics = Metrics(lambda: [h.snapshot() for h in self.hosts.values()])
+        self.hosts: dict[str, StationHost] = {}
+        for recipe in settings.recipes:
+            if recipe.station in self.hosts:
+                raise ValueError(f"two recipes for station {recipe.station!r}: host each station once")
+            self.hosts[recipe.station] = StationHost(
+                recipe,
+                self.hub,
+                self.metrics,
+                self.versions,
+                settings.database_url,
+                settings.runtime,
+                settings.batch_size,
+            )
+        self.hub.on_watchers = self._watchers
+        self.trainer = Trainer(self.versions, self.reviews, lambda: self.hosts, settings.data_dir / "models")
+        self._own_blobs = BlobStore(data_paths(settings.data_dir)[0])
+
+    def _watchers(self, station: str, count: int) -> None:
+        host = self.hosts.get(station)
+        if host is not None:
+            host.watch(count)
+
+    def start(self) -> None:
+        upgrade(self.engine)
+        for host in self.hosts.values():
+            host.start()
+        if self.settings.train_worker:
+            self.trainer.start()
+
+    def stop(self) -> None:
+        self.trainer.stop()
+        for host in self.hosts.values():
+            host.stop()
+
+    def blob(self, station_id: str, sha256: str) -> bytes:
+        """An image or heat map by its hash: from the station's own folder, else the server's."""
+        host = self.hosts.get(station_id)
+        for store in ([host.blobs] if host else []) + [self._own_blobs]:
+            try:
+                return store.get(sha256)
+            except FileNotFoundError:
+                continue
+        raise FileNotFoundError(sha256)
+
+    def database_ok(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+
+def platform(request: Request) -> Platform:
+    """FastAPI dependency: the app's platform."""
+    p: Platform = request.app.state.platform
+    return p

@@ -1,0 +1,1 @@
+"""The API and page routers, one module per area."""

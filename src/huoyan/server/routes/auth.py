@@ -1,0 +1,76 @@
+"""Health (the only routes open to all), login and logout, and who am I."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+
+from huoyan.server.platform import Platform, platform
+from huoyan.server.routes.common import errors
+from huoyan.server.schemas import Health, Login, Me
+from huoyan.server.security import COOKIE, Operator, Principal, current_principal
+
+router = APIRouter(prefix="/api", tags=["session"])
+
+
+@router.get("/health", response_model=Health, tags=["health"])
+def health() -> Health:
+    """Liveness: the server answers."""
+    return Health(status="ok")
+
+
+@router.get("/health/ready", response_model=Health, tags=["health"], responses={503: {"model": Health}})
+def ready(p: Annotated[Platform, Depends(platform)], response: Response) -> Health:
+    """Readiness: the database answers and every hosted station runs."""
+    stations = {sid: host.running for sid, host in p.hosts.items()}
+    db = p.database_ok()
+    ok = db and all(stations.values())
+    if not ok:
+        response.status_code = 503
+    return Health(status="ready" if ok else "not ready", database=db, stations=stations)
+
+
+@router.post("/session", response_model=Me, responses=errors())
+def login(body: Login, request: Request, response: Response, p: Annotated[Platform, Depends(platform)]) -> Me:
+    """Log in: sets the session cookie and answers the CSRF token for later requests."""
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+        # A login posted from another site's page (login CSRF) is refused.
+        raise HTTPException(403, "cross-site login refused")
+    user = p.accounts.authenticate(body.username, body.password)
+    client = request.client.host if request.client else ""
+    if user is None:
+        p.audit.add(body.username, "login", client, "denied")
+        raise HTTPException(401, "wrong username or password, or the account is disabled")
+    token, csrf = p.accounts.open_session(user)
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=int(p.settings.session_hours * 3600),
+        httponly=True,
+        samesite="strict",
+        secure=p.settings.secure_cookies,
+        path="/",
+    )
+    p.audit.add(user.username, "login", client)
+    return Me(username=user.username, role=user.role, via="session", csrf_token=csrf)
+
+
+@router.delete("/session", status_code=204, responses=errors())
+def logout(
+    p: Annotated[Platform, Depends(platform)], principal: Annotated[Principal, Depends(current_principal)]
+) -> Response:
+    if principal.session_token:
+        p.accounts.close_session(principal.session_token)
+        p.audit.add(principal.user.username, "logout")
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/me", response_model=Me, responses=errors())
+def me(principal: Operator) -> Me:
+    u = principal.user
+    return Me(username=u.username, role=u.role, via=principal.via, csrf_token=principal.csrf_token)

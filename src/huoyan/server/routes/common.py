@@ -1,0 +1,29 @@
+"""What several routers share: documented error answers and record-to-schema conversion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import HTTPException
+from pydantic import BaseModel
+
+from huoyan.server.platform import Platform
+from huoyan.server.schemas import InspectionOut
+
+
+class ErrorOut(BaseModel):
+    detail: Any
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error answers a route may give (401 and 403 always)."""
+    return {code: {"model": ErrorOut} for code in sorted({401, 403, *codes})}
+
+
+def not_found(what: str) -> HTTPException:
+    return HTTPException(404, f"no {what}")
+
+
+def with_reviews(p: Platform, rows: list[dict[str, Any]]) -> list[InspectionOut]:
+    latest = p.reviews.latest([r["id"] for r in rows])
+    return [InspectionOut.model_validate({**r, "review": latest.get(r["id"])}) for r in rows]

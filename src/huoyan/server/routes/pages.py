@@ -1,0 +1,108 @@
+"""The dashboard's pages: server-rendered shells that ``static/app.js`` fills from the API.
+
+Charts use plotly.js from the installed ``plotly`` wheel, served by this app, so the
+dashboard works on a factory network with no internet.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from huoyan import __version__
+from huoyan.server.platform import Platform, platform
+from huoyan.server.routes.common import not_found
+from huoyan.server.security import AdminPage, EngineerPage, OperatorPage, Principal
+from huoyan.store.accounts import Role
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
+
+
+def plotly_js() -> Path:
+    """plotly.min.js inside the installed plotly package."""
+    return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+
+
+def render(request: Request, name: str, principal: Principal | None, **context: Any) -> HTMLResponse:
+    user = principal.user if principal else None
+    nav = [
+        ("Stations", "/stations", Role.OPERATOR),
+        ("Records", "/records", Role.OPERATOR),
+        ("Review", "/review", Role.OPERATOR),
+        ("Models", "/models", Role.ENGINEER),
+        ("Admin", "/admin", Role.ADMIN),
+    ]
+    return templates.TemplateResponse(
+        request,
+        name,
+        {
+            "user": user,
+            "csrf": principal.csrf_token if principal else "",
+            "nav": [(label, href) for label, href, role in nav if user and user.role.allows(role)],
+            "version": __version__,
+            **context,
+        },
+    )
+
+
+@router.get("/vendor/plotly.min.js")
+def plotly_bundle() -> Response:
+    return FileResponse(plotly_js(), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/") -> HTMLResponse:
+    # Only same-site paths: an open redirect after login would help phishing.
+    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    return render(request, "login.html", None, next=target)
+
+
+@router.get("/")
+def home(p: Annotated[Platform, Depends(platform)], _: OperatorPage) -> RedirectResponse:
+    first = next(iter(p.hosts), None)
+    return RedirectResponse(f"/stations/{first}" if first else "/records", status_code=303)
+
+
+@router.get("/stations")
+def stations_page(request: Request, p: Annotated[Platform, Depends(platform)], principal: OperatorPage) -> Response:
+    return render(request, "stations.html", principal, stations=list(p.hosts))
+
+
+@router.get("/stations/{station_id}")
+def live_page(
+    station_id: str, request: Request, p: Annotated[Platform, Depends(platform)], principal: OperatorPage
+) -> Response:
+    if station_id not in p.hosts:
+        raise not_found(f"station {station_id!r} on this server")
+    return render(request, "live.html", principal, station=station_id, stations=list(p.hosts))
+
+
+@router.get("/records")
+def records_page(request: Request, p: Annotated[Platform, Depends(platform)], principal: OperatorPage) -> Response:
+    return render(request, "records.html", principal, stations=list(p.hosts))
+
+
+@router.get("/records/{inspection_id}")
+def record_page(inspection_id: int, request: Request, principal: OperatorPage) -> Response:
+    return render(request, "record.html", principal, inspection_id=inspection_id)
+
+
+@router.get("/review")
+def review_page(request: Request, p: Annotated[Platform, Depends(platform)], principal: OperatorPage) -> Response:
+    return render(request, "review.html", principal, stations=list(p.hosts))
+
+
+@router.get("/models")
+def models_page(request: Request, p: Annotated[Platform, Depends(platform)], principal: EngineerPage) -> Response:
+    return render(request, "models.html", principal, stations=list(p.hosts))
+
+
+@router.get("/admin")
+def admin_page(request: Request, principal: AdminPage) -> Response:
+    return render(request, "admin.html", principal)

@@ -1,0 +1,127 @@
+"""Hosted stations: status and counters, image upload (the HTTP source), the live stream, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from huoyan.server.hosting import StationHost
+from huoyan.server.live import sse
+from huoyan.server.platform import Platform, platform
+from huoyan.server.routes.common import errors, not_found
+from huoyan.server.routes.models import switch_to
+from huoyan.server.schemas import StationStatus, UploadResult
+from huoyan.server.security import Engineer, Operator
+from huoyan.station.sources import SourceBusy
+from huoyan.store.records import get_record
+
+router = APIRouter(tags=["stations"])
+MAX_UPLOAD = 64 * 1024 * 1024
+UPLOAD_TIMEOUT_S = 60.0
+
+
+def _host(p: Platform, station_id: str) -> StationHost:
+    host = p.hosts.get(station_id)
+    if host is None:
+        raise not_found(f"station {station_id!r} on this server")
+    return host
+
+
+@router.get("/api/stations", response_model=list[StationStatus], responses=errors())
+def stations(p: Annotated[Platform, Depends(platform)], _: Operator) -> list[StationStatus]:
+    return [StationStatus.model_validate(h.status()) for h in p.hosts.values()]
+
+
+@router.get("/api/stations/{station_id}", response_model=StationStatus, responses=errors(404))
+def station(station_id: str, p: Annotated[Platform, Depends(platform)], _: Operator) -> StationStatus:
+    return StationStatus.model_validate(_host(p, station_id).status())
+
+
+@router.post("/api/stations/{station_id}/inspect", response_model=UploadResult, responses=errors(404, 409, 413, 503))
+async def inspect_upload(
+    station_id: str,
+    p: Annotated[Platform, Depends(platform)],
+    principal: Operator,
+    image: Annotated[UploadFile, File(description="the part's image (PNG, JPEG, BMP, TIFF …)")],
+    part_id: Annotated[str | None, Form(max_length=200)] = None,
+) -> UploadResult:
+    """Inspect one uploaded image on a station whose recipe's source is ``http``; answers
+    once the record is stored, with the verdict, score, regions and heat map."""
+    host = _host(p, station_id)
+    data = await image.read(MAX_UPLOAD + 1)
+    if len(data) > MAX_UPLOAD:
+        raise HTTPException(413, f"images up to {MAX_UPLOAD // (1024 * 1024)} MB")
+    try:
+        future = host.submit(data, image.filename or "upload", part_id or None)
+    except TypeError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except SourceBusy as exc:
+        raise HTTPException(503, str(exc)) from exc
+    try:
+        record = await asyncio.wait_for(asyncio.wrap_future(future), UPLOAD_TIMEOUT_S)
+    except SourceBusy as exc:
+        raise HTTPException(503, str(exc)) from exc
+    except TimeoutError as exc:
+        raise HTTPException(503, "the station did not answer in time; the part is still recorded") from exc
+    stored = await asyncio.to_thread(get_record, p.engine, None, record.key)
+    body = stored or {**record.model_dump(mode="json"), "model_name": None}
+    heat = None
+    if record.heatmap_sha256:
+        heat = base64.b64encode(p.blob(station_id, record.heatmap_sha256)).decode()
+    return UploadResult.model_validate({**body, "heatmap_png_base64": heat})
+
+
+@router.get(
+    "/api/stations/{station_id}/live",
+    responses={**errors(404), 200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+    response_class=StreamingResponse,
+)
+async def live(station_id: str, request: Request, p: Annotated[Platform, Depends(platform)], _: Operator) -> Response:
+    """Server-Sent Events: ``part`` for each part decided (with a preview overlay),
+    ``alarm`` for station events and ``status`` every second."""
+    host = _host(p, station_id)
+
+    async def stream() -> AsyncIterator[str]:
+        messages = p.hub.subscribe(station_id)
+        pending: asyncio.Task[tuple[str, dict[str, object]]] | None = None
+        try:
+            yield sse("status", host.status())
+            while not await request.is_disconnected():
+                pending = pending or asyncio.ensure_future(anext(messages))
+                done, _ = await asyncio.wait({pending}, timeout=1.0)
+                if done:
+                    kind, payload = pending.result()
+                    pending = None
+                    yield sse(kind, payload)
+                else:
+                    yield sse("status", host.status())
+        finally:
+            if pending is not None:
+                pending.cancel()
+            await messages.aclose()
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@router.post("/api/stations/{station_id}/rollback", response_model=StationStatus, responses=errors(404, 409))
+async def rollback(station_id: str, p: Annotated[Platform, Depends(platform)], principal: Engineer) -> StationStatus:
+    """Go back to the active model version's parent."""
+    host = _host(p, station_id)
+    active = p.versions.active(station_id)
+    parent = p.versions.get(active["parent_id"]) if active and active["parent_id"] else None
+    if parent is None:
+        raise HTTPException(409, "the active version has no parent to roll back to")
+    await switch_to(p, parent, principal, "model-rollback")
+    return StationStatus.model_validate(host.status())
+
+
+@router.get("/metrics", responses={**errors(), 200: {"content": {"text/plain": {}}}}, response_class=Response)
+def metrics(p: Annotated[Platform, Depends(platform)], _: Operator) -> Response:
+    """Prometheus metrics: parts by verdict, latency histogram, queue depth, parts/s, NG rate, alarms."""
+    return Response(generate_latest(p.metrics.registry), media_type=CONTENT_TYPE_LATEST)

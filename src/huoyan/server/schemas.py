@@ -1,0 +1,230 @@
+"""The REST API's request and response models; FastAPI builds the OpenAPI document from them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from huoyan.core.models import Region, Verdict
+from huoyan.store.accounts import Role
+from huoyan.store.reviews import Outcome
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class Health(BaseModel):
+    status: str
+    database: bool | None = None
+    stations: dict[str, bool] = Field(default_factory=dict)
+
+
+class Login(BaseModel):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class UserOut(BaseModel):
+    username: str
+    role: Role
+    active: bool
+    created_at: datetime
+
+
+class Me(BaseModel):
+    username: str
+    role: Role
+    via: str
+    csrf_token: str | None = Field(default=None, description="send as X-CSRF-Token on state-changing requests")
+
+
+class NewUser(BaseModel):
+    username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=8, max_length=1000)
+    role: Role
+
+
+class UserChange(BaseModel):
+    role: Role | None = None
+    active: bool | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=1000)
+
+
+class NewApiKey(BaseModel):
+    username: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=200, description="what the key is for, e.g. 'line-3 PLC gateway'")
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    username: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked: bool
+
+
+class ApiKeyCreated(BaseModel):
+    id: int
+    key: str = Field(description="shown once; only its hash is stored")
+
+
+class ReviewIn(BaseModel):
+    outcome: Outcome
+    label: str | None = Field(default=None, max_length=100, description="defect type, e.g. 'crack'")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class ReviewOut(BaseModel):
+    id: int
+    inspection_id: int
+    outcome: Outcome
+    label: str | None
+    note: str | None
+    reviewer: str
+    at: datetime
+
+
+class InspectionOut(BaseModel):
+    id: int | None = Field(default=None, description="None while the record waits in the station's spool")
+    key: str
+    seq: int | None
+    station_id: str
+    part_id: str | None
+    source_name: str
+    verdict: Verdict
+    score: float | None
+    normalised_score: float | None
+    threshold: float | None
+    recipe_id: str
+    recipe_version: str
+    model_sha256: str | None
+    model_name: str | None = None
+    error: str | None
+    width: int | None
+    height: int | None
+    arrived_at: datetime
+    decided_at: datetime
+    stored_at: datetime | None
+    latency_ms: float
+    image_sha256: str | None
+    heatmap_sha256: str | None
+    regions: list[Region]
+    review: ReviewOut | None = None
+
+
+class InspectionDetail(InspectionOut):
+    reviews: list[ReviewOut] = Field(default_factory=list)
+    model_version: int | None = None
+
+
+class UploadResult(InspectionOut):
+    heatmap_png_base64: str | None = Field(default=None, description="the heat map, when the recipe keeps it")
+
+
+class ReviewSummary(BaseModel):
+    defect: int
+    false_alarm: int
+    good: int
+    missed_defect: int
+    pending: int
+
+
+class StationStatus(BaseModel):
+    station_id: str
+    product: str
+    running: bool
+    paused: bool
+    error: str | None
+    source: str
+    recipe_id: str
+    recipe_version: str
+    model_version: int | None
+    model_sha256: str | None
+    counts: dict[str, int]
+    parts_per_second: float
+    ng_rate: float
+    queue_depth: int
+    latency_ms_p50: float | None
+    latency_ms_p99: float | None
+    alarms: dict[str, str]
+    spooled: int
+
+
+class RecipeOut(BaseModel):
+    recipe_id: str
+    version: str
+    content_sha256: str
+    created_at: datetime
+    active_on: list[str]
+    body: dict[str, Any]
+
+
+class ModelVersionOut(BaseModel):
+    id: int
+    station_id: str
+    version: int
+    status: str
+    parent_id: int | None
+    model_sha256: str
+    model_name: str
+    path: str
+    card: dict[str, Any]
+    trained_on: dict[str, Any]
+    metrics: dict[str, Any]
+    created_by: str
+    created_at: datetime
+    activated_at: datetime | None
+
+
+class TrainingRequest(BaseModel):
+    station_id: str = Field(min_length=1, max_length=128)
+    max_images: int = Field(default=200, ge=8, le=5000, description="newest good images to train on")
+
+
+class TrainingJobOut(BaseModel):
+    id: int
+    station_id: str
+    status: str
+    params: dict[str, Any]
+    requested_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    message: str | None
+    version_id: int | None
+
+
+class EventOut(BaseModel):
+    id: int
+    station_id: str
+    at: datetime
+    kind: str
+    severity: str
+    message: str
+    active: bool
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    detail: dict[str, Any]
+    sha256: str
+
+
+class AuditCheck(BaseModel):
+    intact: bool
+    first_bad_id: int | None

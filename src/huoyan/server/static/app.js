@@ -1,0 +1,340 @@
+// Huoyan dashboard: each page is a server-rendered shell; this script fills it from the REST API.
+// Text from records is put into the page with textContent only (never as HTML).
+"use strict";
+
+const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
+
+async function api(path, options = {}) {
+  const opts = { credentials: "same-origin", ...options, headers: { ...(options.headers || {}) } };
+  if (opts.method && opts.method !== "GET") opts.headers["X-CSRF-Token"] = csrf();
+  if (opts.json !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(opts.json);
+  }
+  const res = await fetch(path, opts);
+  if (res.status === 401) {
+    location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+    throw new Error("not logged in");
+  }
+  if (!res.ok) {
+    let detail = res.statusText;
+    try { detail = (await res.json()).detail; } catch (e) { /* not JSON */ }
+    throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+  }
+  return res.status === 204 ? null : res.json();
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+const fmt = {
+  time: (iso) => (iso ? new Date(iso).toLocaleString() : "—"),
+  num: (x, d = 3) => (x === null || x === undefined ? "—" : Number(x).toFixed(d)),
+  verdict: (v) => el("span", { class: "verdict " + v }, v),
+};
+
+function fillRows(tbody, rows) {
+  tbody.replaceChildren(...rows.map((cells) => el("tr", {}, cells.map((c) => el("td", {}, c)))));
+}
+
+function definitions(dl, pairs) {
+  dl.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v ?? "—")]));
+}
+
+function reviewLabel(r) {
+  if (!r) return "";
+  const what = { defect: "defect", false_alarm: "false alarm", good: "good", missed_defect: "missed defect" }[r.outcome];
+  return `${what}${r.label ? " (" + r.label + ")" : ""} · ${r.reviewer}`;
+}
+
+// Review buttons for one inspection; `done` runs after a review is stored.
+function reviewButtons(rec, done) {
+  const send = async (outcome, label) => {
+    await api(`/api/inspections/${rec.id}/reviews`, { method: "POST", json: { outcome, label: label || null } });
+    done(outcome);
+  };
+  if (rec.verdict === "NG") {
+    const label = el("input", { placeholder: "defect type", size: 12, class: "label-input" });
+    return [
+      el("button", { type: "button", class: "confirm", onclick: () => send("defect", label.value) }, "Confirm defect"),
+      label,
+      el("button", { type: "button", class: "false-alarm", onclick: () => send("false_alarm") }, "False alarm"),
+    ];
+  }
+  if (rec.verdict === "OK") {
+    return [
+      el("button", { type: "button", class: "good", onclick: () => send("good") }, "Good"),
+      el("button", { type: "button", class: "missed", onclick: () => send("missed_defect") }, "Missed defect"),
+    ];
+  }
+  return [];
+}
+
+// -- pages -----------------------------------------------------------------------------------
+
+const pages = {};
+
+pages.login = () => {
+  const form = document.getElementById("login-form");
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const data = Object.fromEntries(new FormData(form));
+    const res = await fetch("/api/session", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify(data),
+    });
+    if (res.ok) location.href = document.body.dataset.next || "/";
+    else document.getElementById("login-error").textContent = "Wrong user or password.";
+  });
+};
+
+pages.stations = async () => {
+  const tbody = document.querySelector("#stations tbody");
+  const refresh = async () => {
+    const stations = await api("/api/stations");
+    fillRows(tbody, stations.map((s) => [
+      el("a", { href: `/stations/${encodeURIComponent(s.station_id)}` }, s.station_id), s.product,
+      s.running ? (s.paused ? "paused" : "running") : "stopped", `${s.recipe_id} v${s.recipe_version}`,
+      s.model_version ? `v${s.model_version}` : "—", s.counts.OK || 0, s.counts.NG || 0, s.counts.ERROR || 0,
+      fmt.num(s.parts_per_second, 1), Object.keys(s.alarms).join(", "),
+    ]));
+  };
+  await refresh();
+  setInterval(refresh, 2000);
+};
+
+pages.live = () => {
+  const station = document.body.dataset.station;
+  const recent = document.getElementById("recent");
+  const times = [], rates = [];
+  const chart = document.getElementById("ng-chart");
+  const plot = window.Plotly;
+  if (plot) {
+    plot.newPlot(chart, [{ x: times, y: rates, mode: "lines", name: "NG rate", line: { color: "#c0392b" } }], {
+      title: { text: "NG rate (last 100 parts)", font: { size: 13 } }, margin: { l: 40, r: 10, t: 30, b: 30 },
+      yaxis: { range: [0, 1], tickformat: ".0%" }, height: 220,
+    }, { displayModeBar: false, responsive: true });
+  }
+  const setStatus = (s) => {
+    document.getElementById("count-ok").textContent = s.counts.OK || 0;
+    document.getElementById("count-ng").textContent = s.counts.NG || 0;
+    document.getElementById("count-error").textContent = s.counts.ERROR || 0;
+    document.getElementById("rate").textContent = fmt.num(s.parts_per_second, 1);
+    const state = document.getElementById("state");
+    state.textContent = s.running ? (s.paused ? "paused" : "running") : "stopped";
+    state.className = "pill " + state.textContent;
+    document.getElementById("alarms").replaceChildren(
+      ...Object.entries(s.alarms).map(([k, m]) => el("div", { class: "alarm" }, `${k}: ${m}`)));
+  };
+  const showPart = (p) => {
+    const verdict = document.getElementById("verdict");
+    verdict.textContent = p.verdict;
+    verdict.className = "verdict " + p.verdict;
+    document.getElementById("part").textContent = `part ${p.part_id || p.source_name} · #${p.seq ?? "—"}`;
+    const img = document.getElementById("preview");
+    if (p.preview) img.src = p.preview;
+    definitions(document.getElementById("details"), [
+      ["score / threshold", fmt.num(p.normalised_score, 2)], ["regions", p.regions.length],
+      ["largest region", p.regions.length ? `${Math.max(...p.regions.map((g) => g.area_px))} px` : "—"],
+      ["recipe", p.recipe], ["latency", `${p.latency_ms} ms`], ["error", p.error],
+    ]);
+    recent.prepend(el("li", { class: "recent-part", "data-key": p.key }, fmt.verdict(p.verdict), " ",
+      p.part_id || p.source_name));
+    while (recent.children.length > 15) recent.lastChild.remove();
+    times.push(new Date(p.decided_at));
+    rates.push(p.ng_rate);
+    if (times.length > 300) { times.shift(); rates.shift(); }
+    if (plot) plot.react(chart, [{ x: times, y: rates, mode: "lines", line: { color: "#c0392b" } }], chart.layout);
+  };
+  const source = new EventSource(`/api/stations/${encodeURIComponent(station)}/live`);
+  source.addEventListener("status", (e) => setStatus(JSON.parse(e.data)));
+  source.addEventListener("part", (e) => showPart(JSON.parse(e.data)));
+  source.addEventListener("alarm", (e) => {
+    const a = JSON.parse(e.data);
+    if (a.active && a.severity === "alarm") {
+      document.getElementById("alarms").prepend(el("div", { class: "alarm" }, `${a.kind}: ${a.message}`));
+    }
+  });
+  source.onerror = () => { document.getElementById("state").textContent = "reconnecting"; };
+};
+
+pages.records = async () => {
+  const form = document.getElementById("filters");
+  const tbody = document.querySelector("#records tbody");
+  const limit = 50;
+  let offset = 0;
+  const params = new URLSearchParams(location.search);
+  for (const [k, v] of params) if (form.elements[k]) form.elements[k].value = v;
+  const load = async () => {
+    const q = new URLSearchParams({ limit, offset });
+    for (const [k, v] of new FormData(form)) {
+      if (!v) continue;
+      q.set(k, k === "since" || k === "until" ? new Date(v).toISOString() : v);
+    }
+    const page = await api("/api/inspections?" + q);
+    fillRows(tbody, page.items.map((r) => [
+      el("a", { href: `/records/${r.id}` }, fmt.time(r.arrived_at)), r.station_id, r.part_id || r.source_name,
+      fmt.verdict(r.verdict), fmt.num(r.normalised_score, 2), `${r.recipe_id} v${r.recipe_version}`,
+      r.regions.length, el("span", { class: "review" }, reviewLabel(r.review)),
+    ]));
+    document.getElementById("page-info").textContent =
+      page.total ? `${offset + 1}–${offset + page.items.length} of ${page.total}` : "no records";
+    document.getElementById("prev").disabled = offset === 0;
+    document.getElementById("next").disabled = offset + limit >= page.total;
+  };
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); offset = 0; load(); });
+  document.getElementById("prev").onclick = () => { offset = Math.max(0, offset - limit); load(); };
+  document.getElementById("next").onclick = () => { offset += limit; load(); };
+  await load();
+};
+
+pages.record = async () => {
+  const id = document.body.dataset.id;
+  const load = async () => {
+    const r = await api(`/api/inspections/${id}`);
+    document.getElementById("title").textContent = r.part_id || r.source_name;
+    const v = document.getElementById("verdict");
+    v.textContent = r.verdict;
+    v.className = "verdict " + r.verdict;
+    const img = document.getElementById("overlay");
+    if (r.image_sha256) img.src = `/api/inspections/${id}/overlay`;
+    else { img.hidden = true; document.getElementById("no-image").hidden = false; }
+    definitions(document.getElementById("fields"), [
+      ["station", r.station_id], ["part id", r.part_id], ["source", r.source_name],
+      ["score", fmt.num(r.score, 4)], ["score / threshold", fmt.num(r.normalised_score, 3)],
+      ["threshold", fmt.num(r.threshold, 4)], ["recipe", `${r.recipe_id} v${r.recipe_version}`],
+      ["model", `${r.model_name || ""} ${r.model_version ? "v" + r.model_version : ""} ${(r.model_sha256 || "").slice(0, 12)}`],
+      ["arrived", fmt.time(r.arrived_at)], ["latency", `${fmt.num(r.latency_ms, 1)} ms`], ["error", r.error],
+    ]);
+    fillRows(document.querySelector("#regions tbody"), r.regions.map((g) => [
+      g.x, g.y, g.width, g.height, g.area_px, fmt.num(g.area_mm2, 2), fmt.num(g.max_score, 2)]));
+    document.getElementById("reviews").replaceChildren(...r.reviews.map((x) =>
+      el("li", {}, `${fmt.time(x.at)} · ${reviewLabel(x)}${x.note ? " · " + x.note : ""}`)));
+    document.getElementById("review-actions").replaceChildren(...reviewButtons(r, load));
+  };
+  await load();
+};
+
+pages.review = async () => {
+  const queue = document.getElementById("queue");
+  const station = document.getElementById("review-station");
+  const load = async () => {
+    const q = new URLSearchParams({ limit: 24 });
+    if (station.value) q.set("station", station.value);
+    const [page, summary] = await Promise.all([
+      api("/api/reviews/queue?" + q), api("/api/reviews/summary" + (station.value ? "?station=" + station.value : "")),
+    ]);
+    document.getElementById("pending").textContent = `${summary.pending} waiting`;
+    queue.replaceChildren(...page.items.map((r) => {
+      const card = el("div", { class: "card review-item", "data-id": r.id },
+        el("a", { href: `/records/${r.id}` }, el("img", { src: `/api/inspections/${r.id}/overlay?max_side=320`,
+          alt: "part" })),
+        el("div", {}, fmt.verdict(r.verdict), " ", r.part_id || r.source_name, " · ", fmt.num(r.normalised_score, 2)));
+      card.append(el("div", { class: "actions" }, reviewButtons(r, () => { card.remove(); load(); })));
+      return card;
+    }));
+    if (!page.items.length) queue.replaceChildren(el("p", {}, "Nothing waiting for review."));
+  };
+  station.onchange = load;
+  await load();
+};
+
+function metricsCell(m) {
+  const one = (x) => (x && x.n ? `${x.false_alarms} false alarms, ${x.missed_defects} missed of ${x.n}` +
+    (x.image_auroc !== null && x.image_auroc !== undefined ? `, AUROC ${fmt.num(x.image_auroc, 3)}` : "") : "—");
+  if (!m || !m.candidate) return "—";
+  return el("span", {}, el("span", { class: "metric-active" }, one(m.active)), " → ",
+    el("b", { class: "metric-candidate" }, one(m.candidate)),
+    m.in_training_set ? ` (${m.in_training_set} of them trained on)` : "");
+}
+
+pages.models = async () => {
+  const load = async () => {
+    for (const section of document.querySelectorAll(".model-station")) {
+      const s = section.dataset.station;
+      const [versions, jobs] = await Promise.all([
+        api("/api/models?station=" + encodeURIComponent(s)), api("/api/training-jobs?station=" + encodeURIComponent(s)),
+      ]);
+      fillRows(section.querySelector(".versions tbody"), versions.map((v) => [
+        `v${v.version}`, el("span", { class: "pill " + v.status }, v.status),
+        v.parent_id ? "v" + (versions.find((x) => x.id === v.parent_id) || {}).version : "—",
+        `${v.trained_on.images ?? "?"} images (${v.trained_on.source || ""})`, metricsCell(v.metrics),
+        `${fmt.time(v.created_at)} by ${v.created_by}`,
+        v.status === "active" ? "" : el("button", { type: "button", class: "activate", onclick: async () => {
+          await api(`/api/models/${v.id}/activate`, { method: "POST" }); load();
+        } }, "Activate"),
+      ]));
+      section.querySelector(".jobs").replaceChildren(...jobs.map((j) =>
+        el("li", {}, `#${j.id} ${j.status} · ${j.message || ""} · ${fmt.time(j.created_at)} by ${j.requested_by}`)));
+    }
+    const recipes = await api("/api/recipes");
+    fillRows(document.querySelector("#recipes tbody"), recipes.map((r) => [
+      r.recipe_id, r.version, r.content_sha256.slice(0, 12), r.active_on.join(", "), fmt.time(r.created_at)]));
+  };
+  document.querySelectorAll("button.train").forEach((b) => { b.onclick = async () => {
+    await api("/api/training-jobs", { method: "POST", json: { station_id: b.dataset.station } }); load();
+  }; });
+  document.querySelectorAll("button.rollback").forEach((b) => { b.onclick = async () => {
+    try { await api(`/api/stations/${encodeURIComponent(b.dataset.station)}/rollback`, { method: "POST" }); }
+    catch (e) { alert(e.message); }
+    load();
+  }; });
+  await load();
+  setInterval(load, 5000);
+};
+
+pages.admin = async () => {
+  const load = async () => {
+    const [users, keys, audit, chain] = await Promise.all([
+      api("/api/users"), api("/api/api-keys"), api("/api/audit?limit=100"), api("/api/audit/verify")]);
+    fillRows(document.querySelector("#users tbody"), users.map((u) => [u.username, u.role, u.active ? "yes" : "no",
+      fmt.time(u.created_at), el("button", { type: "button", onclick: async () => {
+        try { await api(`/api/users/${encodeURIComponent(u.username)}`, { method: "PATCH", json: { active: !u.active } }); }
+        catch (e) { alert(e.message); }
+        load();
+      } }, u.active ? "Disable" : "Enable")]));
+    fillRows(document.querySelector("#keys tbody"), keys.map((k) => [k.id, k.name, k.username, k.prefix + "…",
+      fmt.time(k.last_used_at), k.revoked ? "revoked" : el("button", { type: "button", onclick: async () => {
+        await api(`/api/api-keys/${k.id}`, { method: "DELETE" }); load();
+      } }, "Revoke")]));
+    fillRows(document.querySelector("#audit tbody"), audit.map((a) => [fmt.time(a.at), a.actor, a.action, a.target,
+      a.outcome, JSON.stringify(a.detail)]));
+    const c = document.getElementById("chain");
+    c.textContent = chain.intact ? "chain intact" : `chain broken at entry ${chain.first_bad_id}`;
+    c.className = "pill " + (chain.intact ? "running" : "stopped");
+  };
+  const userForm = document.getElementById("new-user");
+  userForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try { await api("/api/users", { method: "POST", json: Object.fromEntries(new FormData(userForm)) }); userForm.reset(); }
+    catch (e) { document.getElementById("user-error").textContent = e.message; }
+    load();
+  });
+  const keyForm = document.getElementById("new-key");
+  keyForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const made = await api("/api/api-keys", { method: "POST", json: Object.fromEntries(new FormData(keyForm)) });
+    document.getElementById("new-key-value").textContent = `key (shown once): ${made.key}`;
+    load();
+  });
+  await load();
+};
+
+document.addEventListener("DOMContentLoaded", () => {
+  const logout = document.getElementById("logout");
+  if (logout) logout.onclick = async () => { await api("/api/session", { method: "DELETE" }); location.href = "/login"; };
+  const page = pages[document.body.dataset.page];
+  if (page) page();
+});

@@ -1,0 +1,171 @@
+"""Retraining from the line: queued jobs build a new model version from collected good images.
+
+A job trains on the station's kept OK images (those not flagged as missed defects) and
+on the NG parts reviewers marked as false alarms, with the same parameters as the
+active version. It then scores every reviewed part with both the new and the active
+model, so the engineer sees both on the same parts before activating anything. The
+comparison says how many reviewed parts were in the new model's training set: on
+those, the new model has seen the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from huoyan.runner import file_sha256
+from huoyan.server.hosting import StationHost
+from huoyan.store.reviews import Labelled, Reviews
+from huoyan.store.versions import JobStatus, ModelVersions
+from huoyan.vision.imageio import ImageError, decode_image
+from huoyan.vision.patchcore import PatchCore
+
+log = logging.getLogger(__name__)
+MIN_TRAIN_IMAGES = 8
+
+
+class TrainingError(RuntimeError):
+    """A job that cannot run as asked (too few images, a missing model file)."""
+
+
+def compare_on_reviews(model: PatchCore, images: Sequence[np.ndarray], labels: Sequence[bool]) -> dict[str, Any]:
+    """How a model judges the reviewed parts at its own calibrated threshold."""
+    if not images:
+        return {"n": 0}
+    scores, _ = model.score(list(images))
+    truth = np.asarray(labels, dtype=bool)
+    ng = scores > model.threshold
+    out: dict[str, Any] = {
+        "n": int(truth.size),
+        "defects": int(truth.sum()),
+        "good": int((~truth).sum()),
+        "threshold": float(model.threshold),
+        "false_alarms": int((ng & ~truth).sum()),
+        "missed_defects": int((~ng & truth).sum()),
+        "accuracy": float((ng == truth).mean()),
+        "image_auroc": float(roc_auc_score(truth, scores)) if 0 < truth.sum() < truth.size else None,
+    }
+    return out
+
+
+class Trainer:
+    """Runs the server's training jobs one at a time, on a thread of its own."""
+
+    def __init__(
+        self,
+        versions: ModelVersions,
+        reviews: Reviews,
+        hosts: Callable[[], dict[str, StationHost]],
+        models_dir: Path,
+        poll_s: float = 1.0,
+    ) -> None:
+        self.versions = versions
+        self.reviews = reviews
+        self.hosts = hosts
+        self.models_dir = models_dir
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.versions.fail_interrupted()
+        self._thread = threading.Thread(target=self._loop, name="huoyan-training", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(60)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job = self.versions.claim(list(self.hosts()))
+            except Exception:
+                log.exception("cannot read training jobs")
+                job = None
+            if job is None:
+                self._stop.wait(self.poll_s)
+                continue
+            self.run(job)
+
+    def run(self, job: dict[str, Any]) -> None:
+        try:
+            version_id, message = self._train(job)
+        except Exception as exc:
+            log.exception("training job %s failed", job["id"])
+            self.versions.finish(job["id"], JobStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            return
+        self.versions.finish(job["id"], JobStatus.DONE, message, version_id)
+
+    def _images(self, host: StationHost, shas: Sequence[str]) -> tuple[list[np.ndarray], list[int]]:
+        images, kept = [], []
+        for i, sha in enumerate(shas):
+            try:
+                images.append(decode_image(host.blobs.get(sha), sha))
+                kept.append(i)
+            except (OSError, ImageError) as exc:
+                log.warning("training: image %s unusable (%s)", sha[:12], exc)
+        return images, kept
+
+    def _train(self, job: dict[str, Any]) -> tuple[int, str]:
+        host = self.hosts().get(job["station_id"])
+        if host is None:
+            raise TrainingError(f"station {job['station_id']} is not hosted by this server")
+        active = self.versions.active(host.station_id)
+        if active is None or not Path(active["path"]).is_file():
+            raise TrainingError("the station has no active model file to take parameters from")
+        parent = PatchCore.load(active["path"], runtime=host.runtime)
+        max_images = int(job["params"].get("max_images", 200))
+        picked = self.reviews.good_images(host.station_id, max_images)
+        train, kept = self._images(host, [sha for _, sha in picked])
+        if len(train) < MIN_TRAIN_IMAGES:
+            raise TrainingError(
+                f"only {len(train)} good images are stored for {host.station_id}; at least {MIN_TRAIN_IMAGES} are "
+                "needed (keep more OK images with storage.keep_ok_every, or review more false alarms)"
+            )
+        self.versions.progress(job["id"], f"training on {len(train)} images")
+        model = PatchCore(**parent.get_params()).fit(train)
+        path = self.models_dir / host.station_id / f"job-{job['id']}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+        self.versions.progress(job["id"], "comparing with the active version on reviewed parts")
+        labelled = self.reviews.labelled(host.station_id)
+        metrics = self._compare(host, labelled, model, parent, {picked[i][0] for i in kept})
+        assert model.card_ is not None
+        version = self.versions.add(
+            host.station_id,
+            file_sha256(path),
+            path.name,
+            model.card_.model_dump(mode="json"),
+            str(path.resolve()),
+            created_by=job["requested_by"],
+            parent_id=active["id"],
+            trained_on={
+                "source": "server training job",
+                "job_id": job["id"],
+                "images": len(train),
+                "inspection_ids": [picked[i][0] for i in kept],
+                "image_sha256": [picked[i][1] for i in kept],
+            },
+            metrics=metrics,
+        )
+        return version["id"], f"version {version['version']} trained on {len(train)} images"
+
+    def _compare(
+        self, host: StationHost, labelled: list[Labelled], new: PatchCore, active: PatchCore, trained: set[int]
+    ) -> dict[str, Any]:
+        images, kept = self._images(host, [item.image_sha256 for item in labelled])
+        labels = [labelled[i].is_defect for i in kept]
+        return {
+            "reviewed_parts": len(images),
+            "in_training_set": sum(labelled[i].inspection_id in trained for i in kept),
+            "candidate": compare_on_reviews(new, images, labels),
+            "active": compare_on_reviews(active, images, labels),
+        }

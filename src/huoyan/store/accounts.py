@@ -1,0 +1,224 @@
+"""Users, roles, browser sessions and API keys.
+
+Passwords are hashed with argon2id (argon2-cffi). Session tokens and API keys are
+random secrets handed out once; only their sha256 is stored, so reading the table
+does not let anyone log in. Roles are ordered: an engineer may do what an operator
+may, an admin what an engineer may.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from huoyan.core.records import utcnow
+from huoyan.store.records import as_utc
+from huoyan.store.schema import ApiKeyRow, SessionRow, UserRow
+
+USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,100}$")
+MIN_PASSWORD = 8
+API_KEY_PREFIX = "hy_"
+_hasher = PasswordHasher()
+
+
+class Role(StrEnum):
+    OPERATOR = "operator"
+    ENGINEER = "engineer"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+class AccountError(ValueError):
+    """A user or key that cannot be created or changed as asked."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    role: Role
+    active: bool
+    created_at: datetime
+
+
+def _user(row: UserRow) -> User:
+    return User(row.id, row.username, Role(row.role), row.active, as_utc(row.created_at))
+
+
+def token_sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Accounts:
+    def __init__(self, engine: Engine, session_hours: float = 12.0) -> None:
+        self.engine = engine
+        self.session_ttl = timedelta(hours=session_hours)
+
+    # -- users ------------------------------------------------------------------------
+    def add_user(self, username: str, password: str, role: Role, created_by: str | None = None) -> User:
+        if not USERNAME.match(username):
+            raise AccountError("a username is 1-100 letters, digits or . _ @ -")
+        if len(password) < MIN_PASSWORD:
+            raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
+        row = UserRow(
+            username=username,
+            password_hash=_hasher.hash(password),
+            role=Role(role).value,
+            active=True,
+            created_at=utcnow(),
+            created_by=created_by,
+        )
+        try:
+            with Session(self.engine) as s, s.begin():
+                s.add(row)
+                s.flush()
+                return _user(row)
+        except IntegrityError as exc:
+            raise AccountError(f"user {username!r} already exists") from exc
+
+    def users(self) -> list[User]:
+        with Session(self.engine) as s:
+            return [_user(r) for r in s.scalars(select(UserRow).order_by(UserRow.username))]
+
+    def get(self, username: str) -> User | None:
+        with Session(self.engine) as s:
+            row = s.scalar(select(UserRow).where(UserRow.username == username))
+            return None if row is None else _user(row)
+
+    def update(
+        self, username: str, role: Role | None = None, active: bool | None = None, password: str | None = None
+    ) -> User:
+        with Session(self.engine) as s, s.begin():
+            row = s.scalar(select(UserRow).where(UserRow.username == username))
+            if row is None:
+                raise AccountError(f"no user {username!r}")
+            if role is not None:
+                row.role = Role(role).value
+            if active is not None:
+                row.active = active
+                if not active:  # a disabled user's open sessions end now
+                    s.execute(delete(SessionRow).where(SessionRow.user_id == row.id))
+            if password is not None:
+                if len(password) < MIN_PASSWORD:
+                    raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
+                row.password_hash = _hasher.hash(password)
+            return _user(row)
+
+    def authenticate(self, username: str, password: str) -> User | None:
+        """The user if the password is right and the account active, else None."""
+        with Session(self.engine) as s, s.begin():
+            row = s.scalar(select(UserRow).where(UserRow.username == username))
+            if row is None:
+                _hasher.hash(password)  # same work as a real check: no user enumeration by timing
+                return None
+            try:
+                _hasher.verify(row.password_hash, password)
+            except (VerificationError, InvalidHashError):
+                return None
+            if _hasher.check_needs_rehash(row.password_hash):
+                row.password_hash = _hasher.hash(password)
+            return _user(row) if row.active else None
+
+    # -- sessions ---------------------------------------------------------------------
+    def open_session(self, user: User) -> tuple[str, str]:
+        """A new session: (token for the cookie, CSRF token for the page)."""
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        now = utcnow()
+        with Session(self.engine) as s, s.begin():
+            s.execute(delete(SessionRow).where(SessionRow.expires_at < now))
+            s.add(
+                SessionRow(
+                    token_sha256=token_sha256(token),
+                    user_id=user.id,
+                    csrf_token=csrf,
+                    created_at=now,
+                    expires_at=now + self.session_ttl,
+                )
+            )
+        return token, csrf
+
+    def session_user(self, token: str) -> tuple[User, str] | None:
+        """(user, CSRF token) of a live session, or None."""
+        with Session(self.engine) as s:
+            row = s.get(SessionRow, token_sha256(token))
+            if row is None or as_utc(row.expires_at) < utcnow():
+                return None
+            user = s.get(UserRow, row.user_id)
+            if user is None or not user.active:
+                return None
+            return _user(user), row.csrf_token
+
+    def close_session(self, token: str) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.execute(delete(SessionRow).where(SessionRow.token_sha256 == token_sha256(token)))
+
+    # -- API keys ---------------------------------------------------------------------
+    def add_api_key(self, username: str, name: str) -> tuple[int, str]:
+        """A new key for ``username``: (id, the key). The key is shown this once."""
+        key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        with Session(self.engine) as s, s.begin():
+            user = s.scalar(select(UserRow).where(UserRow.username == username))
+            if user is None:
+                raise AccountError(f"no user {username!r}")
+            row = ApiKeyRow(
+                user_id=user.id,
+                name=name,
+                prefix=key[:10],
+                key_sha256=token_sha256(key),
+                created_at=utcnow(),
+                revoked=False,
+            )
+            s.add(row)
+            s.flush()
+            return row.id, key
+
+    def api_keys(self) -> list[dict[str, object]]:
+        with Session(self.engine) as s:
+            rows = s.execute(select(ApiKeyRow, UserRow.username).join(UserRow).order_by(ApiKeyRow.id)).all()
+            return [
+                {
+                    "id": k.id,
+                    "name": k.name,
+                    "prefix": k.prefix,
+                    "username": username,
+                    "created_at": as_utc(k.created_at),
+                    "last_used_at": None if k.last_used_at is None else as_utc(k.last_used_at),
+                    "revoked": k.revoked,
+                }
+                for k, username in rows
+            ]
+
+    def revoke_api_key(self, key_id: int) -> None:
+        with Session(self.engine) as s, s.begin():
+            row = s.get(ApiKeyRow, key_id)
+            if row is None:
+                raise AccountError(f"no API key {key_id}")
+            row.revoked = True
+
+    def api_key_user(self, key: str) -> tuple[User, int] | None:
+        """(user, key id) for a valid, unrevoked key of an active user."""
+        with Session(self.engine) as s, s.begin():
+            row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_sha256 == token_sha256(key)))
+            if row is None or row.revoked:
+                return None
+            user = s.get(UserRow, row.user_id)
+            if user is None or not user.active:
+                return None
+            row.last_used_at = utcnow()
+            return _user(user), row.id

@@ -1,0 +1,169 @@
+"""Human review of verdicts: the queue, the reviews, and the labelled set they make.
+
+NG parts, and the OK parts whose image was kept (the recipe keeps 1 in N), wait in the
+queue until someone reviews them. An NG is confirmed as a defect or marked a false
+alarm; an OK is confirmed good or flagged as a missed defect. Every review is kept with
+who and when; the latest one per part counts. Reviewed parts become the labelled set
+on which a retrained model is compared with the active one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from huoyan.core.records import utcnow
+from huoyan.store.records import as_utc
+from huoyan.store.schema import InspectionRow, ReviewRow
+
+
+class Outcome(StrEnum):
+    DEFECT = "defect"
+    FALSE_ALARM = "false_alarm"
+    GOOD = "good"
+    MISSED_DEFECT = "missed_defect"
+
+    @property
+    def is_defect(self) -> bool:
+        return self in (Outcome.DEFECT, Outcome.MISSED_DEFECT)
+
+
+ALLOWED = {"NG": {Outcome.DEFECT, Outcome.FALSE_ALARM}, "OK": {Outcome.GOOD, Outcome.MISSED_DEFECT}}
+
+
+class ReviewError(ValueError):
+    """A review that does not fit the inspection (unknown part, wrong outcome for its verdict)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    """A reviewed part whose image is stored: the ground truth for comparing models."""
+
+    inspection_id: int
+    image_sha256: str
+    is_defect: bool
+
+
+def _latest_ids() -> Any:
+    return select(func.max(ReviewRow.id)).group_by(ReviewRow.inspection_id)
+
+
+def review_dict(r: ReviewRow) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "inspection_id": r.inspection_id,
+        "outcome": r.outcome,
+        "label": r.label,
+        "note": r.note,
+        "reviewer": r.reviewer,
+        "at": as_utc(r.at),
+    }
+
+
+class Reviews:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def add(
+        self, inspection_id: int, outcome: Outcome, reviewer: str, label: str | None = None, note: str | None = None
+    ) -> dict[str, Any]:
+        with Session(self.engine) as s, s.begin():
+            verdict = s.scalar(select(InspectionRow.verdict).where(InspectionRow.id == inspection_id))
+            if verdict is None:
+                raise LookupError(f"no inspection {inspection_id}")
+            if Outcome(outcome) not in ALLOWED.get(verdict, set()):
+                allowed = ", ".join(sorted(ALLOWED.get(verdict, set()))) or "nothing (it has no image verdict)"
+                raise ReviewError(f"a {verdict} part can be reviewed as {allowed}, not {outcome}")
+            row = ReviewRow(
+                inspection_id=inspection_id,
+                outcome=Outcome(outcome).value,
+                label=label or None,
+                note=note or None,
+                reviewer=reviewer,
+                at=utcnow(),
+            )
+            s.add(row)
+            s.flush()
+            return review_dict(row)
+
+    def history(self, inspection_id: int) -> list[dict[str, Any]]:
+        with Session(self.engine) as s:
+            rows = s.scalars(select(ReviewRow).where(ReviewRow.inspection_id == inspection_id).order_by(ReviewRow.id))
+            return [review_dict(r) for r in rows]
+
+    def latest(self, inspection_ids: list[int]) -> dict[int, dict[str, Any]]:
+        if not inspection_ids:
+            return {}
+        with Session(self.engine) as s:
+            rows = s.scalars(
+                select(ReviewRow).where(ReviewRow.id.in_(_latest_ids()), ReviewRow.inspection_id.in_(inspection_ids))
+            )
+            return {r.inspection_id: review_dict(r) for r in rows}
+
+    def queue_filter(self) -> Any:
+        """Inspections waiting for review: NG, or OK with a kept image, and not yet reviewed."""
+        reviewed = select(ReviewRow.inspection_id)
+        return and_(
+            InspectionRow.id.not_in(reviewed),
+            or_(
+                InspectionRow.verdict == "NG",
+                and_(InspectionRow.verdict == "OK", InspectionRow.image_sha256.is_not(None)),
+            ),
+        )
+
+    def counts(self, station: str | None = None) -> dict[str, int]:
+        stmt = select(ReviewRow.outcome, func.count()).where(ReviewRow.id.in_(_latest_ids()))
+        if station:
+            stmt = stmt.join(InspectionRow, InspectionRow.id == ReviewRow.inspection_id).where(
+                InspectionRow.station_id == station
+            )
+        with Session(self.engine) as s:
+            out = {o.value: 0 for o in Outcome}
+            out.update({k: int(v) for k, v in s.execute(stmt.group_by(ReviewRow.outcome)).all()})
+            pending = select(func.count()).select_from(InspectionRow).where(self.queue_filter())
+            if station:
+                pending = pending.where(InspectionRow.station_id == station)
+            out["pending"] = int(s.scalar(pending) or 0)
+            return out
+
+    def labelled(self, station: str) -> list[Labelled]:
+        stmt = (
+            select(InspectionRow.id, InspectionRow.image_sha256, ReviewRow.outcome)
+            .join(ReviewRow, ReviewRow.inspection_id == InspectionRow.id)
+            .where(
+                ReviewRow.id.in_(_latest_ids()),
+                InspectionRow.station_id == station,
+                InspectionRow.image_sha256.is_not(None),
+            )
+            .order_by(InspectionRow.id)
+        )
+        with Session(self.engine) as s:
+            return [Labelled(i, sha, Outcome(o).is_defect) for i, sha, o in s.execute(stmt).all() if sha]
+
+    def good_images(self, station: str, limit: int) -> list[tuple[int, str]]:
+        """(inspection id, image sha256) of parts to train on: kept OK images not flagged as
+        missed defects, and NG parts reviewed as false alarms. Newest first."""
+        latest = select(ReviewRow.inspection_id, ReviewRow.outcome).where(ReviewRow.id.in_(_latest_ids())).subquery()
+        stmt = (
+            select(InspectionRow.id, InspectionRow.image_sha256)
+            .outerjoin(latest, latest.c.inspection_id == InspectionRow.id)
+            .where(
+                InspectionRow.station_id == station,
+                InspectionRow.image_sha256.is_not(None),
+                or_(
+                    and_(
+                        InspectionRow.verdict == "OK",
+                        or_(latest.c.outcome.is_(None), latest.c.outcome != Outcome.MISSED_DEFECT.value),
+                    ),
+                    and_(InspectionRow.verdict == "NG", latest.c.outcome == Outcome.FALSE_ALARM.value),
+                ),
+            )
+            .order_by(InspectionRow.id.desc())
+            .limit(limit)
+        )
+        with Session(self.engine) as s:
+            return [(i, sha) for i, sha in s.execute(stmt).all() if sha]

@@ -1,0 +1,58 @@
+"""Heat-map overlays for people: the part's image with its anomaly map and regions drawn on.
+
+Heat maps arrive as 8-bit arrays in which ``level`` marks the NG threshold (the
+station stores them that way). Pixels below half the threshold stay untouched, so a
+good part looks like itself; above, the colour map's weight grows with the score.
+The live view and the records browser draw with the same function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from huoyan.core.models import Region
+
+BOX_COLOUR = (255, 40, 40)  # RGB
+
+
+def render_overlay(
+    image: np.ndarray,
+    heat: np.ndarray | None,
+    regions: Sequence[Region] = (),
+    level: float = 128.0,
+    max_side: int | None = None,
+) -> np.ndarray:
+    """An HxWx3 RGB picture: ``image`` blended with ``heat`` (uint8, ``level`` = threshold)
+    and a box around each region, scaled so that its longer side is at most ``max_side``."""
+    rgb = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    h, w = rgb.shape[:2]
+    scale = 1.0 if not max_side or max(h, w) <= max_side else max_side / max(h, w)
+    if scale != 1.0:
+        rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    out = rgb.astype(np.float32)
+    if heat is not None:
+        heat = heat if heat.ndim == 2 else heat[..., 0]
+        heat = cv2.resize(heat, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_LINEAR)
+        colour = cv2.cvtColor(cv2.applyColorMap(heat, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB).astype(np.float32)
+        weight = np.clip((heat.astype(np.float32) - level / 2) / level, 0.0, 0.6)[..., None]
+        out = out * (1 - weight) + colour * weight
+    picture = np.clip(out, 0, 255).astype(np.uint8)
+    thickness = max(1, round(max(picture.shape[:2]) / 200))
+    for g in regions:
+        p1 = (round(g.x * scale), round(g.y * scale))
+        p2 = (round((g.x + g.width) * scale), round((g.y + g.height) * scale))
+        cv2.rectangle(picture, p1, p2, BOX_COLOUR, thickness)
+    return picture
+
+
+def encode(picture: np.ndarray, fmt: str = ".jpg", quality: int = 80) -> bytes:
+    """PNG or JPEG bytes of an RGB picture."""
+    bgr = cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt == ".jpg" else []
+    ok, buf = cv2.imencode(fmt, bgr, params)
+    if not ok:
+        raise ValueError(f"cannot encode {fmt}")
+    return buf.tobytes()

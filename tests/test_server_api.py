@@ -1,0 +1,308 @@
+"""The REST API with the real app, real hosted stations and a real database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from huoyan.sampleline.generator import make_sample
+from huoyan.server.platform import Platform
+from huoyan.store.accounts import Role
+from huoyan.store.schema import AuditRow
+from huoyan.vision.imageio import list_images, read_image
+from serverkit import PASSWORD, Keys, make_platform_app, png, write_recipe
+
+ADMIN, ENGINEER, OPERATOR = Role.ADMIN, Role.ENGINEER, Role.OPERATOR
+
+
+@pytest.fixture()
+def served(db_url: str, model_file: Path, tmp_path: Path) -> Iterator[tuple[TestClient, Platform, Keys]]:
+    recipe = write_recipe(tmp_path, "cell-1", model_file, "http")
+    app, p, keys = make_platform_app(db_url, tmp_path, [recipe])
+    with TestClient(app) as client:
+        yield client, p, keys
+
+
+def good_images(line_dir: Path) -> list[np.ndarray]:
+    return [read_image(f) for f in list_images(line_dir / "train" / "good")]
+
+
+def upload(client: TestClient, keys: Keys, data: bytes, name: str, role: Role = OPERATOR) -> dict[str, Any]:
+    r = client.post(
+        "/api/stations/cell-1/inspect", files={"image": (name, data, "image/png")}, headers=keys.headers(role)
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def login(client: TestClient, username: str) -> str:
+    r = client.post("/api/session", json={"username": username, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    csrf: str = r.json()["csrf_token"]
+    return csrf
+
+
+def test_health_is_open_and_everything_else_needs_credentials(served: tuple[TestClient, Platform, Keys]) -> None:
+    client, _, keys = served
+    assert client.get("/api/health").json()["status"] == "ok"
+    ready = client.get("/api/health/ready")
+    assert ready.status_code == 200 and ready.json() == {"status": "ready", "database": True, "stations": {"cell-1": True}}
+    assert client.get("/api/inspections").status_code == 401
+    assert client.get("/api/inspections", headers={"X-API-Key": "hy_not-a-key"}).status_code == 401
+    assert client.get("/api/inspections", headers={"Authorization": f"Bearer {keys.by_role[OPERATOR]}"}).status_code == 200
+
+
+def test_session_login_csrf_logout_and_audit(
+    served: tuple[TestClient, Platform, Keys], defect_sample: tuple[np.ndarray, np.ndarray]
+) -> None:
+    client, p, keys = served
+    assert client.post("/api/session", json={"username": "operator", "password": "wrong-password"}).status_code == 401
+    assert client.post("/api/session", json={"username": "nobody", "password": PASSWORD}).status_code == 401
+    cross = client.post(
+        "/api/session", json={"username": "operator", "password": PASSWORD}, headers={"Origin": "http://evil.example"}
+    )
+    assert cross.status_code == 403
+    csrf = login(client, "operator")
+    cookie = client.cookies.get("huoyan_session")
+    assert cookie and len(cookie) > 30
+    me = client.get("/api/me").json()
+    assert me["username"] == "operator" and me["role"] == "operator" and me["csrf_token"] == csrf
+
+    rec = upload(client, keys, png(defect_sample[0]), "D1.png")
+    assert rec["verdict"] == "NG"
+    review = {"outcome": "defect", "label": "hole"}
+    assert client.post(f"/api/inspections/{rec['id']}/reviews", json=review).status_code == 403  # no CSRF token
+    bad = client.post(f"/api/inspections/{rec['id']}/reviews", json=review, headers={"X-CSRF-Token": "x" * 43})
+    assert bad.status_code == 403
+    ok = client.post(f"/api/inspections/{rec['id']}/reviews", json=review, headers={"X-CSRF-Token": csrf})
+    assert ok.status_code == 201 and ok.json()["reviewer"] == "operator"
+
+    assert client.delete("/api/session", headers={"X-CSRF-Token": csrf}).status_code == 204
+    client.cookies.set("huoyan_session", cookie)  # a stolen cookie after logout opens nothing
+    assert client.get("/api/me").status_code == 401
+
+    trail = p.audit.entries()
+    seen = {(e["actor"], e["action"], e["outcome"]) for e in trail}
+    assert {("operator", "login", "denied"), ("nobody", "login", "denied"), ("operator", "login", "ok")} <= seen
+    assert ("operator", "csrf-check", "denied") in seen and ("operator", "review", "ok") in seen
+    assert p.audit.verify_chain() == (True, None)
+
+
+def test_upload_records_filters_and_images(
+    served: tuple[TestClient, Platform, Keys], line_dir: Path, defect_sample: tuple[np.ndarray, np.ndarray]
+) -> None:
+    client, _, keys = served
+    goods = good_images(line_dir)[:4]
+    results = [upload(client, keys, png(img), f"G{i}.png") for i, img in enumerate(goods)]
+    assert [r["verdict"] for r in results] == ["OK"] * 4
+    assert results[0]["part_id"] == "G0" and results[0]["id"] is not None
+    bad = upload(client, keys, png(defect_sample[0]), "D1.png")
+    assert bad["verdict"] == "NG" and bad["regions"] and bad["normalised_score"] > 1
+    heat = cv2.imdecode(np.frombuffer(base64.b64decode(bad["heatmap_png_base64"]), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert heat.shape == (128, 128) and heat.max() > 128  # 128 marks the threshold
+    broken = upload(client, keys, b"\x89PNG\r\n\x1a\nnot really", "X1.png")
+    assert broken["verdict"] == "ERROR" and broken["error"]
+
+    h = keys.headers(OPERATOR)
+    page = client.get("/api/inspections", params={"limit": 2}, headers=h).json()
+    assert page["total"] == 6 and len(page["items"]) == 2 and page["items"][0]["part_id"] == "X1"  # newest first
+    older = client.get("/api/inspections", params={"limit": 2, "offset": 4}, headers=h).json()
+    assert [r["part_id"] for r in older["items"]] == ["G1", "G0"]
+    ng = client.get("/api/inspections", params={"verdict": "NG"}, headers=h).json()
+    assert [r["part_id"] for r in ng["items"]] == ["D1"]
+    assert client.get("/api/inspections", params={"part_id": "G2"}, headers=h).json()["total"] == 1
+    assert client.get("/api/inspections", params={"station": "elsewhere"}, headers=h).json()["total"] == 0
+    assert client.get("/api/inspections", params={"recipe": "washer-top"}, headers=h).json()["total"] == 6
+    future = client.get("/api/inspections", params={"since": "2999-01-01T00:00:00Z"}, headers=h).json()
+    assert future["total"] == 0
+    assert client.get("/api/inspections", params={"verdict": "MAYBE"}, headers=h).status_code == 422
+
+    detail = client.get(f"/api/inspections/{bad['id']}", headers=h).json()
+    assert detail["recipe_id"] == "washer-top" and detail["model_version"] == 1 and detail["threshold"] > 0
+    image = client.get(f"/api/inspections/{bad['id']}/image", headers=h)
+    assert image.status_code == 200 and image.content == png(defect_sample[0])
+    overlay = client.get(f"/api/inspections/{bad['id']}/overlay", params={"max_side": 64}, headers=h)
+    drawn = cv2.imdecode(np.frombuffer(overlay.content, np.uint8), cv2.IMREAD_COLOR)
+    assert overlay.headers["content-type"] == "image/png" and drawn.shape == (64, 64, 3)
+    assert client.get(f"/api/inspections/{bad['id']}/heatmap", headers=h).status_code == 200
+    assert client.get("/api/inspections/999999", headers=h).status_code == 404
+    assert client.get(f"/api/inspections/{broken['id']}/heatmap", headers=h).status_code == 404
+
+    too_big = client.post("/api/stations/nowhere/inspect", files={"image": ("a.png", b"x")}, headers=h)
+    assert too_big.status_code == 404
+    status = client.get("/api/stations/cell-1", headers=h).json()
+    assert status["counts"] == {"OK": 4, "NG": 1, "ERROR": 1} and status["running"] and status["model_version"] == 1
+
+
+def test_review_queue_and_outcome_rules(
+    served: tuple[TestClient, Platform, Keys], line_dir: Path, defect_sample: tuple[np.ndarray, np.ndarray]
+) -> None:
+    client, _, keys = served
+    h = keys.headers(OPERATOR)
+    ok = upload(client, keys, png(good_images(line_dir)[0]), "G0.png")
+    ng = upload(client, keys, png(defect_sample[0]), "D1.png")
+    queue = client.get("/api/reviews/queue", headers=h).json()
+    assert {r["id"] for r in queue["items"]} == {ok["id"], ng["id"]}  # keep_ok_every 1: every OK is sampled
+
+    wrong = client.post(f"/api/inspections/{ng['id']}/reviews", json={"outcome": "good"}, headers=h)
+    assert wrong.status_code == 409 and "NG part" in wrong.json()["detail"]
+    assert client.post("/api/inspections/424242/reviews", json={"outcome": "good"}, headers=h).status_code == 404
+    assert client.post(f"/api/inspections/{ng['id']}/reviews", json={"outcome": "meh"}, headers=h).status_code == 422
+    r = client.post(f"/api/inspections/{ng['id']}/reviews", json={"outcome": "false_alarm", "note": "dust"}, headers=h)
+    assert r.status_code == 201
+    r = client.post(f"/api/inspections/{ok['id']}/reviews", json={"outcome": "missed_defect", "label": "scratch"},
+                    headers=h)
+    assert r.status_code == 201
+
+    assert client.get("/api/reviews/queue", headers=h).json()["total"] == 0
+    summary = client.get("/api/reviews/summary", headers=h).json()
+    assert summary == {"defect": 0, "false_alarm": 1, "good": 0, "missed_defect": 1, "pending": 0}
+    # A second opinion is kept beside the first; the latest counts.
+    client.post(f"/api/inspections/{ng['id']}/reviews", json={"outcome": "defect", "label": "hole"},
+                headers=keys.headers(ENGINEER))
+    detail = client.get(f"/api/inspections/{ng['id']}", headers=h).json()
+    assert [x["outcome"] for x in detail["reviews"]] == ["false_alarm", "defect"]
+    assert detail["review"]["reviewer"] == "engineer" and detail["review"]["label"] == "hole"
+    listed = client.get("/api/inspections", params={"verdict": "OK"}, headers=h).json()["items"][0]
+    assert listed["review"]["outcome"] == "missed_defect"
+
+
+def test_retrain_compare_activate_and_roll_back(
+    served: tuple[TestClient, Platform, Keys], line_dir: Path, defect_sample: tuple[np.ndarray, np.ndarray]
+) -> None:
+    client, p, keys = served
+    h = keys.headers(ENGINEER)
+    goods = [upload(client, keys, png(img), f"G{i}.png") for i, img in enumerate(good_images(line_dir)[:10])]
+    ng = upload(client, keys, png(defect_sample[0]), "D1.png")
+    client.post(f"/api/inspections/{ng['id']}/reviews", json={"outcome": "defect"}, headers=h)
+    for g in goods[:3]:
+        client.post(f"/api/inspections/{g['id']}/reviews", json={"outcome": "good"}, headers=h)
+    client.post(f"/api/inspections/{goods[3]['id']}/reviews", json={"outcome": "missed_defect"}, headers=h)
+
+    assert client.post("/api/training-jobs", json={"station_id": "nowhere"}, headers=h).status_code == 404
+    job = client.post("/api/training-jobs", json={"station_id": "cell-1", "max_images": 50}, headers=h)
+    assert job.status_code == 202 and job.json()["status"] == "queued"
+    claimed = p.versions.claim(["cell-1"])
+    assert claimed is not None and claimed["id"] == job.json()["id"]
+    p.trainer.run(claimed)  # the worker's step, run here so the test waits for it
+    done = client.get(f"/api/training-jobs/{claimed['id']}", headers=h).json()
+    assert done["status"] == "done", done["message"]
+
+    versions = {v["version"]: v for v in client.get("/api/models", params={"station": "cell-1"}, headers=h).json()}
+    v1, v2 = versions[1], versions[2]
+    assert v1["status"] == "active" and v2["status"] == "candidate" and v2["parent_id"] == v1["id"]
+    # Lineage: trained on the kept OK images minus the one flagged as a missed defect.
+    expected = {g["id"] for g in goods} - {goods[3]["id"]}
+    assert set(v2["trained_on"]["inspection_ids"]) == expected and v2["trained_on"]["images"] == 9
+    m = v2["metrics"]
+    assert m["reviewed_parts"] == 5 and m["in_training_set"] == 3
+    assert m["candidate"]["defects"] == 2 and m["active"]["good"] == 3 and m["active"]["n"] == 5
+    assert v2["card"]["train_images"] == 9 and v2["model_sha256"] != v1["model_sha256"]
+
+    operator = client.post(f"/api/models/{v2['id']}/activate", headers=keys.headers(OPERATOR))
+    assert operator.status_code == 403
+    act = client.post(f"/api/models/{v2['id']}/activate", headers=h)
+    assert act.status_code == 200 and act.json()["status"] == "active"
+    assert client.get("/api/stations/cell-1", headers=h).json()["model_version"] == 2
+    after = upload(client, keys, png(good_images(line_dir)[11]), "G99.png")
+    assert after["model_sha256"] == v2["model_sha256"]
+    assert client.get(f"/api/inspections/{after['id']}", headers=h).json()["model_version"] == 2
+
+    back = client.post("/api/stations/cell-1/rollback", headers=h)
+    assert back.status_code == 200 and back.json()["model_version"] == 1
+    again = upload(client, keys, png(good_images(line_dir)[12]), "G98.png")
+    assert again["model_sha256"] == v1["model_sha256"]
+    assert client.post("/api/stations/cell-1/rollback", headers=h).status_code == 409  # v1 has no parent
+    statuses = {v["version"]: v["status"] for v in client.get("/api/models", headers=h).json()}
+    assert statuses == {1: "active", 2: "retired"}
+    actions = [(e["action"], e["outcome"]) for e in p.audit.entries(actor="engineer")]
+    assert ("model-activate", "ok") in actions and ("model-rollback", "ok") in actions
+
+
+def test_training_refuses_too_few_images(served: tuple[TestClient, Platform, Keys], line_dir: Path) -> None:
+    client, p, keys = served
+    upload(client, keys, png(good_images(line_dir)[0]), "G0.png")
+    client.post("/api/training-jobs", json={"station_id": "cell-1"}, headers=keys.headers(ENGINEER))
+    job = p.versions.claim(["cell-1"])
+    assert job is not None
+    p.trainer.run(job)
+    failed = p.versions.job(job["id"])
+    assert failed is not None and failed["status"] == "failed" and "at least 8" in failed["message"]
+
+
+def test_users_and_api_keys_by_admin(served: tuple[TestClient, Platform, Keys]) -> None:
+    client, p, keys = served
+    h = keys.headers(ADMIN)
+    made = client.post("/api/users", json={"username": "li.wei", "password": "long-enough-1", "role": "operator"},
+                       headers=h)
+    assert made.status_code == 201
+    dup = client.post("/api/users", json={"username": "li.wei", "password": "long-enough-1", "role": "operator"},
+                      headers=h)
+    assert dup.status_code == 409
+    short = client.post("/api/users", json={"username": "x", "password": "short", "role": "operator"}, headers=h)
+    assert short.status_code == 422
+    assert client.post("/api/session", json={"username": "li.wei", "password": "long-enough-1"}).status_code == 200
+    client.cookies.clear()
+    key = client.post("/api/api-keys", json={"username": "li.wei", "name": "gateway"}, headers=h).json()
+    assert client.get("/api/me", headers={"X-API-Key": key["key"]}).json()["username"] == "li.wei"
+    assert client.patch("/api/users/li.wei", json={"active": False}, headers=h).status_code == 200
+    assert client.get("/api/me", headers={"X-API-Key": key["key"]}).status_code == 401  # disabled user: key dead too
+    assert client.post("/api/session", json={"username": "li.wei", "password": "long-enough-1"}).status_code == 401
+    client.patch("/api/users/li.wei", json={"active": True}, headers=h)
+    assert client.delete(f"/api/api-keys/{key['id']}", headers=h).status_code == 204
+    assert client.get("/api/me", headers={"X-API-Key": key["key"]}).status_code == 401
+    assert client.patch("/api/users/admin", json={"role": "operator"}, headers=h).status_code == 409  # no self-demotion
+    own = next(k for k in p.accounts.api_keys() if k["username"] == "admin")
+    assert client.delete(f"/api/api-keys/{own['id']}", headers=h).status_code == 409
+    assert client.patch("/api/users/ghost", json={"active": False}, headers=h).status_code == 404
+    assert client.get("/api/audit/verify", headers=h).json() == {"intact": True, "first_bad_id": None}
+
+
+def test_metrics_count_parts(
+    served: tuple[TestClient, Platform, Keys], line_dir: Path, defect_sample: tuple[np.ndarray, np.ndarray]
+) -> None:
+    client, _, keys = served
+    for i, img in enumerate(good_images(line_dir)[:3]):
+        upload(client, keys, png(img), f"G{i}.png")
+    upload(client, keys, png(defect_sample[0]), "D1.png")
+    assert client.get("/metrics").status_code == 401
+    text = client.get("/metrics", headers=keys.headers(OPERATOR)).text
+    assert 'huoyan_parts_total{station="cell-1",verdict="OK"} 3.0' in text
+    assert 'huoyan_parts_total{station="cell-1",verdict="NG"} 1.0' in text
+    assert 'huoyan_inspection_latency_seconds_count{station="cell-1"} 4.0' in text
+    assert 'huoyan_ng_rate{station="cell-1"} 0.25' in text and 'huoyan_station_up{station="cell-1"} 1.0' in text
+
+
+def test_audit_chain_detects_an_edited_entry(served: tuple[TestClient, Platform, Keys]) -> None:
+    _, p, _ = served
+    for i in range(4):
+        p.audit.add("someone", "thing", str(i))
+    assert p.audit.verify_chain() == (True, None)
+    third = p.audit.entries()[1]["id"]
+    with Session(p.engine) as s, s.begin():
+        s.execute(update(AuditRow).where(AuditRow.id == third).values(actor="someone-else"))
+    assert p.audit.verify_chain() == (False, third)
+
+
+def test_sample_upload_of_a_drawn_defect(
+    served: tuple[TestClient, Platform, Keys],
+) -> None:
+    client, _, keys = served
+    image, mask = make_sample("washer", "scratch", 128, np.random.default_rng(5))
+    rec = upload(client, keys, png(image), "S1.png")
+    assert rec["verdict"] == "NG"
+    ys, xs = np.nonzero(mask)
+    box = rec["regions"][0]
+    # the region found overlaps the drawn scratch
+    assert box["x"] <= xs.max() and box["x"] + box["width"] >= xs.min()
+    assert box["y"] <= ys.max() and box["y"] + box["height"] >= ys.min()
