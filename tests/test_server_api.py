@@ -56,10 +56,16 @@ def test_health_is_open_and_everything_else_needs_credentials(served: tuple[Test
     client, _, keys = served
     assert client.get("/api/health").json()["status"] == "ok"
     ready = client.get("/api/health/ready")
-    assert ready.status_code == 200 and ready.json() == {"status": "ready", "database": True, "stations": {"cell-1": True}}
+    assert ready.status_code == 200 and ready.json() == {
+        "status": "ready",
+        "database": True,
+        "stations": {"cell-1": True},
+    }
     assert client.get("/api/inspections").status_code == 401
     assert client.get("/api/inspections", headers={"X-API-Key": "hy_not-a-key"}).status_code == 401
-    assert client.get("/api/inspections", headers={"Authorization": f"Bearer {keys.by_role[OPERATOR]}"}).status_code == 200
+    assert (
+        client.get("/api/inspections", headers={"Authorization": f"Bearer {keys.by_role[OPERATOR]}"}).status_code == 200
+    )
 
 
 def test_session_login_csrf_logout_and_audit(
@@ -160,16 +166,20 @@ def test_review_queue_and_outcome_rules(
     assert client.post(f"/api/inspections/{ng['id']}/reviews", json={"outcome": "meh"}, headers=h).status_code == 422
     r = client.post(f"/api/inspections/{ng['id']}/reviews", json={"outcome": "false_alarm", "note": "dust"}, headers=h)
     assert r.status_code == 201
-    r = client.post(f"/api/inspections/{ok['id']}/reviews", json={"outcome": "missed_defect", "label": "scratch"},
-                    headers=h)
+    r = client.post(
+        f"/api/inspections/{ok['id']}/reviews", json={"outcome": "missed_defect", "label": "scratch"}, headers=h
+    )
     assert r.status_code == 201
 
     assert client.get("/api/reviews/queue", headers=h).json()["total"] == 0
     summary = client.get("/api/reviews/summary", headers=h).json()
     assert summary == {"defect": 0, "false_alarm": 1, "good": 0, "missed_defect": 1, "pending": 0}
     # A second opinion is kept beside the first; the latest counts.
-    client.post(f"/api/inspections/{ng['id']}/reviews", json={"outcome": "defect", "label": "hole"},
-                headers=keys.headers(ENGINEER))
+    client.post(
+        f"/api/inspections/{ng['id']}/reviews",
+        json={"outcome": "defect", "label": "hole"},
+        headers=keys.headers(ENGINEER),
+    )
     detail = client.get(f"/api/inspections/{ng['id']}", headers=h).json()
     assert [x["outcome"] for x in detail["reviews"]] == ["false_alarm", "defect"]
     assert detail["review"]["reviewer"] == "engineer" and detail["review"]["label"] == "hole"
@@ -243,11 +253,13 @@ def test_training_refuses_too_few_images(served: tuple[TestClient, Platform, Key
 def test_users_and_api_keys_by_admin(served: tuple[TestClient, Platform, Keys]) -> None:
     client, p, keys = served
     h = keys.headers(ADMIN)
-    made = client.post("/api/users", json={"username": "li.wei", "password": "long-enough-1", "role": "operator"},
-                       headers=h)
+    made = client.post(
+        "/api/users", json={"username": "li.wei", "password": "long-enough-1", "role": "operator"}, headers=h
+    )
     assert made.status_code == 201
-    dup = client.post("/api/users", json={"username": "li.wei", "password": "long-enough-1", "role": "operator"},
-                      headers=h)
+    dup = client.post(
+        "/api/users", json={"username": "li.wei", "password": "long-enough-1", "role": "operator"}, headers=h
+    )
     assert dup.status_code == 409
     short = client.post("/api/users", json={"username": "x", "password": "short", "role": "operator"}, headers=h)
     assert short.status_code == 422

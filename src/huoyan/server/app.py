@@ -24,6 +24,7 @@ from huoyan.server.security import LoginRequired
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
+ROUTERS = (auth.router, stations.router, records.router, models.router, admin.router, pages.router)
 
 
 def _is_api(request: Request) -> bool:
@@ -60,7 +61,9 @@ def create_app(settings: Settings, start_platform: bool = True) -> FastAPI:
     async def errors(request: Request, exc: HTTPException) -> Response:
         if _is_api(request):
             return await http_exception_handler(request, exc)
-        return pages.render(request, "error.html", None, status=exc.status_code, detail=exc.detail)
+        return pages.render(
+            request, "error.html", None, exc.status_code, status=exc.status_code, detail=exc.detail
+        )
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -76,7 +79,7 @@ def create_app(settings: Settings, start_platform: bool = True) -> FastAPI:
             )
         return response
 
-    for router in (auth.router, stations.router, records.router, models.router, admin.router, pages.router):
+    for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -13,7 +13,7 @@ import contextlib
 import json
 import threading
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,30 +55,43 @@ class LiveHub:
         with self._lock:
             return len(self._channel(station).subscribers)
 
-    async def subscribe(self, station: str) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
-        """Messages for one station: the backlog first, then each new one as it comes."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(SUBSCRIBER_QUEUE)
-        entry = (loop, queue)
+    def subscribe(self, station: str) -> Subscription:
+        """Start receiving one station's messages now: the backlog first, then each new one.
+        Registration is immediate, so nothing published after this call is missed."""
+        sub = Subscription(self, station, asyncio.get_running_loop())
         with self._lock:
             channel = self._channel(station)
             for message in channel.recent:
-                queue.put_nowait(message)
-            channel.subscribers.add(entry)
+                sub.queue.put_nowait(message)
+            channel.subscribers.add(sub.entry)
             count = len(channel.subscribers)
         self._tell(station, count)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            with self._lock:
-                channel.subscribers.discard(entry)
-                count = len(channel.subscribers)
-            self._tell(station, count)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            channel = self._channel(sub.station)
+            channel.subscribers.discard(sub.entry)
+            count = len(channel.subscribers)
+        self._tell(sub.station, count)
 
     def _tell(self, station: str, count: int) -> None:
         if self.on_watchers is not None:
             self.on_watchers(station, count)
+
+
+class Subscription:
+    def __init__(self, hub: LiveHub, station: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.hub = hub
+        self.station = station
+        self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        self.entry = (loop, self.queue)
+
+    async def get(self) -> tuple[str, dict[str, Any]]:
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self.hub.unsubscribe(self)
 
 
 def _offer(queue: asyncio.Queue[tuple[str, dict[str, Any]]], message: tuple[str, dict[str, Any]]) -> None:

@@ -1,8 +1,9 @@
 """Heat-map overlays for people: the part's image with its anomaly map and regions drawn on.
 
 Heat maps arrive as 8-bit arrays in which ``level`` marks the NG threshold (the
-station stores them that way). Pixels below half the threshold stay untouched, so a
-good part looks like itself; above, the colour map's weight grows with the score.
+station stores them that way). Pixels below three quarters of the threshold stay
+untouched, so a good part looks like itself; above, the colour map's weight grows
+with the score up to 60 % at 1.25 times the threshold.
 The live view and the records browser draw with the same function.
 """
 
@@ -37,7 +38,7 @@ def render_overlay(
         heat = heat if heat.ndim == 2 else heat[..., 0]
         heat = cv2.resize(heat, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_LINEAR)
         colour = cv2.cvtColor(cv2.applyColorMap(heat, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB).astype(np.float32)
-        weight = np.clip((heat.astype(np.float32) - level / 2) / level, 0.0, 0.6)[..., None]
+        weight = np.clip((heat.astype(np.float32) - 0.75 * level) / (0.5 * level), 0.0, 0.6)[..., None]
         out = out * (1 - weight) + colour * weight
     picture = np.clip(out, 0, 255).astype(np.uint8)
     thickness = max(1, round(max(picture.shape[:2]) / 200))

@@ -29,7 +29,9 @@ def plotly_js() -> Path:
     return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
 
 
-def render(request: Request, name: str, principal: Principal | None, **context: Any) -> HTMLResponse:
+def render(
+    request: Request, name: str, principal: Principal | None, status_code: int = 200, **context: Any
+) -> HTMLResponse:
     user = principal.user if principal else None
     nav = [
         ("Stations", "/stations", Role.OPERATOR),
@@ -48,6 +50,7 @@ def render(request: Request, name: str, principal: Principal | None, **context: 
             "version": __version__,
             **context,
         },
+        status_code=status_code,
     )
 
 

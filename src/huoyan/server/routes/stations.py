@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import Response, StreamingResponse
@@ -88,12 +88,12 @@ async def live(station_id: str, request: Request, p: Annotated[Platform, Depends
     host = _host(p, station_id)
 
     async def stream() -> AsyncIterator[str]:
-        messages = p.hub.subscribe(station_id)
-        pending: asyncio.Task[tuple[str, dict[str, object]]] | None = None
+        sub = p.hub.subscribe(station_id)
+        pending: asyncio.Task[tuple[str, dict[str, Any]]] | None = None
         try:
             yield sse("status", host.status())
             while not await request.is_disconnected():
-                pending = pending or asyncio.ensure_future(anext(messages))
+                pending = pending or asyncio.ensure_future(sub.get())
                 done, _ = await asyncio.wait({pending}, timeout=1.0)
                 if done:
                     kind, payload = pending.result()
@@ -104,7 +104,7 @@ async def live(station_id: str, request: Request, p: Annotated[Platform, Depends
         finally:
             if pending is not None:
                 pending.cancel()
-            await messages.aclose()
+            sub.close()
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 

@@ -1,0 +1,113 @@
+"""The dashboard in real headless Chromium (Debian's), driven by Playwright.
+
+An operator logs in, watches a part dropped into the station's hot folder appear on
+the live page, marks it a false alarm in the review queue, finds the review in the
+records, and is refused the models page. A screenshot of the live view is kept as a
+CI artifact in ``$HUOYAN_ARTIFACTS`` (default ``artifacts/``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serverkit import PASSWORD, live_server, make_platform_app, png, write_recipe
+
+CHROMIUM = os.environ.get("HUOYAN_CHROMIUM", "/usr/bin/chromium")
+# As the machine notes say: no sandbox as root, and no background calls to a network we do not have.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(os.environ.get("HUOYAN_ARTIFACTS", "artifacts"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"Chromium not found at {CHROMIUM}; .ci/run installs Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def drop(inbox: Path, name: str, data: bytes) -> None:
+    tmp = inbox / f".{name}.tmp"
+    tmp.write_bytes(data)
+    tmp.rename(inbox / name)
+
+
+def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
+    browser: object, model_file: Path, tmp_path: Path, defect_sample: tuple[object, object]
+) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    recipe = write_recipe(tmp_path, "cell-1", model_file, str(inbox))
+    app, _, _ = make_platform_app(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, [recipe])
+    with live_server(app) as base:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+        page.goto(f"{base}/stations/cell-1")
+        expect(page).to_have_url(f"{base}/login?next=/stations/cell-1")
+        page.fill("input[name=username]", "operator")
+        page.fill("input[name=password]", "wrong password")
+        page.click("button[type=submit]")
+        expect(page.locator("#login-error")).to_contain_text("Wrong")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page).to_have_url(f"{base}/stations/cell-1")
+        expect(page.locator("#state")).to_have_text("running")
+
+        drop(inbox, "D42_part.png", png(defect_sample[0]))  # type: ignore[arg-type]
+        expect(page.locator("#recent li").first).to_contain_text("D42", timeout=20_000)
+        expect(page.locator("#verdict")).to_have_text("NG")
+        expect(page.locator("#count-ng")).to_have_text("1")
+        assert page.eval_on_selector("#preview", "img => img.src.startsWith('data:image/jpeg') && img.naturalWidth > 0")
+        page.wait_for_function("document.querySelector('#ng-chart .main-svg') !== null")  # plotly drew the chart
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "live-view.png"), full_page=True)
+
+        page.goto(f"{base}/review")
+        card = page.locator(".review-item", has_text="D42")
+        expect(card).to_have_count(1)
+        card.locator("button.false-alarm").click()
+        expect(page.locator(".review-item", has_text="D42")).to_have_count(0)
+
+        page.goto(f"{base}/records")
+        row = page.locator("#records tbody tr", has_text="D42")
+        expect(row.locator(".review")).to_have_text("false alarm · operator")
+        row.locator("a").click()
+        expect(page.locator("#verdict")).to_have_text("NG")
+        expect(page.locator("#reviews li")).to_contain_text("false alarm")
+        page.wait_for_function("document.querySelector('#overlay').naturalWidth > 0")
+
+        response = page.goto(f"{base}/models")
+        assert response is not None and response.status == 403
+        expect(page.locator("#error-detail")).to_contain_text("engineer role")
+        assert not errors, errors
+        page.close()
+
+
+def test_chromium_is_debians(browser: object) -> None:
+    assert shutil.which("chromium") or Path(CHROMIUM).exists()
