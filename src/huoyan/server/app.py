@@ -61,9 +61,7 @@ def create_app(settings: Settings, start_platform: bool = True) -> FastAPI:
     async def errors(request: Request, exc: HTTPException) -> Response:
         if _is_api(request):
             return await http_exception_handler(request, exc)
-        return pages.render(
-            request, "error.html", None, exc.status_code, status=exc.status_code, detail=exc.detail
-        )
+        return pages.render(request, "error.html", None, exc.status_code, status=exc.status_code, detail=exc.detail)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from huoyan.server.platform import Platform, platform
-from huoyan.server.routes.common import errors, not_found
+from huoyan.server.routes.common import RowId, errors, not_found
 from huoyan.server.schemas import (
     ApiKeyCreated,
     ApiKeyOut,
@@ -74,7 +74,7 @@ def add_api_key(body: NewApiKey, p: Annotated[Platform, Depends(platform)], prin
 
 
 @router.delete("/api-keys/{key_id}", status_code=204, response_class=Response, responses=errors(404, 409))
-def revoke_api_key(key_id: int, p: Annotated[Platform, Depends(platform)], principal: Admin) -> Response:
+def revoke_api_key(key_id: RowId, p: Annotated[Platform, Depends(platform)], principal: Admin) -> Response:
     if key_id == principal.api_key_id:
         raise HTTPException(409, "this request is made with that key: revoke it with another credential")
     try:

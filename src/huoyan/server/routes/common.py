@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Path
 from pydantic import BaseModel
 
 from huoyan.server.platform import Platform
 from huoyan.server.schemas import InspectionOut
+
+# Row ids are 32-bit integers in every database we support.
+RowId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
 class ErrorOut(BaseModel):

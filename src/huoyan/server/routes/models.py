@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from huoyan.server.platform import Platform, platform
-from huoyan.server.routes.common import errors, not_found
+from huoyan.server.routes.common import RowId, errors, not_found
 from huoyan.server.schemas import ModelVersionOut, RecipeOut, TrainingJobOut, TrainingRequest
 from huoyan.server.security import Engineer, Principal
 from huoyan.store.records import as_utc
@@ -62,7 +62,7 @@ def models(p: Annotated[Platform, Depends(platform)], _: Engineer, station: str 
 
 
 @router.get("/models/{version_id}", response_model=ModelVersionOut, responses=errors(404))
-def model(version_id: int, p: Annotated[Platform, Depends(platform)], _: Engineer) -> ModelVersionOut:
+def model(version_id: RowId, p: Annotated[Platform, Depends(platform)], _: Engineer) -> ModelVersionOut:
     v = p.versions.get(version_id)
     if v is None:
         raise not_found(f"model version {version_id}")
@@ -70,7 +70,9 @@ def model(version_id: int, p: Annotated[Platform, Depends(platform)], _: Enginee
 
 
 @router.post("/models/{version_id}/activate", response_model=ModelVersionOut, responses=errors(404, 409))
-async def activate(version_id: int, p: Annotated[Platform, Depends(platform)], principal: Engineer) -> ModelVersionOut:
+async def activate(
+    version_id: RowId, p: Annotated[Platform, Depends(platform)], principal: Engineer
+) -> ModelVersionOut:
     """Switch the station to this version: intake pauses, parts in flight finish, the new
     model judges the next part. The version before it is kept and can be activated again."""
     v = p.versions.get(version_id)
@@ -87,7 +89,7 @@ def training_jobs(
 
 
 @router.get("/training-jobs/{job_id}", response_model=TrainingJobOut, responses=errors(404))
-def training_job(job_id: int, p: Annotated[Platform, Depends(platform)], _: Engineer) -> TrainingJobOut:
+def training_job(job_id: RowId, p: Annotated[Platform, Depends(platform)], _: Engineer) -> TrainingJobOut:
     job = p.versions.job(job_id)
     if job is None:
         raise not_found(f"training job {job_id}")

@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 
 from huoyan import __version__
 from huoyan.server.platform import Platform, platform
-from huoyan.server.routes.common import not_found
+from huoyan.server.routes.common import RowId, not_found
 from huoyan.server.security import AdminPage, EngineerPage, OperatorPage, Principal
 from huoyan.store.accounts import Role
 
@@ -92,7 +92,7 @@ def records_page(request: Request, p: Annotated[Platform, Depends(platform)], pr
 
 
 @router.get("/records/{inspection_id}")
-def record_page(inspection_id: int, request: Request, principal: OperatorPage) -> Response:
+def record_page(inspection_id: RowId, request: Request, principal: OperatorPage) -> Response:
     return render(request, "record.html", principal, inspection_id=inspection_id)
 
 

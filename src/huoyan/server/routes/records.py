@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from huoyan.core.models import Region, Verdict
 from huoyan.server.platform import Platform, platform
-from huoyan.server.routes.common import errors, not_found, with_reviews
+from huoyan.server.routes.common import RowId, errors, not_found, with_reviews
 from huoyan.server.schemas import (
     EventOut,
     InspectionDetail,
@@ -63,7 +63,7 @@ def inspections(
     return _page(p, where, limit, offset)
 
 
-def _record(p: Platform, inspection_id: int) -> dict[str, object]:
+def _record(p: Platform, inspection_id: RowId) -> dict[str, object]:
     row = get_record(p.engine, inspection_id)
     if row is None:
         raise not_found(f"inspection {inspection_id}")
@@ -71,7 +71,7 @@ def _record(p: Platform, inspection_id: int) -> dict[str, object]:
 
 
 @router.get("/inspections/{inspection_id}", response_model=InspectionDetail, responses=errors(404))
-def inspection(inspection_id: int, p: Annotated[Platform, Depends(platform)], _: Operator) -> InspectionDetail:
+def inspection(inspection_id: RowId, p: Annotated[Platform, Depends(platform)], _: Operator) -> InspectionDetail:
     """One inspection with its review history and the model version that judged it."""
     row = _record(p, inspection_id)
     history = p.reviews.history(inspection_id)
@@ -99,21 +99,21 @@ def _blob(p: Platform, row: dict[str, object], field: str) -> bytes:
 
 
 @router.get("/inspections/{inspection_id}/image", response_class=Response, responses={**errors(404), **PNG})
-def image(inspection_id: int, p: Annotated[Platform, Depends(platform)], _: Operator) -> Response:
+def image(inspection_id: RowId, p: Annotated[Platform, Depends(platform)], _: Operator) -> Response:
     """The part's image as stored (the original file, or the preprocessed image)."""
     data = _blob(p, _record(p, inspection_id), "image_sha256")
     return Response(data, media_type="application/octet-stream" if data[:4] != b"\x89PNG" else "image/png")
 
 
 @router.get("/inspections/{inspection_id}/heatmap", response_class=Response, responses={**errors(404), **PNG})
-def heatmap(inspection_id: int, p: Annotated[Platform, Depends(platform)], _: Operator) -> Response:
+def heatmap(inspection_id: RowId, p: Annotated[Platform, Depends(platform)], _: Operator) -> Response:
     """The heat map: 8-bit, 128 is the NG threshold."""
     return Response(_blob(p, _record(p, inspection_id), "heatmap_sha256"), media_type="image/png")
 
 
 @router.get("/inspections/{inspection_id}/overlay", response_class=Response, responses={**errors(404), **PNG})
 def overlay(
-    inspection_id: int,
+    inspection_id: RowId,
     p: Annotated[Platform, Depends(platform)],
     _: Operator,
     max_side: Annotated[int | None, Query(ge=32, le=8192)] = None,
@@ -135,7 +135,7 @@ def overlay(
     "/inspections/{inspection_id}/reviews", response_model=ReviewOut, status_code=201, responses=errors(404, 409)
 )
 def review(
-    inspection_id: int, body: ReviewIn, p: Annotated[Platform, Depends(platform)], principal: Operator
+    inspection_id: RowId, body: ReviewIn, p: Annotated[Platform, Depends(platform)], principal: Operator
 ) -> ReviewOut:
     """Confirm an NG as a defect or mark it a false alarm; confirm an OK as good or flag a missed defect."""
     try:
