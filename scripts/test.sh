@@ -16,10 +16,12 @@ if ! command -v pg_ctl >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bi
   fi
 fi
 # Line-feedback peers: a real Mosquitto broker, and node-opcua (from the npm registry) as an
-# independent OPC UA client. The tests start their own broker.
+# independent OPC UA client. The tests start their own broker. The dashboard's browser tests
+# drive Debian's Chromium through Playwright (Playwright cannot download its own browser here).
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

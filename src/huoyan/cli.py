@@ -337,6 +337,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     recipes = [_recipe(r) for r in args.recipe or []]
     settings = _server_settings(args, recipes)
     scheme = "https" if args.tls_cert else "http"

@@ -1,0 +1,78 @@
+"""`huoyan user` and `huoyan serve` as an administrator types them."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from huoyan.cli import main
+from linepeers import free_port, wait_for_port
+from serverkit import write_recipe
+
+
+def with_password(monkeypatch: pytest.MonkeyPatch, password: str) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(password + "\n"))
+
+
+def test_user_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    with_password(monkeypatch, "first-admin-pw")
+    assert main(["user", "add", "boss", "--role", "admin", "--db", url, "--password-stdin"]) == 0
+    assert "boss added with role admin" in capsys.readouterr().out
+    with_password(monkeypatch, "first-admin-pw")
+    with pytest.raises(SystemExit, match="already exists"):
+        main(["user", "add", "boss", "--role", "admin", "--db", url, "--password-stdin"])
+    with_password(monkeypatch, "short")
+    with pytest.raises(SystemExit, match="at least 8"):
+        main(["user", "add", "zhang", "--role", "operator", "--db", url, "--password-stdin"])
+    assert main(["user", "key", "boss", "--name", "prometheus", "--db", url]) == 0
+    assert capsys.readouterr().out.strip().startswith("hy_")
+    assert main(["user", "set", "boss", "--active", "no", "--db", url]) == 0
+    assert main(["user", "list", "--db", url]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].split() == ["boss", "admin", "disabled"]
+
+
+def test_serve_hosts_the_station_and_stops_cleanly(
+    tmp_path: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = tmp_path / "inbox"
+    recipe = write_recipe(tmp_path, "cell-9", model_file, str(inbox))
+    recipe_file = tmp_path / "cell-9.yaml"
+    url = f"sqlite:///{tmp_path / 'data' / 'huoyan.db'}"
+    with_password(monkeypatch, "first-admin-pw")
+    assert main(["user", "add", "boss", "--role", "admin", "--recipe", str(recipe_file), "--password-stdin"]) == 0
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "huoyan.cli", "serve", "--recipe", str(recipe_file), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    try:
+        wait_for_port(port, timeout=60)
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=10) as client:
+            deadline = time.monotonic() + 30
+            while client.get("/api/health/ready").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert client.post("/api/session", json={"username": "boss", "password": "first-admin-pw"}).is_success
+            stations = client.get("/api/stations").json()
+            assert [s["station_id"] for s in stations] == [recipe.station] and stations[0]["running"]
+            assert client.get("/vendor/plotly.min.js").headers["content-type"].startswith("text/javascript")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    # uvicorn shuts down (stations drained), then re-raises SIGTERM as systemd expects.
+    assert proc.returncode in (0, -signal.SIGTERM), out
+    assert "Application shutdown complete." in out
+    assert f"Huoyan dashboard on http://127.0.0.1:{port}/" in out and url.split("///")[1] in out
