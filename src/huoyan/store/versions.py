@@ -124,7 +124,7 @@ class ModelVersions:
         if current is not None:
             return current
         trained_on = {
-            "source": "outside the server (huoyan fit)",
+            "source": "huoyan fit",
             "images": card.get("train_images"),
             "content_sha256": card.get("train_content_sha256"),
         }

@@ -156,7 +156,9 @@ pages.live = () => {
     times.push(new Date(p.decided_at));
     rates.push(p.ng_rate);
     if (times.length > 300) { times.shift(); rates.shift(); }
-    if (plot) plot.react(chart, [{ x: times, y: rates, mode: "lines", line: { color: "#c0392b" } }], chart.layout);
+    // New arrays each time: plotly.react skips data it sees as unchanged (same array objects).
+    if (plot) plot.react(chart, [{ x: times.slice(), y: rates.slice(), mode: "lines", line: { color: "#c0392b" } }],
+      chart.layout);
   };
   const source = new EventSource(`/api/stations/${encodeURIComponent(station)}/live`);
   source.addEventListener("status", (e) => setStatus(JSON.parse(e.data)));
@@ -241,7 +243,8 @@ pages.review = async () => {
       const card = el("div", { class: "card review-item", "data-id": r.id },
         el("a", { href: `/records/${r.id}` }, el("img", { src: `/api/inspections/${r.id}/overlay?max_side=320`,
           alt: "part" })),
-        el("div", {}, fmt.verdict(r.verdict), " ", r.part_id || r.source_name, " · ", fmt.num(r.normalised_score, 2)));
+        el("div", {}, fmt.verdict(r.verdict), " ", r.part_id || r.source_name, " · ", fmt.num(r.normalised_score, 2),
+          el("small", { class: "station" }, " · " + r.station_id)));
       card.append(el("div", { class: "actions" }, reviewButtons(r, () => { card.remove(); load(); })));
       return card;
     }));
