@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -318,3 +319,34 @@ def test_sample_upload_of_a_drawn_defect(
     # the region found overlaps the drawn scratch
     assert box["x"] <= xs.max() and box["x"] + box["width"] >= xs.min()
     assert box["y"] <= ys.max() and box["y"] + box["height"] >= ys.min()
+
+
+def test_database_outage_answers_503_and_uploads_still_work(
+    postgres_server: Any, model_file: Path, tmp_path: Path, line_dir: Path
+) -> None:
+    recipe = write_recipe(tmp_path, "cell-1", model_file, "http")
+    app, _, keys = make_platform_app(postgres_server.new_database(), tmp_path, [recipe])
+    h = keys.headers(OPERATOR)
+    with TestClient(app) as client:
+        assert upload(client, keys, png(good_images(line_dir)[0]), "G0.png")["id"] is not None
+        postgres_server.stop()
+        try:
+            down = client.get("/api/inspections", headers=h)
+            assert down.status_code == 503 and "database" in down.json()["detail"]
+            ready = client.get("/api/health/ready")
+            assert ready.status_code == 503 and ready.json()["database"] is False
+            assert client.get("/api/health").status_code == 200
+            # The line goes on: a key seen before still uploads; the part is judged and spooled.
+            spooled = upload(client, keys, png(good_images(line_dir)[1]), "G1.png")
+            assert spooled["verdict"] == "OK" and spooled["id"] is None and spooled["part_id"] == "G1"
+            login = client.post("/api/session", json={"username": "operator", "password": PASSWORD})
+            assert login.status_code == 503
+        finally:
+            postgres_server.start()
+        status = client.get("/api/stations/cell-1", headers=h)
+        assert status.status_code == 200 and status.json()["running"]
+        # The spooled record reaches the database once it is back.
+        deadline = time.monotonic() + 30
+        while client.get("/api/inspections", params={"part_id": "G1"}, headers=h).json()["total"] != 1:
+            assert time.monotonic() < deadline, "spooled record never stored"
+            time.sleep(0.5)

@@ -16,6 +16,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from huoyan import __version__
 from huoyan.server.platform import Platform, Settings
@@ -56,6 +57,13 @@ def create_app(settings: Settings, start_platform: bool = True) -> FastAPI:
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, exc: LoginRequired) -> Response:
         return RedirectResponse(f"/login?next={quote(exc.next_url)}", status_code=303)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def database_down(request: Request, exc: Exception) -> Response:
+        # The stations keep inspecting and spool their records; the API says why it cannot answer.
+        log.error("database unavailable: %s", str(exc).splitlines()[0])
+        return await errors(request, HTTPException(503, "the database is unavailable; try again shortly"))
 
     @app.exception_handler(HTTPException)
     async def errors(request: Request, exc: HTTPException) -> Response:

@@ -29,7 +29,7 @@ from huoyan.server.live import LiveHub
 from huoyan.server.metrics import Metrics, Snapshot
 from huoyan.station.sources import HttpUpload, SourceBusy
 from huoyan.store.blobs import BlobStore
-from huoyan.store.records import data_paths
+from huoyan.store.records import UNAVAILABLE, data_paths
 from huoyan.store.versions import ModelVersions
 from huoyan.vision.overlay import encode, render_overlay
 
@@ -72,13 +72,22 @@ class StationHost:
 
     # -- life cycle ---------------------------------------------------------------------
     def start(self) -> None:
-        active = self.versions.active(self.station_id)
+        try:
+            active = self.versions.active(self.station_id)
+        except UNAVAILABLE as exc:
+            # The station runs without its database (records spool); the recipe's model judges.
+            log.error("station %s: database unavailable (%s); using the recipe's model", self.station_id, exc)
+            active = None
         model_path = Path(active["path"]) if active and Path(active["path"]).is_file() else None
         opened = open_station(self.recipe, self.database_url, self.batch_size, self.runtime, model_path=model_path)
         model_path = opened.model_path or Path(self.recipe.model)
-        self.version = active or self.versions.ensure_initial(
-            self.station_id, opened.model_sha256, model_path.name, opened.model_card or {}, str(model_path.resolve())
-        )
+        try:
+            card, path = opened.model_card or {}, str(model_path.resolve())
+            self.version = active or self.versions.ensure_initial(
+                self.station_id, opened.model_sha256, model_path.name, card, path
+            )
+        except UNAVAILABLE:
+            self.version = None
         opened.station.item_listeners.append(self._on_item)
         opened.station.event_listeners.append(self._on_event)
         self.opened = opened

@@ -23,7 +23,7 @@ from huoyan.store.accounts import Accounts
 from huoyan.store.audit import AuditLog
 from huoyan.store.blobs import BlobStore
 from huoyan.store.database import make_engine, upgrade
-from huoyan.store.records import data_paths
+from huoyan.store.records import UNAVAILABLE, data_paths
 from huoyan.store.reviews import Reviews
 from huoyan.store.versions import ModelVersions
 
@@ -75,7 +75,11 @@ class Platform:
             host.watch(count)
 
     def start(self) -> None:
-        upgrade(self.engine)
+        try:
+            upgrade(self.engine)
+        except UNAVAILABLE as exc:
+            # Stations still start and spool; the API answers 503 until the database is back.
+            log.error("database unavailable at start (%s)", str(exc).splitlines()[0])
         for host in self.hosts.values():
             host.start()
         if self.settings.train_worker:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -22,12 +23,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from huoyan.core.records import utcnow
-from huoyan.store.records import as_utc
+from huoyan.store.records import UNAVAILABLE, as_utc
 from huoyan.store.schema import ApiKeyRow, SessionRow, UserRow
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,100}$")
 MIN_PASSWORD = 8
 API_KEY_PREFIX = "hy_"
+OUTAGE_GRACE_S = 12 * 3600.0
 _hasher = PasswordHasher()
 
 
@@ -69,6 +71,7 @@ class Accounts:
     def __init__(self, engine: Engine, session_hours: float = 12.0) -> None:
         self.engine = engine
         self.session_ttl = timedelta(hours=session_hours)
+        self._seen_keys: dict[str, tuple[tuple[User, int], float]] = {}
 
     # -- users ------------------------------------------------------------------------
     def add_user(self, username: str, password: str, role: Role, created_by: str | None = None) -> User:
@@ -212,9 +215,27 @@ class Accounts:
             row.revoked = True
 
     def api_key_user(self, key: str) -> tuple[User, int] | None:
-        """(user, key id) for a valid, unrevoked key of an active user."""
+        """(user, key id) for a valid, unrevoked key of an active user.
+
+        While the database is unreachable, a key checked in the last ``OUTAGE_GRACE``
+        still works: a camera gateway must keep uploading parts through an outage."""
+        digest = token_sha256(key)
+        try:
+            found = self._api_key_user(digest)
+        except UNAVAILABLE:
+            seen = self._seen_keys.get(digest)
+            if seen is None or time.monotonic() - seen[1] > OUTAGE_GRACE_S:
+                raise
+            return seen[0]
+        if found is None:
+            self._seen_keys.pop(digest, None)
+        else:
+            self._seen_keys[digest] = (found, time.monotonic())
+        return found
+
+    def _api_key_user(self, digest: str) -> tuple[User, int] | None:
         with Session(self.engine) as s, s.begin():
-            row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_sha256 == token_sha256(key)))
+            row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_sha256 == digest))
             if row is None or row.revoked:
                 return None
             user = s.get(UserRow, row.user_id)

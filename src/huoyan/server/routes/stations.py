@@ -19,7 +19,7 @@ from huoyan.server.routes.models import switch_to
 from huoyan.server.schemas import StationStatus, UploadResult
 from huoyan.server.security import Engineer, Operator
 from huoyan.station.sources import SourceBusy
-from huoyan.store.records import get_record
+from huoyan.store.records import UNAVAILABLE, get_record
 
 router = APIRouter(tags=["stations"])
 MAX_UPLOAD = 64 * 1024 * 1024
@@ -69,7 +69,10 @@ async def inspect_upload(
         raise HTTPException(503, str(exc)) from exc
     except TimeoutError as exc:
         raise HTTPException(503, "the station did not answer in time; the part is still recorded") from exc
-    stored = await asyncio.to_thread(get_record, p.engine, None, record.key)
+    try:
+        stored = await asyncio.to_thread(get_record, p.engine, None, record.key)
+    except UNAVAILABLE:
+        stored = None  # the record waits in the station's spool; answer with it as decided
     body = stored or {**record.model_dump(mode="json"), "model_name": None}
     heat = None
     if record.heatmap_sha256:
