@@ -145,10 +145,18 @@ def test_upload_records_filters_and_images(
     assert client.get("/api/inspections/999999", headers=h).status_code == 404
     assert client.get(f"/api/inspections/{broken['id']}/heatmap", headers=h).status_code == 404
 
-    too_big = client.post("/api/stations/nowhere/inspect", files={"image": ("a.png", b"x")}, headers=h)
-    assert too_big.status_code == 404
+    nowhere = client.post("/api/stations/nowhere/inspect", files={"image": ("a.png", b"x")}, headers=h)
+    assert nowhere.status_code == 404
+    by_recipe = client.post(
+        "/api/inspect", data={"recipe": "washer-top"}, files={"image": ("R7.png", png(goods[0]))}, headers=h
+    )
+    assert by_recipe.status_code == 200 and by_recipe.json()["part_id"] == "R7"
+    unknown = client.post(
+        "/api/inspect", data={"recipe": "gear"}, files={"image": ("R8.png", png(goods[0]))}, headers=h
+    )
+    assert unknown.status_code == 404
     status = client.get("/api/stations/cell-1", headers=h).json()
-    assert status["counts"] == {"OK": 4, "NG": 1, "ERROR": 1} and status["running"] and status["model_version"] == 1
+    assert status["counts"] == {"OK": 5, "NG": 1, "ERROR": 1} and status["running"] and status["model_version"] == 1
 
 
 def test_review_queue_and_outcome_rules(

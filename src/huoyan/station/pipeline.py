@@ -311,10 +311,11 @@ class Station:
                     await asyncio.sleep(1.0)
             now = time.monotonic()
             for arrival, item in pairs:
-                await self.source.settle(arrival, item.record.verdict)
+                # Counted before the source hears of it, so whoever waits on the part sees it counted.
                 self.stats.verdicts[item.record.verdict.value] += 1
                 self.stats.stored_times.append(now)
                 self.stats.latencies_ms.append(item.record.latency_ms)
+                await self.source.settle(arrival, item.record.verdict)
                 self._inflight -= 1
 
     async def _flusher(self) -> None:

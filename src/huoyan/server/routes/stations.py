@@ -47,13 +47,32 @@ def station(station_id: str, p: Annotated[Platform, Depends(platform)], _: Opera
 async def inspect_upload(
     station_id: str,
     p: Annotated[Platform, Depends(platform)],
-    principal: Operator,
+    _: Operator,
     image: Annotated[UploadFile, File(description="the part's image (PNG, JPEG, BMP, TIFF …)")],
     part_id: Annotated[str | None, Form(max_length=200)] = None,
 ) -> UploadResult:
     """Inspect one uploaded image on a station whose recipe's source is ``http``; answers
     once the record is stored, with the verdict, score, regions and heat map."""
-    host = _host(p, station_id)
+    return await _inspect(p, _host(p, station_id), image, part_id)
+
+
+@router.post("/api/inspect", response_model=UploadResult, responses=errors(404, 409, 413, 503))
+async def inspect_with_recipe(
+    p: Annotated[Platform, Depends(platform)],
+    _: Operator,
+    recipe: Annotated[str, Form(min_length=1, max_length=200, description="recipe id")],
+    image: Annotated[UploadFile, File(description="the part's image")],
+    part_id: Annotated[str | None, Form(max_length=200)] = None,
+) -> UploadResult:
+    """Inspect one uploaded image with a recipe: on the HTTP-source station running it."""
+    for host in p.hosts.values():
+        status = host.status()
+        if status["recipe_id"] == recipe and status["source"] == "http":
+            return await _inspect(p, host, image, part_id)
+    raise not_found(f"station running recipe {recipe!r} with an http source")
+
+
+async def _inspect(p: Platform, host: StationHost, image: UploadFile, part_id: str | None) -> UploadResult:
     data = await image.read(MAX_UPLOAD + 1)
     if len(data) > MAX_UPLOAD:
         raise HTTPException(413, f"images up to {MAX_UPLOAD // (1024 * 1024)} MB")
@@ -76,7 +95,7 @@ async def inspect_upload(
     body = stored or {**record.model_dump(mode="json"), "model_name": None}
     heat = None
     if record.heatmap_sha256:
-        heat = base64.b64encode(p.blob(station_id, record.heatmap_sha256)).decode()
+        heat = base64.b64encode(p.blob(host.station_id, record.heatmap_sha256)).decode()
     return UploadResult.model_validate({**body, "heatmap_png_base64": heat})
 
 
