@@ -159,8 +159,10 @@ class Inspector:
         verdict = decide(result, d)
         blobs: dict[str, bytes] = {}
         image_sha = heat_sha = None
-        heat = None if result.anomaly_map is None else heatmap_u8(result.anomaly_map, thr)
-        if self._keep_image(verdict, a.seq):
+        keep = self._keep_image(verdict, a.seq)
+        wanted = keep or self.preview is not None  # most OK parts need no heat map at all
+        heat = heatmap_u8(result.anomaly_map, thr) if wanted and result.anomaly_map is not None else None
+        if keep:
             data = a.data if a.data and a.image is None and not self._changed_by_preprocess() else encode_png(image)
             image_sha = hashlib.sha256(data).hexdigest()
             blobs[image_sha] = data

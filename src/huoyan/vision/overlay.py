@@ -32,15 +32,18 @@ def render_overlay(
     h, w = rgb.shape[:2]
     scale = 1.0 if not max_side or max(h, w) <= max_side else max_side / max(h, w)
     if scale != 1.0:
-        rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    out = rgb.astype(np.float32)
+        # Linear, not area, interpolation: a third of the time, and a preview needs no more.
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
+    picture = np.ascontiguousarray(rgb)
     if heat is not None:
         heat = heat if heat.ndim == 2 else heat[..., 0]
-        heat = cv2.resize(heat, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_LINEAR)
-        colour = cv2.cvtColor(cv2.applyColorMap(heat, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB).astype(np.float32)
-        weight = np.clip((heat.astype(np.float32) - 0.75 * level) / (0.5 * level), 0.0, 0.6)[..., None]
-        out = out * (1 - weight) + colour * weight
-    picture = np.clip(out, 0, 255).astype(np.uint8)
+        heat = cv2.resize(heat, (picture.shape[1], picture.shape[0]), interpolation=cv2.INTER_LINEAR)
+        colour = cv2.cvtColor(cv2.applyColorMap(heat, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+        weight = np.clip((heat.astype(np.float32) - 0.75 * level) / (0.5 * level), 0.0, 0.6)
+        picture = cv2.blendLinear(picture, colour, 1.0 - weight, weight)
+    else:
+        picture = picture.copy()
     thickness = max(1, round(max(picture.shape[:2]) / 200))
     for g in regions:
         p1 = (round(g.x * scale), round(g.y * scale))
