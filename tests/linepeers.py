@@ -95,9 +95,8 @@ class Mosquitto:
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {root / 'data'}/\n"
-            "autosave_interval 1\n"
+            "autosave_interval 1\n" + ("user root\n" if os.geteuid() == 0 else "")
             # As root, mosquitto would switch to its own user, who cannot write the persistence file here.
-            + ("user root\n" if os.geteuid() == 0 else "")
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -60,6 +60,13 @@ def make_platform_app(
     return app, p, keys
 
 
+def make_platform_app_again(db_url: str, folder: Path, recipes: list[Recipe]) -> tuple[FastAPI, Platform]:
+    """A second server on the same database and folder (a restart): users and keys are there."""
+    settings = Settings(database_url=db_url, data_dir=folder / "data", recipes=recipes, train_worker=False)
+    app = create_app(settings)
+    return app, app.state.platform
+
+
 def png(image: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     assert ok

@@ -115,7 +115,6 @@ def test_mqtt_results_survive_a_broker_restart_exactly_once_in_order(tmp_path: P
     assert any(s.get("online") is True for s in statuses)
 
 
-
 # -- webhook ------------------------------------------------------------------------------
 
 
@@ -301,4 +300,3 @@ async def _bit(read: Any, bit: int, value: bool) -> bool:
 
 async def _reg(read: Any, index: int, value: int) -> bool:
     return int((await read).registers[index]) == value
-

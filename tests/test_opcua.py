@@ -40,8 +40,6 @@ async def state(node: Any) -> str:
     return (await current.read_value()).Text
 
 
-
-
 def test_single_job_cycle_and_forbidden_transitions(model_file: Path, tmp_path: Path) -> None:
     port = free_port()
     recipe = opcua_recipe(tmp_path, model_file, port, "anonymous: true, security: [none]")
@@ -66,7 +64,11 @@ def test_single_job_cycle_and_forbidden_transitions(model_file: Path, tmp_path: 
             part = ua.PartIdDataType(Id="P-42")
             meas = ua.MeasIdDataType(Id="M-7")
             job, error = await auto.call_method(
-                f"{mv}:StartSingleJob", meas, part, ua.RecipeIdExternalDataType(Id=""), ua.ProductIdDataType(Id=""),
+                f"{mv}:StartSingleJob",
+                meas,
+                part,
+                ua.RecipeIdExternalDataType(Id=""),
+                ua.ProductIdDataType(Id=""),
                 ua.Variant([], ua.VariantType.Variant),
             )
             assert error == 0 and job.Id
@@ -87,8 +89,12 @@ def test_single_job_cycle_and_forbidden_transitions(model_file: Path, tmp_path: 
             assert await state(top) == "Halted"
             with pytest.raises(ua.UaStatusCodeError) as halted:
                 await auto.call_method(
-                    f"{mv}:StartSingleJob", meas, part, ua.RecipeIdExternalDataType(Id=""),
-                    ua.ProductIdDataType(Id=""), ua.Variant([], ua.VariantType.Variant),
+                    f"{mv}:StartSingleJob",
+                    meas,
+                    part,
+                    ua.RecipeIdExternalDataType(Id=""),
+                    ua.ProductIdDataType(Id=""),
+                    ua.Variant([], ua.VariantType.Variant),
                 )
             assert halted.value.code == ua.StatusCodes.BadInvalidState
             with pytest.raises(ua.UaStatusCodeError):
@@ -145,8 +151,12 @@ def test_prepare_recipe_switches_the_station(model_file: Path, tmp_path: Path) -
             assert completed and error == 0
             auto = await browse(client, "st-1", "VisionStateMachine", "AutomaticModeStateMachine")
             await auto.call_method(
-                f"{mv}:StartSingleJob", ua.MeasIdDataType(Id=""), ua.PartIdDataType(Id="Q-1"),
-                ua.RecipeIdExternalDataType(Id=""), ua.ProductIdDataType(Id=""), ua.Variant([], ua.VariantType.Variant),
+                f"{mv}:StartSingleJob",
+                ua.MeasIdDataType(Id=""),
+                ua.PartIdDataType(Id="Q-1"),
+                ua.RecipeIdExternalDataType(Id=""),
+                ua.ProductIdDataType(Id=""),
+                ua.Variant([], ua.VariantType.Variant),
             )
             last = await browse(client, "st-1", "ResultManagement", "Results", "LastResult")
 
@@ -183,8 +193,12 @@ def test_security_users_and_encryption(model_file: Path, tmp_path: Path, monkeyp
             key, cert = tmp_path / "client-key.pem", tmp_path / "client-cert.der"
             if not key.exists():
                 await setup_self_signed_certificate(
-                    key, cert, "urn:huoyan:test:client", "localhost",
-                    [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": "test client"},
+                    key,
+                    cert,
+                    "urn:huoyan:test:client",
+                    "localhost",
+                    [ExtendedKeyUsageOID.CLIENT_AUTH],
+                    {"commonName": "test client"},
                 )
             client.application_uri = "urn:huoyan:test:client"
             await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{cert},{key}")
@@ -228,8 +242,12 @@ def test_node_opcua_reads_a_result_and_calls_a_method(model_file: Path, tmp_path
             mv = await client.get_namespace_index(ids.NAMESPACE_URI)
             auto = await browse(client, "st-1", "VisionStateMachine", "AutomaticModeStateMachine")
             await auto.call_method(
-                f"{mv}:StartSingleJob", ua.MeasIdDataType(Id=""), ua.PartIdDataType(Id="N-1"),
-                ua.RecipeIdExternalDataType(Id=""), ua.ProductIdDataType(Id=""), ua.Variant([], ua.VariantType.Variant),
+                f"{mv}:StartSingleJob",
+                ua.MeasIdDataType(Id=""),
+                ua.PartIdDataType(Id="N-1"),
+                ua.RecipeIdExternalDataType(Id=""),
+                ua.ProductIdDataType(Id=""),
+                ua.Variant([], ua.VariantType.Variant),
             )
             await until(lambda: _is(auto, "Ready"))
 
@@ -237,10 +255,12 @@ def test_node_opcua_reads_a_result_and_calls_a_method(model_file: Path, tmp_path
         asyncio.run(single_job())
         out = subprocess.run(
             ["node", str(PEER / "peer.js"), f"opc.tcp://127.0.0.1:{port}/huoyan/", "st-1"],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     assert out.returncode == 0, out.stderr + out.stdout
-    peer = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("{\"namespaceIndex\"")))
+    peer = json.loads(next(line for line in out.stdout.splitlines() if line.startswith('{"namespaceIndex"')))
     assert peer["namespaceIndex"] > 0
     assert json.loads(peer["resultContent"][0])["part_id"] == "N-1"
     assert peer["resultState"] in (1, 2)

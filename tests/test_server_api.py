@@ -20,7 +20,7 @@ from huoyan.server.platform import Platform
 from huoyan.store.accounts import Role
 from huoyan.store.schema import AuditRow
 from huoyan.vision.imageio import list_images, read_image
-from serverkit import PASSWORD, Keys, make_platform_app, png, write_recipe
+from serverkit import PASSWORD, Keys, make_platform_app, make_platform_app_again, png, write_recipe
 
 ADMIN, ENGINEER, OPERATOR = Role.ADMIN, Role.ENGINEER, Role.OPERATOR
 
@@ -358,3 +358,46 @@ def test_database_outage_answers_503_and_uploads_still_work(
         while client.get("/api/inspections", params={"part_id": "G1"}, headers=h).json()["total"] != 1:
             assert time.monotonic() < deadline, "spooled record never stored"
             time.sleep(0.5)
+
+
+def test_engineer_sets_threshold_kept_across_restart_and_cleared_by_activation(
+    db_url: str, model_file: Path, tmp_path: Path, line_dir: Path
+) -> None:
+    recipe = write_recipe(tmp_path, "cell-1", model_file, "http")
+    app, _, keys = make_platform_app(db_url, tmp_path, [recipe])
+    e = keys.headers(ENGINEER)
+    good = png(good_images(line_dir)[0])
+    with TestClient(app) as client:
+        calibrated = client.get("/api/stations/cell-1", headers=e).json()["threshold"]
+        assert (
+            client.put(
+                "/api/stations/cell-1/threshold", json={"threshold": 1e-3}, headers=keys.headers(OPERATOR)
+            ).status_code
+            == 403
+        )
+        assert client.put("/api/stations/cell-1/threshold", json={"threshold": -1}, headers=e).status_code == 422
+        status = client.put("/api/stations/cell-1/threshold", json={"threshold": 1e-3}, headers=e).json()
+        assert (
+            status["threshold"] == 1e-3 and status["threshold_set"] and status["recipe_version"] == "1+threshold=0.001"
+        )
+        strict = upload(client, keys, good, "T1.png")
+        assert (
+            strict["verdict"] == "NG"
+            and strict["threshold"] == 1e-3
+            and strict["recipe_version"] == "1+threshold=0.001"
+        )
+    # A restart keeps it: the same recipe version and model are running.
+    app2, p2 = make_platform_app_again(db_url, tmp_path, [recipe])
+    with TestClient(app2) as client:
+        status = client.get("/api/stations/cell-1", headers=e).json()
+        assert status["threshold"] == 1e-3 and status["threshold_set"]
+        status = client.put("/api/stations/cell-1/threshold", json={"threshold": None}, headers=e).json()
+        assert status["threshold"] == calibrated and not status["threshold_set"] and status["recipe_version"] == "1"
+        assert upload(client, keys, good, "T2.png")["verdict"] == "OK"
+        client.put("/api/stations/cell-1/threshold", json={"threshold": 1e-3}, headers=e)
+        v1 = client.get("/api/models", headers=e).json()[0]
+        assert client.post(f"/api/models/{v1['id']}/activate", headers=e).status_code == 200
+        status = client.get("/api/stations/cell-1", headers=e).json()
+        assert status["threshold"] == calibrated and not status["threshold_set"]  # raw scores belong to a model
+    trail = [(x["action"], x["detail"].get("after")) for x in p2.audit.entries(actor="engineer")]
+    assert ("threshold-set", calibrated) in trail and ("threshold-set", 1e-3) in trail

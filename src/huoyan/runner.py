@@ -74,8 +74,8 @@ class OpenStation:
     model_card: dict[str, Any] | None = None
 
 
-def store_config(recipe: Recipe, model_path: Path, model: PatchCore, model_sha: str) -> dict[str, Any]:
-    """What the record store registers for a recipe and its model."""
+def recipe_config(recipe: Recipe) -> dict[str, Any]:
+    """The recipe half of what the record store registers."""
     return {
         "station_id": recipe.station,
         "product": recipe.product,
@@ -83,6 +83,22 @@ def store_config(recipe: Recipe, model_path: Path, model: PatchCore, model_sha: 
         "recipe_version": recipe.version,
         "recipe_sha256": recipe.content_sha256(),
         "recipe_body": recipe.model_dump(mode="json", by_alias=True),
+    }
+
+
+def with_threshold(recipe: Recipe, threshold: float | None) -> Recipe:
+    """``recipe`` deciding at a fixed raw-score threshold (None: the model's calibrated one),
+    as a derived version so that every record names the threshold rule that decided it."""
+    if threshold is None:
+        return recipe
+    decision = recipe.decision.model_copy(update={"threshold": float(threshold)})
+    return recipe.model_copy(update={"decision": decision, "version": f"{recipe.version}+threshold={threshold:.6g}"})
+
+
+def store_config(recipe: Recipe, model_path: Path, model: PatchCore, model_sha: str) -> dict[str, Any]:
+    """What the record store registers for a recipe and its model."""
+    return {
+        **recipe_config(recipe),
         "model_sha256": model_sha,
         "model_name": model_path.name,
         "model_card": model.card_.model_dump(mode="json") if model.card_ else {},
@@ -102,6 +118,8 @@ class StationLine:
         self.station = station
         self.store = store
         self.recipe = recipe
+        self.base_recipe = recipe  # without a threshold set on the line
+        self.config: dict[str, Any] = {}  # what the store was last told (set by open_station)
         self.runtime = runtime
         self.table = {slot.index: Path(slot.file) for slot in recipe.feedback.recipes}
         self.catalogue = self._read_table()
@@ -201,6 +219,7 @@ class StationLine:
                 raise RecipeSwitchError(str(exc)) from exc
             self.station.use(inspector)
             self.recipe = recipe
+            self.config = config
         finally:
             if not was_paused:
                 self.station.resume()
@@ -210,6 +229,7 @@ class StationLine:
             index, path = self._find(key)
             recipe, inspector, config = await asyncio.to_thread(self._load, path)
             await self._swap(recipe, inspector, config)
+            self.base_recipe = recipe
             self._active = self._info(recipe, config["model_sha256"], index)
             log.info("recipe switched to %s v%s (index %d)", recipe.recipe, recipe.version, index)
             return self._active
@@ -218,11 +238,28 @@ class StationLine:
         """Judge from now on with another model under the same recipe (a model version
         activated or rolled back); returns the model's sha256."""
         async with self._lock:
-            inspector, config = await asyncio.to_thread(self._load_model, self.recipe, model_path)
-            await self._swap(self.recipe, inspector, config)
+            # A threshold set on the line is a raw score of the old model: the new one
+            # decides at its own calibrated threshold.
+            recipe = self.base_recipe
+            inspector, config = await asyncio.to_thread(self._load_model, recipe, model_path)
+            await self._swap(recipe, inspector, config)
             self._active = self._info(self.recipe, config["model_sha256"], self._active.index)
             log.info("model switched to %s (%s)", model_path, config["model_sha256"][:12])
             return str(config["model_sha256"])
+
+    async def set_threshold(self, threshold: float | None) -> RecipeInfo:
+        """Decide at ``threshold`` (a raw score) from the next part on, or at the model's
+        calibrated threshold again (None). Registered as a derived recipe version."""
+        async with self._lock:
+            current = self.station.inspector
+            if not isinstance(current, Inspector):
+                raise RecipeSwitchError("this station's inspector takes no threshold")
+            recipe = with_threshold(self.base_recipe, threshold)
+            inspector = Inspector(current.engine, recipe, current.model_sha256, current.decode, preview=self.preview)
+            await self._swap(recipe, inspector, {**self.config, **recipe_config(recipe)})
+            self._active = self._info(recipe, current.model_sha256, self._active.index)
+            log.info("threshold set to %s (recipe version %s)", threshold or "calibrated", recipe.version)
+            return self._active
 
     def set_preview(self, preview: Previewer | None) -> None:
         """Draw live-view previews from now on (or stop, with None)."""
@@ -266,9 +303,12 @@ def open_station(
     runtime: str = "onnx",
     on_event: Callable[[StationEvent], None] | None = None,
     model_path: Path | None = None,
+    threshold: float | None = None,
 ) -> OpenStation:
     """Load the model (the recipe's, or ``model_path``: a version activated on the server),
-    migrate and open the database, register, recover, and build the station."""
+    migrate and open the database, register, recover, and build the station. A
+    ``threshold`` (raw score, set on the server) replaces the recipe's decision threshold."""
+    base_recipe, recipe = recipe, with_threshold(recipe, threshold)
     model_path = model_path or Path(recipe.model)
     model = PatchCore.load(model_path, runtime=runtime).prepare()
     model_sha = file_sha256(model_path)
@@ -299,6 +339,8 @@ def open_station(
     if isinstance(source, HttpUpload):
         station.listeners.append(source.on_record)
     line = StationLine(station, store, recipe, model_sha, runtime)
+    line.config = store_config(recipe, model_path, model, model_sha)
+    line.base_recipe = base_recipe
     feedback = open_feedback(recipe, line, data_dir, station.emit)
     if feedback.channels:
         station.listeners.append(feedback.on_record)

@@ -137,4 +137,3 @@ class Outbox:
             self._set_health(True, f"{self.name}: delivering again")
             if self.on_delivered is not None:
                 self.on_delivered(kind, payload)
-

@@ -79,7 +79,10 @@ class StationHost:
             log.error("station %s: database unavailable (%s); using the recipe's model", self.station_id, exc)
             active = None
         model_path = Path(active["path"]) if active and Path(active["path"]).is_file() else None
-        opened = open_station(self.recipe, self.database_url, self.batch_size, self.runtime, model_path=model_path)
+        threshold = self._kept_threshold(active)
+        opened = open_station(
+            self.recipe, self.database_url, self.batch_size, self.runtime, model_path=model_path, threshold=threshold
+        )
         model_path = opened.model_path or Path(self.recipe.model)
         try:
             card, path = opened.model_card or {}, str(model_path.resolve())
@@ -94,6 +97,25 @@ class StationHost:
         self._thread = threading.Thread(target=self._run, name=f"station-{self.station_id}", daemon=True)
         self._thread.start()
         self._started_loop.wait(30)
+
+    def _kept_threshold(self, active: dict[str, Any] | None) -> float | None:
+        """The threshold an engineer set, if it still belongs to this recipe version and model."""
+        try:
+            kept = self.versions.threshold_override(self.station_id)
+        except UNAVAILABLE:
+            return None
+        if kept is None:
+            return None
+        model_sha = active["model_sha256"] if active else file_sha256(Path(self.recipe.model))
+        same = (kept["recipe_id"], kept["base_version"], kept["model_sha256"]) == (
+            self.recipe.recipe,
+            self.recipe.version,
+            model_sha,
+        )
+        if not same:
+            log.warning("station %s: threshold set for another recipe version or model; not applied", self.station_id)
+            return None
+        return float(kept["threshold"])
 
     def _run(self) -> None:
         assert self.opened is not None
@@ -164,6 +186,8 @@ class StationHost:
             "recipe_version": active.version if active else self.recipe.version,
             "model_version": self.version["version"] if self.version else None,
             "model_sha256": active.model_sha256 if active else None,
+            "threshold": self.threshold(),
+            "threshold_set": bool(line and line.recipe is not line.base_recipe),
             "counts": dict(stats.verdicts) if stats else {},
             "parts_per_second": round(stats.rate(), 3) if stats else 0.0,
             "ng_rate": round(self.ng_rate(), 4),
@@ -173,6 +197,11 @@ class StationHost:
             "alarms": dict(stats.alarms) if stats else {},
             "spooled": len(opened.store.spool) if opened else 0,
         }
+
+    def threshold(self) -> float | None:
+        inspector = self.opened.station.inspector if self.opened else None
+        value = getattr(inspector, "threshold", None)
+        return None if value is None else float(value)
 
     def snapshot(self) -> Snapshot:
         s = self.status()
@@ -204,8 +233,21 @@ class StationHost:
         await asyncio.wrap_future(future)
         self.versions.mark_active(version["id"])
         self.version = self.versions.get(version["id"])
+        self.versions.set_threshold_override(self.station_id, "", "", "", None, "")  # raw scores of the old model
         took = time.perf_counter() - start
         log.info("station %s: model version %s active (%.1f s)", self.station_id, version["version"], took)
+
+    async def set_threshold(self, threshold: float | None, by: str) -> None:
+        """Decide at this raw-score threshold from the next part on (None: the calibrated one)."""
+        loop, opened = self._loop, self.opened
+        if loop is None or opened is None or opened.line is None:
+            raise RuntimeError(f"station {self.station_id} is not running")
+        line = opened.line
+        info = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(line.set_threshold(threshold), loop))
+        base = line.base_recipe
+        self.versions.set_threshold_override(
+            self.station_id, base.recipe, base.version, info.model_sha256, threshold, by
+        )
 
 
 def part_message(r: InspectionRecord) -> dict[str, Any]:

@@ -150,6 +150,8 @@ class StationStatus(BaseModel):
     recipe_version: str
     model_version: int | None
     model_sha256: str | None
+    threshold: float | None = Field(description="raw score above which a part is NG")
+    threshold_set: bool = Field(description="True when an engineer set it; False: the model's calibrated one")
     counts: dict[str, int]
     parts_per_second: float
     ng_rate: float
@@ -158,6 +160,12 @@ class StationStatus(BaseModel):
     latency_ms_p99: float | None
     alarms: dict[str, str]
     spooled: int
+
+
+class ThresholdIn(BaseModel):
+    threshold: float | None = Field(
+        gt=0, le=1e9, description="raw image score above which a part is NG; null returns to the calibrated one"
+    )
 
 
 class RecipeOut(BaseModel):

@@ -109,6 +109,7 @@ def _call_each(listeners: Sequence[Callable[[T], None]], arg: T, what: str) -> N
         except Exception:
             log.exception("listener %r failed for %s", listener, what)
 
+
 Pairs = list[tuple[Arrival, StoredRecord]]
 
 

@@ -219,3 +219,20 @@ class AuditRow(Base):
     detail: Mapped[dict[str, object]] = mapped_column(JSON)
     prev_sha256: Mapped[str] = mapped_column(String(64))
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class ThresholdOverrideRow(Base):
+    """A decision threshold an engineer set on a hosted station, kept across restarts.
+
+    It is a raw score of one model under one recipe version, so it applies only while
+    both are the ones named here."""
+
+    __tablename__ = "threshold_overrides"
+
+    station_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    recipe_id: Mapped[str] = mapped_column(String(200))
+    base_version: Mapped[str] = mapped_column(String(100))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    threshold: Mapped[float] = mapped_column(Float)
+    set_by: Mapped[str] = mapped_column(String(100))
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from huoyan.core.records import utcnow
 from huoyan.store.records import as_utc
-from huoyan.store.schema import ModelRow, ModelVersionRow, TrainingJobRow
+from huoyan.store.schema import ModelRow, ModelVersionRow, ThresholdOverrideRow, TrainingJobRow
 
 
 class VersionStatus(StrEnum):
@@ -175,6 +175,37 @@ class ModelVersions:
             )
             row.status = VersionStatus.ACTIVE.value
             row.activated_at = utcnow()
+
+    # -- thresholds set on the line ---------------------------------------------------
+    def threshold_override(self, station_id: str) -> dict[str, Any] | None:
+        with Session(self.engine) as s:
+            row = s.get(ThresholdOverrideRow, station_id)
+            if row is None:
+                return None
+            return {
+                "recipe_id": row.recipe_id,
+                "base_version": row.base_version,
+                "model_sha256": row.model_sha256,
+                "threshold": row.threshold,
+                "set_by": row.set_by,
+                "set_at": as_utc(row.set_at),
+            }
+
+    def set_threshold_override(
+        self, station_id: str, recipe_id: str, base_version: str, model_sha256: str, threshold: float | None, by: str
+    ) -> None:
+        """Keep (or, with None, forget) the threshold set on a station."""
+        with Session(self.engine) as s, s.begin():
+            row = s.get(ThresholdOverrideRow, station_id)
+            if threshold is None:
+                if row is not None:
+                    s.delete(row)
+                return
+            if row is None:
+                row = ThresholdOverrideRow(station_id=station_id)
+                s.add(row)
+            row.recipe_id, row.base_version, row.model_sha256 = recipe_id, base_version, model_sha256
+            row.threshold, row.set_by, row.set_at = threshold, by, utcnow()
 
     # -- training jobs ------------------------------------------------------------------
     def enqueue(self, station_id: str, params: dict[str, Any], requested_by: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from huoyan.server.live import sse
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import errors, not_found
 from huoyan.server.routes.models import switch_to
-from huoyan.server.schemas import StationStatus, UploadResult
+from huoyan.server.schemas import StationStatus, ThresholdIn, UploadResult
 from huoyan.server.security import Engineer, Operator
 from huoyan.station.sources import SourceBusy
 from huoyan.store.records import UNAVAILABLE, get_record
@@ -140,6 +140,23 @@ async def rollback(station_id: str, p: Annotated[Platform, Depends(platform)], p
     if parent is None:
         raise HTTPException(409, "the active version has no parent to roll back to")
     await switch_to(p, parent, principal, "model-rollback")
+    return StationStatus.model_validate(host.status())
+
+
+@router.put("/api/stations/{station_id}/threshold", response_model=StationStatus, responses=errors(404, 409))
+async def set_threshold(
+    station_id: str, body: ThresholdIn, p: Annotated[Platform, Depends(platform)], principal: Engineer
+) -> StationStatus:
+    """Set the station's NG threshold (a raw score) from the next part on, or return to the
+    model's calibrated one. Records carry it as a derived recipe version; activating
+    another model returns to that model's calibrated threshold."""
+    host = _host(p, station_id)
+    before = host.threshold()
+    try:
+        await host.set_threshold(body.threshold, principal.user.username)
+    except RuntimeError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    p.audit.add(principal.user.username, "threshold-set", station_id, before=before, after=host.threshold())
     return StationStatus.model_validate(host.status())
 
 

@@ -267,9 +267,12 @@ pages.models = async () => {
   const load = async () => {
     for (const section of document.querySelectorAll(".model-station")) {
       const s = section.dataset.station;
-      const [versions, jobs] = await Promise.all([
+      const [versions, jobs, status] = await Promise.all([
         api("/api/models?station=" + encodeURIComponent(s)), api("/api/training-jobs?station=" + encodeURIComponent(s)),
+        api("/api/stations/" + encodeURIComponent(s)),
       ]);
+      section.querySelector(".thr-value").textContent = fmt.num(status.threshold, 4);
+      section.querySelector(".thr-source").textContent = status.threshold_set ? "(set on the line)" : "(calibrated)";
       fillRows(section.querySelector(".versions tbody"), versions.map((v) => [
         `v${v.version}`, el("span", { class: "pill " + v.status }, v.status),
         v.parent_id ? "v" + (versions.find((x) => x.id === v.parent_id) || {}).version : "—",
@@ -286,6 +289,20 @@ pages.models = async () => {
     fillRows(document.querySelector("#recipes tbody"), recipes.map((r) => [
       r.recipe_id, r.version, r.content_sha256.slice(0, 12), r.active_on.join(", "), fmt.time(r.created_at)]));
   };
+  const setThreshold = async (section, value) => {
+    try {
+      await api(`/api/stations/${encodeURIComponent(section.dataset.station)}/threshold`,
+        { method: "PUT", json: { threshold: value } });
+    } catch (e) { alert(e.message); }
+    load();
+  };
+  document.querySelectorAll(".model-station").forEach((section) => {
+    section.querySelector(".thr-set").onclick = () => {
+      const v = parseFloat(section.querySelector(".thr-input").value);
+      if (v > 0) setThreshold(section, v);
+    };
+    section.querySelector(".thr-reset").onclick = () => setThreshold(section, null);
+  });
   document.querySelectorAll("button.train").forEach((b) => { b.onclick = async () => {
     await api("/api/training-jobs", { method: "POST", json: { station_id: b.dataset.station } }); load();
   }; });

@@ -1,8 +1,8 @@
-"""platform tables: users, sessions, api keys, reviews, model versions, training jobs, audit log
+"""platform tables: users, sessions, api keys, reviews, model versions, training jobs, threshold overrides, audit log
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-27 14:28:28.464561
+Create Date: 2026-11-27 15:17:29.118018
 """
 
 from __future__ import annotations
@@ -31,6 +31,17 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("sha256"),
+    )
+    op.create_table(
+        "threshold_overrides",
+        sa.Column("station_id", sa.String(length=128), nullable=False),
+        sa.Column("recipe_id", sa.String(length=200), nullable=False),
+        sa.Column("base_version", sa.String(length=100), nullable=False),
+        sa.Column("model_sha256", sa.String(length=64), nullable=False),
+        sa.Column("threshold", sa.Float(), nullable=False),
+        sa.Column("set_by", sa.String(length=100), nullable=False),
+        sa.Column("set_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("station_id"),
     )
     op.create_table(
         "users",
@@ -164,5 +175,6 @@ def downgrade() -> None:
 
     op.drop_table("api_keys")
     op.drop_table("users")
+    op.drop_table("threshold_overrides")
     op.drop_table("audit_log")
     # ### end Alembic commands ###
