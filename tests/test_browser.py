@@ -9,7 +9,6 @@ CI artifact in ``$HUOYAN_ARTIFACTS`` (default ``artifacts/``).
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,9 +104,25 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         response = page.goto(f"{base}/models")
         assert response is not None and response.status == 403
         expect(page.locator("#error-detail")).to_contain_text("engineer role")
+
+        # An engineer sets the station's threshold on the models page, then returns to the calibrated one.
+        page.goto(f"{base}/records")
+        page.click("#logout")
+        expect(page).to_have_url(f"{base}/login")
+        page.fill("input[name=username]", "engineer")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page).to_have_url(f"{base}/stations/cell-1")  # home is the first station's live view
+        page.goto(f"{base}/models")
+        section = page.locator(".model-station[data-station=cell-1]")
+        expect(section.locator(".versions tbody tr")).to_have_count(1)
+        expect(section.locator(".thr-source")).to_have_text("(calibrated)")
+        section.locator(".thr-input").fill("0.5")
+        section.locator(".thr-set").click()
+        expect(section.locator(".thr-source")).to_have_text("(set on the line)")
+        expect(section.locator(".thr-value")).to_have_text("0.5000")
+        section.locator(".thr-reset").click()
+        expect(section.locator(".thr-source")).to_have_text("(calibrated)")
         assert not errors, errors
         page.close()
 
-
-def test_chromium_is_debians(browser: object) -> None:
-    assert shutil.which("chromium") or Path(CHROMIUM).exists()

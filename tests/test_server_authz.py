@@ -21,7 +21,9 @@ from serverkit import PASSWORD, Keys, make_platform_app, write_recipe
 
 PUBLIC = {"/api/health", "/api/health/ready", "/login", "/vendor/plotly.min.js", "/api/session:POST"}
 ADMIN_ONLY = re.compile(r"^/(api/(users|api-keys|audit)|admin)")
-ENGINEER_UP = re.compile(r"^/(api/(models|training-jobs|recipes)|api/stations/\{station_id\}/(rollback|threshold)|models)")
+ENGINEER_UP = re.compile(
+    r"^/(api/(models|training-jobs|recipes)|api/stations/\{station_id\}/(rollback|threshold)|models)"
+)
 
 
 def needed(path: str) -> Role:
