@@ -135,7 +135,7 @@ def main() -> None:
 product: washer
 recipe: washer-top
 version: "1"
-source: {{type: replay, path: {work / 'line' / 'washer' / 'test'}, rate: {args.rate}, loop: true}}
+source: {{type: replay, path: {work / "line" / "washer" / "test"}, rate: {args.rate}, loop: true}}
 model: washer.safetensors
 feedback:
   opcua: {{endpoint: "opc.tcp://127.0.0.1:{ua_port}/huoyan/", anonymous: true, security: [none]}}

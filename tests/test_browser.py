@@ -125,4 +125,3 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         expect(section.locator(".thr-source")).to_have_text("(calibrated)")
         assert not errors, errors
         page.close()
-
