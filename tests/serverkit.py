@@ -47,11 +47,11 @@ class Keys:
 
 
 def make_platform_app(
-    db_url: str, folder: Path, recipes: list[Recipe], train_worker: bool = False
+    db_url: str, folder: Path, recipes: list[Recipe], train_worker: bool = False, start_platform: bool = True
 ) -> tuple[FastAPI, Platform, Keys]:
     upgrade(make_engine(db_url))
     settings = Settings(database_url=db_url, data_dir=folder / "data", recipes=recipes, train_worker=train_worker)
-    app = create_app(settings)
+    app = create_app(settings, start_platform)
     p: Platform = app.state.platform
     keys = Keys()
     for role in Role:

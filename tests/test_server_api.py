@@ -401,3 +401,24 @@ def test_engineer_sets_threshold_kept_across_restart_and_cleared_by_activation(
         assert status["threshold"] == calibrated and not status["threshold_set"]  # raw scores belong to a model
     trail = [(x["action"], x["detail"].get("after")) for x in p2.audit.entries(actor="engineer")]
     assert ("threshold-set", calibrated) in trail and ("threshold-set", 1e-3) in trail
+
+
+def test_password_guessing_is_throttled(served: tuple[TestClient, Platform, Keys]) -> None:
+    client, p, _ = served
+    for _ in range(5):
+        assert client.post("/api/session", json={"username": "engineer", "password": "guess-123"}).status_code == 401
+    blocked = client.post("/api/session", json={"username": "engineer", "password": PASSWORD})
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+    assert client.post("/api/session", json={"username": "operator", "password": PASSWORD}).status_code == 200
+    throttled = [e for e in p.audit.entries(actor="engineer") if e["outcome"] == "throttled"]
+    assert len(throttled) == 1
+
+
+def test_openapi_document_needs_login_and_no_public_docs(served: tuple[TestClient, Platform, Keys]) -> None:
+    client, _, keys = served
+    assert client.get("/api/openapi.json").status_code == 401
+    doc = client.get("/api/openapi.json", headers=keys.headers(OPERATOR)).json()
+    assert "/api/inspections" in doc["paths"] and "/api/stations/{station_id}/inspect" in doc["paths"]
+    assert {"X-API-Key", "huoyan_session"} <= {s.get("name") for s in doc["components"]["securitySchemes"].values()}
+    for public in ("/openapi.json", "/docs", "/redoc"):
+        assert client.get(public).status_code == 404

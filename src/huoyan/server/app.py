@@ -49,8 +49,12 @@ def create_app(settings: Settings, start_platform: bool = True) -> FastAPI:
         title="Huoyan",
         version=__version__,
         description="Inspection records, live stations, review and model versions. Every route but "
-        "/api/health needs a session (POST /api/session) or an API key.",
+        "/api/health and /api/health/ready needs a session (POST /api/session) or an API key.",
         lifespan=lifespan,
+        # The document is served at /api/openapi.json behind login; no public docs pages.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.platform = plat
 

@@ -18,6 +18,7 @@ from huoyan.core.recipe import Recipe
 from huoyan.server.hosting import StationHost
 from huoyan.server.live import LiveHub
 from huoyan.server.metrics import Metrics
+from huoyan.server.throttle import LoginThrottle
 from huoyan.server.training import Trainer
 from huoyan.store.accounts import Accounts
 from huoyan.store.audit import AuditLog
@@ -51,6 +52,8 @@ class Platform:
         self.reviews = Reviews(self.engine)
         self.versions = ModelVersions(self.engine)
         self.hub = LiveHub()
+        # Per user name, and per address: looser, as a shop-floor PC is shared by a shift.
+        self.throttles = (LoginThrottle(limit=5), LoginThrottle(limit=30))
         self.metrics = Metrics(lambda: [h.snapshot() for h in self.hosts.values()])
         self.hosts: dict[str, StationHost] = {}
         for recipe in settings.recipes:

@@ -6,6 +6,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import errors
@@ -32,18 +33,26 @@ def ready(p: Annotated[Platform, Depends(platform)], response: Response) -> Heal
     return Health(status="ready" if ok else "not ready", database=db, stations=stations)
 
 
-@router.post("/session", response_model=Me, responses=errors())
+@router.post("/session", response_model=Me, responses=errors(429))
 def login(body: Login, request: Request, response: Response, p: Annotated[Platform, Depends(platform)]) -> Me:
     """Log in: sets the session cookie and answers the CSRF token for later requests."""
     origin = request.headers.get("origin")
     if origin and urlsplit(origin).netloc != request.headers.get("host"):
         # A login posted from another site's page (login CSRF) is refused.
         raise HTTPException(403, "cross-site login refused")
-    user = p.accounts.authenticate(body.username, body.password)
     client = request.client.host if request.client else ""
+    per_user, per_address = p.throttles
+    wait = max(per_user.wait_s(body.username), per_address.wait_s(client))
+    if wait > 0:
+        p.audit.add(body.username, "login", client, "throttled")
+        raise HTTPException(429, "too many failed logins; try again later", headers={"Retry-After": str(int(wait) + 1)})
+    user = p.accounts.authenticate(body.username, body.password)
     if user is None:
+        per_user.failed(body.username)
+        per_address.failed(client)
         p.audit.add(body.username, "login", client, "denied")
         raise HTTPException(401, "wrong username or password, or the account is disabled")
+    per_user.succeeded(body.username)
     token, csrf = p.accounts.open_session(user)
     response.set_cookie(
         COOKIE,
@@ -68,6 +77,13 @@ def logout(
     response = Response(status_code=204)
     response.delete_cookie(COOKIE, path="/")
     return response
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi_document(request: Request, _: Operator) -> JSONResponse:
+    """The OpenAPI document, for logged-in users and API keys only (no public /docs: its
+    viewer would load JavaScript from a CDN, and a plant network has none)."""
+    return JSONResponse(request.app.openapi())
 
 
 @router.get("/me", response_model=Me, responses=errors())
