@@ -69,6 +69,13 @@ def test_serve_hosts_the_station_and_stops_cleanly(
             stations = client.get("/api/stations").json()
             assert [s["station_id"] for s in stations] == [recipe.station] and stations[0]["running"]
             assert client.get("/vendor/plotly.min.js").headers["content-type"].startswith("text/javascript")
+            csrf = client.get("/api/me").json()["csrf_token"]
+            wrong_source = client.post(
+                f"/api/stations/{recipe.station}/inspect",
+                files={"image": ("a.png", b"x")},
+                headers={"X-CSRF-Token": csrf},
+            )
+            assert wrong_source.status_code == 409 and "hot_folder" in wrong_source.json()["detail"]
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)

@@ -353,11 +353,17 @@ def test_database_outage_answers_503_and_uploads_still_work(
             postgres_server.start()
         status = client.get("/api/stations/cell-1", headers=h)
         assert status.status_code == 200 and status.json()["running"]
-        # The spooled record reaches the database once it is back.
+        # The spooled record reaches the database once it is back, and the outage is on record.
         deadline = time.monotonic() + 30
         while client.get("/api/inspections", params={"part_id": "G1"}, headers=h).json()["total"] != 1:
             assert time.monotonic() < deadline, "spooled record never stored"
             time.sleep(0.5)
+        events = client.get("/api/events", params={"station": "cell-1"}, headers=h).json()
+        outage = [(e["severity"], e["active"]) for e in events if e["kind"] == "database-unavailable"]
+        assert outage == [("info", False), ("alarm", True)]  # newest first: cleared after raised
+        assert client.get("/api/events", params={"severity": "alarm"}, headers=h).json()[0]["kind"] == (
+            "database-unavailable"
+        )
 
 
 def test_engineer_sets_threshold_kept_across_restart_and_cleared_by_activation(
