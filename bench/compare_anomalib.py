@@ -100,7 +100,12 @@ def make_view(category: Path, work: Path, max_train: int | None, seed: int) -> P
 def huoyan_side(view: Path, out: Path, args: argparse.Namespace) -> None:
     cat = load_category(view)
     start = time.perf_counter()
-    model = PatchCore(image_size=args.image_size, coreset_ratio=args.coreset_ratio, seed=args.seed)
+    model = PatchCore(
+        image_size=args.image_size,
+        coreset_ratio=args.coreset_ratio,
+        seed=args.seed,
+        calibration_in_bank=args.calibration_in_bank,
+    )
     model.fit([read_image(p) for p in cat.train])
     fit_s = time.perf_counter() - start
     names, scores, maps = [], [], []
@@ -121,7 +126,7 @@ def huoyan_side(view: Path, out: Path, args: argparse.Namespace) -> None:
     assert model.bank_ is not None
     result = {
         "library": "huoyan",
-        "mode": "greedy-coreset",
+        "mode": "greedy-coreset" + (", calibration in bank" if args.calibration_in_bank else ""),
         "fit_seconds": fit_s,
         "train_images": len(cat.train),
         "bank_images": model.card_.bank_images if model.card_ else None,
@@ -183,6 +188,11 @@ def main() -> None:
     ap.add_argument("--eval-size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--calibration-in-bank",
+        action="store_true",
+        help="Huoyan adds its calibration images to the bank after calibrating",
+    )
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--anomalib-python", type=Path, default=DEFAULT_ANOMALIB_PYTHON)
     ap.add_argument("--side", choices=("huoyan",), help=argparse.SUPPRESS)
@@ -200,7 +210,10 @@ def main() -> None:
         "--image-size", str(args.image_size), "--coreset-ratio", str(args.coreset_ratio),
         "--eval-size", str(args.eval_size), "--repeats", str(args.repeats), "--seed", str(args.seed),
     ]  # fmt: skip
-    subprocess.run([sys.executable, __file__, str(view), "--side", "huoyan", "--work", str(work), *common], check=True)
+    in_bank = ["--calibration-in-bank"] if args.calibration_in_bank else []
+    subprocess.run(
+        [sys.executable, __file__, str(view), "--side", "huoyan", "--work", str(work), *common, *in_bank], check=True
+    )
     quick = ["--quick"] if args.quick else []
     subprocess.run(
         [str(args.anomalib_python), str(HERE / "anomalib_side.py"), str(view), "--out", str(work), *common, *quick],

@@ -114,3 +114,20 @@ def test_unfitted_and_bad_parameters() -> None:
         PatchCore(image_size=64).fit([np.zeros((8, 8, 3), np.uint8)] * 2)
     with pytest.raises(ValueError):
         PatchCore(calibration_fraction=1.0)
+
+
+def test_calibration_images_can_join_the_bank(line_dir: Path) -> None:
+    images = [read_image(p) for p in list_images(line_dir / "train" / "good")]
+    held_out = PatchCore(image_size=64, coreset_ratio=0.25, seed=1).fit(images)
+    joined = PatchCore(image_size=64, coreset_ratio=0.25, seed=1, calibration_in_bank=True).fit(images)
+    a, b = held_out.card_, joined.card_
+    assert a is not None and b is not None
+    # Same threshold (set before the calibration images join), a bank from every image.
+    assert a.calibration.threshold == b.calibration.threshold
+    assert (a.bank_images, b.bank_images) == (13, 16) and b.bank_size == round(16 * 8 * 8 * 0.25)
+    # The bank only grew, so no patch of a new part is farther from it than before.
+    new = make_sample("washer", None, 128, np.random.default_rng(123))[0]
+    sa, ma = held_out.score([new])
+    sb, mb = joined.score([new])
+    assert sb[0] <= sa[0] * (1 + 1e-4) and (mb <= ma * (1 + 1e-4) + 1e-5).all()
+    assert PatchCore.load(joined.save(line_dir.parent / "joined.safetensors")).calibration_in_bank

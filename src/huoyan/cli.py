@@ -58,6 +58,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         false_reject_rate=args.false_reject_rate,
         confidence=args.confidence,
         calibration_fraction=args.calibration_fraction,
+        calibration_in_bank=args.calibration_in_bank,
         bank_dtype=args.bank_dtype,
         seed=args.seed,
         runtime=args.runtime,
@@ -563,6 +564,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--false-reject-rate", type=float, default=0.005)
     fit.add_argument("--confidence", type=float, default=0.95)
     fit.add_argument("--calibration-fraction", type=float, default=0.2, help="share held out for the threshold")
+    fit.add_argument(
+        "--calibration-in-bank",
+        action="store_true",
+        help="after calibrating, add the held-out images to the bank (more accurate, larger bank, slower)",
+    )
     fit.add_argument("--bank-dtype", choices=("float32", "float16"), default="float32")
     fit.add_argument("--defects", nargs="*", help="folders of labelled defect images (adds the F1-optimal threshold)")
     fit.add_argument("--seed", type=int, default=0)

@@ -57,6 +57,9 @@ class PatchCore:
       reported bound (see ``calibration``).
     - ``calibration_fraction``: share of the good images held out of the bank to set
       the threshold (at least 2 images).
+    - ``calibration_in_bank``: after calibrating, add those images to the bank too (a
+      coreset of their own). Closer to anomalib's accuracy, with a bank as large as
+      anomalib's and a slower search; the threshold's bound holds conservatively.
     - ``bank_dtype``: ``float32`` or ``float16`` (half the artifact and bank bytes; the
       model is calibrated with the rounded bank so saved and in-memory scores agree).
     - ``runtime``: ``onnx`` (fastest here) or ``torch`` for the backbone.
@@ -81,6 +84,7 @@ class PatchCore:
         min_region_area: int = 0,
         mm_per_px: float | None = None,
         batch_size: int = 8,
+        calibration_in_bank: bool = False,
     ) -> None:
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
@@ -104,6 +108,7 @@ class PatchCore:
         self.min_region_area = min_region_area
         self.mm_per_px = mm_per_px
         self.batch_size = batch_size
+        self.calibration_in_bank = calibration_in_bank
         self._runtime: FeatureRuntime | None = None
         self._index: NearestNeighbourIndex | None = None
         self.bank_: np.ndarray | None = None
@@ -168,9 +173,21 @@ class PatchCore:
         k = coreset_size(flat.shape[0], self.coreset_ratio, self.coreset_size)
         bank = flat[greedy_coreset(flat, k, seed=self.seed)].astype(self.bank_dtype)
         self._set_bank(bank)
-        good_scores = self.score([images[i] for i in cal_idx])[0]
+        cal_images = [images[i] for i in cal_idx]
+        good_scores = self.score(cal_images)[0]
         defect_scores = None if not defect_images else self.score(defect_images)[0]
         cal = calibrate(good_scores, self.false_reject_rate, self.confidence, defect_scores)
+        if self.calibration_in_bank:
+            # Calibrated, the held-out images join the bank through a coreset of their own.
+            # A bank that only grows can only lower a good part's nearest distance, so the
+            # threshold keeps its false-reject bound (conservatively); defects are judged
+            # against all the good images, as anomalib's bank does.
+            held = self.embed(cal_images).reshape(-1, d)
+            k_held = max(1, round(k * held.shape[0] / flat.shape[0]))  # the main bank's ratio
+            extra = held[greedy_coreset(held, k_held, seed=self.seed)]
+            bank = np.concatenate([bank, extra.astype(self.bank_dtype)])
+            self._set_bank(bank)
+            bank_images = [*bank_images, *cal_images]
         self.card_ = ModelCard(
             huoyan_version=__version__,
             created_at=datetime.now(UTC),
@@ -291,4 +308,5 @@ class PatchCore:
             "min_region_area": self.min_region_area,
             "mm_per_px": self.mm_per_px,
             "batch_size": self.batch_size,
+            "calibration_in_bank": self.calibration_in_bank,
         }
