@@ -170,6 +170,12 @@ class StationHost:
         last = list(self._last)
         return sum(v == "NG" for v in last) / len(last) if last else 0.0
 
+    def active_recipe(self) -> tuple[str, str]:
+        """(recipe id, version) judging parts now."""
+        line = self.opened.line if self.opened else None
+        active = line.active_recipe() if line else None
+        return (active.recipe_id, active.version) if active else (self.recipe.recipe, self.recipe.version)
+
     def status(self) -> dict[str, Any]:
         opened = self.opened
         stats = opened.station.stats if opened else None
@@ -226,14 +232,14 @@ class StationHost:
         path = Path(version["path"])
         if not path.is_file():
             raise FileNotFoundError(f"model file {path} of version {version['version']} is missing")
-        if file_sha256(path) != version["model_sha256"]:
+        if await asyncio.to_thread(file_sha256, path) != version["model_sha256"]:
             raise ValueError(f"model file {path} does not match version {version['version']}'s sha256")
         start = time.perf_counter()
         future = asyncio.run_coroutine_threadsafe(opened.line.use_model(path), loop)
         await asyncio.wrap_future(future)
         self.versions.mark_active(version["id"])
         self.version = self.versions.get(version["id"])
-        self.versions.set_threshold_override(self.station_id, "", "", "", None, "")  # raw scores of the old model
+        self.versions.clear_threshold_override(self.station_id)  # it was a raw score of the old model
         took = time.perf_counter() - start
         log.info("station %s: model version %s active (%.1f s)", self.station_id, version["version"], took)
 
@@ -245,9 +251,12 @@ class StationHost:
         line = opened.line
         info = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(line.set_threshold(threshold), loop))
         base = line.base_recipe
-        self.versions.set_threshold_override(
-            self.station_id, base.recipe, base.version, info.model_sha256, threshold, by
-        )
+        if threshold is None:
+            self.versions.clear_threshold_override(self.station_id)
+        else:
+            self.versions.set_threshold_override(
+                self.station_id, base.recipe, base.version, info.model_sha256, threshold, by
+            )
 
 
 def part_message(r: InspectionRecord) -> dict[str, Any]:

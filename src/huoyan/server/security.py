@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -106,7 +107,7 @@ def deny(p: Platform, principal: Principal, needed: Role, what: str) -> HTTPExce
     return HTTPException(403, f"this needs the {needed.value} role; you are {principal.user.role.value}")
 
 
-def _role_check(needed: Role, for_pages: bool):  # type: ignore[no-untyped-def]
+def _role_check(needed: Role, for_pages: bool) -> Callable[..., Principal]:
     source = page_principal if for_pages else current_principal
 
     # A default, not an annotation: annotations are strings here and cannot see ``source``.

@@ -386,15 +386,16 @@ class HttpUpload(Source):
         self._inbox: asyncio.Queue[Arrival] | None = None
         self._waiting: dict[str, concurrent.futures.Future[InspectionRecord]] = {}
         self._decided: dict[str, InspectionRecord] = {}
+        self._taken: set[str] = set()  # handed to the station, not yet settled
         self._lock = threading.Lock()
 
     def submit(self, data: bytes, name: str, part_id: str | None = None) -> concurrent.futures.Future[InspectionRecord]:
         """Queue one uploaded image. Raises ``SourceBusy`` when the queue is full."""
-        loop, inbox = self._loop, self._inbox
-        if loop is None or inbox is None or self.stopped:
-            raise SourceBusy("the station is not taking parts")
         future: concurrent.futures.Future[InspectionRecord] = concurrent.futures.Future()
-        with self._lock:
+        with self._lock:  # the same lock the end of ``arrivals`` takes: no part slips in after it
+            loop, inbox = self._loop, self._inbox
+            if loop is None or inbox is None or self.stopped:
+                raise SourceBusy("the station is not taking parts")
             if len(self._waiting) >= self.queue_size:
                 raise SourceBusy(f"{len(self._waiting)} uploads are waiting for inspection; try again shortly")
             seq = self.counter.next()
@@ -407,7 +408,7 @@ class HttpUpload(Source):
                 seq=seq,
             )
             self._waiting[arrival.key] = future
-        loop.call_soon_threadsafe(inbox.put_nowait, arrival)
+            loop.call_soon_threadsafe(inbox.put_nowait, arrival)
         return future
 
     def on_record(self, record: InspectionRecord) -> None:
@@ -418,24 +419,30 @@ class HttpUpload(Source):
     async def settle(self, arrival: Arrival, verdict: Verdict) -> None:
         with self._lock:
             future = self._waiting.pop(arrival.key, None)
+            self._taken.discard(arrival.key)
         record = self._decided.pop(arrival.key, None)
         if future is not None and record is not None and not future.done():
             future.set_result(record)
 
     async def arrivals(self) -> AsyncIterator[Arrival]:
-        self._loop, self._inbox = asyncio.get_running_loop(), asyncio.Queue()
+        inbox: asyncio.Queue[Arrival] = asyncio.Queue()
+        with self._lock:
+            self._loop, self._inbox = asyncio.get_running_loop(), inbox
         try:
             while not self.stopped:
                 with contextlib.suppress(TimeoutError):
-                    yield await asyncio.wait_for(self._inbox.get(), 0.2)
+                    arrival = await asyncio.wait_for(inbox.get(), 0.2)
+                    self._taken.add(arrival.key)
+                    yield arrival
         finally:
-            # Parts already yielded are still inspected and settled; those never taken fail.
-            self._loop = None
+            # Parts already taken are still inspected and settled; every other one fails now,
+            # including any whose hand-over to this loop was still on its way.
             with self._lock:
-                while not self._inbox.empty():
-                    future = self._waiting.pop(self._inbox.get_nowait().key, None)
-                    if future is not None:
-                        future.set_exception(SourceBusy("the station stopped before this part was inspected"))
+                self._loop = None
+                for key in [k for k in self._waiting if k not in self._taken]:
+                    self._waiting.pop(key).set_exception(
+                        SourceBusy("the station stopped before this part was inspected")
+                    )
 
 
 def make_source(

@@ -99,9 +99,8 @@ class Reviews:
         if not inspection_ids:
             return {}
         with Session(self.engine) as s:
-            rows = s.scalars(
-                select(ReviewRow).where(ReviewRow.id.in_(_latest_ids()), ReviewRow.inspection_id.in_(inspection_ids))
-            )
+            latest = _latest_ids().where(ReviewRow.inspection_id.in_(inspection_ids))
+            rows = s.scalars(select(ReviewRow).where(ReviewRow.id.in_(latest)))
             return {r.inspection_id: review_dict(r) for r in rows}
 
     def queue_filter(self) -> Any:

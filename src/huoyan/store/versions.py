@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from huoyan.core.records import utcnow
@@ -147,6 +147,18 @@ class ModelVersions:
             row = s.scalar(self._select().where(ModelVersionRow.id == version_id))
             return None if row is None else version_dict(row)
 
+    def number_of(self, station_id: str, model_sha256: str) -> int | None:
+        """The station's version number of the model with this sha256, if it has one."""
+        stmt = (
+            select(ModelVersionRow.version)
+            .join(ModelRow, ModelRow.id == ModelVersionRow.model_pk)
+            .where(ModelVersionRow.station_id == station_id, ModelRow.sha256 == model_sha256)
+            .order_by(ModelVersionRow.version)
+            .limit(1)
+        )
+        with Session(self.engine) as s:
+            return s.scalar(stmt)
+
     def active(self, station_id: str) -> dict[str, Any] | None:
         stmt = self._select().where(
             ModelVersionRow.station_id == station_id, ModelVersionRow.status == VersionStatus.ACTIVE.value
@@ -192,20 +204,20 @@ class ModelVersions:
             }
 
     def set_threshold_override(
-        self, station_id: str, recipe_id: str, base_version: str, model_sha256: str, threshold: float | None, by: str
+        self, station_id: str, recipe_id: str, base_version: str, model_sha256: str, threshold: float, by: str
     ) -> None:
-        """Keep (or, with None, forget) the threshold set on a station."""
+        """Keep the threshold set on a station, for this recipe version and model."""
         with Session(self.engine) as s, s.begin():
             row = s.get(ThresholdOverrideRow, station_id)
-            if threshold is None:
-                if row is not None:
-                    s.delete(row)
-                return
             if row is None:
                 row = ThresholdOverrideRow(station_id=station_id)
                 s.add(row)
             row.recipe_id, row.base_version, row.model_sha256 = recipe_id, base_version, model_sha256
             row.threshold, row.set_by, row.set_at = threshold, by, utcnow()
+
+    def clear_threshold_override(self, station_id: str) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.execute(delete(ThresholdOverrideRow).where(ThresholdOverrideRow.station_id == station_id))
 
     # -- training jobs ------------------------------------------------------------------
     def enqueue(self, station_id: str, params: dict[str, Any], requested_by: str) -> dict[str, Any]:

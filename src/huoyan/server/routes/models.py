@@ -39,8 +39,7 @@ def recipes(p: Annotated[Platform, Depends(platform)], _: Engineer) -> list[Reci
     """Every recipe version any station has run, newest first, and where each is active now."""
     active: dict[tuple[str, str], list[str]] = {}
     for sid, host in p.hosts.items():
-        status = host.status()
-        active.setdefault((status["recipe_id"], status["recipe_version"]), []).append(sid)
+        active.setdefault(host.active_recipe(), []).append(sid)
     with Session(p.engine) as db:
         rows = db.scalars(select(RecipeRow).order_by(RecipeRow.created_at.desc(), RecipeRow.id.desc()))
         return [

@@ -75,14 +75,8 @@ def inspection(inspection_id: RowId, p: Annotated[Platform, Depends(platform)], 
     """One inspection with its review history and the model version that judged it."""
     row = _record(p, inspection_id)
     history = p.reviews.history(inspection_id)
-    version = next(
-        (
-            v["version"]
-            for v in p.versions.for_station(str(row["station_id"]))
-            if v["model_sha256"] == row["model_sha256"]
-        ),
-        None,
-    )
+    sha = row["model_sha256"]
+    version = p.versions.number_of(str(row["station_id"]), sha) if isinstance(sha, str) else None
     return InspectionDetail.model_validate(
         {**row, "review": history[-1] if history else None, "reviews": history, "model_version": version}
     )

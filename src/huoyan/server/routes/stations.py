@@ -66,8 +66,7 @@ async def inspect_with_recipe(
 ) -> UploadResult:
     """Inspect one uploaded image with a recipe: on the HTTP-source station running it."""
     for host in p.hosts.values():
-        status = host.status()
-        if status["recipe_id"] == recipe and status["source"] == "http":
+        if host.active_recipe()[0] == recipe and host.recipe.source.type == "http":
             return await _inspect(p, host, image, part_id)
     raise not_found(f"station running recipe {recipe!r} with an http source")
 
