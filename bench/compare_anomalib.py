@@ -105,6 +105,7 @@ def huoyan_side(view: Path, out: Path, args: argparse.Namespace) -> None:
         coreset_ratio=args.coreset_ratio,
         seed=args.seed,
         calibration_in_bank=args.calibration_in_bank,
+        bank_dtype=args.bank_dtype,
     )
     model.fit([read_image(p) for p in cat.train])
     fit_s = time.perf_counter() - start
@@ -126,7 +127,7 @@ def huoyan_side(view: Path, out: Path, args: argparse.Namespace) -> None:
     assert model.bank_ is not None
     result = {
         "library": "huoyan",
-        "mode": "greedy-coreset" + (", calibration in bank" if args.calibration_in_bank else ""),
+        "mode": f"greedy-coreset, {args.bank_dtype} bank" + (", calibration in bank" * args.calibration_in_bank),
         "fit_seconds": fit_s,
         "train_images": len(cat.train),
         "bank_images": model.card_.bank_images if model.card_ else None,
@@ -193,6 +194,7 @@ def main() -> None:
         action="store_true",
         help="Huoyan adds its calibration images to the bank after calibrating",
     )
+    ap.add_argument("--bank-dtype", choices=("float32", "float16"), default="float16", help="Huoyan's memory bank")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--anomalib-python", type=Path, default=DEFAULT_ANOMALIB_PYTHON)
     ap.add_argument("--side", choices=("huoyan",), help=argparse.SUPPRESS)
@@ -211,6 +213,7 @@ def main() -> None:
         "--eval-size", str(args.eval_size), "--repeats", str(args.repeats), "--seed", str(args.seed),
     ]  # fmt: skip
     in_bank = ["--calibration-in-bank"] if args.calibration_in_bank else []
+    in_bank += ["--bank-dtype", args.bank_dtype]
     subprocess.run(
         [sys.executable, __file__, str(view), "--side", "huoyan", "--work", str(work), *common, *in_bank], check=True
     )

@@ -26,6 +26,7 @@ import torch
 from benchlib import cpu_model, peak_rss_mb, timed
 from huoyan.sampleline.generator import make_sample
 from huoyan.vision.backbone import build_backbone
+from huoyan.vision.features import fuse
 from huoyan.vision.imageio import decode_image
 from huoyan.vision.patchcore import PatchCore
 from huoyan.vision.runtime import OnnxRuntime, TorchRuntime, cpu_threads
@@ -44,12 +45,12 @@ def backbone_rows(size: int, repeats: int) -> dict[str, float]:
         ov_model = ov.convert_model(model, example_input=torch.from_numpy(x1))
         # Pin f32: OpenVINO otherwise switches to bf16 on CPUs that have it.
         compiled = core.compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        runtimes["openvino"] = lambda b: compiled(b)[0]
+        runtimes["openvino"] = lambda b: [compiled(b)[out] for out in compiled.outputs]
     except ImportError:
         pass
-    ref = runtimes["torch"](x1)
+    ref = fuse(runtimes["torch"](x1))
     for name, rt in runtimes.items():
-        rows[f"backbone_{name}_max_abs_diff_vs_torch"] = float(np.abs(np.asarray(rt(x1)) - ref).max())
+        rows[f"backbone_{name}_max_abs_diff_vs_torch"] = float(np.abs(fuse(rt(x1)) - ref).max())
         rows[f"backbone_{name}_ips_b1"] = 1 / float(np.median(timed(lambda rt=rt: rt(x1), repeats)))
         rows[f"backbone_{name}_ips_b8"] = 8 / float(np.median(timed(lambda rt=rt: rt(x8), max(5, repeats // 4))))
     return rows
@@ -60,7 +61,7 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=200)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--coreset-ratio", type=float, default=0.1)
-    ap.add_argument("--bank-dtype", default="float32")
+    ap.add_argument("--bank-dtype", default="float16")
     ap.add_argument("--repeats", type=int, default=100)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()

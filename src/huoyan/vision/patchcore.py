@@ -24,6 +24,7 @@ from huoyan.vision.anomaly_map import patch_grid_to_map, resize_map
 from huoyan.vision.backbone import BACKBONES, DEFAULT_STRIDES, build_backbone, feature_dim
 from huoyan.vision.calibration import calibrate
 from huoyan.vision.coreset import coreset_size, greedy_coreset
+from huoyan.vision.features import fuse
 from huoyan.vision.regions import find_regions
 from huoyan.vision.runtime import FeatureRuntime, make_runtime
 from huoyan.vision.search import NearestNeighbourIndex
@@ -57,11 +58,14 @@ class PatchCore:
       reported bound (see ``calibration``).
     - ``calibration_fraction``: share of the good images held out of the bank to set
       the threshold (at least 2 images).
-    - ``calibration_in_bank``: after calibrating, add those images to the bank too (a
-      coreset of their own). Closer to anomalib's accuracy, with a bank as large as
-      anomalib's and a slower search; the threshold's bound holds conservatively.
-    - ``bank_dtype``: ``float32`` or ``float16`` (half the artifact and bank bytes; the
-      model is calibrated with the rounded bank so saved and in-memory scores agree).
+    - ``calibration_in_bank``: after calibrating, add those images to the bank too (the
+      bank's greedy selection goes on over their patches). More accurate (magnetic tile:
+      image AUROC +0.02), with a ~20% larger bank and search; the threshold's bound holds
+      conservatively.
+    - ``bank_dtype``: ``float16`` (default) or ``float32``. float16 halves the artifact
+      and the bank in memory, and is searched in place at float32 speed; scores moved by
+      < 1e-4 of AUROC on magnetic tile. The model is calibrated with the rounded bank,
+      so saved and in-memory scores agree.
     - ``runtime``: ``onnx`` (fastest here) or ``torch`` for the backbone.
     - ``min_region_area``: regions smaller than this many original-image pixels are
       dropped, and a part whose regions are all dropped is OK.
@@ -77,7 +81,7 @@ class PatchCore:
         false_reject_rate: float = 0.005,
         confidence: float = 0.95,
         calibration_fraction: float = 0.2,
-        bank_dtype: str = "float32",
+        bank_dtype: str = "float16",
         seed: int = 0,
         runtime: str = "onnx",
         blur_sigma: float = 4.0,
@@ -140,14 +144,18 @@ class PatchCore:
         batch -= 1.0
         return batch
 
+    def feature_maps(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The backbone's averaged maps, finest first (N x C x h x w each)."""
+        runtime = self._features_runtime()
+        batches = [
+            runtime(self.preprocess(images[start : start + self.batch_size]))
+            for start in range(0, len(images), self.batch_size)
+        ]
+        return [np.concatenate(maps) for maps in zip(*batches, strict=True)]
+
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Patch features, N x h x w x D (h = w = image_size / 8)."""
-        runtime = self._features_runtime()
-        out = []
-        for start in range(0, len(images), self.batch_size):
-            feats = runtime(self.preprocess(images[start : start + self.batch_size]))
-            out.append(feats.transpose(0, 2, 3, 1))
-        return np.ascontiguousarray(np.concatenate(out))
+        return fuse(self.feature_maps(images))
 
     # -- learning -------------------------------------------------------------------
     def fit(self, images: Sequence[np.ndarray], defect_images: Sequence[np.ndarray] | None = None) -> PatchCore:
@@ -171,21 +179,26 @@ class PatchCore:
         d = feats.shape[-1]
         flat = feats.reshape(-1, d)
         k = coreset_size(flat.shape[0], self.coreset_ratio, self.coreset_size)
-        bank = flat[greedy_coreset(flat, k, seed=self.seed)].astype(self.bank_dtype)
+        coreset = greedy_coreset(flat, k, seed=self.seed)
+        bank = flat[coreset.indices].astype(self.bank_dtype)
         self._set_bank(bank)
         cal_images = [images[i] for i in cal_idx]
         good_scores = self.score(cal_images)[0]
         defect_scores = None if not defect_images else self.score(defect_images)[0]
         cal = calibrate(good_scores, self.false_reject_rate, self.confidence, defect_scores)
         if self.calibration_in_bank:
-            # Calibrated, the held-out images join the bank through a coreset of their own.
-            # A bank that only grows can only lower a good part's nearest distance, so the
-            # threshold keeps its false-reject bound (conservatively); defects are judged
-            # against all the good images, as anomalib's bank does.
+            # Calibrated, the held-out images join the bank: the bank's own greedy selection
+            # goes on over their patches, taking only those its centres leave farther away
+            # than its covering radius (at most the main bank's ratio). A bank that only
+            # grows can only lower a good part's nearest distance, so the threshold keeps
+            # its false-reject bound (conservatively); defects are judged against all the
+            # good images, as anomalib's bank does.
             held = self.embed(cal_images).reshape(-1, d)
-            k_held = max(1, round(k * held.shape[0] / flat.shape[0]))  # the main bank's ratio
-            extra = held[greedy_coreset(held, k_held, seed=self.seed)]
-            bank = np.concatenate([bank, extra.astype(self.bank_dtype)])
+            k_held = max(1, round(k * held.shape[0] / flat.shape[0]))
+            extra = greedy_coreset(
+                held, k_held, seed=self.seed, covered_by=flat[coreset.indices], radius=coreset.radius
+            )
+            bank = np.concatenate([bank, held[extra.indices].astype(self.bank_dtype)])
             self._set_bank(bank)
             bank_images = [*bank_images, *cal_images]
         self.card_ = ModelCard(
@@ -210,9 +223,6 @@ class PatchCore:
         self.bank_ = bank
         self._index = NearestNeighbourIndex(bank)
 
-    def _map_from_patches(self, distances: np.ndarray, h: int, w: int) -> np.ndarray:
-        return patch_grid_to_map(distances.reshape(h, w), self.image_size, self.blur_sigma)
-
     # -- inference (pure) -------------------------------------------------------------
     @property
     def threshold(self) -> float:
@@ -227,11 +237,12 @@ class PatchCore:
         """Raw image scores (N,) and anomaly maps at model resolution (N x S x S)."""
         if self._index is None:
             raise NotFittedError("this PatchCore is not fitted: call fit() or PatchCore.load()")
-        feats = self.embed(images)
-        n, h, w, d = feats.shape
+        # One search for the whole batch: each bank chunk is converted once per batch.
+        distances = self._index.map_distances(self.feature_maps(images))
+        n = distances.shape[0]
         maps = np.empty((n, self.image_size, self.image_size), dtype=np.float32)
         for i in range(n):
-            maps[i] = self._map_from_patches(self._index.distances(feats[i].reshape(-1, d)), h, w)
+            maps[i] = patch_grid_to_map(distances[i], self.image_size, self.blur_sigma)
         return maps.reshape(n, -1).max(1), maps
 
     def predict(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[InspectionResult]:

@@ -24,8 +24,9 @@ RUNTIMES = ("onnx", "torch")
 class FeatureRuntime(Protocol):
     name: str
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """NCHW float32 normalised input -> N x D x h x w float32 patch features."""
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        """NCHW float32 normalised input -> the averaged feature maps, finest first
+        (each N x C x h x w float32; ``features.fuse`` makes patch features of them)."""
         ...
 
 
@@ -39,11 +40,10 @@ class TorchRuntime:
     def __init__(self, model: nn.Module) -> None:
         self.model = model.to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         x = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            out: np.ndarray = self.model(x).contiguous().numpy()
-        return out
+            return [m.contiguous().numpy() for m in self.model(x)]
 
 
 class OnnxRuntime:
@@ -54,6 +54,8 @@ class OnnxRuntime:
 
         buf = io.BytesIO()
         dummy = torch.zeros(1, 3, image_size, image_size)
+        with torch.no_grad():
+            names = [f"map{i}" for i in range(len(model(dummy)))]
         with warnings.catch_warnings():
             # The TorchScript exporter warns about its own deprecation; the graph is fine.
             warnings.simplefilter("ignore")
@@ -62,8 +64,8 @@ class OnnxRuntime:
                 (dummy,),
                 buf,  # type: ignore[arg-type]
                 input_names=["image"],
-                output_names=["features"],
-                dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}},
+                output_names=names,
+                dynamic_axes={"image": {0: "batch"}} | {n: {0: "batch"} for n in names},
                 opset_version=17,
                 dynamo=False,
             )
@@ -77,8 +79,8 @@ class OnnxRuntime:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        out: np.ndarray = self.session.run(None, {"image": np.ascontiguousarray(batch)})[0]
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        out: list[np.ndarray] = self.session.run(None, {"image": np.ascontiguousarray(batch)})
         return out
 
 

@@ -1,39 +1,140 @@
 """Exact nearest-neighbour search of patch features against the memory bank.
 
-Search dominates inference time. Measured on the 2-core CPU (docs/benchmarks.md):
-one large matmul against a 16k bank writes a 784 x 16k distance matrix that spills out
-of cache and runs at ~65 GFLOP/s, while matmuls over 2k-row chunks, each reduced to its
-row minimum at once, run at ~150-190 GFLOP/s and stay exact. Both sides are centred on
-the bank mean first, which keeps ||q||^2 + ||b||^2 - 2 q.b from cancelling badly.
-A bf16 candidate pass with fp32 re-ranking was only 1.5x faster here and found the true
-neighbour for 93-96% of patches, so the exact chunked fp32 search is the one used.
+Search dominates inference time, and on a CPU it is bound by the matrix product of the
+queries with the bank. Three things keep that product small and fast (measured on the
+2-core development machines, docs/benchmarks.md):
+
+- The bank is taken in ~1k-row chunks, each product reduced to its row minimum at once,
+  so the distance block stays in cache (one product against the whole bank spills out
+  of it and runs at half the speed). Each chunk's buffer is reused, not reallocated:
+  fresh multi-MB tensors cost page faults on every chunk.
+- The coarse (stride-16) part of a patch feature is a bilinear resize of a grid 4x
+  smaller than the patch grid. Resizing is linear, so its dot products with the bank are
+  taken on that grid and then resized: the same numbers for a quarter of the work on
+  112 of the 152 channels.
+- The bank is held once, in its own dtype: a float16 bank stays float16 in memory (half
+  the bytes of a float32 bank). Each chunk is converted to float32 as it is searched,
+  which costs ~0.03 ms per 1k rows; float16 or bfloat16 products run 25-40x slower than
+  float32 on these CPUs.
+
+Both sides are centred on the bank mean, which keeps ||q||^2 + ||b||^2 - 2 q.b from
+cancelling badly. Approximate searches (bf16 candidates, PCA projections, inverted
+lists) were measured and rejected: each lost image AUROC or saved no time.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-CHUNK_ROWS = 2048
+from huoyan.vision.features import upsample
+
+CHUNK_ROWS = 1024
+QUERY_ROWS = 1024
+
+
+@dataclass
+class _Part:
+    """One feature map's share of the queries of one image: rows on its own grid."""
+
+    rows: torch.Tensor  # (grid h * grid w) x C, centred and scaled by -2
+    grid: tuple[int, int]
+    channels: slice
 
 
 class NearestNeighbourIndex:
-    """Distance from query vectors to their nearest bank vector (Euclidean)."""
+    """Distance from query vectors to their nearest bank vector (Euclidean).
+
+    ``bank`` is used in place (no copy): float32 or float16, N x D. Calls are thread-safe;
+    each allocates its own work buffers.
+    """
 
     def __init__(self, bank: np.ndarray) -> None:
-        bank_t = torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32))
-        self.mean = bank_t.mean(0)
-        centred = bank_t - self.mean
-        self.chunks = [c.t().contiguous() for c in torch.split(centred, CHUNK_ROWS)]
-        self.sq_chunks = [(c * c).sum(0) for c in self.chunks]
+        if bank.ndim != 2 or bank.dtype not in (np.float32, np.float16):
+            raise ValueError("the bank must be a 2-D float32 or float16 array")
+        self.bank = torch.from_numpy(np.ascontiguousarray(bank))
+        total = torch.zeros(bank.shape[1], dtype=torch.float64)
+        for chunk in torch.split(self.bank, CHUNK_ROWS):
+            total += chunk.double().sum(0)
+        self.mean = (total / max(1, bank.shape[0])).float()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held for the bank (the bank itself and its mean)."""
+        return int(self.bank.numel() * self.bank.element_size() + self.mean.numel() * 4)
 
     def distances(self, queries: np.ndarray) -> np.ndarray:
-        """Nearest distance for each row of ``queries``."""
+        """Nearest distance for each row of ``queries`` (n x D)."""
         q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)) - self.mean
-        best = torch.full((q.shape[0],), float("inf"))
-        for chunk, sq in zip(self.chunks, self.sq_chunks, strict=True):
-            d = torch.addmm(sq, q, chunk, alpha=-2.0)
-            torch.minimum(best, d.amin(1), out=best)
-        best += (q * q).sum(1)
-        out: np.ndarray = best.clamp_(min=0).sqrt_().numpy()
+        n, d = q.shape
+        count = max(1, math.ceil(n / QUERY_ROWS))
+        size = math.ceil(n / count) if n else 1
+        blocks = [q[s : s + size] for s in range(0, n, size)]
+        images = [[_Part(b * -2.0, (b.shape[0], 1), slice(0, d))] for b in blocks]
+        sq = [(b * b).sum(1) for b in blocks]
+        return self._nearest(images, sq).numpy() if n else np.zeros(0, np.float32)
+
+    def map_distances(self, maps: Sequence[np.ndarray]) -> np.ndarray:
+        """Nearest distance of every patch, N x h x w, from the backbone's averaged maps.
+
+        ``maps``: finest first, each N x C x h x w; the patch feature at a grid point is
+        the maps resized to the finest grid and concatenated (``features.fuse``).
+        """
+        first = maps[0]
+        n, h, w = first.shape[0], first.shape[2], first.shape[3]
+        images: list[list[_Part]] = [[] for _ in range(n)]
+        sq = torch.zeros(n, h * w)
+        start = 0
+        for m in maps:
+            c = m.shape[1]
+            channels = slice(start, start + c)
+            start += c
+            centred = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)) - self.mean[channels, None, None]
+            resized = centred if m.shape[2:] == (h, w) else upsample(centred, (h, w))
+            sq += resized.square().sum(1).reshape(n, h * w)
+            rows = centred.permute(0, 2, 3, 1).reshape(n, -1, c) * -2.0
+            for i in range(n):
+                images[i].append(_Part(rows[i], (m.shape[2], m.shape[3]), channels))
+        if start != self.bank.shape[1]:
+            raise ValueError(f"features have {start} channels, the bank {self.bank.shape[1]}")
+        return self._nearest(images, list(sq)).numpy().reshape(n, h, w)
+
+    def _nearest(self, images: list[list[_Part]], sq: list[torch.Tensor]) -> torch.Tensor:
+        """Row minima of ||q - b|| over the bank for every image's queries, concatenated."""
+        best = [torch.full_like(s, float("inf")) for s in sq]
+        chunk_buf = torch.empty(min(CHUNK_ROWS, self.bank.shape[0]), self.bank.shape[1])
+        for chunk in torch.split(self.bank, CHUNK_ROWS):
+            b = chunk_buf[: chunk.shape[0]]
+            b.copy_(chunk)
+            b.sub_(self.mean)
+            b_sq = (b * b).sum(1)
+            # Every image meets the chunk while it is hot in cache.
+            for parts, s, row_best in zip(images, sq, best, strict=True):
+                torch.minimum(row_best, self._chunk_products(parts, b, s.shape[0]).add_(b_sq).amin(1), out=row_best)
+        out = torch.cat(best)
+        out += torch.cat(sq)
+        return out.clamp_(min=0).sqrt_()
+
+    @staticmethod
+    def _chunk_products(parts: list[_Part], b: torch.Tensor, rows: int) -> torch.Tensor:
+        """-2 q.b for one image's queries (rows x chunk), coarse parts resized from their grid."""
+        fine = [p for p in parts if p.rows.shape[0] == rows]
+        coarse = [p for p in parts if p.rows.shape[0] != rows]
+        h, w = fine[0].grid
+        out: torch.Tensor | None = None
+        for p in coarse:
+            g = torch.mm(p.rows, b[:, p.channels].t())
+            gh, gw = p.grid
+            up = upsample(g.view(1, gh, gw, -1).permute(0, 3, 1, 2), (h, w)).permute(0, 2, 3, 1).reshape(rows, -1)
+            out = up if out is None else out.add_(up)
+        for p in fine:
+            if out is None:
+                out = torch.mm(p.rows, b[:, p.channels].t())
+            else:
+                out.addmm_(p.rows, b[:, p.channels].t())
+        assert out is not None
         return out
