@@ -22,6 +22,10 @@ counts the model's forward plus the anomaly map, after warm-up. anomalib is time
 preprocessed tensor. Huoyan is timed from a decoded uint8 image, so its time includes
 resizing and normalising.
 
+Huoyan keeps its bank in float16 (its default; ``--bank-dtype float32`` for the old
+figures) and searches it in place; anomalib's bank is float32. ``--calibration-in-bank``
+adds Huoyan's held-out calibration images to its bank after calibrating.
+
 ``--quick`` gives anomalib a random coreset of the same size instead of its greedy one
 (its greedy selection is most of its fit time on a CPU). Inference speed depends on the
 bank's size, not on how it was chosen. Every row says which mode it ran in.
