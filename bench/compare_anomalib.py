@@ -23,8 +23,9 @@ preprocessed tensor. Huoyan is timed from a decoded uint8 image, so its time inc
 resizing and normalising.
 
 Huoyan keeps its bank in float16 (its default; ``--bank-dtype float32`` for the old
-figures) and searches it in place; anomalib's bank is float32. ``--calibration-in-bank``
-adds Huoyan's held-out calibration images to its bank after calibrating.
+figures) and searches it in place; anomalib's bank is float32. Huoyan's held-out
+calibration images join its bank after calibrating, as by default in the engine;
+``--no-calibration-in-bank`` keeps them out.
 
 ``--quick`` gives anomalib a random coreset of the same size instead of its greedy one
 (its greedy selection is most of its fit time on a CPU). Inference speed depends on the
@@ -195,8 +196,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--calibration-in-bank",
-        action="store_true",
-        help="Huoyan adds its calibration images to the bank after calibrating",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Huoyan adds its calibration images to the bank after calibrating (its default)",
     )
     ap.add_argument("--bank-dtype", choices=("float32", "float16"), default="float16", help="Huoyan's memory bank")
     ap.add_argument("--work", type=Path, default=None)
@@ -216,7 +218,7 @@ def main() -> None:
         "--image-size", str(args.image_size), "--coreset-ratio", str(args.coreset_ratio),
         "--eval-size", str(args.eval_size), "--repeats", str(args.repeats), "--seed", str(args.seed),
     ]  # fmt: skip
-    in_bank = ["--calibration-in-bank"] if args.calibration_in_bank else []
+    in_bank = ["--calibration-in-bank" if args.calibration_in_bank else "--no-calibration-in-bank"]
     in_bank += ["--bank-dtype", args.bank_dtype]
     subprocess.run(
         [sys.executable, __file__, str(view), "--side", "huoyan", "--work", str(work), *common, *in_bank], check=True

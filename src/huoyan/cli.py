@@ -566,7 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--calibration-fraction", type=float, default=0.2, help="share held out for the threshold")
     fit.add_argument(
         "--calibration-in-bank",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="after calibrating, add what the held-out images' patches add to the bank (more accurate, a larger bank)",
     )
     fit.add_argument(

@@ -58,10 +58,10 @@ class PatchCore:
       reported bound (see ``calibration``).
     - ``calibration_fraction``: share of the good images held out of the bank to set
       the threshold (at least 2 images).
-    - ``calibration_in_bank``: after calibrating, add those images to the bank too (the
-      bank's greedy selection goes on over their patches). More accurate (magnetic tile:
-      image AUROC +0.02), with a ~20% larger bank and search; the threshold's bound holds
-      conservatively.
+    - ``calibration_in_bank``: after calibrating, those images join the bank too (the
+      bank's greedy selection goes on over their patches). On by default: it is what
+      brings magnetic tile level with anomalib (image AUROC +0.02), for a ~20% larger
+      bank and search; the threshold's bound holds conservatively.
     - ``bank_dtype``: ``float16`` (default) or ``float32``. float16 halves the artifact
       and the bank in memory, and is searched in place at float32 speed; scores moved by
       < 1e-4 of AUROC on magnetic tile. The model is calibrated with the rounded bank,
@@ -88,7 +88,7 @@ class PatchCore:
         min_region_area: int = 0,
         mm_per_px: float | None = None,
         batch_size: int = 8,
-        calibration_in_bank: bool = False,
+        calibration_in_bank: bool = True,
     ) -> None:
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
@@ -161,9 +161,10 @@ class PatchCore:
     def fit(self, images: Sequence[np.ndarray], defect_images: Sequence[np.ndarray] | None = None) -> PatchCore:
         """Learn from good images, holding some out to calibrate the threshold.
 
-        A seeded ``calibration_fraction`` of the images (at least 2) never enters the
-        memory bank; their scores are exchangeable with those of future good parts, which
-        is what the conformal threshold needs (``calibration``). Scoring training images
+        A seeded ``calibration_fraction`` of the images (at least 2) stays out of the
+        memory bank until the threshold is set; their scores are exchangeable with those
+        of future good parts, which is what the conformal threshold needs
+        (``calibration``). Then, with ``calibration_in_bank``, they join it. Scoring training images
         against a bank with their own patches removed was tried and rejected: the
         coreset had dropped their neighbours from other images, so such scores ran far
         above real good parts (magnetic tile: every defect passed). ``defect_images``,
