@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--coreset-ratio", type=float, default=0.1)
     ap.add_argument("--bank-dtype", default="float16")
+    ap.add_argument("--calibration-in-bank", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--repeats", type=int, default=100)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -69,7 +70,12 @@ def main() -> None:
     rng = np.random.default_rng(0)
     train = [make_sample("metal", None, 256, rng)[0] for _ in range(args.train)]
     test = [make_sample("metal", "scratch" if i % 2 else None, 256, rng)[0] for i in range(16)]
-    model = PatchCore(image_size=args.size, coreset_ratio=args.coreset_ratio, bank_dtype=args.bank_dtype)
+    model = PatchCore(
+        image_size=args.size,
+        coreset_ratio=args.coreset_ratio,
+        bank_dtype=args.bank_dtype,
+        calibration_in_bank=args.calibration_in_bank,
+    )
     model.prepare()  # backbone build and ONNX export are start-up, not fit
     t = time.perf_counter()
     model.fit(train)
@@ -89,6 +95,8 @@ def main() -> None:
         "train_images": args.train,
         "image_size": args.size,
         "coreset_ratio": args.coreset_ratio,
+        "calibration_in_bank": args.calibration_in_bank,
+        "bank_dtype": args.bank_dtype,
         "bank_rows": int(model.bank_.shape[0]),
         "bank_dim": int(model.bank_.shape[1]),
         "bank_bytes": int(model.bank_.nbytes),
