@@ -56,6 +56,8 @@ def greedy_coreset(
     own radius, from the same ``seed`` and so the same projection) of the bank.
     """
     n, d = features.shape
+    if covered_by is None and k >= n:
+        return Coreset(np.arange(n), 0.0)
     gen = torch.Generator().manual_seed(seed)
     proj = torch.randn(d, projection_dim, generator=gen) / projection_dim**0.5 if projection_dim < d else None
 
@@ -69,8 +71,6 @@ def greedy_coreset(
         near = NearestNeighbourIndex(project(covered_by).numpy()).distances(x.numpy())
         min_dist = torch.from_numpy(near).square_()
         first = int(torch.argmax(min_dist))
-    elif k >= n:
-        return Coreset(np.arange(n), 0.0)
     else:
         min_dist = torch.full((n,), float("inf"))
     sq = (x * x).sum(1)

@@ -181,10 +181,12 @@ class PatchCore:
         flat = feats.reshape(-1, d)
         k = coreset_size(flat.shape[0], self.coreset_ratio, self.coreset_size)
         coreset = greedy_coreset(flat, k, seed=self.seed)
-        bank = flat[coreset.indices].astype(self.bank_dtype)
+        chosen = flat[coreset.indices]
+        bank = chosen.astype(self.bank_dtype)
         self._set_bank(bank)
         cal_images = [images[i] for i in cal_idx]
-        good_scores = self.score(cal_images)[0]
+        cal_maps = self.feature_maps(cal_images)  # scored now, and joins the bank below
+        good_scores = self._score_maps(cal_maps)[0]
         defect_scores = None if not defect_images else self.score(defect_images)[0]
         cal = calibrate(good_scores, self.false_reject_rate, self.confidence, defect_scores)
         if self.calibration_in_bank:
@@ -194,11 +196,9 @@ class PatchCore:
             # grows can only lower a good part's nearest distance, so the threshold keeps
             # its false-reject bound (conservatively); defects are judged against all the
             # good images, as anomalib's bank does.
-            held = self.embed(cal_images).reshape(-1, d)
+            held = fuse(cal_maps).reshape(-1, d)
             k_held = max(1, round(k * held.shape[0] / flat.shape[0]))
-            extra = greedy_coreset(
-                held, k_held, seed=self.seed, covered_by=flat[coreset.indices], radius=coreset.radius
-            )
+            extra = greedy_coreset(held, k_held, seed=self.seed, covered_by=chosen, radius=coreset.radius)
             bank = np.concatenate([bank, held[extra.indices].astype(self.bank_dtype)])
             self._set_bank(bank)
             bank_images = [*bank_images, *cal_images]
@@ -238,8 +238,12 @@ class PatchCore:
         """Raw image scores (N,) and anomaly maps at model resolution (N x S x S)."""
         if self._index is None:
             raise NotFittedError("this PatchCore is not fitted: call fit() or PatchCore.load()")
+        return self._score_maps(self.feature_maps(images))
+
+    def _score_maps(self, feature_maps: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        assert self._index is not None
         # One search for the whole batch: each bank chunk is converted once per batch.
-        distances = self._index.map_distances(self.feature_maps(images))
+        distances = self._index.map_distances(feature_maps)
         n = distances.shape[0]
         maps = np.empty((n, self.image_size, self.image_size), dtype=np.float32)
         for i in range(n):
