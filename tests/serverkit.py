@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from huoyan.core.recipe import Recipe, load_recipe
 from huoyan.server.app import create_app
 from huoyan.server.platform import Platform, Settings
-from huoyan.store.accounts import Role
+from huoyan.store.accounts import Role, Scope
 from huoyan.store.database import make_engine, upgrade
 from linepeers import free_port, wait_for_port
 
@@ -38,7 +38,7 @@ def write_recipe(folder: Path, station: str, model: Path, source: str, keep_ok_e
 
 @dataclass
 class Keys:
-    """An API key for each role."""
+    """An API key for each role, with every scope: the key acts with its user's whole role."""
 
     by_role: dict[Role, str] = field(default_factory=dict)
 
@@ -56,7 +56,7 @@ def make_platform_app(
     keys = Keys()
     for role in Role:
         p.accounts.add_user(role.value, PASSWORD, role)
-        keys.by_role[role] = p.accounts.add_api_key(role.value, f"{role.value} test key")[1]
+        keys.by_role[role] = p.accounts.add_api_key(role.value, f"{role.value} test key", [Scope.ADMIN])[1]
     return app, p, keys
 
 

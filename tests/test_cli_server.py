@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +25,7 @@ def with_password(monkeypatch: pytest.MonkeyPatch, password: str) -> None:
 
 
 def test_user_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # the audit key goes to ./huoyan-data when neither recipe nor --data-dir says
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     with_password(monkeypatch, "first-admin-pw")
     assert main(["user", "add", "boss", "--role", "admin", "--db", url, "--password-stdin"]) == 0
@@ -38,6 +41,29 @@ def test_user_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: 
     assert main(["user", "set", "boss", "--active", "no", "--db", url]) == 0
     assert main(["user", "list", "--db", url]) == 0
     assert capsys.readouterr().out.splitlines()[-1].split() == ["boss", "admin", "disabled"]
+    assert main(["user", "key", "boss", "--name", "reader", "--scope", "read", "--scope", "review", "--db", url]) == 0
+    capsys.readouterr()
+
+
+def test_audit_verify_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    keyed = ["--db", url, "--data-dir", str(tmp_path / "data")]
+    with_password(monkeypatch, "first-admin-pw")
+    assert main(["user", "add", "boss", "--role", "admin", "--password-stdin", *keyed]) == 0
+    assert main(["user", "key", "boss", "--name", "prometheus", *keyed]) == 0
+    capsys.readouterr()
+    assert main(["audit", "verify", *keyed]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["intact"] and report["entries"] == 2 and len(report["head_sha256"]) == 64
+    # Without the key the same trail does not verify: the MACs are not this key's.
+    assert main(["audit", "verify", "--db", url, "--data-dir", str(tmp_path / "elsewhere")]) == 1
+    capsys.readouterr()
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        conn.execute("UPDATE audit_log SET target = 'mallory' WHERE id = 1")
+    assert main(["audit", "verify", *keyed]) == 1
+    assert json.loads(capsys.readouterr().out)["first_bad_id"] == 1
 
 
 def test_serve_hosts_the_station_and_stops_cleanly(
@@ -76,6 +102,17 @@ def test_serve_hosts_the_station_and_stops_cleanly(
                 headers={"X-CSRF-Token": csrf},
             )
             assert wrong_source.status_code == 409 and "hot_folder" in wrong_source.json()["detail"]
+            # A local client naming other addresses in X-Forwarded-For is still one address
+            # (no proxy is trusted unless --trusted-proxy says so): 30 failures, then 429.
+            codes = [
+                client.post(
+                    "/api/session",
+                    json={"username": f"nobody{i}", "password": "wrong-password"},
+                    headers={"X-Forwarded-For": f"198.51.100.{i}"},
+                ).status_code
+                for i in range(31)
+            ]
+            assert codes[:30] == [401] * 30 and codes[30] == 429
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)

@@ -47,7 +47,7 @@ def test_db_upgrade_and_empty_database(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit, match="no Huoyan records"):
         main(["records", "--db", url])
     assert main(["db", "upgrade", "--db", url]) == 0
-    assert "database at revision 0002" in capsys.readouterr().out
+    assert "database at revision 0003" in capsys.readouterr().out
     assert main(["records", "--db", url, "--json"]) == 0
     with pytest.raises(SystemExit, match="unsupported database"):
         main(["db", "upgrade", "--db", "mysql://u@h/db"])

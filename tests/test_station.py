@@ -213,12 +213,12 @@ def test_hot_folder_waits_until_a_file_stops_changing(tmp_path: Path) -> None:
     src = HotFolder(cfg, "st", PartIds(parse_recipe_part_id()), SeqCounter())
     seen: dict[str, tuple[int, int, float]] = {}
     (tmp_path / "a.png").write_bytes(b"x" * 10)
-    assert src._scan(seen, 0.0) == []
-    assert src._scan(seen, 0.01) == []  # not settled yet
+    assert src._scan(seen, 0.0) == ([], {})
+    assert src._scan(seen, 0.01) == ([], {})  # not settled yet
     (tmp_path / "a.png").write_bytes(b"x" * 20)  # still growing
-    assert src._scan(seen, 0.1) == []
-    assert src._scan(seen, 0.12) == []
-    assert src._scan(seen, 0.2) == ["a.png"]
+    assert src._scan(seen, 0.1) == ([], {})
+    assert src._scan(seen, 0.12) == ([], {})
+    assert src._scan(seen, 0.2) == (["a.png"], {})
 
 
 def parse_recipe_part_id() -> Any:

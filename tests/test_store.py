@@ -149,6 +149,9 @@ def test_spool_from_an_earlier_recipe_version_flushes_under_that_version(tmp_pat
     assert (rows["from-v1"]["recipe_version"], rows["from-v1"]["model_sha256"]) == ("1", "b" * 64)
     assert (rows["from-v2"]["recipe_version"], rows["from-v2"]["model_sha256"]) == ("2", "d" * 64)
     new.spool.append("record", record("orphan").model_copy(update={"recipe_version": "9"}).model_dump(mode="json"))
-    with pytest.raises(LookupError, match="not registered"):
-        new.flush()
-    assert len(new.spool) == 1  # kept, not lost
+    new.spool.append("record", record("after-the-orphan", seq=3).model_dump(mode="json"))
+    assert new.flush()  # the orphan cannot block the spool behind it
+    assert len(new.spool) == 0 and "after-the-orphan" in {r["key"] for r in query_records(engine)}
+    [(_, kind, aside)] = list(new.spool.rejected.entries())  # kept aside, not lost
+    assert kind == "record" and aside["entry"]["key"] == "orphan" and "not registered" in aside["error"]
+    assert any(e["kind"] == "record-rejected" for e in query_events(engine))

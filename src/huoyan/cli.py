@@ -317,8 +317,17 @@ def _server_settings(args: argparse.Namespace, recipes: list[Any]) -> Any:
     )
 
 
-def serve(settings: Any, host: str, port: int, tls_cert: str | None = None, tls_key: str | None = None) -> None:
-    """Run the server in the foreground until Ctrl-C or SIGTERM."""
+def serve(
+    settings: Any,
+    host: str,
+    port: int,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    trusted_proxies: list[str] | None = None,
+) -> None:
+    """Run the server in the foreground until Ctrl-C or SIGTERM. X-Forwarded-For and
+    -Proto are believed only from ``trusted_proxies``: otherwise any local client could
+    name another address and slip past the per-address login limit."""
     import uvicorn
 
     from huoyan.server.app import create_app
@@ -331,6 +340,8 @@ def serve(settings: Any, host: str, port: int, tls_cert: str | None = None, tls_
         ssl_keyfile=tls_key,
         log_level="info",
         timeout_graceful_shutdown=5,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=",".join(trusted_proxies or []) or None,
     )
 
 
@@ -343,7 +354,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _server_settings(args, recipes)
     scheme = "https" if args.tls_cert else "http"
     print(f"Huoyan dashboard on {scheme}://{args.host}:{args.port}/ (database {settings.database_url})", flush=True)
-    serve(settings, args.host, args.port, args.tls_cert, args.tls_key)
+    serve(settings, args.host, args.port, args.tls_cert, args.tls_key, args.trusted_proxy)
     return 0
 
 
@@ -370,26 +381,59 @@ def _accounts(args: argparse.Namespace) -> Any:
     return Accounts(engine)
 
 
+def _audit_log(args: argparse.Namespace, engine: Any) -> Any:
+    """The audit trail, keyed as the server keys it (``--data-dir``, else the recipe's data_dir)."""
+    from huoyan.store.audit import AuditLog, audit_key
+
+    if args.data_dir:
+        data_dir = Path(args.data_dir)
+    else:
+        data_dir = Path(_recipe(args.recipe).storage.data_dir) if args.recipe else Path("huoyan-data")
+    return AuditLog(engine, audit_key(data_dir))
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from huoyan.store.database import upgrade
+
+    engine = _database(args)
+    upgrade(engine)
+    check = _audit_log(args, engine).verify()
+    print(
+        json.dumps(
+            {
+                "intact": check.intact,
+                "entries": check.entries,
+                "head_sha256": check.head_sha256,
+                "keyed_from_id": check.keyed_from_id,
+                "first_bad_id": check.first_bad_id,
+                "problem": check.problem,
+            },
+            indent=2,
+        )
+    )
+    return 0 if check.intact else 1
+
+
 def cmd_user(args: argparse.Namespace) -> int:
-    from huoyan.store.accounts import AccountError, Role
-    from huoyan.store.audit import AuditLog
+    from huoyan.store.accounts import DEFAULT_KEY_SCOPES, AccountError, Role
 
     accounts = _accounts(args)
+    audit = _audit_log(args, accounts.engine)
     try:
         if args.user_command == "add":
             user = accounts.add_user(args.username, _password(args), Role(args.role), "cli")
-            AuditLog(accounts.engine).add("cli", "user-add", user.username, role=user.role.value)
+            audit.add("cli", "user-add", user.username, role=user.role.value)
             print(f"user {user.username} added with role {user.role.value}")
         elif args.user_command == "set":
             password = _password(args) if args.password else None
             active = None if args.active is None else args.active == "yes"
             role = Role(args.role) if args.role else None
             user = accounts.update(args.username, role, active, password)
-            AuditLog(accounts.engine).add("cli", "user-change", user.username, role=user.role.value, active=user.active)
+            audit.add("cli", "user-change", user.username, role=user.role.value, active=user.active)
             print(f"user {user.username}: role {user.role.value}, {'active' if user.active else 'disabled'}")
         elif args.user_command == "key":
-            key_id, key = accounts.add_api_key(args.username, args.name)
-            AuditLog(accounts.engine).add("cli", "api-key-add", args.username, key_id=key_id, name=args.name)
+            key_id, key = accounts.add_api_key(args.username, args.name, args.scope or DEFAULT_KEY_SCOPES)
+            audit.add("cli", "api-key-add", args.username, key_id=key_id, name=args.name, scopes=args.scope)
             print(key)
         else:
             for u in accounts.users():
@@ -541,13 +585,29 @@ def _server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder for trained model versions (default: the first recipe's data_dir)")
     p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", help="... and this key")
-    p.add_argument("--secure-cookies", action="store_true", help="mark cookies Secure (behind an HTTPS proxy)")
+    p.add_argument(
+        "--secure-cookies", action="store_true", help="mark cookies Secure and send HSTS (behind an HTTPS proxy)"
+    )
+    p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="ADDRESS",
+        help="believe X-Forwarded-For from this reverse proxy's address (repeat; default: from none)",
+    )
     p.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-training", action="store_true", help="run no training jobs in this server")
 
 
+def _database_options(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--db", help="database URL")
+    where.add_argument("--recipe", help="use this recipe's database")
+    p.add_argument("--data-dir", help="folder of the audit key (default: the recipe's data_dir, or huoyan-data)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from huoyan.store.accounts import Scope
     from huoyan.vision.backbone import BACKBONES
 
     parser = argparse.ArgumentParser(prog="huoyan", description="Huoyan intelligent inspection")
@@ -664,13 +724,23 @@ def build_parser() -> argparse.ArgumentParser:
     u_key = user_sub.add_parser("key", help="make an API key acting as this user (printed once)")
     u_key.add_argument("username")
     u_key.add_argument("--name", required=True, help="what the key is for")
+    u_key.add_argument(
+        "--scope",
+        action="append",
+        choices=[s.value for s in Scope],
+        help="what the key may do within the user's role (repeat; default: upload only)",
+    )
     u_list = user_sub.add_parser("list", help="list users")
     for p in (u_add, u_set, u_key, u_list):
-        p_where = p.add_mutually_exclusive_group()
-        p_where.add_argument("--db", help="database URL")
-        p_where.add_argument("--recipe", help="use this recipe's database")
+        _database_options(p)
         p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     user.set_defaults(func=cmd_user)
+
+    audit = sub.add_parser("audit", help="the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check the keyed hash chain; exit 1 if it was tampered with")
+    _database_options(verify)
+    audit.set_defaults(func=cmd_audit)
 
     feed = sub.add_parser("feed", help="copy a folder's images into a hot folder at a fixed rate")
     feed.add_argument("folder")

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from huoyan.core.control import RecipeInfo, RecipeSwitchError
+from huoyan.core.durable import remove_stale_temporaries
 from huoyan.core.recipe import Recipe, RecipeError, load_recipe
 from huoyan.core.records import StationEvent
 from huoyan.io.feedback import Channel, LineFeedback, SignalTimes
@@ -315,6 +316,10 @@ def open_station(
     data_dir = Path(recipe.storage.data_dir)
     engine = open_database(database_url or recipe, migrate=False)  # migrated below, outage-tolerant
     blobs_dir, spool_dir = data_paths(data_dir)
+    # Only the folders whose writers are ours: a hot folder may hold a camera's own temporaries.
+    stale = sum(remove_stale_temporaries(f) for f in (blobs_dir, spool_dir, data_dir / "outbox"))
+    if stale:
+        log.info("removed %d temporary files left by a killed writer in %s", stale, data_dir)
     store = RecordStore(engine, BlobStore(blobs_dir), Spool(spool_dir / recipe.station))
     store.configure(**store_config(recipe, model_path, model, model_sha))
     try:
@@ -323,7 +328,8 @@ def open_station(
         store.flush()
     except UNAVAILABLE as exc:
         log.error("database not reachable at start (%s); records go to the local spool until it is", exc)
-    counter = SeqCounter(store.last_seq(recipe.station))
+    # Persisted beside the spool: numbers stay unique when the database cannot say which are taken.
+    counter = SeqCounter(store.last_seq(recipe.station), path=spool_dir / f"{recipe.station}.seq")
     source = make_source(recipe.source, recipe.station, PartIds(recipe.part_id), counter)
     inspector = Inspector(model, recipe, model_sha, decode_image)
     station = Station(
@@ -385,7 +391,10 @@ def run_station(
             if feedback is not None:
                 await feedback.stop()
 
-    stats = asyncio.run(main())
+    try:
+        stats = asyncio.run(main())
+    finally:
+        opened.source.counter.close()
     if status is print_status and sys.stderr.isatty():
         sys.stderr.write("\n")
     summary = stats.summary()

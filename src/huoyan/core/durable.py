@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +23,36 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# ``write_durably``'s temporary names: .<name>.<pid>.<thread>.tmp
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.\d+\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete the temporary files that writers killed mid-write left under ``folder``
+    (their process is gone, so the rename never came); returns how many."""
+    removed = 0
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            m = _TEMPORARY.match(name)
+            if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+                try:
+                    os.unlink(os.path.join(dirpath, name))
+                    removed += 1
+                except FileNotFoundError:
+                    continue
+    return removed
 
 
 def write_durably(path: Path, data: bytes) -> None:

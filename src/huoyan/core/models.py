@@ -7,6 +7,7 @@ dataclasses: cheap to build, easy to serialise to JSON for records and line feed
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -74,6 +75,60 @@ class Calibration(BaseModel):
     f1_metrics: dict[str, float] | None = None
 
 
+def colourfulness(image: np.ndarray) -> float:
+    """Mean difference between an RGB image's channels (0 for a gray image), on one pixel
+    in 16: enough to tell a gray frame from a colour one at a fraction of the cost."""
+    if image.ndim != 3 or image.shape[2] < 3:
+        return 0.0
+    view = image[::4, ::4].astype(np.int16)
+    return float(np.abs(view[..., 0] - view[..., 1]).mean() + np.abs(view[..., 1] - view[..., 2]).mean())
+
+
+COLOUR_MIN = 1.0  # a training set whose median colourfulness reaches this is a colour set
+GRAY_MAX = 0.05  # an input below this carries no colour at all
+SIZE_SLACK = 2.0  # inputs may be this much smaller or larger than the training images
+
+
+class InputSpec(BaseModel):
+    """What the training images looked like, so that an input the model was never meant to
+    judge (a gray frame for a colour model, a 1-pixel sliver) is an error, not a verdict."""
+
+    min_width: int
+    max_width: int
+    min_height: int
+    max_height: int
+    colour: bool = Field(description="the training images were colour images")
+
+    @classmethod
+    def of(cls, images: Sequence[np.ndarray]) -> InputSpec:
+        widths = [im.shape[1] for im in images]
+        heights = [im.shape[0] for im in images]
+        colours = sorted(colourfulness(im) for im in images)
+        return cls(
+            min_width=min(widths),
+            max_width=max(widths),
+            min_height=min(heights),
+            max_height=max(heights),
+            colour=bool(colours[len(colours) // 2] >= COLOUR_MIN),
+        )
+
+    def mismatch(self, image: np.ndarray) -> str | None:
+        """Why ``image`` (HxWx3, after preprocessing) is unlike the training images, or None."""
+        h, w = image.shape[:2]
+        wide = self.min_width / SIZE_SLACK <= w <= self.max_width * SIZE_SLACK
+        tall = self.min_height / SIZE_SLACK <= h <= self.max_height * SIZE_SLACK
+        if not (wide and tall):
+            trained = (
+                f"{self.min_width}x{self.min_height}"
+                if (self.min_width, self.min_height) == (self.max_width, self.max_height)
+                else f"{self.min_width}-{self.max_width} x {self.min_height}-{self.max_height}"
+            )
+            return f"image is {w}x{h} px; the model was trained on {trained} px images"
+        if self.colour and colourfulness(image) < GRAY_MAX:
+            return "gray image (no colour at all); the model was trained on colour images"
+        return None
+
+
 class ModelCard(BaseModel):
     """Everything needed to trust, reproduce and audit a trained model."""
 
@@ -94,6 +149,7 @@ class ModelCard(BaseModel):
     calibration: Calibration
     metrics: dict[str, float] = Field(default_factory=dict)
     bank_sha256: str = ""
+    input: InputSpec | None = Field(default=None, description="the training images (absent in older models)")
 
 
 class Judgement(BaseModel):

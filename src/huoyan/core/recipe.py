@@ -10,6 +10,7 @@ than a setting silently ignored. Relative paths are resolved against the recipe 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -71,6 +72,12 @@ Source = Annotated[HotFolderSource | ReplaySource | CameraSource | HttpSource, F
 
 class Preprocess(_Strict):
     """Applied to every image before the model, in this order: crop, rotate, resize."""
+
+    max_image_pixels: int = Field(
+        default=50_000_000,
+        ge=1,
+        description="larger images (width x height from the file's header) are ERROR without being decoded",
+    )
 
     roi: tuple[int, int, int, int] | None = Field(default=None, description="x, y, width, height in pixels")
     rotate: Literal[0, 90, 180, 270] = 0
@@ -270,8 +277,20 @@ class Recipe(_Strict):
         """Hash of the validated content: a changed recipe under an old version number is caught.
 
         ``feedback`` is left out: it wires the station to the line and does not change
-        how a part is judged, so a new broker address needs no new recipe version."""
-        return hashlib.sha256(self.model_dump_json(by_alias=True, exclude={"feedback"}).encode()).hexdigest()
+        how a part is judged, so a new broker address needs no new recipe version.
+        Fields added in later releases count only when set away from their default, so
+        upgrading Huoyan does not make every stored recipe version look edited."""
+        body = self.model_dump(mode="json", by_alias=True, exclude={"feedback"})
+        for section, fields in ADDED_LATER.items():
+            model = getattr(self, section)
+            for name in fields:
+                if getattr(model, name) == type(model).model_fields[name].default:
+                    body[section].pop(name, None)
+        return hashlib.sha256(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+
+
+# Fields each recipe section gained after the first release (see ``content_sha256``).
+ADDED_LATER: dict[str, tuple[str, ...]] = {"preprocess": ("max_image_pixels",)}
 
 
 def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:

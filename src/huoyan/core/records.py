@@ -14,9 +14,16 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from huoyan.core.models import Judgement
+from huoyan.core.text import safe_text
+
+# What the record store's columns hold; longer values are shortened with a digest (``safe_text``).
+KEY_CHARS = 400
+SOURCE_NAME_CHARS = 1000
+PART_ID_CHARS = 200
+MESSAGE_CHARS = 4000
 
 
 def utcnow() -> datetime:
@@ -60,6 +67,11 @@ class StationEvent(BaseModel):
     at: datetime = Field(default_factory=utcnow)
     active: bool = Field(default=True, description="False when the event clears an earlier alarm")
 
+    @field_validator("message")
+    @classmethod
+    def _storable(cls, v: str) -> str:
+        return safe_text(v, MESSAGE_CHARS)
+
 
 class InspectionRecord(Judgement):
     """The stored, traceable outcome of one part: exactly one per arrival."""
@@ -81,6 +93,28 @@ class InspectionRecord(Judgement):
     trigger: dict[str, Any] | None = Field(
         default=None, description="the trigger's payload: part id and the PLC's job and measurement ids"
     )
+
+    # Names come from file systems, uploads and PLCs: any bytes, any length. Made storable
+    # here, once, so no writer (database, spool, message) can fail on one part's name.
+    @field_validator("key")
+    @classmethod
+    def _storable_key(cls, v: str) -> str:
+        return safe_text(v, KEY_CHARS)
+
+    @field_validator("source_name")
+    @classmethod
+    def _storable_name(cls, v: str) -> str:
+        return safe_text(v, SOURCE_NAME_CHARS)
+
+    @field_validator("part_id")
+    @classmethod
+    def _storable_part_id(cls, v: str | None) -> str | None:
+        return None if v is None else safe_text(v, PART_ID_CHARS)
+
+    @field_validator("error")
+    @classmethod
+    def _storable_error(cls, v: str | None) -> str | None:
+        return None if v is None else safe_text(v, MESSAGE_CHARS)
 
 
 @dataclass(slots=True)

@@ -21,11 +21,20 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from huoyan import __version__
 from huoyan.server.platform import Platform, Settings
 from huoyan.server.routes import admin, auth, models, pages, records, stations
+from huoyan.server.routes.stations import MAX_UPLOAD
 from huoyan.server.security import LoginRequired
+from huoyan.server.uploads import FORM_OVERHEAD, BodyLimit
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
 ROUTERS = (auth.router, stations.router, records.router, models.router, admin.router, pages.router)
+
+
+MAX_BODY = 1024 * 1024  # JSON bodies (logins, reviews, settings); uploads have their own limit
+
+
+def _is_upload(path: str) -> bool:
+    return path == "/api/inspect" or (path.startswith("/api/stations/") and path.endswith("/inspect"))
 
 
 def _is_api(request: Request) -> bool:
@@ -78,6 +87,8 @@ def create_app(settings: Settings, start_platform: bool = True) -> FastAPI:
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
         response: Response = await call_next(request)
+        if settings.secure_cookies:  # served over HTTPS (TLS here, or a proxy in front)
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -89,6 +100,8 @@ def create_app(settings: Settings, start_platform: bool = True) -> FastAPI:
             )
         return response
 
+    # Outermost: bodies are capped before anything reads them (uploads read theirs after login).
+    app.add_middleware(BodyLimit, limit=MAX_BODY, upload_limit=MAX_UPLOAD + FORM_OVERHEAD, is_upload=_is_upload)
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -35,6 +35,7 @@ from huoyan.vision.overlay import encode, render_overlay
 
 log = logging.getLogger(__name__)
 PREVIEW_SIDE = 480
+RESTART_MAX_S = 30.0
 NG_WINDOW = 100
 
 
@@ -69,9 +70,17 @@ class StationHost:
         self._thread: threading.Thread | None = None
         self._last: deque[str] = deque(maxlen=NG_WINDOW)
         self._started_loop = threading.Event()
+        self._stopping = threading.Event()
 
     # -- life cycle ---------------------------------------------------------------------
     def start(self) -> None:
+        self.opened = self._open()
+        self._thread = threading.Thread(target=self._run, name=f"station-{self.station_id}", daemon=True)
+        self._thread.start()
+        self._started_loop.wait(30)
+
+    def _open(self) -> OpenStation:
+        """Open the station as ``huoyan run`` does, with the model version last activated."""
         try:
             active = self.versions.active(self.station_id)
         except UNAVAILABLE as exc:
@@ -93,10 +102,7 @@ class StationHost:
             self.version = None
         opened.station.item_listeners.append(self._on_item)
         opened.station.event_listeners.append(self._on_event)
-        self.opened = opened
-        self._thread = threading.Thread(target=self._run, name=f"station-{self.station_id}", daemon=True)
-        self._thread.start()
-        self._started_loop.wait(30)
+        return opened
 
     def _kept_threshold(self, active: dict[str, Any] | None) -> float | None:
         """The threshold an engineer set, if it still belongs to this recipe version and model."""
@@ -118,22 +124,44 @@ class StationHost:
         return float(kept["threshold"])
 
     def _run(self) -> None:
-        assert self.opened is not None
+        """Run the station; if it fails, tell the line, wait, open it afresh and go on,
+        until ``stop``. A failure must not leave the server without its station."""
 
         def on_start(loop: asyncio.AbstractEventLoop) -> None:
             self._loop = loop
+            self.error = None
             self._started_loop.set()
 
-        try:
-            run_station(self.opened, status=None, on_start=on_start)
-        except Exception as exc:
-            self.error = f"station stopped: {exc}"
-            log.exception("station %s stopped", self.station_id)
-        finally:
-            self._loop = None
-            self._started_loop.set()
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                if self.opened is None:
+                    self.opened = self._open()
+                run_station(self.opened, status=None, on_start=on_start)
+                return
+            except Exception as exc:
+                failures += 1
+                self._loop = None
+                self.error = f"station stopped: {exc}; restarting"
+                log.exception("station %s stopped; restarting it", self.station_id)
+                if self.opened is not None and isinstance(self.opened.source, HttpUpload):
+                    self.opened.source.fail_pending(f"the station stopped before this part was recorded ({exc})")
+                self.opened = None
+                self._on_event(
+                    StationEvent(
+                        station_id=self.station_id,
+                        kind="station-restarted",
+                        severity=Severity.ALARM,
+                        message=f"the station stopped ({exc}) and is being restarted",
+                    )
+                )
+                self._stopping.wait(min(RESTART_MAX_S, 0.5 * 2 ** min(failures, 6)))
+            finally:
+                self._loop = None
+                self._started_loop.set()
 
     def stop(self, timeout: float = 30.0) -> None:
+        self._stopping.set()
         loop, opened = self._loop, self.opened
         if loop is not None and opened is not None:
             loop.call_soon_threadsafe(opened.station.stop)

@@ -21,7 +21,7 @@ from huoyan.server.metrics import Metrics
 from huoyan.server.throttle import LoginThrottle
 from huoyan.server.training import Trainer
 from huoyan.store.accounts import Accounts
-from huoyan.store.audit import AuditLog
+from huoyan.store.audit import AuditLog, audit_key
 from huoyan.store.blobs import BlobStore
 from huoyan.store.database import make_engine, upgrade
 from huoyan.store.records import UNAVAILABLE, data_paths
@@ -48,12 +48,11 @@ class Platform:
         self.settings = settings
         self.engine: Engine = make_engine(settings.database_url)
         self.accounts = Accounts(self.engine, settings.session_hours)
-        self.audit = AuditLog(self.engine)
+        self.audit = AuditLog(self.engine, audit_key(settings.data_dir))
         self.reviews = Reviews(self.engine)
         self.versions = ModelVersions(self.engine)
         self.hub = LiveHub()
-        # Per user name, and per address: looser, as a shop-floor PC is shared by a shift.
-        self.throttles = (LoginThrottle(limit=5), LoginThrottle(limit=30))
+        self.throttle = LoginThrottle()
         self.metrics = Metrics(lambda: [h.snapshot() for h in self.hosts.values()])
         self.hosts: dict[str, StationHost] = {}
         for recipe in settings.recipes:

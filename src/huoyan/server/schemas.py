@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, Field
 
 from huoyan.core.models import Region, Verdict
-from huoyan.store.accounts import Role
+from huoyan.store.accounts import DEFAULT_KEY_SCOPES, Role, Scope
 from huoyan.store.reviews import Outcome
 
 T = TypeVar("T")
@@ -61,6 +61,13 @@ class UserChange(BaseModel):
 class NewApiKey(BaseModel):
     username: str = Field(min_length=1, max_length=100)
     name: str = Field(min_length=1, max_length=200, description="what the key is for, e.g. 'line-3 PLC gateway'")
+    scopes: list[Scope] = Field(
+        default_factory=lambda: list(DEFAULT_KEY_SCOPES),
+        min_length=1,
+        max_length=4,
+        description="what the key may do within the user's role: upload (a camera's key, the default), "
+        "read, review, admin (all the role allows)",
+    )
 
 
 class ApiKeyOut(BaseModel):
@@ -71,6 +78,7 @@ class ApiKeyOut(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked: bool
+    scopes: list[Scope]
 
 
 class ApiKeyCreated(BaseModel):
@@ -235,4 +243,8 @@ class AuditOut(BaseModel):
 
 class AuditCheck(BaseModel):
     intact: bool
+    entries: int
+    head_sha256: str = Field(description="the newest entry's hash: note it elsewhere to catch a rollback")
+    keyed_from_id: int | None = Field(description="first entry with a MAC (older ones predate the audit key)")
+    problem: str | None
     first_bad_id: int | None

@@ -4,8 +4,10 @@ Browsers log in and carry an HttpOnly, SameSite=Strict session cookie (Secure wh
 server is told it runs behind HTTPS). Every state-changing request on a session must
 also send the session's CSRF token in ``X-CSRF-Token``, which a page from another
 site cannot read. Machines send an API key (``X-API-Key`` or ``Authorization: Bearer``)
-and need no CSRF token. Every refusal for lack of role is answered 403 and written to
-the audit trail.
+and need no CSRF token. A key acts for its user, but only within the scopes chosen when
+it was made (``upload``, ``read``, ``review``, ``admin``): a camera's upload key cannot
+read records or post reviews. Every refusal for lack of role or scope is answered 403
+and written to the audit trail.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from huoyan.server.platform import Platform, platform
-from huoyan.store.accounts import Role, User
+from huoyan.store.accounts import Role, Scope, User
 
 log = logging.getLogger(__name__)
 COOKIE = "huoyan_session"
@@ -40,6 +42,10 @@ class Principal:
     csrf_token: str | None = None
     session_token: str | None = None
     api_key_id: int | None = None
+    scopes: frozenset[Scope] | None = None  # an API key's; None for a session (the whole role)
+
+    def may(self, scope: Scope) -> bool:
+        return self.scopes is None or scope in self.scopes or Scope.ADMIN in self.scopes
 
 
 class LoginRequired(Exception):
@@ -59,7 +65,9 @@ def _identify(
     api_key = key or (bearer_auth.credentials if bearer_auth else None)
     if api_key:
         found_key = p.accounts.api_key_user(api_key)
-        return None if found_key is None else Principal(found_key[0], "api-key", api_key_id=found_key[1])
+        if found_key is None:
+            return None
+        return Principal(found_key.user, "api-key", api_key_id=found_key.id, scopes=found_key.scopes)
     if cookie:
         found = p.accounts.session_user(cookie)
         if found is None:
@@ -99,15 +107,20 @@ def page_principal(
     return principal
 
 
-def deny(p: Platform, principal: Principal, needed: Role, what: str) -> HTTPException:
-    log.warning(
-        "denied: %s (%s) asked for %s, which needs %s", principal.user.username, principal.user.role, what, needed.value
-    )
-    p.audit.add(principal.user.username, "access", what, "denied", role=principal.user.role.value, needed=needed.value)
-    return HTTPException(403, f"this needs the {needed.value} role; you are {principal.user.role.value}")
+def deny(p: Platform, principal: Principal, needed: Role, what: str, scope: Scope | None = None) -> HTTPException:
+    user = principal.user
+    if scope is not None:
+        log.warning(
+            "denied: API key %s of %s lacks the %s scope for %s", principal.api_key_id, user.username, scope, what
+        )
+        p.audit.add(user.username, "access", what, "denied", api_key=principal.api_key_id, needed_scope=scope.value)
+        return HTTPException(403, f"this API key lacks the {scope.value} scope")
+    log.warning("denied: %s (%s) asked for %s, which needs %s", user.username, user.role, what, needed.value)
+    p.audit.add(user.username, "access", what, "denied", role=user.role.value, needed=needed.value)
+    return HTTPException(403, f"this needs the {needed.value} role; you are {user.role.value}")
 
 
-def _role_check(needed: Role, for_pages: bool) -> Callable[..., Principal]:
+def _role_check(needed: Role, scope: Scope, for_pages: bool) -> Callable[..., Principal]:
     source = page_principal if for_pages else current_principal
 
     # A default, not an annotation: annotations are strings here and cannot see ``source``.
@@ -116,26 +129,33 @@ def _role_check(needed: Role, for_pages: bool) -> Callable[..., Principal]:
         p: Annotated[Platform, Depends(platform)],
         principal: Principal = Depends(source),  # noqa: B008
     ) -> Principal:
+        what = f"{request.method} {request.url.path}"
         if not principal.user.role.allows(needed):
-            raise deny(p, principal, needed, f"{request.method} {request.url.path}")
+            raise deny(p, principal, needed, what)
+        if not principal.may(scope):
+            raise deny(p, principal, needed, what, scope)
         return principal
 
     return check
 
 
-def require(needed: Role) -> object:
-    """Dependency for API routes: the caller, if their role is at least ``needed``."""
-    return Depends(_role_check(needed, for_pages=False))
+def require(needed: Role, scope: Scope) -> object:
+    """Dependency for API routes: the caller, if their role is at least ``needed`` and,
+    for an API key, its scopes include ``scope``."""
+    return Depends(_role_check(needed, scope, for_pages=False))
 
 
 def require_page(needed: Role) -> object:
     """Dependency for pages: as ``require``, but no session means a redirect to log in."""
-    return Depends(_role_check(needed, for_pages=True))
+    return Depends(_role_check(needed, Scope.ADMIN, for_pages=True))
 
 
-Operator = Annotated[Principal, require(Role.OPERATOR)]
-Engineer = Annotated[Principal, require(Role.ENGINEER)]
-Admin = Annotated[Principal, require(Role.ADMIN)]
+Operator = Annotated[Principal, require(Role.OPERATOR, Scope.READ)]
+Uploader = Annotated[Principal, require(Role.OPERATOR, Scope.UPLOAD)]
+Reviewer = Annotated[Principal, require(Role.OPERATOR, Scope.REVIEW)]
+Engineer = Annotated[Principal, require(Role.ENGINEER, Scope.ADMIN)]
+Admin = Annotated[Principal, require(Role.ADMIN, Scope.ADMIN)]
+Authenticated = Annotated[Principal, Depends(current_principal)]
 OperatorPage = Annotated[Principal, require_page(Role.OPERATOR)]
 EngineerPage = Annotated[Principal, require_page(Role.ENGINEER)]
 AdminPage = Annotated[Principal, require_page(Role.ADMIN)]

@@ -16,7 +16,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from huoyan.core.models import InspectionResult, Region, Verdict
+from huoyan.core.models import InputSpec, InspectionResult, Region, Verdict
 from huoyan.core.recipe import Recipe
 from huoyan.core.records import Arrival, InspectionRecord, StoredRecord, utcnow
 from huoyan.station import preprocess
@@ -33,6 +33,9 @@ class Engine(Protocol):
     @property
     def threshold(self) -> float: ...
 
+    @property
+    def input_spec(self) -> InputSpec | None: ...
+
     def score(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]: ...
 
     def judge(
@@ -48,7 +51,7 @@ class Engine(Protocol):
 
 
 class Decoder(Protocol):
-    def __call__(self, data: bytes, name: str) -> np.ndarray: ...
+    def __call__(self, data: bytes, name: str, max_pixels: int | None = None) -> np.ndarray: ...
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -128,9 +131,15 @@ class Inspector:
     def prepare(self, a: Arrival) -> Prepared:
         """Decode and preprocess one part. The pipeline calls this as parts arrive, on
         another thread, so decoding overlaps the previous batch's inference."""
+        cfg = self.recipe.preprocess
         try:
-            image = a.image if a.image is not None else self.decode(a.data or b"", a.source_name)
-            return Prepared(a, preprocess.apply(image, self.recipe.preprocess))
+            image = a.image if a.image is not None else self.decode(a.data or b"", a.source_name, cfg.max_image_pixels)
+            image = preprocess.apply(image, cfg)
+            spec = self.engine.input_spec
+            problem = None if spec is None else spec.mismatch(image)
+            if problem is not None:
+                return Prepared(a, None, problem)
+            return Prepared(a, image)
         except Exception as exc:  # every failure of one part is that part's ERROR record
             return Prepared(a, None, str(exc) or type(exc).__name__)
 

@@ -306,8 +306,11 @@ class Station:
                 try:
                     await loop.run_in_executor(self._write_pool, self.sink.write, items)
                     break
-                except OSError as exc:
-                    # Disk full or failing: keep the records in memory and retry; never drop them.
+                except Exception as exc:
+                    # Disk full or failing, or a fault in the store: keep the records in memory
+                    # and retry; never drop them. (A record the database refuses for its
+                    # content is set aside by the store itself, so this loop cannot stick on one.)
+                    log.exception("cannot write records")
                     self._alert("storage-error", Severity.ALARM, f"cannot write records ({exc}); retrying")
                     await asyncio.sleep(1.0)
             now = time.monotonic()
@@ -323,7 +326,10 @@ class Station:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(2.0)
-            await loop.run_in_executor(self._write_pool, self.sink.flush)
+            try:
+                await loop.run_in_executor(self._write_pool, self.sink.flush)
+            except Exception:
+                log.exception("spool flush failed; trying again")
 
     async def _idle_watch(self, idle_exit: float) -> None:
         while not self.source.stopped:

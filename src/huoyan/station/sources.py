@@ -17,37 +17,75 @@ import os
 import re
 import threading
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import cv2
 import numpy as np
 
+from huoyan.core.durable import write_durably
 from huoyan.core.models import IMAGE_SUFFIXES, Verdict
 from huoyan.core.recipe import CameraSource, HotFolderSource, HttpSource, PartId, ReplaySource
 from huoyan.core.records import Arrival, InspectionRecord, Severity, StationEvent, utcnow
+from huoyan.core.text import fit_file_name, safe_text
 
 log = logging.getLogger(__name__)
 
 # Names writers use while a file is incomplete; such files are never claimed.
 PARTIAL = re.compile(r"(^\.|\.tmp$|\.part$|\.partial$|~$)", re.IGNORECASE)
 CLAIM_SEP = "__"
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, NTFS through most mounts)
 
 EventFn = Callable[[StationEvent], None]
 
 
-@dataclass
 class SeqCounter:
-    """The station's part sequence: unique and increasing across restarts (gaps allowed)."""
+    """The station's part sequence: unique and increasing across restarts (gaps allowed).
 
-    last: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    The sequence number is half of every idempotency key, so it must never repeat, even
+    when the station starts while its database is down and cannot say which numbers are
+    taken. With a ``path`` (kept beside the outage spool) the counter reserves numbers in
+    blocks, writing each block's end durably before handing out its first number; a
+    restart begins after the last reservation, whatever the database answers. A clean
+    ``close`` gives the unused rest of the block back, so only a crash leaves a gap.
+    """
+
+    BLOCK = 1000
+
+    def __init__(self, last: int = 0, path: Path | None = None) -> None:
+        self.path = path
+        reserved = 0
+        if path is not None and path.exists():
+            try:
+                reserved = int(path.read_text().strip() or 0)
+            except ValueError as exc:
+                raise ValueError(f"{path}: not a sequence number; remove it only if the database is reachable") from exc
+        self.last = max(last, reserved)
+        self._reserved = self.last
+        self._lock = threading.Lock()
+
+    def _reserve(self, upto: int) -> None:
+        if self.path is not None:
+            write_durably(self.path, str(upto).encode())
+        self._reserved = upto
 
     def next(self) -> int:
         with self._lock:
+            if self.path is not None and self.last + 1 > self._reserved:
+                self._reserve(self.last + self.BLOCK)
             self.last += 1
             return self.last
+
+    def advance_to(self, seq: int) -> None:
+        """Numbers up to ``seq`` are taken (claims found on disk)."""
+        with self._lock:
+            self.last = max(self.last, seq)
+
+    def close(self) -> None:
+        """Give back the unused rest of the reserved block (clean shutdown)."""
+        with self._lock:
+            if self.path is not None and self._reserved > self.last:
+                self._reserve(self.last)
 
 
 class PartIds:
@@ -118,9 +156,15 @@ class HotFolder(Source):
     Claimed files wait in ``<path>/.processing`` named ``<seq>__<original name>``; the
     sequence number in the name is the idempotency key, so after a crash the same file
     is re-inspected under the same key (or only archived if its record already exists).
+    A name too long for the claim prefix is shortened with a digest (``fit_file_name``).
+    Entries that cannot be taken (symbolic links, which are never followed, FIFOs,
+    folders, files that stay empty) are left in place under a ``hot-folder-skipped``
+    alarm, cleared once they are gone.
     """
 
     kind = "hot_folder"
+    SKIPPED_KIND = "hot-folder-skipped"
+    EMPTY_GRACE_S = 1.0  # an empty file may be one its writer has not filled yet
 
     def __init__(self, cfg: HotFolderSource, station_id: str, part_ids: PartIds, counter: SeqCounter) -> None:
         super().__init__(station_id, part_ids, counter, cfg.queue)
@@ -131,7 +175,9 @@ class HotFolder(Source):
         self.failed = Path(cfg.failed_dir or self.inbox / "failed")
         for folder in (self.inbox, self.processing, self.done, self.failed):
             folder.mkdir(parents=True, exist_ok=True)
-        self.counter.last = max(self.counter.last, *(s for s, _ in self._claimed()), 0)
+        self._own = {os.path.realpath(f) for f in (self.processing, self.done, self.failed)}
+        self._skipped: dict[str, str] = {}  # name -> why, as last reported
+        self.counter.advance_to(max((s for s, _ in self._claimed()), default=0))
 
     def _claimed(self) -> list[tuple[int, Path]]:
         out = []
@@ -162,61 +208,106 @@ class HotFolder(Source):
             meta={"claimed_path": str(path)},
         )
 
-    def _scan(self, seen: dict[str, tuple[int, int, float]], now: float) -> list[str]:
-        """Names whose size and mtime have held for ``settle_ms``; updates ``seen``."""
-        ready, present = [], set()
+    def _why_not(self, entry: os.DirEntry[str]) -> str | None:
+        """Why an entry is no file to claim (None: it is a regular file)."""
+        if entry.is_symlink():
+            return "a symbolic link (links are not followed)"
+        if entry.is_dir(follow_symlinks=False):
+            return None if os.path.realpath(entry.path) in self._own else "a folder"
+        if not entry.is_file(follow_symlinks=False):
+            return "not a regular file (FIFO, socket or device)"
+        return None
+
+    def _scan(self, seen: dict[str, tuple[int, int, float]], now: float) -> tuple[list[str], dict[str, str]]:
+        """Names whose size and mtime have held for ``settle_ms`` (updates ``seen``), and
+        the entries that cannot be taken, with why."""
+        ready, present, skipped = [], set(), {}
+        settle = self.cfg.settle_ms / 1000
         with os.scandir(self.inbox) as it:
             for entry in it:
-                if not entry.is_file(follow_symlinks=False) or PARTIAL.search(entry.name):
+                if PARTIAL.search(entry.name):
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    why = self._why_not(entry)
+                    if why is not None:
+                        skipped[entry.name] = why
                     continue
                 present.add(entry.name)
-                st = entry.stat()
+                st = entry.stat(follow_symlinks=False)
                 sig = (st.st_size, st.st_mtime_ns)
                 prev = seen.get(entry.name)
                 if prev is None or prev[:2] != sig:
                     seen[entry.name] = (*sig, now)
-                elif st.st_size > 0 and now - prev[2] >= self.cfg.settle_ms / 1000:
+                elif st.st_size > 0 and now - prev[2] >= settle:
                     ready.append(entry.name)
+                elif st.st_size == 0 and now - prev[2] >= max(settle, self.EMPTY_GRACE_S):
+                    skipped[entry.name] = "an empty file"
         for gone in set(seen) - present:
             del seen[gone]
-        return sorted(ready, key=lambda n: (seen[n][1], n))
+        return sorted(ready, key=lambda n: (seen[n][1], n)), skipped
+
+    def _report_skipped(self, skipped: dict[str, str]) -> None:
+        new = {n: why for n, why in skipped.items() if self._skipped.get(n) != why}
+        if new:
+            listed = "; ".join(f"{safe_text(n, 200)!r}: {why}" for n, why in sorted(new.items())[:10])
+            more = f" (and {len(new) - 10} more)" if len(new) > 10 else ""
+            self._emit(self.SKIPPED_KIND, Severity.ALARM, f"left in {self.inbox}: {listed}{more}")
+        elif self._skipped and not skipped:
+            self._emit(self.SKIPPED_KIND, Severity.INFO, "no entries left that cannot be taken", active=False)
+        self._skipped = skipped
 
     def _claim(self, name: str) -> tuple[int, Path] | None:
         seq = self.counter.next()
-        target = self.processing / f"{seq:010d}{CLAIM_SEP}{name}"
+        prefix = f"{seq:010d}{CLAIM_SEP}"
+        target = self.processing / (prefix + fit_file_name(name, NAME_MAX - len(prefix)))
         try:
             os.rename(self.inbox / name, target)
         except FileNotFoundError:
             return None  # another station or the operator took it first
+        except OSError as exc:
+            log.error("cannot claim %r: %s", name, exc)
+            self._emit(self.SKIPPED_KIND, Severity.ALARM, f"cannot claim {safe_text(name, 200)!r}: {exc.strerror}")
+            return None
         return seq, target
 
     async def arrivals(self) -> AsyncIterator[Arrival]:
         for seq, path in self._claimed():
             yield await asyncio.to_thread(self._arrival, seq, path, True)
         seen: dict[str, tuple[int, int, float]] = {}
+        unclaimable: set[str] = set()
         loop = asyncio.get_running_loop()
         while not self.stopped:
-            ready = await asyncio.to_thread(self._scan, seen, loop.time())
+            ready, skipped = await asyncio.to_thread(self._scan, seen, loop.time())
+            self._report_skipped(skipped)
+            ready = [n for n in ready if n not in unclaimable]
             for name in ready:
                 if self.stopped:
                     return
                 claimed = await asyncio.to_thread(self._claim, name)
                 seen.pop(name, None)
-                if claimed is not None:
-                    yield await asyncio.to_thread(self._arrival, *claimed, False)
+                if claimed is None:
+                    if os.path.lexists(self.inbox / name):
+                        unclaimable.add(name)  # reported once; not retried in a tight loop
+                    continue
+                yield await asyncio.to_thread(self._arrival, *claimed, False)
             if not ready:
                 await self._pause(self.cfg.poll_ms / 1000)
 
     async def settle(self, arrival: Arrival, verdict: Verdict) -> None:
-        await asyncio.to_thread(self._archive, Path(arrival.meta["claimed_path"]), arrival, verdict)
+        await asyncio.to_thread(self._archive, Path(arrival.meta["claimed_path"]), verdict)
 
-    def _archive(self, claimed: Path, arrival: Arrival, verdict: Verdict) -> None:
+    def _archive(self, claimed: Path, verdict: Verdict) -> None:
         folder = self.failed if verdict == Verdict.ERROR else self.done
-        target = folder / arrival.source_name
+        target = folder / claimed.name.partition(CLAIM_SEP)[2]
         if target.exists():
-            target = folder / f"{Path(arrival.source_name).stem}.{arrival.seq}{Path(arrival.source_name).suffix}"
-        with contextlib.suppress(FileNotFoundError):
+            target = folder / claimed.name  # the sequence number keeps it apart
+        try:
             os.replace(claimed, target)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            # The record is durable; the file stays claimed and is archived on the next start.
+            log.error("cannot archive %s: %s", claimed, exc)
 
 
 class Replay(Source):
@@ -410,6 +501,15 @@ class HttpUpload(Source):
             self._waiting[arrival.key] = future
             loop.call_soon_threadsafe(inbox.put_nowait, arrival)
         return future
+
+    def fail_pending(self, why: str) -> None:
+        """Answer every upload still waiting with ``why`` (the station stopped on a fault)."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, {}
+            self._taken.clear()
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(SourceBusy(why))
 
     def on_record(self, record: InspectionRecord) -> None:
         """Station listener: the record as decided, handed back once it is durable."""

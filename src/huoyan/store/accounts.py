@@ -12,6 +12,7 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -47,6 +48,22 @@ class Role(StrEnum):
         return self.rank >= needed.rank
 
 
+class Scope(StrEnum):
+    """What an API key may do, within its user's role. ``admin`` is all the role allows."""
+
+    UPLOAD = "upload"  # send parts to inspect
+    READ = "read"  # records, images, stations, metrics
+    REVIEW = "review"  # judge inspected parts (reviews feed retraining)
+    ADMIN = "admin"
+
+
+DEFAULT_KEY_SCOPES = (Scope.UPLOAD,)
+
+
+def parse_scopes(text: str) -> frozenset[Scope]:
+    return frozenset(Scope(s) for s in text.split(",") if s)
+
+
 class AccountError(ValueError):
     """A user or key that cannot be created or changed as asked."""
 
@@ -58,6 +75,15 @@ class User:
     role: Role
     active: bool
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A valid key as the server sees it: whose, which, and what it may do."""
+
+    user: User
+    id: int
+    scopes: frozenset[Scope]
 
 
 def _user(row: UserRow) -> User:
@@ -72,7 +98,7 @@ class Accounts:
     def __init__(self, engine: Engine, session_hours: float = 12.0) -> None:
         self.engine = engine
         self.session_ttl = timedelta(hours=session_hours)
-        self._seen_keys: dict[str, tuple[tuple[User, int], float]] = {}
+        self._seen_keys: dict[str, tuple[ApiKey, float]] = {}
 
     # -- users ------------------------------------------------------------------------
     def add_user(self, username: str, password: str, role: Role, created_by: str | None = None) -> User:
@@ -122,6 +148,8 @@ class Accounts:
                 if len(password) < MIN_PASSWORD:
                     raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
                 row.password_hash = _hasher.hash(password)
+                # Whoever knew the old password may hold a session: every one ends now.
+                s.execute(delete(SessionRow).where(SessionRow.user_id == row.id))
             return _user(row)
 
     def authenticate(self, username: str, password: str) -> User | None:
@@ -173,8 +201,16 @@ class Accounts:
             s.execute(delete(SessionRow).where(SessionRow.token_sha256 == token_sha256(token)))
 
     # -- API keys ---------------------------------------------------------------------
-    def add_api_key(self, username: str, name: str) -> tuple[int, str]:
-        """A new key for ``username``: (id, the key). The key is shown this once."""
+    def add_api_key(
+        self, username: str, name: str, scopes: Iterable[Scope | str] = DEFAULT_KEY_SCOPES
+    ) -> tuple[int, str]:
+        """A new key for ``username`` limited to ``scopes``: (id, the key). The key is shown this once."""
+        try:
+            chosen = sorted({Scope(x) for x in scopes})
+        except ValueError as exc:
+            raise AccountError(f"unknown scope: {exc}; choose from {', '.join(Scope)}") from exc
+        if not chosen:
+            raise AccountError("an API key needs at least one scope")
         key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         with Session(self.engine) as s, s.begin():
             user = s.scalar(select(UserRow).where(UserRow.username == username))
@@ -187,6 +223,7 @@ class Accounts:
                 key_sha256=token_sha256(key),
                 created_at=utcnow(),
                 revoked=False,
+                scopes=",".join(chosen),
             )
             s.add(row)
             s.flush()
@@ -204,6 +241,7 @@ class Accounts:
                     "created_at": as_utc(k.created_at),
                     "last_used_at": None if k.last_used_at is None else as_utc(k.last_used_at),
                     "revoked": k.revoked,
+                    "scopes": sorted(parse_scopes(k.scopes)),
                 }
                 for k, username in rows
             ]
@@ -215,8 +253,8 @@ class Accounts:
                 raise AccountError(f"no API key {key_id}")
             row.revoked = True
 
-    def api_key_user(self, key: str) -> tuple[User, int] | None:
-        """(user, key id) for a valid, unrevoked key of an active user.
+    def api_key_user(self, key: str) -> ApiKey | None:
+        """The key, if valid and unrevoked and its user active.
 
         While the database is unreachable, a key checked in the last ``OUTAGE_GRACE``
         still works: a camera gateway must keep uploading parts through an outage."""
@@ -234,7 +272,7 @@ class Accounts:
             self._seen_keys[digest] = (found, time.monotonic())
         return found
 
-    def _api_key_user(self, digest: str) -> tuple[User, int] | None:
+    def _api_key_user(self, digest: str) -> ApiKey | None:
         with Session(self.engine) as s, s.begin():
             row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_sha256 == digest))
             if row is None or row.revoked:
@@ -246,4 +284,4 @@ class Accounts:
             # At most once a minute: a camera gateway's every upload need not be a write.
             if row.last_used_at is None or now - as_utc(row.last_used_at) > LAST_USED_EVERY:
                 row.last_used_at = now
-            return _user(user), row.id
+            return ApiKey(_user(user), row.id, parse_scopes(row.scopes))

@@ -8,6 +8,7 @@ that is spooled, committed and spooled again by a restart is still stored once.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -17,8 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, func, insert, select
-from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, selectinload
 
 from huoyan.core.models import Region, Verdict
@@ -31,6 +40,15 @@ log = logging.getLogger(__name__)
 
 UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError)
 OUTAGE_KIND = "database-unavailable"
+REJECTED_KIND = "record-rejected"
+COLLISION_KIND = "record-key-collision"
+
+
+def collision_key(record: InspectionRecord) -> str:
+    """Where a record goes whose key is already stored for another part: the same for
+    every flush of the same spooled record, so a repeat still stores it once."""
+    digest = hashlib.sha256(record.model_dump_json().encode()).hexdigest()[:12]
+    return f"{record.key}~{digest}"
 
 
 class RecipeConflict(ValueError):
@@ -160,7 +178,10 @@ class RecordStore:
 
     # -- writing ----------------------------------------------------------------------
     def write(self, items: Sequence[StoredRecord]) -> None:
-        """Store blobs, then the records: in the database, or in the spool while it is away."""
+        """Store blobs, then the records: in the database, or in the spool while it is away.
+
+        A record the database refuses for its content (not for being away) is set aside in
+        ``spool.rejected`` with an alarm; the others are stored and the station goes on."""
         for item in items:
             for sha, data in item.blobs.items():
                 self.blobs.put(data, sha)
@@ -176,6 +197,20 @@ class RecordStore:
             except UNAVAILABLE as exc:
                 self._go_degraded(exc)
                 self._spool_records(stamped)
+            except (SQLAlchemyError, LookupError):
+                self._insert_each(stamped)
+
+    def _insert_each(self, records: Sequence[InspectionRecord]) -> None:
+        """One at a time, to find the record the database refuses."""
+        for i, r in enumerate(records):
+            try:
+                self._insert([r])
+            except UNAVAILABLE as exc:
+                self._go_degraded(exc)
+                self._spool_records(records[i:])
+                return
+            except (SQLAlchemyError, LookupError) as exc:
+                self._reject("record", r.model_dump(mode="json"), r.key, exc)
 
     def event(self, event: StationEvent) -> None:
         """Store an event the station raised (``on_event`` is for the store's own: outages)."""
@@ -198,19 +233,23 @@ class RecordStore:
         if not self.degraded and not len(self.spool):
             return True
         flushed = 0
-        try:
-            for path, kind, payload in self.spool.entries():
+        for path, kind, payload in self.spool.entries():
+            try:
                 if kind == "record":
                     record = InspectionRecord.model_validate(payload)
                     self._insert([record])
                     self._spooled_keys.pop(record.key, None)
                 else:
                     self._insert_event(StationEvent.model_validate(payload))
-                self.spool.remove(path)
-                flushed += 1
-        except UNAVAILABLE as exc:
-            self._go_degraded(exc)
-            return False
+            except UNAVAILABLE as exc:
+                self._go_degraded(exc)
+                return False
+            except (SQLAlchemyError, LookupError, ValidationError) as exc:
+                # Refused for what it holds: kept aside, and the rest of the spool goes on.
+                self._reject(kind, payload, str(payload.get("key", path.name)), exc)
+                self._spooled_keys.pop(str(payload.get("key")), None)
+            self.spool.remove(path)
+            flushed += 1
         if self.degraded:
             self.degraded = False
             back = StationEvent(
@@ -225,11 +264,35 @@ class RecordStore:
                 self.on_event(back)
         return True
 
+    def _reject(self, kind: str, payload: dict[str, Any], key: str, exc: Exception) -> None:
+        reason = _reason(exc)
+        self.spool.rejected.append(kind, {"entry": payload, "error": reason})
+        self._alarm(
+            REJECTED_KIND,
+            f"{kind} {key} refused by the database ({reason}); kept in {self.spool.rejected.folder}",
+        )
+
+    def _alarm(self, kind: str, message: str) -> None:
+        """An alarm of the store's own, stored like the station's (spooled if need be)."""
+        alarm = StationEvent(
+            station_id=self._station["id"] if self._station else "", kind=kind, severity=Severity.ALARM, message=message
+        )
+        log.error(alarm.message)
+        try:
+            if not self.degraded:
+                self._insert_event(alarm)
+        except UNAVAILABLE as exc:
+            self._go_degraded(exc)
+        if self.degraded:
+            self.spool.append("event", alarm.model_dump(mode="json"))
+        if self.on_event is not None:
+            self.on_event(alarm)
+
     def _go_degraded(self, exc: Exception) -> None:
         if self.degraded:
             return
         self.degraded = True
-        reason = str(exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc).strip().splitlines()[0]
+        reason = _reason(exc)
         alarm = StationEvent(
             station_id=self._station["id"] if self._station else "",
             kind=OUTAGE_KIND,
@@ -250,25 +313,43 @@ class RecordStore:
         if not self._registered:
             self.register()
         try:
-            self._insert_once(records)
+            moved = self._insert_once(records)
         except IntegrityError:
             # Another writer stored one of these keys between our check and insert.
+            moved = []
             for r in records:
                 try:
-                    self._insert_once([r])
+                    moved += self._insert_once([r])
                 except IntegrityError:
                     if self.stored_verdict(r.key) is None:
                         raise
+        for old, new in moved:
+            self._alarm(COLLISION_KIND, f"key {old} was already stored for another part; this one is stored as {new}")
 
-    def _insert_once(self, records: Sequence[InspectionRecord]) -> None:
+    def _insert_once(self, records: Sequence[InspectionRecord]) -> list[tuple[str, str]]:
+        """Insert the records whose keys are new; returns (key, new key) for each record
+        whose key was already taken by another part (by source name) and was stored
+        under ``collision_key`` instead. A key stored for the same part is a repeat."""
         # Core bulk inserts (one statement per table) rather than ORM objects: the writer
         # shares the GIL with inference, and per-object ORM work showed in line rate.
         with self._session() as s:
             keys = [r.key for r in records]
-            present = set(s.scalars(select(InspectionRow.key).where(InspectionRow.key.in_(keys))))
+            present = dict(
+                s.execute(select(InspectionRow.key, InspectionRow.source_name).where(InspectionRow.key.in_(keys))).all()
+            )
             fresh = {r.key: r for r in records if r.key not in present}
+            moved = {
+                r.key: r.model_copy(update={"key": collision_key(r)})
+                for r in records
+                if r.key in present and present[r.key] != r.source_name
+            }
+            if moved:
+                taken = set(
+                    s.scalars(select(InspectionRow.key).where(InspectionRow.key.in_([m.key for m in moved.values()])))
+                )
+                fresh.update({m.key: m for m in moved.values() if m.key not in taken})
             if not fresh:
-                return
+                return []
             ids = s.execute(
                 insert(Base.metadata.tables[InspectionRow.__tablename__]).returning(
                     InspectionRow.id, InspectionRow.key
@@ -278,6 +359,7 @@ class RecordStore:
             regions = [{"inspection_id": pk, **g.model_dump()} for pk, key in ids for g in fresh[key].regions]
             if regions:
                 s.execute(insert(Base.metadata.tables[RegionRow.__tablename__]), regions)
+        return [(old, m.key) for old, m in moved.items() if m.key in fresh]
 
     def _pk(self, s: Session, key: tuple[str, ...], stmt: Any, record: InspectionRecord) -> int:
         """Primary key of a registered recipe or model, looked up once. A spooled record
@@ -327,6 +409,12 @@ class RecordStore:
                     active=e.active,
                 )
             )
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of what the database (or driver) said."""
+    text = str(exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def record_dict(row: InspectionRow) -> dict[str, Any]:

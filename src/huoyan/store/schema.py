@@ -151,6 +151,7 @@ class ApiKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked: Mapped[bool] = mapped_column(default=False)
+    scopes: Mapped[str] = mapped_column(String(100), default="upload", server_default="upload")
 
 
 class ReviewRow(Base):
@@ -206,7 +207,8 @@ class TrainingJobRow(Base):
 
 class AuditRow(Base):
     """Who did what, denied attempts included. Each row hashes the one before it, so an
-    edited or deleted row breaks the chain (``huoyan.store.audit.verify_chain``)."""
+    edited or deleted row breaks the chain, and carries an HMAC of its hash under the
+    audit key (``huoyan.store.audit``); rows from before the key have none."""
 
     __tablename__ = "audit_log"
 
@@ -219,6 +221,22 @@ class AuditRow(Base):
     detail: Mapped[dict[str, object]] = mapped_column(JSON)
     prev_sha256: Mapped[str] = mapped_column(String(64))
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    mac: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditHeadRow(Base):
+    """The audit chain's one head row: how many entries, the newest one's hash, and an
+    HMAC of both. Appends lock it, so writers take turns; removing the newest entries
+    leaves it pointing past the end."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entries: Mapped[int] = mapped_column(Integer)
+    last_id: Mapped[int | None] = mapped_column(Integer)
+    last_sha256: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class ThresholdOverrideRow(Base):

@@ -6,17 +6,49 @@ callers can record it per image and go on with the batch.
 
 from __future__ import annotations
 
+import io
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from huoyan.core.models import IMAGE_SUFFIXES
 
 
 class ImageError(ValueError):
     """An input could not be turned into an image."""
+
+
+class ImageTooLarge(ImageError):
+    """The header announces more pixels than the caller allows (a decompression bomb)."""
+
+
+# Pillow only reads headers here (OpenCV decodes), and the pixel limit is the caller's.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def image_size(data: bytes, name: str = "image") -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding its pixels."""
+    try:
+        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as im:
+            warnings.simplefilter("ignore")
+            width, height = im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"{name}: not a readable image (corrupt, truncated or unknown format: {exc})") from exc
+    return int(width), int(height)
+
+
+def check_pixels(data: bytes, max_pixels: int, name: str = "image") -> tuple[int, int]:
+    """The header's (width, height), or ``ImageTooLarge`` when they exceed ``max_pixels``."""
+    width, height = image_size(data, name)
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"{name}: image is {width}x{height} ({width * height} pixels); at most {max_pixels} are accepted"
+        )
+    return width, height
 
 
 def to_rgb8(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -44,10 +76,13 @@ def to_rgb8(image: np.ndarray, name: str = "image") -> np.ndarray:
     raise ImageError(f"{name}: unsupported channel count {channels}")
 
 
-def decode_image(data: bytes, name: str = "image") -> np.ndarray:
-    """Decode encoded bytes (PNG, JPEG, TIFF, ...) to HxWx3 uint8 RGB."""
+def decode_image(data: bytes, name: str = "image", max_pixels: int | None = None) -> np.ndarray:
+    """Decode encoded bytes (PNG, JPEG, TIFF, ...) to HxWx3 uint8 RGB; with ``max_pixels``
+    the header's dimensions are checked first, so an oversized image is never decoded."""
     if not data:
         raise ImageError(f"{name}: file is empty")
+    if max_pixels is not None:
+        check_pixels(data, max_pixels, name)
     raw = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise ImageError(f"{name}: not a readable image (corrupt, truncated or unknown format)")

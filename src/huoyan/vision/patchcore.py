@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from huoyan import __version__
-from huoyan.core.models import InspectionResult, ModelCard, Verdict
+from huoyan.core.models import InputSpec, InspectionResult, ModelCard, Verdict
 from huoyan.vision.anomaly_map import patch_grid_to_map, resize_map
 from huoyan.vision.backbone import BACKBONES, DEFAULT_STRIDES, build_backbone, feature_dim
 from huoyan.vision.calibration import calibrate
@@ -217,6 +217,7 @@ class PatchCore:
             bank_images=len(bank_images),
             train_content_sha256=content_sha256(images),
             calibration=cal,
+            input=InputSpec.of(images),
         )
         return self
 
@@ -228,6 +229,11 @@ class PatchCore:
     @property
     def threshold(self) -> float:
         return self._card().calibration.threshold
+
+    @property
+    def input_spec(self) -> InputSpec | None:
+        """The training images' sizes and colour (None for models saved before it was kept)."""
+        return self._card().input
 
     def _card(self) -> ModelCard:
         if self.card_ is None or self._index is None:

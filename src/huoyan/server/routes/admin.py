@@ -64,12 +64,13 @@ def api_keys(p: Annotated[Platform, Depends(platform)], _: Admin) -> list[ApiKey
 
 @router.post("/api-keys", response_model=ApiKeyCreated, status_code=201, responses=errors(404))
 def add_api_key(body: NewApiKey, p: Annotated[Platform, Depends(platform)], principal: Admin) -> ApiKeyCreated:
-    """A key for a machine, acting as ``username`` with that user's role."""
+    """A key for a machine, acting as ``username`` within that user's role and the key's scopes."""
     try:
-        key_id, key = p.accounts.add_api_key(body.username, body.name)
+        key_id, key = p.accounts.add_api_key(body.username, body.name, body.scopes)
     except AccountError as exc:
         raise not_found(f"user {body.username!r}") from exc
-    p.audit.add(principal.user.username, "api-key-add", body.username, key_id=key_id, name=body.name)
+    scopes = sorted(s.value for s in set(body.scopes))
+    p.audit.add(principal.user.username, "api-key-add", body.username, key_id=key_id, name=body.name, scopes=scopes)
     return ApiKeyCreated(id=key_id, key=key)
 
 
@@ -99,6 +100,13 @@ def audit(
 
 @router.get("/audit/verify", response_model=AuditCheck, responses=errors())
 def verify_audit(p: Annotated[Platform, Depends(platform)], _: Admin) -> AuditCheck:
-    """Check the audit trail's hash chain from the first entry to the last."""
-    intact, bad = p.audit.verify_chain()
-    return AuditCheck(intact=intact, first_bad_id=bad)
+    """Check the audit trail from the first entry to the last: hash links, MACs and the head."""
+    c = p.audit.verify()
+    return AuditCheck(
+        intact=c.intact,
+        entries=c.entries,
+        head_sha256=c.head_sha256,
+        keyed_from_id=c.keyed_from_id,
+        problem=c.problem,
+        first_bad_id=c.first_bad_id,
+    )

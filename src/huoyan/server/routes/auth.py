@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import errors
 from huoyan.server.schemas import Health, Login, Me
-from huoyan.server.security import COOKIE, Operator, Principal, current_principal
+from huoyan.server.security import COOKIE, Authenticated, Operator, Principal, current_principal
 
 router = APIRouter(prefix="/api", tags=["session"])
 
@@ -41,18 +41,16 @@ def login(body: Login, request: Request, response: Response, p: Annotated[Platfo
         # A login posted from another site's page (login CSRF) is refused.
         raise HTTPException(403, "cross-site login refused")
     client = request.client.host if request.client else ""
-    per_user, per_address = p.throttles
-    wait = max(per_user.wait_s(body.username), per_address.wait_s(client))
+    wait = p.throttle.wait_s(body.username, client)
     if wait > 0:
         p.audit.add(body.username, "login", client, "throttled")
         raise HTTPException(429, "too many failed logins; try again later", headers={"Retry-After": str(int(wait) + 1)})
     user = p.accounts.authenticate(body.username, body.password)
     if user is None:
-        per_user.failed(body.username)
-        per_address.failed(client)
+        p.throttle.failed(body.username, client)
         p.audit.add(body.username, "login", client, "denied")
         raise HTTPException(401, "wrong username or password, or the account is disabled")
-    per_user.succeeded(body.username)
+    p.throttle.succeeded(body.username, client)
     token, csrf = p.accounts.open_session(user)
     response.set_cookie(
         COOKIE,
@@ -87,6 +85,6 @@ def openapi_document(request: Request, _: Operator) -> JSONResponse:
 
 
 @router.get("/me", response_model=Me, responses=errors())
-def me(principal: Operator) -> Me:
+def me(principal: Authenticated) -> Me:
     u = principal.user
     return Me(username=u.username, role=u.role, via=principal.via, csrf_token=principal.csrf_token)

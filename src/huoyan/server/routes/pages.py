@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -54,6 +55,18 @@ def render(
     )
 
 
+def same_site_path(target: str) -> str:
+    """``target`` if it is a path on this server, else "/": an open redirect after login
+    would help phishing. Browsers read a backslash as a slash and drop tabs and newlines,
+    so ``/\\host``, ``/%09/host`` and the like lead to another host and are refused."""
+    if not target.startswith("/") or any(c == "\\" or c.isspace() or not c.isprintable() for c in target):
+        return "/"
+    parts = urlsplit(target)
+    if target.startswith("//") or parts.scheme or parts.netloc:
+        return "/"
+    return target
+
+
 @router.get("/vendor/plotly.min.js")
 def plotly_bundle() -> Response:
     return FileResponse(plotly_js(), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
@@ -61,9 +74,7 @@ def plotly_bundle() -> Response:
 
 @router.get("/login")
 def login_page(request: Request, next: str = "/") -> HTMLResponse:
-    # Only same-site paths: an open redirect after login would help phishing.
-    target = next if next.startswith("/") and not next.startswith("//") else "/"
-    return render(request, "login.html", None, next=target)
+    return render(request, "login.html", None, next=same_site_path(next))
 
 
 @router.get("/")

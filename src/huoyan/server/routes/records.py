@@ -21,7 +21,7 @@ from huoyan.server.schemas import (
     ReviewOut,
     ReviewSummary,
 )
-from huoyan.server.security import Operator
+from huoyan.server.security import Operator, Reviewer
 from huoyan.store.records import RecordFilter, count_records, get_record, query_events, query_records
 from huoyan.store.reviews import ReviewError
 from huoyan.vision.imageio import ImageError, decode_image
@@ -129,7 +129,7 @@ def overlay(
     "/inspections/{inspection_id}/reviews", response_model=ReviewOut, status_code=201, responses=errors(404, 409)
 )
 def review(
-    inspection_id: RowId, body: ReviewIn, p: Annotated[Platform, Depends(platform)], principal: Operator
+    inspection_id: RowId, body: ReviewIn, p: Annotated[Platform, Depends(platform)], principal: Reviewer
 ) -> ReviewOut:
     """Confirm an NG as a defect or mark it a false alarm; confirm an OK as good or flag a missed defect."""
     try:

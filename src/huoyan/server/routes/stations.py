@@ -7,9 +7,10 @@ import base64
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from huoyan.server.hosting import StationHost
 from huoyan.server.live import sse
@@ -17,9 +18,11 @@ from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import errors, not_found
 from huoyan.server.routes.models import switch_to
 from huoyan.server.schemas import StationStatus, ThresholdIn, UploadResult
-from huoyan.server.security import Engineer, Operator
+from huoyan.server.security import Engineer, Operator, Uploader
+from huoyan.server.uploads import multipart_body, read_form
 from huoyan.station.sources import SourceBusy
 from huoyan.store.records import UNAVAILABLE, get_record
+from huoyan.vision.imageio import ImageError, ImageTooLarge, check_pixels
 
 router = APIRouter(tags=["stations"])
 MAX_UPLOAD = 64 * 1024 * 1024
@@ -43,40 +46,59 @@ def station(station_id: str, p: Annotated[Platform, Depends(platform)], _: Opera
     return StationStatus.model_validate(_host(p, station_id).status())
 
 
-@router.post("/api/stations/{station_id}/inspect", response_model=UploadResult, responses=errors(404, 409, 413, 503))
+class Upload(BaseModel):
+    """The multipart form of an upload (documented here, read by ``read_form`` after login)."""
+
+    image: bytes = Field(description="the part's image (PNG, JPEG, BMP, TIFF …)")
+    part_id: str | None = Field(default=None, max_length=200)
+
+
+class RecipeUpload(Upload):
+    recipe: str = Field(min_length=1, max_length=200, description="recipe id")
+
+
+UPLOAD_ERRORS = errors(400, 404, 409, 413, 415, 422, 503)
+
+
+@router.post(
+    "/api/stations/{station_id}/inspect",
+    response_model=UploadResult,
+    responses=UPLOAD_ERRORS,
+    openapi_extra=multipart_body(Upload),
+)
 async def inspect_upload(
-    station_id: str,
-    p: Annotated[Platform, Depends(platform)],
-    _: Operator,
-    image: Annotated[UploadFile, File(description="the part's image (PNG, JPEG, BMP, TIFF …)")],
-    part_id: Annotated[str | None, Form(max_length=200)] = None,
+    station_id: str, request: Request, p: Annotated[Platform, Depends(platform)], _: Uploader
 ) -> UploadResult:
     """Inspect one uploaded image on a station whose recipe's source is ``http``; answers
     once the record is stored, with the verdict, score, regions and heat map."""
-    return await _inspect(p, _host(p, station_id), image, part_id)
+    host = _host(p, station_id)
+    form, name = await read_form(request, Upload, "image", MAX_UPLOAD)
+    return await _inspect(p, host, form, name)
 
 
-@router.post("/api/inspect", response_model=UploadResult, responses=errors(404, 409, 413, 503))
-async def inspect_with_recipe(
-    p: Annotated[Platform, Depends(platform)],
-    _: Operator,
-    recipe: Annotated[str, Form(min_length=1, max_length=200, description="recipe id")],
-    image: Annotated[UploadFile, File(description="the part's image")],
-    part_id: Annotated[str | None, Form(max_length=200)] = None,
-) -> UploadResult:
+@router.post(
+    "/api/inspect", response_model=UploadResult, responses=UPLOAD_ERRORS, openapi_extra=multipart_body(RecipeUpload)
+)
+async def inspect_with_recipe(request: Request, p: Annotated[Platform, Depends(platform)], _: Uploader) -> UploadResult:
     """Inspect one uploaded image with a recipe: on the HTTP-source station running it."""
+    form, name = await read_form(request, RecipeUpload, "image", MAX_UPLOAD)
     for host in p.hosts.values():
-        if host.active_recipe()[0] == recipe and host.recipe.source.type == "http":
-            return await _inspect(p, host, image, part_id)
-    raise not_found(f"station running recipe {recipe!r} with an http source")
+        if host.active_recipe()[0] == form.recipe and host.recipe.source.type == "http":
+            return await _inspect(p, host, form, name)
+    raise not_found(f"station running recipe {form.recipe!r} with an http source")
 
 
-async def _inspect(p: Platform, host: StationHost, image: UploadFile, part_id: str | None) -> UploadResult:
-    data = await image.read(MAX_UPLOAD + 1)
-    if len(data) > MAX_UPLOAD:
-        raise HTTPException(413, f"images up to {MAX_UPLOAD // (1024 * 1024)} MB")
+async def _inspect(p: Platform, host: StationHost, form: Upload, name: str) -> UploadResult:
+    limit = host.recipe.preprocess.max_image_pixels
     try:
-        future = host.submit(data, image.filename or "upload", part_id or None)
+        # Refused from the header, before the station would decode it (a decompression bomb).
+        await asyncio.to_thread(check_pixels, form.image, limit, "upload")
+    except ImageTooLarge as exc:
+        raise HTTPException(413, str(exc)) from exc
+    except ImageError:
+        pass  # not an image at all: the station records it as an ERROR part
+    try:
+        future = host.submit(form.image, name or "upload", form.part_id or None)
     except TypeError as exc:
         raise HTTPException(409, str(exc)) from exc
     except SourceBusy as exc:
@@ -86,7 +108,9 @@ async def _inspect(p: Platform, host: StationHost, image: UploadFile, part_id: s
     except SourceBusy as exc:
         raise HTTPException(503, str(exc)) from exc
     except TimeoutError as exc:
-        raise HTTPException(503, "the station did not answer in time; the part is still recorded") from exc
+        raise HTTPException(
+            503, "the station did not answer in time; the part stays queued and is recorded once inspected"
+        ) from exc
     try:
         stored = await asyncio.to_thread(get_record, p.engine, None, record.key)
     except UNAVAILABLE:

@@ -325,14 +325,14 @@ pages.admin = async () => {
         catch (e) { alert(e.message); }
         load();
       } }, u.active ? "Disable" : "Enable")]));
-    fillRows(document.querySelector("#keys tbody"), keys.map((k) => [k.id, k.name, k.username, k.prefix + "…",
+    fillRows(document.querySelector("#keys tbody"), keys.map((k) => [k.id, k.name, k.username, k.scopes.join(", "), k.prefix + "…",
       fmt.time(k.last_used_at), k.revoked ? "revoked" : el("button", { type: "button", onclick: async () => {
         await api(`/api/api-keys/${k.id}`, { method: "DELETE" }); load();
       } }, "Revoke")]));
     fillRows(document.querySelector("#audit tbody"), audit.map((a) => [fmt.time(a.at), a.actor, a.action, a.target,
       a.outcome, JSON.stringify(a.detail)]));
     const c = document.getElementById("chain");
-    c.textContent = chain.intact ? "chain intact" : `chain broken at entry ${chain.first_bad_id}`;
+    c.textContent = chain.intact ? `chain intact (${chain.entries} entries)` : `chain broken: ${chain.problem}`;
     c.className = "pill " + (chain.intact ? "running" : "stopped");
   };
   const userForm = document.getElementById("new-user");
@@ -345,7 +345,9 @@ pages.admin = async () => {
   const keyForm = document.getElementById("new-key");
   keyForm.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    const made = await api("/api/api-keys", { method: "POST", json: Object.fromEntries(new FormData(keyForm)) });
+    const form = new FormData(keyForm);
+    const body = { username: form.get("username"), name: form.get("name"), scopes: form.getAll("scopes") };
+    const made = await api("/api/api-keys", { method: "POST", json: body });
     document.getElementById("new-key-value").textContent = `key (shown once): ${made.key}`;
     load();
   });
