@@ -129,3 +129,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def model_file(fitted: PatchCore, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return fitted.save(tmp_path_factory.mktemp("model") / "washer.safetensors")
+
+
+@pytest.fixture()
+def served(db_url: str, model_file: Path, tmp_path: Path) -> Iterator[tuple[object, object, object]]:
+    """A server hosting one HTTP-source station ``cell-1``, on each database: (client, platform, keys)."""
+    from fastapi.testclient import TestClient
+
+    from serverkit import make_platform_app, write_recipe
+
+    recipe = write_recipe(tmp_path, "cell-1", model_file, "http")
+    app, p, keys = make_platform_app(db_url, tmp_path, [recipe])
+    with TestClient(app) as client:
+        yield client, p, keys

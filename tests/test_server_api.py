@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -23,14 +21,6 @@ from huoyan.vision.imageio import list_images, read_image
 from serverkit import PASSWORD, Keys, make_platform_app, make_platform_app_again, png, write_recipe
 
 ADMIN, ENGINEER, OPERATOR = Role.ADMIN, Role.ENGINEER, Role.OPERATOR
-
-
-@pytest.fixture()
-def served(db_url: str, model_file: Path, tmp_path: Path) -> Iterator[tuple[TestClient, Platform, Keys]]:
-    recipe = write_recipe(tmp_path, "cell-1", model_file, "http")
-    app, p, keys = make_platform_app(db_url, tmp_path, [recipe])
-    with TestClient(app) as client:
-        yield client, p, keys
 
 
 def good_images(line_dir: Path) -> list[np.ndarray]:

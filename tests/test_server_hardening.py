@@ -31,14 +31,6 @@ OPERATOR, ENGINEER, ADMIN = Role.OPERATOR, Role.ENGINEER, Role.ADMIN
 
 
 @pytest.fixture()
-def served(db_url: str, model_file: Path, tmp_path: Path) -> Iterator[tuple[TestClient, Platform, Keys]]:
-    recipe = write_recipe(tmp_path, "cell-1", model_file, "http")
-    app, p, keys = make_platform_app(db_url, tmp_path, [recipe])
-    with TestClient(app) as client:
-        yield client, p, keys
-
-
-@pytest.fixture()
 def served_sqlite(model_file: Path, tmp_path: Path) -> Iterator[tuple[TestClient, Platform, Keys]]:
     recipe = write_recipe(tmp_path, "cell-1", model_file, "http")
     app, p, keys = make_platform_app(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, [recipe])
