@@ -76,11 +76,13 @@ class Calibration(BaseModel):
 
 
 def colourfulness(image: np.ndarray) -> float:
-    """Mean difference between an RGB image's channels (0 for a gray image), on one pixel
-    in 16: enough to tell a gray frame from a colour one at a fraction of the cost."""
+    """Mean difference between an RGB image's channels (0 for a gray image), on a grid of
+    about 16k pixels: enough to tell a gray frame from a colour one, at well under a
+    millisecond whatever the image's size."""
     if image.ndim != 3 or image.shape[2] < 3:
         return 0.0
-    view = image[::4, ::4].astype(np.int16)
+    step = max(2, int((image.shape[0] * image.shape[1] / 16384) ** 0.5))
+    view = image[::step, ::step].astype(np.int16)
     return float(np.abs(view[..., 0] - view[..., 1]).mean() + np.abs(view[..., 1] - view[..., 2]).mean())
 
 
