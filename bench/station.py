@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from huoyan.core.recipe import load_recipe
-from huoyan.runner import feed_folder, open_station, run_station
+from huoyan.runner import open_station, run_station
+from huoyan.sampleline.feeder import feed_folder
 from huoyan.sampleline.generator import generate_line
 from huoyan.store.records import query_records
 from huoyan.vision.imageio import list_images, read_image

@@ -24,11 +24,11 @@ import numpy as np
 from huoyan.core.models import Region
 from huoyan.core.recipe import Recipe
 from huoyan.core.records import InspectionRecord, Severity, StationEvent, StoredRecord
-from huoyan.runner import OpenStation, file_sha256, open_station, run_station
+from huoyan.runner import OpenStation, open_station, run_station
 from huoyan.server.live import LiveHub
 from huoyan.server.metrics import Metrics, Snapshot
 from huoyan.station.sources import HttpUpload, SourceBusy
-from huoyan.store.blobs import BlobStore
+from huoyan.store.blobs import BlobStore, file_sha256
 from huoyan.store.records import UNAVAILABLE, data_paths
 from huoyan.store.versions import ModelVersions
 from huoyan.vision.overlay import encode, render_overlay

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from huoyan.runner import file_sha256
 from huoyan.server.hosting import StationHost
+from huoyan.store.blobs import file_sha256
 from huoyan.store.reviews import Labelled, Reviews
 from huoyan.store.versions import JobStatus, ModelVersions
 from huoyan.vision.imageio import ImageError, decode_image

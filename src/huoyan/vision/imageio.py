@@ -33,9 +33,10 @@ Image.MAX_IMAGE_PIXELS = None
 def image_size(data: bytes, name: str = "image") -> tuple[int, int]:
     """(width, height) from the file's header, without decoding its pixels."""
     try:
-        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as im:
-            warnings.simplefilter("ignore")
-            width, height = im.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's notes on odd but readable headers
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{name}: not a readable image (corrupt, truncated or unknown format: {exc})") from exc
     return int(width), int(height)

@@ -1,0 +1,87 @@
+"""What the command groups share: JSON output, recipes and databases named on the command line, logging."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def train_folder(path: Path) -> Path:
+    """Accept an image folder or an MVTec-layout category (uses its train/good)."""
+    nested = path / "train" / "good"
+    return nested if nested.is_dir() else path
+
+
+def load_good_images(folder: Path) -> tuple[list[Any], list[str]]:
+    from huoyan.vision.imageio import ImageError, list_images, read_image
+
+    if not folder.is_dir():
+        raise SystemExit(f"error: {folder} is not a folder")
+    images, errors = [], []
+    for p in list_images(folder):
+        try:
+            images.append(read_image(p))
+        except ImageError as exc:
+            errors.append(str(exc))
+    return images, errors
+
+
+def load_recipe_or_exit(path: str) -> Any:
+    from huoyan.core.recipe import RecipeError, load_recipe
+
+    try:
+        return load_recipe(path)
+    except RecipeError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+
+
+def setup_logging(verbose: bool) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def parse_since(text: str | None) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    if not text:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
+        return datetime.now(UTC) - timedelta(seconds=float(text[:-1]) * units[text[-1]])
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise SystemExit(
+            f"error: --since {text!r}: use an ISO time (2026-11-26T08:00) or an age (30m, 2h, 7d)"
+        ) from exc
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def open_database_or_exit(args: argparse.Namespace) -> Any:
+    from huoyan.runner import open_database
+    from huoyan.store.database import DatabaseConfigError
+
+    target = load_recipe_or_exit(args.recipe) if getattr(args, "recipe", None) else args.db
+    try:
+        return open_database(target, migrate=False)
+    except DatabaseConfigError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+
+
+def database_options(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--db", help="database URL")
+    where.add_argument("--recipe", help="use this recipe's database")
+    p.add_argument("--data-dir", help="folder of the audit key (default: the recipe's data_dir, or huoyan-data)")

@@ -1,0 +1,199 @@
+"""`huoyan fit`, `predict`, `evaluate` and `sample-line`: the vision engine on folders of images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from huoyan.cli.common import (
+    load_good_images,
+    print_json,
+    train_folder,
+)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from huoyan.vision.patchcore import PatchCore
+
+    folder = train_folder(Path(args.train_dir))
+    images, errors = load_good_images(folder)
+    for e in errors:
+        print(f"skipped: {e}", file=sys.stderr)
+    defects: list[Any] = []
+    for d in args.defects or []:
+        imgs, errs = load_good_images(Path(d))
+        defects += imgs
+        for e in errs:
+            print(f"skipped: {e}", file=sys.stderr)
+    model = PatchCore(
+        backbone=args.backbone,
+        image_size=args.image_size,
+        coreset_ratio=args.coreset_ratio,
+        coreset_size=args.coreset_size,
+        false_reject_rate=args.false_reject_rate,
+        confidence=args.confidence,
+        calibration_fraction=args.calibration_fraction,
+        calibration_in_bank=args.calibration_in_bank,
+        bank_dtype=args.bank_dtype,
+        seed=args.seed,
+        runtime=args.runtime,
+    )
+    start = time.perf_counter()
+    try:
+        model.fit(images, defects or None)
+    except ValueError as exc:
+        raise SystemExit(f"error: {folder}: {exc}") from exc
+    elapsed = time.perf_counter() - start
+    path = model.save(args.output)
+    card = model.card_
+    assert card is not None
+    if args.json:
+        print_json({"model": str(path), "fit_seconds": elapsed, "card": card.model_dump(mode="json")})
+    else:
+        cal = card.calibration
+        print(f"model: {path}")
+        print(f"bank from {card.bank_images} of {card.train_images} images in {elapsed:.1f} s: ", end="")
+        print(f"{card.bank_size} x {card.feature_dim}")
+        print(
+            f"threshold {cal.threshold:.4g} ({cal.method}, n={cal.n_calibration}): "
+            f"expected false-reject rate {cal.expected_false_reject_rate:.3%}, "
+            f"<= {cal.false_reject_rate_upper:.3%} at {cal.confidence:.0%} confidence"
+        )
+        if cal.f1_metrics:
+            print(f"F1-optimal threshold {cal.f1_threshold:.4g}: {cal.f1_metrics}")
+    return 0
+
+
+def _load_model(path: str, args: argparse.Namespace) -> Any:
+    from huoyan.vision.artifact import ArtifactError
+    from huoyan.vision.backbone import BackboneUnavailable
+    from huoyan.vision.patchcore import PatchCore
+
+    try:
+        model = PatchCore.load(path, runtime=getattr(args, "runtime", "onnx")).prepare()
+    except (ArtifactError, BackboneUnavailable) as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    if getattr(args, "min_area", None) is not None:
+        model.min_region_area = args.min_area
+    if getattr(args, "mm_per_px", None) is not None:
+        model.mm_per_px = args.mm_per_px
+    return model
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from huoyan.vision.files import RESULTS_FILE, predict_files
+
+    model = _load_model(args.model, args)
+    counts: Counter[str] = Counter()
+    start = time.perf_counter()
+    for row in predict_files(model, args.inputs, args.out):
+        counts[row["verdict"]] += 1
+        if not args.json and row["verdict"] == "ERROR":
+            print(f"error: {row['error']}", file=sys.stderr)
+    elapsed = time.perf_counter() - start
+    summary = {
+        "results": str(Path(args.out) / RESULTS_FILE),
+        "counts": dict(counts),
+        "seconds": elapsed,
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"{sum(counts.values())} inputs: {dict(counts)} in {elapsed:.1f} s -> {summary['results']}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from huoyan.vision.dataset import load_category
+    from huoyan.vision.evaluate import evaluate
+
+    model = _load_model(args.model, args)
+    try:
+        category = load_category(args.category_dir)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    result = evaluate(model, category)
+    if args.json:
+        print_json(result)
+    else:
+        for key in (
+            "image_auroc",
+            "pixel_auroc",
+            "aupro",
+            "f1_max",
+            "false_reject_rate",
+            "miss_rate",
+            "images_per_second",
+        ):
+            print(f"{key:>18}: {result[key]:.4f}")
+    return 0
+
+
+def cmd_sample_line(args: argparse.Namespace) -> int:
+    from huoyan.sampleline.generator import generate_line
+
+    roots = generate_line(
+        args.out, n_train=args.train, n_test_good=args.test_good, n_test_defect=args.test_defect, seed=args.seed
+    )
+    for r in roots:
+        print(r)
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Declare this group's commands on the ``huoyan`` parser."""
+    from huoyan.vision.backbone import BACKBONES
+
+    fit = sub.add_parser("fit", help="learn a model from good images")
+    fit.add_argument("train_dir", help="folder of good images, or an MVTec category (uses train/good)")
+    fit.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
+    fit.add_argument("--backbone", default="efficientnet-lite0", choices=sorted(BACKBONES))
+    fit.add_argument("--image-size", type=int, default=224)
+    fit.add_argument("--coreset-ratio", type=float, default=0.1)
+    fit.add_argument("--coreset-size", type=int, default=None)
+    fit.add_argument("--false-reject-rate", type=float, default=0.005)
+    fit.add_argument("--confidence", type=float, default=0.95)
+    fit.add_argument("--calibration-fraction", type=float, default=0.2, help="share held out for the threshold")
+    fit.add_argument(
+        "--calibration-in-bank",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after calibrating, add what the held-out images' patches add to the bank (more accurate, a larger bank)",
+    )
+    fit.add_argument(
+        "--bank-dtype", choices=("float32", "float16"), default="float16", help="float16 halves the bank's bytes"
+    )
+    fit.add_argument("--defects", nargs="*", help="folders of labelled defect images (adds the F1-optimal threshold)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    fit.add_argument("--json", action="store_true")
+    fit.set_defaults(func=cmd_fit)
+
+    pred = sub.add_parser("predict", help="score, localise and judge images")
+    pred.add_argument("model")
+    pred.add_argument("inputs", nargs="+", help="image files or folders")
+    pred.add_argument("--out", required=True, help="folder for results.jsonl and maps/")
+    pred.add_argument("--min-area", type=int, default=None, help="minimum region area in pixels")
+    pred.add_argument("--mm-per-px", type=float, default=None)
+    pred.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    pred.add_argument("--json", action="store_true")
+    pred.set_defaults(func=cmd_predict)
+
+    ev = sub.add_parser("evaluate", help="metrics on an MVTec-layout category")
+    ev.add_argument("model")
+    ev.add_argument("category_dir")
+    ev.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
+
+    line = sub.add_parser("sample-line", help="write the synthetic sample line")
+    line.add_argument("out")
+    line.add_argument("--train", type=int, default=60)
+    line.add_argument("--test-good", type=int, default=20)
+    line.add_argument("--test-defect", type=int, default=6)
+    line.add_argument("--seed", type=int, default=0)
+    line.set_defaults(func=cmd_sample_line)

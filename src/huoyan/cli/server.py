@@ -1,0 +1,221 @@
+"""`huoyan serve`, `user` and `audit`: the REST API and dashboard, its users and keys, the audit trail."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from huoyan.cli.common import (
+    database_options,
+    load_recipe_or_exit,
+    open_database_or_exit,
+)
+
+
+def _server_settings(args: argparse.Namespace, recipes: list[Any]) -> Any:
+    from huoyan.server.platform import Settings
+    from huoyan.store.database import resolve_url
+
+    first = recipes[0] if recipes else None
+    data_dir = Path(args.data_dir) if args.data_dir else Path(first.storage.data_dir) if first else Path("huoyan-data")
+    url = args.db or resolve_url(first.storage.database if first else None, data_dir)
+    return Settings(
+        database_url=url,
+        data_dir=data_dir,
+        recipes=recipes,
+        runtime=args.runtime,
+        batch_size=args.batch_size,
+        secure_cookies=args.secure_cookies or bool(args.tls_cert),
+        train_worker=not args.no_training,
+    )
+
+
+def serve(
+    settings: Any,
+    host: str,
+    port: int,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    trusted_proxies: list[str] | None = None,
+) -> None:
+    """Run the server in the foreground until Ctrl-C or SIGTERM. X-Forwarded-For and
+    -Proto are believed only from ``trusted_proxies``: otherwise any local client could
+    name another address and slip past the per-address login limit."""
+    import uvicorn
+
+    from huoyan.server.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=",".join(trusted_proxies or []) or None,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    recipes = [load_recipe_or_exit(r) for r in args.recipe or []]
+    settings = _server_settings(args, recipes)
+    scheme = "https" if args.tls_cert else "http"
+    print(f"Huoyan dashboard on {scheme}://{args.host}:{args.port}/ (database {settings.database_url})", flush=True)
+    serve(settings, args.host, args.port, args.tls_cert, args.tls_key, args.trusted_proxy)
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    import getpass
+    import os
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if os.environ.get("HUOYAN_PASSWORD"):
+        return os.environ["HUOYAN_PASSWORD"]
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise SystemExit("error: the passwords differ")
+    return first
+
+
+def _accounts(args: argparse.Namespace) -> Any:
+    from huoyan.store.accounts import Accounts
+    from huoyan.store.database import upgrade
+
+    engine = open_database_or_exit(args)
+    upgrade(engine)
+    return Accounts(engine)
+
+
+def _audit_log(args: argparse.Namespace, engine: Any) -> Any:
+    """The audit trail, keyed as the server keys it (``--data-dir``, else the recipe's data_dir)."""
+    from huoyan.store.audit import AuditLog, audit_key
+
+    if args.data_dir:
+        data_dir = Path(args.data_dir)
+    else:
+        data_dir = Path(load_recipe_or_exit(args.recipe).storage.data_dir) if args.recipe else Path("huoyan-data")
+    return AuditLog(engine, audit_key(data_dir))
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from huoyan.store.database import upgrade
+
+    engine = open_database_or_exit(args)
+    upgrade(engine)
+    check = _audit_log(args, engine).verify()
+    print(
+        json.dumps(
+            {
+                "intact": check.intact,
+                "entries": check.entries,
+                "head_sha256": check.head_sha256,
+                "keyed_from_id": check.keyed_from_id,
+                "first_bad_id": check.first_bad_id,
+                "problem": check.problem,
+            },
+            indent=2,
+        )
+    )
+    return 0 if check.intact else 1
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from huoyan.store.accounts import DEFAULT_KEY_SCOPES, AccountError, Role
+
+    accounts = _accounts(args)
+    audit = _audit_log(args, accounts.engine)
+    try:
+        if args.user_command == "add":
+            user = accounts.add_user(args.username, _password(args), Role(args.role), "cli")
+            audit.add("cli", "user-add", user.username, role=user.role.value)
+            print(f"user {user.username} added with role {user.role.value}")
+        elif args.user_command == "set":
+            password = _password(args) if args.password else None
+            active = None if args.active is None else args.active == "yes"
+            role = Role(args.role) if args.role else None
+            user = accounts.update(args.username, role, active, password)
+            audit.add("cli", "user-change", user.username, role=user.role.value, active=user.active)
+            print(f"user {user.username}: role {user.role.value}, {'active' if user.active else 'disabled'}")
+        elif args.user_command == "key":
+            key_id, key = accounts.add_api_key(args.username, args.name, args.scope or DEFAULT_KEY_SCOPES)
+            audit.add("cli", "api-key-add", args.username, key_id=key_id, name=args.name, scopes=args.scope)
+            print(key)
+        else:
+            for u in accounts.users():
+                print(f"{u.username:20} {u.role.value:9} {'active' if u.active else 'disabled'}")
+    except AccountError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    return 0
+
+
+def _server_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for the plant network)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--db", help="database URL (default: the first recipe's, $HUOYAN_DATABASE_URL, or SQLite)")
+    p.add_argument("--data-dir", help="folder for trained model versions (default: the first recipe's data_dir)")
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", help="... and this key")
+    p.add_argument(
+        "--secure-cookies", action="store_true", help="mark cookies Secure and send HSTS (behind an HTTPS proxy)"
+    )
+    p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="ADDRESS",
+        help="believe X-Forwarded-For from this reverse proxy's address (repeat; default: from none)",
+    )
+    p.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--no-training", action="store_true", help="run no training jobs in this server")
+
+
+def add_commands(sub: Any) -> None:
+    """Declare this group's commands on the ``huoyan`` parser."""
+    from huoyan.store.accounts import Scope
+
+    srv = sub.add_parser("serve", help="REST API and dashboard, hosting the stations of the given recipes")
+    srv.add_argument("--recipe", action="append", help="host this recipe's station (repeat for several)")
+    _server_options(srv)
+    srv.set_defaults(func=cmd_serve)
+
+    user = sub.add_parser("user", help="users of the server and their API keys")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    u_add = user_sub.add_parser("add", help="add a user (password from a prompt, $HUOYAN_PASSWORD or stdin)")
+    u_add.add_argument("username")
+    u_add.add_argument("--role", choices=("operator", "engineer", "admin"), required=True)
+    u_set = user_sub.add_parser("set", help="change a user's role, enable or disable them, or set a password")
+    u_set.add_argument("username")
+    u_set.add_argument("--role", choices=("operator", "engineer", "admin"))
+    u_set.add_argument("--active", choices=("yes", "no"))
+    u_set.add_argument("--password", action="store_true", help="set a new password")
+    u_key = user_sub.add_parser("key", help="make an API key acting as this user (printed once)")
+    u_key.add_argument("username")
+    u_key.add_argument("--name", required=True, help="what the key is for")
+    u_key.add_argument(
+        "--scope",
+        action="append",
+        choices=[s.value for s in Scope],
+        help="what the key may do within the user's role (repeat; default: upload only)",
+    )
+    u_list = user_sub.add_parser("list", help="list users")
+    for p in (u_add, u_set, u_key, u_list):
+        database_options(p)
+        p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    user.set_defaults(func=cmd_user)
+
+    audit = sub.add_parser("audit", help="the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check the keyed hash chain; exit 1 if it was tampered with")
+    database_options(verify)
+    audit.set_defaults(func=cmd_audit)

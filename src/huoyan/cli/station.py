@@ -1,0 +1,143 @@
+"""`huoyan run`, `records`, `db` and `feed`: a station in the foreground and its records."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from huoyan.cli.common import (
+    load_recipe_or_exit,
+    open_database_or_exit,
+    parse_since,
+    setup_logging,
+)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from huoyan.runner import open_station, print_status, run_station
+    from huoyan.store.records import RecipeConflict
+    from huoyan.vision.artifact import ArtifactError
+
+    setup_logging(args.verbose)
+    recipe = load_recipe_or_exit(args.recipe)
+    try:
+        opened = open_station(recipe, args.db, batch_size=args.batch_size, runtime=args.runtime)
+    except (ArtifactError, RecipeConflict, FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    on_start = _stdin_triggers(opened.source) if args.triggers_from_stdin else None
+    print(
+        f"station {recipe.station}: recipe {recipe.recipe} v{recipe.version}, model {opened.model_sha256[:12]}, "
+        f"source {recipe.source.type}",
+        file=sys.stderr,
+    )
+    summary = run_station(
+        opened, args.idle_exit, args.max_parts, None if args.quiet else print_status, on_start=on_start
+    )
+    print(json.dumps(summary))
+    return 0
+
+
+def _stdin_triggers(source: Any) -> Any:
+    """Trigger-mode cameras: each stdin line takes one picture; a JSON object is its payload."""
+    import asyncio
+    import threading
+
+    from huoyan.station.sources import Camera
+
+    if not isinstance(source, Camera) or source.cfg.mode != "trigger":
+        raise SystemExit("error: --triggers-from-stdin needs a camera source in trigger mode")
+
+    def pump(loop: asyncio.AbstractEventLoop) -> None:
+        for line in sys.stdin:
+            text = line.strip()
+            try:
+                payload = json.loads(text) if text.startswith("{") else ({"part_id": text} if text else {})
+            except json.JSONDecodeError:
+                print(f"ignored trigger, not JSON: {text!r}", file=sys.stderr)
+                continue
+            loop.call_soon_threadsafe(source.trigger, payload)
+        loop.call_soon_threadsafe(source.stop)
+
+    return lambda loop: threading.Thread(target=pump, args=(loop,), daemon=True).start()
+
+
+def cmd_records(args: argparse.Namespace) -> int:
+    from huoyan.store.database import current_revision
+    from huoyan.store.records import query_records
+
+    engine = open_database_or_exit(args)
+    if current_revision(engine) is None:
+        raise SystemExit("error: no Huoyan records in this database (run `huoyan db upgrade` or a station first)")
+    rows = query_records(engine, args.station, parse_since(args.since), args.verdict, args.limit)
+    for row in rows:
+        if args.json:
+            print(json.dumps(row))
+        else:
+            score = "-" if row["score"] is None else f"{row['normalised_score']:.2f}"
+            print(
+                f"{row['arrived_at'][:23]}  {row['station_id']}  {row['part_id'] or '-'}  {row['verdict']:5}  "
+                f"{score:>6}  {row['source_name']}  {row['error'] or ''}"
+            )
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from huoyan.store.database import upgrade
+
+    print(f"database at revision {upgrade(open_database_or_exit(args))}")
+    return 0
+
+
+def cmd_feed(args: argparse.Namespace) -> int:
+    from huoyan.sampleline.feeder import feed_folder
+    from huoyan.vision.imageio import list_images
+
+    files = list_images(Path(args.folder), recursive=True)
+    if not files:
+        raise SystemExit(f"error: no images under {args.folder}")
+    n = feed_folder(files, Path(args.inbox), args.rate)
+    print(f"fed {n} images into {args.inbox}")
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Declare this group's commands on the ``huoyan`` parser."""
+    run = sub.add_parser("run", help="run a station from a recipe, in the foreground")
+    run.add_argument("recipe", help="recipe YAML file")
+    run.add_argument("--db", help="database URL (default: the recipe's, $HUOYAN_DATABASE_URL, or SQLite)")
+    run.add_argument("--batch-size", type=int, default=8, help="largest micro-batch when parts queue up")
+    run.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    run.add_argument("--idle-exit", type=float, default=None, help="stop after this many seconds without parts")
+    run.add_argument("--max-parts", type=int, default=None, help="stop after this many parts")
+    run.add_argument("--triggers-from-stdin", action="store_true", help="camera trigger mode: one line per trigger")
+    run.add_argument("--quiet", action="store_true", help="no live status line")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    rec = sub.add_parser("records", help="list stored inspections")
+    where = rec.add_mutually_exclusive_group()
+    where.add_argument("--db", help="database URL")
+    where.add_argument("--recipe", help="use this recipe's database")
+    rec.add_argument("--station")
+    rec.add_argument("--since", help="ISO time or age such as 30m, 2h, 7d")
+    rec.add_argument("--verdict", choices=("OK", "NG", "ERROR", "ok", "ng", "error"))
+    rec.add_argument("--limit", type=int)
+    rec.add_argument("--json", action="store_true", help="one JSON object per line")
+    rec.set_defaults(func=cmd_records)
+
+    db = sub.add_parser("db", help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="apply migrations up to the newest schema")
+    up_where = up.add_mutually_exclusive_group()
+    up_where.add_argument("--db", help="database URL")
+    up_where.add_argument("--recipe", help="use this recipe's database")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    feed = sub.add_parser("feed", help="copy a folder's images into a hot folder at a fixed rate")
+    feed.add_argument("folder")
+    feed.add_argument("inbox")
+    feed.add_argument("--rate", type=float, default=5.0, help="images per second")
+    feed.set_defaults(func=cmd_feed)

@@ -1,0 +1,41 @@
+"""What a running station tells the record store about its recipe and model, and the
+derived recipe version under which a threshold set on the line is recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from huoyan.core.recipe import Recipe
+from huoyan.vision.patchcore import PatchCore
+
+
+def recipe_config(recipe: Recipe) -> dict[str, Any]:
+    """The recipe half of what the record store registers."""
+    return {
+        "station_id": recipe.station,
+        "product": recipe.product,
+        "recipe_id": recipe.recipe,
+        "recipe_version": recipe.version,
+        "recipe_sha256": recipe.content_sha256(),
+        "recipe_body": recipe.model_dump(mode="json", by_alias=True),
+    }
+
+
+def with_threshold(recipe: Recipe, threshold: float | None) -> Recipe:
+    """``recipe`` deciding at a fixed raw-score threshold (None: the model's calibrated one),
+    as a derived version so that every record names the threshold rule that decided it."""
+    if threshold is None:
+        return recipe
+    decision = recipe.decision.model_copy(update={"threshold": float(threshold)})
+    return recipe.model_copy(update={"decision": decision, "version": f"{recipe.version}+threshold={threshold:.6g}"})
+
+
+def store_config(recipe: Recipe, model_path: Path, model: PatchCore, model_sha: str) -> dict[str, Any]:
+    """What the record store registers for a recipe and its model."""
+    return {
+        **recipe_config(recipe),
+        "model_sha256": model_sha,
+        "model_name": model_path.name,
+        "model_card": model.card_.model_dump(mode="json") if model.card_ else {},
+    }
