@@ -110,14 +110,17 @@ def test_tampered_truncated_and_foreign_files_are_refused(fitted: PatchCore, tmp
 def test_unfitted_and_bad_parameters() -> None:
     with pytest.raises(NotFittedError):
         PatchCore().score([np.zeros((8, 8, 3), np.uint8)])
-    with pytest.raises(ValueError):
-        PatchCore(image_size=100)
-    with pytest.raises(ValueError):
-        PatchCore(bank_dtype="int8")
+    few = [np.zeros((8, 8, 3), np.uint8)] * 2
+    # __init__ only stores parameters (scikit-learn's contract); fit says what is wrong with them.
+    for bad in ({"image_size": 100}, {"bank_dtype": "int8"}, {"calibration_fraction": 1.0}, {"backbone": "vgg"}):
+        model = PatchCore(**bad)
+        assert model.get_params()[next(iter(bad))] == next(iter(bad.values()))
+        with pytest.raises(ValueError):
+            model.fit(few * 4)
     with pytest.raises(ValueError, match="at least 3"):
-        PatchCore(image_size=64).fit([np.zeros((8, 8, 3), np.uint8)] * 2)
-    with pytest.raises(ValueError):
-        PatchCore(calibration_fraction=1.0)
+        PatchCore(image_size=64).fit(few)
+    with pytest.raises(ValueError, match="no parameter"):
+        PatchCore().set_params(image_sise=64)
 
 
 def test_calibration_images_can_join_the_bank(line_dir: Path) -> None:

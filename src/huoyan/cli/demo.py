@@ -44,7 +44,9 @@ part_id:
 def cmd_demo(args: argparse.Namespace) -> int:
     import threading
 
+    from huoyan.core.detector import ImageDetector
     from huoyan.core.recipe import load_recipe
+    from huoyan.detectors import new_detector
     from huoyan.runner import open_station, print_status, run_station
     from huoyan.sampleline.feeder import feed_folder
     from huoyan.sampleline.generator import generate_line
@@ -52,7 +54,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from huoyan.vision.dataset import load_category
     from huoyan.vision.evaluate import evaluate
     from huoyan.vision.imageio import list_images
-    from huoyan.vision.patchcore import PatchCore
 
     out = Path(args.out)
     print(f"generating the sample line in {out / 'line'} ...")
@@ -62,7 +63,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for root in roots:
         images, _ = load_good_images(root / "train" / "good")
         start = time.perf_counter()
-        model = PatchCore(seed=args.seed).fit(images)
+        model = new_detector(seed=args.seed).fit(images)
+        assert isinstance(model, ImageDetector)  # the sample line is images
         fit_s = time.perf_counter() - start
         model_path = model.save(out / "models" / f"{root.name}.safetensors")
         metrics = evaluate(model, load_category(root))

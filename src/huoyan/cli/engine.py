@@ -15,9 +15,24 @@ from huoyan.cli.common import (
     train_folder,
 )
 
+# The estimator parameters `huoyan fit` offers; their defaults are the estimator's own.
+FIT_PARAMS = (
+    "backbone",
+    "image_size",
+    "coreset_ratio",
+    "coreset_size",
+    "false_reject_rate",
+    "confidence",
+    "calibration_fraction",
+    "calibration_in_bank",
+    "bank_dtype",
+    "seed",
+    "runtime",
+)
+
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from huoyan.vision.patchcore import PatchCore
+    from huoyan.detectors import new_detector
 
     folder = train_folder(Path(args.train_dir))
     images, errors = load_good_images(folder)
@@ -29,19 +44,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         defects += imgs
         for e in errs:
             print(f"skipped: {e}", file=sys.stderr)
-    model = PatchCore(
-        backbone=args.backbone,
-        image_size=args.image_size,
-        coreset_ratio=args.coreset_ratio,
-        coreset_size=args.coreset_size,
-        false_reject_rate=args.false_reject_rate,
-        confidence=args.confidence,
-        calibration_fraction=args.calibration_fraction,
-        calibration_in_bank=args.calibration_in_bank,
-        bank_dtype=args.bank_dtype,
-        seed=args.seed,
-        runtime=args.runtime,
-    )
+    model = new_detector(args.detector, **{name: getattr(args, name) for name in FIT_PARAMS})
     start = time.perf_counter()
     try:
         model.fit(images, defects or None)
@@ -50,7 +53,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     path = model.save(args.output)
     card = model.card_
-    assert card is not None
     if args.json:
         print_json({"model": str(path), "fit_seconds": elapsed, "card": card.model_dump(mode="json")})
     else:
@@ -69,19 +71,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _load_model(path: str, args: argparse.Namespace) -> Any:
-    from huoyan.vision.artifact import ArtifactError
+    from huoyan.detectors import load_image_detector
     from huoyan.vision.backbone import BackboneUnavailable
-    from huoyan.vision.patchcore import PatchCore
 
     try:
-        model = PatchCore.load(path, runtime=getattr(args, "runtime", "onnx")).prepare()
-    except (ArtifactError, BackboneUnavailable) as exc:
+        model = load_image_detector(path, runtime=getattr(args, "runtime", "onnx"))
+    except (ValueError, BackboneUnavailable) as exc:  # ArtifactError and UnknownDetectorKind are ValueErrors
         raise SystemExit(f"error: {exc}") from exc
-    if getattr(args, "min_area", None) is not None:
-        model.min_region_area = args.min_area
-    if getattr(args, "mm_per_px", None) is not None:
-        model.mm_per_px = args.mm_per_px
-    return model
+    changes = {"min_region_area": getattr(args, "min_area", None), "mm_per_px": getattr(args, "mm_per_px", None)}
+    return model.set_params(**{k: v for k, v in changes.items() if v is not None})
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -146,30 +144,35 @@ def cmd_sample_line(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Declare this group's commands on the ``huoyan`` parser."""
+    from huoyan.detectors import DEFAULT_KIND, REGISTRY, default_params
     from huoyan.vision.backbone import BACKBONES
 
+    d = default_params(DEFAULT_KIND)
     fit = sub.add_parser("fit", help="learn a model from good images")
     fit.add_argument("train_dir", help="folder of good images, or an MVTec category (uses train/good)")
     fit.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
-    fit.add_argument("--backbone", default="efficientnet-lite0", choices=sorted(BACKBONES))
-    fit.add_argument("--image-size", type=int, default=224)
-    fit.add_argument("--coreset-ratio", type=float, default=0.1)
-    fit.add_argument("--coreset-size", type=int, default=None)
-    fit.add_argument("--false-reject-rate", type=float, default=0.005)
-    fit.add_argument("--confidence", type=float, default=0.95)
-    fit.add_argument("--calibration-fraction", type=float, default=0.2, help="share held out for the threshold")
+    fit.add_argument("--detector", default=DEFAULT_KIND, choices=sorted(REGISTRY), help="the detector kind")
+    fit.add_argument("--backbone", default=d["backbone"], choices=sorted(BACKBONES))
+    fit.add_argument("--image-size", type=int, default=d["image_size"])
+    fit.add_argument("--coreset-ratio", type=float, default=d["coreset_ratio"])
+    fit.add_argument("--coreset-size", type=int, default=d["coreset_size"])
+    fit.add_argument("--false-reject-rate", type=float, default=d["false_reject_rate"])
+    fit.add_argument("--confidence", type=float, default=d["confidence"])
+    fit.add_argument(
+        "--calibration-fraction", type=float, default=d["calibration_fraction"], help="share held out for the threshold"
+    )
     fit.add_argument(
         "--calibration-in-bank",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=d["calibration_in_bank"],
         help="after calibrating, add what the held-out images' patches add to the bank (more accurate, a larger bank)",
     )
     fit.add_argument(
-        "--bank-dtype", choices=("float32", "float16"), default="float16", help="float16 halves the bank's bytes"
+        "--bank-dtype", choices=("float32", "float16"), default=d["bank_dtype"], help="float16 halves the bank's bytes"
     )
     fit.add_argument("--defects", nargs="*", help="folders of labelled defect images (adds the F1-optimal threshold)")
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    fit.add_argument("--seed", type=int, default=d["seed"])
+    fit.add_argument("--runtime", choices=("onnx", "torch"), default=d["runtime"])
     fit.add_argument("--json", action="store_true")
     fit.set_defaults(func=cmd_fit)
 

@@ -254,6 +254,9 @@ class Recipe(_Strict):
     source: Source
     preprocess: Preprocess = Preprocess()
     model: Path
+    detector: str | None = Field(
+        default=None, description="the detector kind the model must be (e.g. 'patchcore'); default: the file's own"
+    )
     decision: Decision = Decision()
     storage: Storage = Storage()
     part_id: PartId = PartId()
@@ -282,15 +285,17 @@ class Recipe(_Strict):
         upgrading Huoyan does not make every stored recipe version look edited."""
         body = self.model_dump(mode="json", by_alias=True, exclude={"feedback"})
         for section, fields in ADDED_LATER.items():
-            model = getattr(self, section)
+            model: BaseModel = getattr(self, section) if section else self
+            part = body[section] if section else body
             for name in fields:
                 if getattr(model, name) == type(model).model_fields[name].default:
-                    body[section].pop(name, None)
+                    part.pop(name, None)
         return hashlib.sha256(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 
 
 # Fields each recipe section gained after the first release (see ``content_sha256``).
-ADDED_LATER: dict[str, tuple[str, ...]] = {"preprocess": ("max_image_pixels",)}
+# ("" is the recipe itself.)
+ADDED_LATER: dict[str, tuple[str, ...]] = {"": ("detector",), "preprocess": ("max_image_pixels",)}
 
 
 def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:

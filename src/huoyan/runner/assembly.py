@@ -1,6 +1,6 @@
 """Station assembly: a recipe becomes a running station, the one place that joins vision, station and store.
 
-Each stage only knows the core models; this is where a ``PatchCore`` becomes the
+Each stage only knows the core models; this is where a saved detector becomes the
 station's model and a ``RecordStore`` its sink, and the line-feedback channels the
 recipe enables are opened.
 """
@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from huoyan.core.durable import remove_stale_temporaries
 from huoyan.core.recipe import Recipe
 from huoyan.core.records import StationEvent
+from huoyan.detectors import load_image_detector
 from huoyan.io.feedback import Channel, LineFeedback, SignalTimes
 from huoyan.runner.line import StationLine
 from huoyan.runner.recipes import store_config, with_threshold
@@ -34,7 +35,6 @@ from huoyan.store.database import make_engine, resolve_url, upgrade
 from huoyan.store.records import UNAVAILABLE, RecordStore, data_paths
 from huoyan.store.spool import Spool
 from huoyan.vision.imageio import decode_image
-from huoyan.vision.patchcore import PatchCore
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def open_station(
     ``threshold`` (raw score, set on the server) replaces the recipe's decision threshold."""
     base_recipe, recipe = recipe, with_threshold(recipe, threshold)
     model_path = model_path or Path(recipe.model)
-    model = PatchCore.load(model_path, runtime=runtime).prepare()
+    model = load_image_detector(model_path, recipe.detector, runtime)
     model_sha = file_sha256(model_path)
     data_dir = Path(recipe.storage.data_dir)
     engine = open_database(database_url or recipe, migrate=False)  # migrated below, outage-tolerant
@@ -145,7 +145,7 @@ def open_station(
     if feedback.channels:
         station.listeners.append(feedback.on_record)
         station.event_listeners.append(feedback.on_event)
-    card = model.card_.model_dump(mode="json") if model.card_ else {}
+    card = model.card_.model_dump(mode="json")
     return OpenStation(station, store, source, engine, model_sha, line, feedback, model_path, card)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from huoyan.core.control import RecipeInfo, RecipeSwitchError
 from huoyan.core.recipe import Recipe, RecipeError, load_recipe
+from huoyan.detectors import load_image_detector
 from huoyan.runner.recipes import recipe_config, store_config, with_threshold
 from huoyan.station.inspect import Inspector, Previewer
 from huoyan.station.pipeline import Station
@@ -18,7 +19,6 @@ from huoyan.station.sources import Camera
 from huoyan.store.blobs import file_sha256
 from huoyan.store.records import RecipeConflict, RecordStore
 from huoyan.vision.imageio import decode_image
-from huoyan.vision.patchcore import PatchCore
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class StationLine:
 
     def _load_model(self, recipe: Recipe, model_path: Path) -> tuple[Inspector, dict[str, Any]]:
         try:
-            model = PatchCore.load(model_path, runtime=self.runtime).prepare()
+            model = load_image_detector(model_path, recipe.detector, self.runtime)
         except (OSError, ValueError) as exc:
             raise RecipeSwitchError(f"cannot load model {model_path}: {exc}") from exc
         sha = file_sha256(model_path)
@@ -173,7 +173,7 @@ class StationLine:
             if not isinstance(current, Inspector):
                 raise RecipeSwitchError("this station's inspector takes no threshold")
             recipe = with_threshold(self.base_recipe, threshold)
-            inspector = Inspector(current.engine, recipe, current.model_sha256, current.decode, preview=self.preview)
+            inspector = Inspector(current.detector, recipe, current.model_sha256, current.decode, preview=self.preview)
             await self._swap(recipe, inspector, {**self.config, **recipe_config(recipe)})
             self._active = self._info(recipe, current.model_sha256, self._active.index)
             log.info("threshold set to %s (recipe version %s)", threshold or "calibrated", recipe.version)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from huoyan.core.detector import Detector
 from huoyan.core.recipe import Recipe
-from huoyan.vision.patchcore import PatchCore
 
 
 def recipe_config(recipe: Recipe) -> dict[str, Any]:
@@ -31,11 +31,11 @@ def with_threshold(recipe: Recipe, threshold: float | None) -> Recipe:
     return recipe.model_copy(update={"decision": decision, "version": f"{recipe.version}+threshold={threshold:.6g}"})
 
 
-def store_config(recipe: Recipe, model_path: Path, model: PatchCore, model_sha: str) -> dict[str, Any]:
+def store_config(recipe: Recipe, model_path: Path, model: Detector, model_sha: str) -> dict[str, Any]:
     """What the record store registers for a recipe and its model."""
     return {
         **recipe_config(recipe),
         "model_sha256": model_sha,
         "model_name": model_path.name,
-        "model_card": model.card_.model_dump(mode="json") if model.card_ else {},
+        "model_card": model.card_.model_dump(mode="json"),
     }

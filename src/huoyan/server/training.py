@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from huoyan.core.detector import ImageDetector, clone
+from huoyan.detectors import load_image_detector
 from huoyan.server.hosting import StationHost
 from huoyan.store.blobs import file_sha256
 from huoyan.store.reviews import Labelled, Reviews
 from huoyan.store.versions import JobStatus, ModelVersions
 from huoyan.vision.imageio import ImageError, decode_image
-from huoyan.vision.patchcore import PatchCore
 
 log = logging.getLogger(__name__)
 MIN_TRAIN_IMAGES = 8
@@ -34,7 +35,7 @@ class TrainingError(RuntimeError):
     """A job that cannot run as asked (too few images, a missing model file)."""
 
 
-def compare_on_reviews(model: PatchCore, images: Sequence[np.ndarray], labels: Sequence[bool]) -> dict[str, Any]:
+def compare_on_reviews(model: ImageDetector, images: Sequence[np.ndarray], labels: Sequence[bool]) -> dict[str, Any]:
     """How a model judges the reviewed parts at its own calibrated threshold."""
     if not images:
         return {"n": 0}
@@ -121,7 +122,7 @@ class Trainer:
         active = self.versions.active(host.station_id)
         if active is None or not Path(active["path"]).is_file():
             raise TrainingError("the station has no active model file to take parameters from")
-        parent = PatchCore.load(active["path"], runtime=host.runtime)
+        parent = load_image_detector(active["path"], runtime=host.runtime)
         max_images = int(job["params"].get("max_images", 200))
         picked = self.reviews.good_images(host.station_id, max_images)
         train, kept = self._images(host, [sha for _, sha in picked])
@@ -131,14 +132,13 @@ class Trainer:
                 "needed (keep more OK images with storage.keep_ok_every, or review more false alarms)"
             )
         self.versions.progress(job["id"], f"training on {len(train)} images")
-        model = PatchCore(**parent.get_params()).fit(train)
+        model = clone(parent).fit(train)
         path = self.models_dir / host.station_id / f"job-{job['id']}.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
         model.save(path)
         self.versions.progress(job["id"], "comparing with the active version on reviewed parts")
         labelled = self.reviews.labelled(host.station_id)
         metrics = self._compare(host, labelled, model, parent, {picked[i][0] for i in kept})
-        assert model.card_ is not None
         version = self.versions.add(
             host.station_id,
             file_sha256(path),
@@ -159,7 +159,7 @@ class Trainer:
         return version["id"], f"version {version['version']} trained on {len(train)} images"
 
     def _compare(
-        self, host: StationHost, labelled: list[Labelled], new: PatchCore, active: PatchCore, trained: set[int]
+        self, host: StationHost, labelled: list[Labelled], new: ImageDetector, active: ImageDetector, trained: set[int]
     ) -> dict[str, Any]:
         images, kept = self._images(host, [item.image_sha256 for item in labelled])
         labels = [labelled[i].is_defect for i in kept]

@@ -1,7 +1,7 @@
 """One micro-batch of arrivals to one stored record each: decode, preprocess, score, decide, keep.
 
 Runs in a worker thread, off the event loop. Any failure of one part (corrupt file,
-image smaller than the ROI) becomes that part's ERROR record; a failure of the engine
+image smaller than the ROI) becomes that part's ERROR record; a failure of the detector
 itself becomes an ERROR record for each part of the batch. No arrival is left without
 a record.
 """
@@ -16,7 +16,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from huoyan.core.models import InputSpec, InspectionResult, Region, Verdict
+from huoyan.core.detector import ImageDetector
+from huoyan.core.models import Region, Verdict
 from huoyan.core.recipe import Recipe
 from huoyan.core.records import Arrival, InspectionRecord, StoredRecord, utcnow
 from huoyan.station import preprocess
@@ -25,29 +26,6 @@ from huoyan.station.decision import decide
 # Heat maps are stored as 8-bit PNG of score / threshold: 128 is the NG threshold,
 # 255 is twice it or more. Compact, viewable, and still quantitative.
 HEATMAP_SCALE = 128.0
-
-
-class Engine(Protocol):
-    """What the station needs from a vision model (``huoyan.vision.PatchCore`` provides it)."""
-
-    @property
-    def threshold(self) -> float: ...
-
-    @property
-    def input_spec(self) -> InputSpec | None: ...
-
-    def score(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def judge(
-        self,
-        image: np.ndarray,
-        score: float,
-        model_map: np.ndarray,
-        name: str,
-        threshold: float | None = None,
-        min_region_area: int | None = None,
-        mm_per_px: float | None = None,
-    ) -> InspectionResult: ...
 
 
 class Decoder(Protocol):
@@ -84,7 +62,7 @@ class Prepared:
 
 @dataclass
 class Inspector:
-    engine: Engine
+    detector: ImageDetector
     recipe: Recipe
     model_sha256: str
     decode: Decoder
@@ -93,7 +71,7 @@ class Inspector:
     @property
     def threshold(self) -> float:
         t = self.recipe.decision.threshold
-        return self.engine.threshold if isinstance(t, str) else float(t)
+        return self.detector.threshold if isinstance(t, str) else float(t)
 
     def _record(self, a: Arrival, **fields: object) -> InspectionRecord:
         decided = utcnow()
@@ -135,7 +113,7 @@ class Inspector:
         try:
             image = a.image if a.image is not None else self.decode(a.data or b"", a.source_name, cfg.max_image_pixels)
             image = preprocess.apply(image, cfg)
-            spec = self.engine.input_spec
+            spec = self.detector.input_spec
             problem = None if spec is None else spec.mismatch(image)
             if problem is not None:
                 return Prepared(a, None, problem)
@@ -151,7 +129,7 @@ class Inspector:
                 out[i] = self._error(p.arrival, p.error or "not decoded")
         if ready:
             try:
-                scores, maps = self.engine.score([p.image for _, p in ready if p.image is not None])
+                scores, maps = self.detector.score([p.image for _, p in ready if p.image is not None])
                 for (i, p), s, m in zip(ready, scores, maps, strict=True):
                     out[i] = self._judge(p.arrival, p.image, float(s), m)  # type: ignore[arg-type]
             except Exception as exc:
@@ -162,7 +140,7 @@ class Inspector:
     def _judge(self, a: Arrival, image: np.ndarray, score: float, model_map: np.ndarray) -> StoredRecord:
         thr = self.threshold
         d = self.recipe.decision
-        result = self.engine.judge(
+        result = self.detector.judge(
             image, score, model_map, a.source_name, thr, d.min_region_area_px, self.recipe.preprocess.mm_per_px
         )
         verdict = decide(result, d)

@@ -1,6 +1,7 @@
 """Model artifact: one safetensors file holding the memory bank and the model card.
 
 Layout: tensor ``bank`` (float32 or float16) and header metadata with the format tag,
+the detector kind (``patchcore``; files from before kinds were recorded are PatchCore's),
 the model card JSON, the estimator parameters JSON, and SHA-256 digests of the card and
 of the bank bytes. safetensors never unpickles anything; its own parser rejects a
 truncated file, and the digests catch edits to the card or the bank. Loading also
@@ -26,6 +27,7 @@ from huoyan.vision.backbone import BACKBONES
 FORMAT = "huoyan-model"
 FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
+KIND = "patchcore"
 
 
 class ArtifactError(ValueError):
@@ -47,6 +49,7 @@ def save_model(path: str | Path, bank: np.ndarray, card: ModelCard, params: dict
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
+        "kind": KIND,
         "card": card_json,
         "card_sha256": _sha256(card_json.encode()),
         "params": json.dumps(params, sort_keys=True),
@@ -66,13 +69,30 @@ def _read_metadata(p: Path) -> dict[str, str]:
     return dict(meta or {})
 
 
-def load_model(path: str | Path) -> tuple[np.ndarray, ModelCard, dict[str, Any]]:
-    """Read and verify an artifact; raise ``ArtifactError`` with the reason if unusable."""
+def _existing(path: str | Path) -> Path:
     p = Path(path)
     if not p.is_file() and p.with_name(p.name + SUFFIX).is_file():
         p = p.with_name(p.name + SUFFIX)
     if not p.is_file():
         raise ArtifactError(f"{p}: no such model file")
+    return p
+
+
+def artifact_kind(path: str | Path) -> str:
+    """The detector kind a model file was written by, from its header alone."""
+    p = _existing(path)
+    try:
+        meta = _read_metadata(p)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(f"{p}: not a readable model file (truncated or corrupt: {exc})") from exc
+    if meta.get("format") != FORMAT:
+        raise ArtifactError(f"{p}: not a Huoyan model (format {meta.get('format')!r})")
+    return meta.get("kind") or KIND  # written before kinds were recorded: PatchCore
+
+
+def load_model(path: str | Path) -> tuple[np.ndarray, ModelCard, dict[str, Any]]:
+    """Read and verify an artifact; raise ``ArtifactError`` with the reason if unusable."""
+    p = _existing(path)
     try:
         meta = _read_metadata(p)
         tensors = load_file(str(p))
@@ -80,6 +100,8 @@ def load_model(path: str | Path) -> tuple[np.ndarray, ModelCard, dict[str, Any]]
         raise ArtifactError(f"{p}: not a readable model file (truncated or corrupt: {exc})") from exc
     if meta.get("format") != FORMAT:
         raise ArtifactError(f"{p}: not a Huoyan model (format {meta.get('format')!r})")
+    if meta.get("kind", KIND) != KIND:
+        raise ArtifactError(f"{p}: a {meta['kind']!r} model, not a PatchCore memory bank")
     try:
         version = int(meta.get("format_version", ""))
     except ValueError as exc:

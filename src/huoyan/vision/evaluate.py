@@ -11,28 +11,28 @@ from typing import Any
 
 import numpy as np
 
+from huoyan.core.detector import ImageDetector
 from huoyan.vision.calibration import rates_at
 from huoyan.vision.dataset import Category, read_mask
 from huoyan.vision.imageio import read_image
 from huoyan.vision.metrics import aupro, f1_max, image_auroc, pixel_auroc
-from huoyan.vision.patchcore import PatchCore
 
 
-def evaluate(model: PatchCore, category: Category, batch_size: int = 8) -> dict[str, Any]:
+def evaluate(model: ImageDetector, category: Category, batch_size: int = 8) -> dict[str, Any]:
     """Image AUROC, pixel AUROC, AUPRO, F1-max, rates at the threshold, throughput."""
     images = [read_image(s.path) for s in category.test]
     labels = np.array([s.is_defect for s in category.test], dtype=int)
-    size = model.image_size
-    masks = [read_mask(s.mask_path, size, size) for s in category.test]
     start = time.perf_counter()
     scores_list, maps_list = [], []
     for i in range(0, len(images), batch_size):
         s, m = model.score(images[i : i + batch_size])
         scores_list.append(s)
-        maps_list.append(m)
+        maps_list.append(np.asarray(m))
     elapsed = time.perf_counter() - start
     scores = np.concatenate(scores_list)
     maps = list(np.concatenate(maps_list))
+    height, width = maps[0].shape  # masks are compared at the maps' (model) resolution
+    masks = [read_mask(s.mask_path, width, height) for s in category.test]
     result: dict[str, Any] = {
         "category": str(category.root),
         "test_images": len(images),

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from huoyan.core.detector import ImageDetector
 from huoyan.core.models import InspectionResult, Verdict
 from huoyan.vision.imageio import ImageError, list_inputs, read_image
-from huoyan.vision.patchcore import PatchCore
 
 RESULTS_FILE = "results.jsonl"
 
@@ -47,7 +47,7 @@ def result_row(result: InspectionResult, path: str, threshold: float, map_path: 
 
 
 def predict_files(
-    model: PatchCore, inputs: Iterable[str | Path], out_dir: str | Path, batch_size: int = 8
+    model: ImageDetector, inputs: Iterable[str | Path], out_dir: str | Path, batch_size: int = 8
 ) -> Iterator[dict[str, Any]]:
     """Predict every input, writing maps and ``results.jsonl``; yield each row."""
     out = Path(out_dir)
@@ -69,7 +69,7 @@ def predict_files(
                 yield row
 
 
-def _predict_batch(model: PatchCore, paths: list[str], out: Path) -> list[dict[str, Any]]:
+def _predict_batch(model: ImageDetector, paths: list[str], out: Path) -> list[dict[str, Any]]:
     rows: dict[int, dict[str, Any]] = {}
     images, index = [], []
     for i, p in enumerate(paths):

@@ -13,12 +13,13 @@ import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import cv2
 import numpy as np
 
 from huoyan import __version__
+from huoyan.core.detector import NotFittedError, Scores
 from huoyan.core.models import InputSpec, InspectionResult, ModelCard, Verdict
 from huoyan.vision.anomaly_map import patch_grid_to_map, resize_map
 from huoyan.vision.backbone import BACKBONES, DEFAULT_STRIDES, build_backbone, feature_dim
@@ -30,10 +31,24 @@ from huoyan.vision.runtime import FeatureRuntime, make_runtime
 from huoyan.vision.search import NearestNeighbourIndex
 
 BANK_DTYPES = ("float32", "float16")
-
-
-class NotFittedError(RuntimeError):
-    """The model was used before ``fit`` or ``load``."""
+# The estimator's parameters, in ``__init__``'s order: what ``get_params`` reports and saves.
+_PARAMS = (
+    "backbone",
+    "image_size",
+    "coreset_ratio",
+    "coreset_size",
+    "false_reject_rate",
+    "confidence",
+    "calibration_fraction",
+    "bank_dtype",
+    "seed",
+    "runtime",
+    "blur_sigma",
+    "min_region_area",
+    "mm_per_px",
+    "batch_size",
+    "calibration_in_bank",
+)
 
 
 def content_sha256(images: Sequence[np.ndarray]) -> str:
@@ -90,14 +105,6 @@ class PatchCore:
         batch_size: int = 8,
         calibration_in_bank: bool = True,
     ) -> None:
-        if backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
-        if bank_dtype not in BANK_DTYPES:
-            raise ValueError(f"bank_dtype must be one of {BANK_DTYPES}")
-        if not 0 < calibration_fraction < 1:
-            raise ValueError("calibration_fraction must be in (0, 1)")
-        if image_size < 32 or image_size % 16:
-            raise ValueError("image_size must be a multiple of 16 and at least 32")
         self.backbone = backbone
         self.image_size = image_size
         self.coreset_ratio = coreset_ratio
@@ -115,8 +122,48 @@ class PatchCore:
         self.calibration_in_bank = calibration_in_bank
         self._runtime: FeatureRuntime | None = None
         self._index: NearestNeighbourIndex | None = None
-        self.bank_: np.ndarray | None = None
-        self.card_: ModelCard | None = None
+
+    kind: ClassVar[str] = "patchcore"
+    # Learned by ``fit`` (or read by ``load``), never set in ``__init__``.
+    bank_: np.ndarray
+    card_: ModelCard
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _PARAMS}
+
+    def set_params(self, **params: Any) -> Self:
+        unknown = sorted(set(params) - set(_PARAMS))
+        if unknown:
+            raise ValueError(f"PatchCore has no parameter {', '.join(unknown)}; it has {', '.join(_PARAMS)}")
+        for name, value in params.items():
+            setattr(self, name, value)
+        if {"backbone", "image_size", "runtime"} & set(params):
+            self._runtime = None  # rebuilt for the new input on next use
+        return self
+
+    def _check_params(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONES)}")
+        if self.bank_dtype not in BANK_DTYPES:
+            raise ValueError(f"bank_dtype must be one of {BANK_DTYPES}")
+        if not 0 < self.calibration_fraction < 1:
+            raise ValueError("calibration_fraction must be in (0, 1)")
+        if self.image_size < 32 or self.image_size % 16:
+            raise ValueError("image_size must be a multiple of 16 and at least 32")
+
+    @staticmethod
+    def _check_images(images: Sequence[np.ndarray]) -> None:
+        """HxWx3 uint8 RGB images, at least one: anything else is a caller's mistake, named."""
+        if len(images) == 0:
+            raise ValueError("no images given")
+        for i, img in enumerate(images):
+            if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 1:
+                shape = getattr(img, "shape", type(img).__name__)
+                raise ValueError(f"image {i}: expected an HxWx3 RGB array, got {shape}")
+            if img.dtype != np.uint8:
+                raise ValueError(
+                    f"image {i}: expected uint8 pixels, got {img.dtype} (decode with huoyan.vision.imageio)"
+                )
 
     # -- feature extraction -------------------------------------------------------
     def _features_runtime(self) -> FeatureRuntime:
@@ -126,7 +173,7 @@ class PatchCore:
             self._runtime = make_runtime(self.runtime, model, self.image_size)
         return self._runtime
 
-    def prepare(self) -> PatchCore:
+    def prepare(self) -> Self:
         """Build the backbone runtime now (start-up cost) rather than on the first image."""
         self._features_runtime()
         return self
@@ -158,7 +205,7 @@ class PatchCore:
         return fuse(self.feature_maps(images))
 
     # -- learning -------------------------------------------------------------------
-    def fit(self, images: Sequence[np.ndarray], defect_images: Sequence[np.ndarray] | None = None) -> PatchCore:
+    def fit(self, images: Sequence[np.ndarray], defect_samples: Sequence[np.ndarray] | None = None) -> Self:
         """Learn from good images, holding some out to calibrate the threshold.
 
         A seeded ``calibration_fraction`` of the images (at least 2) stays out of the
@@ -167,12 +214,14 @@ class PatchCore:
         (``calibration``). Then, with ``calibration_in_bank``, they join it. Scoring training images
         against a bank with their own patches removed was tried and rejected: the
         coreset had dropped their neighbours from other images, so such scores ran far
-        above real good parts (magnetic tile: every defect passed). ``defect_images``,
+        above real good parts (magnetic tile: every defect passed). ``defect_samples``,
         if given, add the F1-optimal threshold and its rates to the calibration report.
         """
+        self._check_params()
         n_cal = max(2, round(len(images) * self.calibration_fraction))
         if len(images) - n_cal < 1:
             raise ValueError(f"fit needs at least {n_cal + 1} good images ({n_cal} are held out to calibrate)")
+        self._check_images(images)
         order = np.random.default_rng(self.seed).permutation(len(images))
         cal_idx, bank_idx = np.sort(order[:n_cal]), np.sort(order[n_cal:])
         bank_images = [images[i] for i in bank_idx]
@@ -186,8 +235,8 @@ class PatchCore:
         self._set_bank(bank)
         cal_images = [images[i] for i in cal_idx]
         cal_maps = self.feature_maps(cal_images)  # scored now, and joins the bank below
-        good_scores = self._score_maps(cal_maps)[0]
-        defect_scores = None if not defect_images else self.score(defect_images)[0]
+        good_scores = self._score_maps(cal_maps).raw
+        defect_scores = None if not defect_samples else self.score(defect_samples).raw
         cal = calibrate(good_scores, self.false_reject_rate, self.confidence, defect_scores)
         if self.calibration_in_bank:
             # Calibrated, the held-out images join the bank: the bank's own greedy selection
@@ -236,17 +285,18 @@ class PatchCore:
         return self._card().input
 
     def _card(self) -> ModelCard:
-        if self.card_ is None or self._index is None:
+        if not hasattr(self, "card_") or self._index is None:
             raise NotFittedError("this PatchCore is not fitted: call fit() or PatchCore.load()")
         return self.card_
 
-    def score(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Raw image scores (N,) and anomaly maps at model resolution (N x S x S)."""
+    def score(self, images: Sequence[np.ndarray]) -> Scores:
+        """Raw image scores (N,) and, as evidence, anomaly maps at model resolution (N x S x S)."""
         if self._index is None:
             raise NotFittedError("this PatchCore is not fitted: call fit() or PatchCore.load()")
+        self._check_images(images)
         return self._score_maps(self.feature_maps(images))
 
-    def _score_maps(self, feature_maps: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _score_maps(self, feature_maps: list[np.ndarray]) -> Scores:
         assert self._index is not None
         # One search for the whole batch: each bank chunk is converted once per batch.
         distances = self._index.map_distances(feature_maps)
@@ -254,7 +304,7 @@ class PatchCore:
         maps = np.empty((n, self.image_size, self.image_size), dtype=np.float32)
         for i in range(n):
             maps[i] = patch_grid_to_map(distances[i], self.image_size, self.blur_sigma)
-        return maps.reshape(n, -1).max(1), maps
+        return Scores(maps.reshape(n, -1).max(1), maps)
 
     def predict(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[InspectionResult]:
         """Verdict, scores, regions and original-resolution raw map for each image."""
@@ -300,35 +350,16 @@ class PatchCore:
         from huoyan.vision.artifact import save_model
 
         card = self._card()
-        assert self.bank_ is not None
         return save_model(path, self.bank_, card, self.get_params())
 
     @classmethod
-    def load(cls, path: str | Path, runtime: str = "onnx") -> PatchCore:
+    def load(cls, path: str | Path, runtime: str = "onnx", **_: Any) -> Self:
         from huoyan.vision.artifact import load_model
 
         bank, card, params = load_model(path)
         params["runtime"] = runtime
         model = cls(**params)
+        model._check_params()
         model.card_ = card
         model._set_bank(bank)
         return model
-
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "backbone": self.backbone,
-            "image_size": self.image_size,
-            "coreset_ratio": self.coreset_ratio,
-            "coreset_size": self.coreset_size,
-            "false_reject_rate": self.false_reject_rate,
-            "confidence": self.confidence,
-            "calibration_fraction": self.calibration_fraction,
-            "bank_dtype": self.bank_dtype,
-            "seed": self.seed,
-            "runtime": self.runtime,
-            "blur_sigma": self.blur_sigma,
-            "min_region_area": self.min_region_area,
-            "mm_per_px": self.mm_per_px,
-            "batch_size": self.batch_size,
-            "calibration_in_bank": self.calibration_in_bank,
-        }
