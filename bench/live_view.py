@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from benchlib import cpu_model, timed
+from huoyan.decision.judge import ImageDecider, Policy
 from huoyan.sampleline.generator import generate_line
 from huoyan.server.hosting import draw_preview
 from huoyan.station.inspect import heatmap_u8
@@ -41,17 +42,18 @@ def main() -> None:
         tests = [read_image(p) for p in list_images(root / "test", recursive=True)]
     model = PatchCore(seed=0).fit(train)
     thr = model.threshold
+    decider = ImageDecider(Policy.of(thr))
     judged = []
     for img in tests:
         scores, maps = model.score([img])
-        judged.append((img, model.judge(img, float(scores[0]), maps[0], "part")))
+        judged.append((img, decider.judge(img, float(scores[0]), maps[0], "part")))
 
     i = iter(range(10**9))
 
     def inspect() -> None:
         img = tests[next(i) % len(tests)]
         scores, maps = model.score([img])
-        model.judge(img, float(scores[0]), maps[0], "part")
+        decider.judge(img, float(scores[0]), maps[0], "part")
 
     def preview() -> None:
         img, result = judged[next(i) % len(judged)]

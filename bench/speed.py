@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from benchlib import cpu_model, peak_rss_mb, timed
+from huoyan.decision.judge import ImageDecider, Policy
 from huoyan.sampleline.generator import make_sample
 from huoyan.vision.backbone import build_backbone
 from huoyan.vision.features import fuse
@@ -83,8 +84,14 @@ def main() -> None:
     assert model.bank_ is not None
 
     parts = itertools.cycle(test)
-    lat = timed(lambda: model.predict([next(parts)]), args.repeats)
-    b8 = timed(lambda: model.predict(test[:8]), max(5, args.repeats // 8))
+    decider = ImageDecider(Policy.of(model.threshold))
+
+    def predict(images: list[np.ndarray]) -> None:  # score, then decide: what a station does per part
+        scores, maps = model.score(images)
+        decider.judge_batch(images, scores, maps, ["part"] * len(images))
+
+    lat = timed(lambda: predict([next(parts)]), args.repeats)
+    b8 = timed(lambda: predict(test[:8]), max(5, args.repeats // 8))
     big = cv2.imencode(".png", cv2.resize(test[0], (900, 900)))[1].tobytes()
     decode = timed(lambda: decode_image(big), 20)
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from huoyan.core.recipe import load_recipe
+from huoyan.decision.judge import ImageDecider, Policy
 from huoyan.runner import open_station, run_station
 from huoyan.sampleline.feeder import feed_folder
 from huoyan.sampleline.generator import generate_line
@@ -40,10 +41,11 @@ from huoyan.vision.patchcore import PatchCore
 
 
 def engine_throughput(model: PatchCore, images: list[np.ndarray], batch: int, seconds: float) -> float:
+    decider = ImageDecider(Policy.of(model.threshold))
+
     def once(chunk: list[np.ndarray]) -> None:
         scores, maps = model.score(chunk)
-        for img, s, m in zip(chunk, scores, maps, strict=True):
-            model.judge(img, float(s), m, "x")
+        decider.judge_batch(chunk, scores, maps, ["x"] * len(chunk))
 
     once(images[:batch])  # warm-up
     n, start = 0, time.perf_counter()

@@ -118,3 +118,24 @@ def test_a_recipe_naming_a_kind_that_is_not_installed_is_refused(model_file: Pat
         open_station(load_recipe(recipe), f"sqlite:///{tmp_path / 'r.db'}")
     recipe.write_text(recipe.read_text().replace("vibration-envelope", "patchcore"))
     assert open_station(load_recipe(recipe), f"sqlite:///{tmp_path / 'r.db'}").model_sha256
+
+
+def test_model_files_of_the_previous_release_still_load(tmp_path: Path) -> None:
+    """Written before kinds were recorded, with the decision settings among the parameters."""
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    from huoyan.vision.artifact import _read_metadata
+
+    params, train, probe, _ = CASES["patchcore"]()
+    model = REGISTRY["patchcore"](**params).fit(train)
+    path = model.save(tmp_path / "new.safetensors")
+    meta = _read_metadata(path)
+    del meta["kind"]
+    meta["params"] = json.dumps({**json.loads(meta["params"]), "min_region_area": 0, "mm_per_px": None})
+    old = tmp_path / "old.safetensors"
+    save_file(load_file(str(path)), str(old), metadata=meta)
+    loaded = load_detector(old)
+    assert loaded.kind == "patchcore"
+    np.testing.assert_allclose(loaded.score(probe).raw, model.score(probe).raw, rtol=1e-5)

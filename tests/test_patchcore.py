@@ -3,11 +3,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from huoyan.core.models import Verdict
+from huoyan.core.models import InspectionResult, Verdict
+from huoyan.decision.judge import ImageDecider, Policy
 from huoyan.sampleline.generator import make_sample
 from huoyan.vision.artifact import ArtifactError
 from huoyan.vision.imageio import list_images, read_image
 from huoyan.vision.patchcore import NotFittedError, PatchCore
+
+
+def judge(model: PatchCore, image: np.ndarray, name: str = "part.png", **policy: int) -> InspectionResult:
+    """Score with the model, decide with the decision stage at the model's threshold."""
+    scores, maps = model.score([image])
+    return ImageDecider(Policy(model.threshold, **policy)).judge(image, float(scores[0]), maps[0], name)
 
 
 def test_defect_scores_above_good_and_region_hits_mask(fitted: PatchCore, defect_sample) -> None:
@@ -17,7 +24,7 @@ def test_defect_scores_above_good_and_region_hits_mask(fitted: PatchCore, defect
     scores, maps = fitted.score([*goods, image])
     assert scores[-1] > scores[:-1].max()
     assert maps.shape == (5, 128, 128)
-    result = fitted.predict([image], ["part.png"])[0]
+    result = judge(fitted, image)
     assert result.verdict is Verdict.NG and result.normalised_score > 1
     assert result.anomaly_map is not None and result.anomaly_map.shape == (128, 128)
     peak = np.unravel_index(np.argmax(result.anomaly_map), mask.shape)
@@ -47,13 +54,11 @@ def test_fit_is_deterministic(line_dir: Path) -> None:
 def test_original_resolution_map_and_min_area(fitted: PatchCore, defect_sample) -> None:
     image, _ = defect_sample
     wide = np.ascontiguousarray(np.repeat(image, 2, axis=1))  # 128 x 256
-    res = fitted.predict([wide])[0]
+    res = judge(fitted, wide)
     assert res.anomaly_map is not None and res.anomaly_map.shape == (128, 256)
     assert (res.width, res.height) == (256, 128)
-    strict = PatchCore.__new__(PatchCore)
-    strict.__dict__.update(fitted.__dict__)
-    strict.min_region_area = 10**6
-    assert strict.predict([image])[0].verdict is Verdict.OK
+    assert judge(fitted, image).verdict is Verdict.NG
+    assert judge(fitted, image, min_region_area_px=10**6).verdict is Verdict.OK
 
 
 def test_save_load_round_trip_and_float16(fitted: PatchCore, tmp_path: Path, defect_sample) -> None:

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from huoyan.decision.regions import find_regions
 from huoyan.vision.metrics import aupro, f1_max, image_auroc, pixel_auroc
-from huoyan.vision.regions import find_regions
 
 
 def test_regions_boxes_areas_and_scores() -> None:

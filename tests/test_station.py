@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
-from huoyan.core.models import InspectionResult, Region, Verdict
+from huoyan.core.models import Region, Verdict
 from huoyan.core.recipe import Decision, HotFolderSource, Preprocess, RegionRule
 from huoyan.core.records import Arrival, StoredRecord
+from huoyan.decision.judge import Policy, verdict
 from huoyan.runner import open_station, run_station
-from huoyan.station.decision import decide
 from huoyan.station.inspect import HEATMAP_SCALE, Prepared
 from huoyan.station.preprocess import PreprocessError, apply
 from huoyan.station.sources import HotFolder, PartIds, SeqCounter
@@ -251,13 +251,12 @@ def test_region_rules_tolerate_small_blemishes() -> None:
     big = Region(x=0, y=0, width=30, height=30, area_px=900, area_mm2=9.0, max_score=2.0, mean_score=1.5)
     rules = Decision(ng_if_any_region=[RegionRule(field="area_mm2", above=2.0)])
 
-    def result(*regions: Region) -> InspectionResult:
-        return InspectionResult(source_name="p", verdict=Verdict.NG, regions=list(regions))
-
-    assert decide(result(small), rules) == Verdict.OK
-    assert decide(result(small, big), rules) == Verdict.NG
-    assert decide(result(small), Decision()) == Verdict.NG
-    assert decide(InspectionResult(source_name="p", verdict=Verdict.OK), rules) == Verdict.OK
+    with_rules, without = Policy.of(1.0, rules), Policy.of(1.0, Decision())
+    assert verdict(1.5, [small], with_rules) == Verdict.OK
+    assert verdict(1.5, [small, big], with_rules) == Verdict.NG
+    assert verdict(1.5, [small], without) == Verdict.NG
+    assert verdict(0.9, [], with_rules) == Verdict.OK  # under the threshold
+    assert verdict(1.5, [], Policy.of(1.0, Decision(min_region_area_px=20))) == Verdict.OK  # blobs too small
 
 
 def test_station_rides_out_a_postgres_restart(

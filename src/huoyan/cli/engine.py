@@ -78,17 +78,20 @@ def _load_model(path: str, args: argparse.Namespace) -> Any:
         model = load_image_detector(path, runtime=getattr(args, "runtime", "onnx"))
     except (ValueError, BackboneUnavailable) as exc:  # ArtifactError and UnknownDetectorKind are ValueErrors
         raise SystemExit(f"error: {exc}") from exc
-    changes = {"min_region_area": getattr(args, "min_area", None), "mm_per_px": getattr(args, "mm_per_px", None)}
-    return model.set_params(**{k: v for k, v in changes.items() if v is not None})
+    return model
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from huoyan.vision.files import RESULTS_FILE, predict_files
+    from huoyan.core.recipe import Decision
+    from huoyan.decision.judge import ImageDecider, Policy
+    from huoyan.runner.files import RESULTS_FILE, predict_files
 
     model = _load_model(args.model, args)
+    decision = Decision(min_region_area_px=args.min_area or 0)
+    decider = ImageDecider(Policy.of(model.threshold, decision, args.mm_per_px))
     counts: Counter[str] = Counter()
     start = time.perf_counter()
-    for row in predict_files(model, args.inputs, args.out):
+    for row in predict_files(model, decider, args.inputs, args.out):
         counts[row["verdict"]] += 1
         if not args.json and row["verdict"] == "ERROR":
             print(f"error: {row['error']}", file=sys.stderr)

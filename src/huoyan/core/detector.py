@@ -69,18 +69,16 @@ class ImageDetector(Detector, Protocol):
     @property
     def input_spec(self) -> InputSpec | None: ...
 
-    def predict(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[InspectionResult]: ...
 
-    def judge(
-        self,
-        image: np.ndarray,
-        score: float,
-        model_map: np.ndarray,
-        name: str,
-        threshold: float | None = None,
-        min_region_area: int | None = None,
-        mm_per_px: float | None = None,
-    ) -> InspectionResult: ...
+@runtime_checkable
+class Decider(Protocol):
+    """The decision stage as the station uses it (``huoyan.decision.judge.ImageDecider``):
+    an image's score and model-resolution map to a verdict, regions and normalised score."""
+
+    @property
+    def threshold(self) -> float: ...
+
+    def judge(self, image: np.ndarray, score: float, model_map: np.ndarray, name: str) -> InspectionResult: ...
 
 
 D = TypeVar("D", bound=Detector)

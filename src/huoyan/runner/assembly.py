@@ -26,15 +26,13 @@ from huoyan.core.records import StationEvent
 from huoyan.detectors import load_image_detector
 from huoyan.io.feedback import Channel, LineFeedback, SignalTimes
 from huoyan.runner.line import StationLine
-from huoyan.runner.recipes import store_config, with_threshold
-from huoyan.station.inspect import Inspector
+from huoyan.runner.recipes import make_inspector, store_config, with_threshold
 from huoyan.station.pipeline import Station, Stats
 from huoyan.station.sources import HttpUpload, PartIds, SeqCounter, Source, make_source
 from huoyan.store.blobs import BlobStore, file_sha256
 from huoyan.store.database import make_engine, resolve_url, upgrade
 from huoyan.store.records import UNAVAILABLE, RecordStore, data_paths
 from huoyan.store.spool import Spool
-from huoyan.vision.imageio import decode_image
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +123,7 @@ def open_station(
     # Persisted beside the spool: numbers stay unique when the database cannot say which are taken.
     counter = SeqCounter(store.last_seq(recipe.station), path=spool_dir / f"{recipe.station}.seq")
     source = make_source(recipe.source, recipe.station, PartIds(recipe.part_id), counter)
-    inspector = Inspector(model, recipe, model_sha, decode_image)
+    inspector = make_inspector(model, recipe, model_sha)
     station = Station(
         recipe.station,
         source,

@@ -12,13 +12,12 @@ from typing import Any
 from huoyan.core.control import RecipeInfo, RecipeSwitchError
 from huoyan.core.recipe import Recipe, RecipeError, load_recipe
 from huoyan.detectors import load_image_detector
-from huoyan.runner.recipes import recipe_config, store_config, with_threshold
+from huoyan.runner.recipes import make_inspector, recipe_config, store_config, with_threshold
 from huoyan.station.inspect import Inspector, Previewer
 from huoyan.station.pipeline import Station
 from huoyan.station.sources import Camera
 from huoyan.store.blobs import file_sha256
 from huoyan.store.records import RecipeConflict, RecordStore
-from huoyan.vision.imageio import decode_image
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ class StationLine:
         except (OSError, ValueError) as exc:
             raise RecipeSwitchError(f"cannot load model {model_path}: {exc}") from exc
         sha = file_sha256(model_path)
-        inspector = Inspector(model, recipe, sha, decode_image, preview=self.preview)
+        inspector = make_inspector(model, recipe, sha, self.preview)
         return inspector, store_config(recipe, model_path, model, sha)
 
     async def _swap(self, recipe: Recipe, inspector: Inspector, config: dict[str, Any]) -> None:
@@ -173,7 +172,7 @@ class StationLine:
             if not isinstance(current, Inspector):
                 raise RecipeSwitchError("this station's inspector takes no threshold")
             recipe = with_threshold(self.base_recipe, threshold)
-            inspector = Inspector(current.detector, recipe, current.model_sha256, current.decode, preview=self.preview)
+            inspector = make_inspector(current.detector, recipe, current.model_sha256, self.preview)
             await self._swap(recipe, inspector, {**self.config, **recipe_config(recipe)})
             self._active = self._info(recipe, current.model_sha256, self._active.index)
             log.info("threshold set to %s (recipe version %s)", threshold or "calibrated", recipe.version)

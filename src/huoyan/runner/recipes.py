@@ -1,13 +1,17 @@
-"""What a running station tells the record store about its recipe and model, and the
-derived recipe version under which a threshold set on the line is recorded."""
+"""What a recipe and its model make of a station: the inspector (detector, decision
+policy, retention), what the record store registers, and the derived recipe version
+under which a threshold set on the line is recorded."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from huoyan.core.detector import Detector
+from huoyan.core.detector import Detector, ImageDetector
 from huoyan.core.recipe import Recipe
+from huoyan.decision.judge import ImageDecider, Policy
+from huoyan.station.inspect import Inspector, Previewer
+from huoyan.vision.imageio import decode_image
 
 
 def recipe_config(recipe: Recipe) -> dict[str, Any]:
@@ -39,3 +43,11 @@ def store_config(recipe: Recipe, model_path: Path, model: Detector, model_sha: s
         "model_name": model_path.name,
         "model_card": model.card_.model_dump(mode="json"),
     }
+
+
+def make_inspector(
+    detector: ImageDetector, recipe: Recipe, model_sha: str, preview: Previewer | None = None
+) -> Inspector:
+    """The station's inspector: the detector scores, the recipe's decision policy judges."""
+    policy = Policy.of(detector.threshold, recipe.decision, recipe.preprocess.mm_per_px)
+    return Inspector(detector, ImageDecider(policy), recipe, model_sha, decode_image, preview=preview)

@@ -1,5 +1,8 @@
 """One micro-batch of arrivals to one stored record each: decode, preprocess, score, decide, keep.
 
+The detector scores; the decider (``huoyan.decision``, through ``core.detector.Decider``)
+turns each score and map into the verdict; this module keeps what the recipe keeps.
+
 Runs in a worker thread, off the event loop. Any failure of one part (corrupt file,
 image smaller than the ROI) becomes that part's ERROR record; a failure of the detector
 itself becomes an ERROR record for each part of the batch. No arrival is left without
@@ -16,12 +19,11 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from huoyan.core.detector import ImageDetector
+from huoyan.core.detector import Decider, ImageDetector
 from huoyan.core.models import Region, Verdict
 from huoyan.core.recipe import Recipe
 from huoyan.core.records import Arrival, InspectionRecord, StoredRecord, utcnow
 from huoyan.station import preprocess
-from huoyan.station.decision import decide
 
 # Heat maps are stored as 8-bit PNG of score / threshold: 128 is the NG threshold,
 # 255 is twice it or more. Compact, viewable, and still quantitative.
@@ -63,6 +65,7 @@ class Prepared:
 @dataclass
 class Inspector:
     detector: ImageDetector
+    decider: Decider
     recipe: Recipe
     model_sha256: str
     decode: Decoder
@@ -70,8 +73,7 @@ class Inspector:
 
     @property
     def threshold(self) -> float:
-        t = self.recipe.decision.threshold
-        return self.detector.threshold if isinstance(t, str) else float(t)
+        return self.decider.threshold
 
     def _record(self, a: Arrival, **fields: object) -> InspectionRecord:
         decided = utcnow()
@@ -139,11 +141,8 @@ class Inspector:
 
     def _judge(self, a: Arrival, image: np.ndarray, score: float, model_map: np.ndarray) -> StoredRecord:
         thr = self.threshold
-        d = self.recipe.decision
-        result = self.detector.judge(
-            image, score, model_map, a.source_name, thr, d.min_region_area_px, self.recipe.preprocess.mm_per_px
-        )
-        verdict = decide(result, d)
+        result = self.decider.judge(image, score, model_map, a.source_name)
+        verdict = result.verdict
         blobs: dict[str, bytes] = {}
         image_sha = heat_sha = None
         keep = self._keep_image(verdict, a.seq)

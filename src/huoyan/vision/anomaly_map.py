@@ -1,4 +1,5 @@
-"""Anomaly maps: patch distances -> smoothed map at model resolution -> any resolution.
+"""Anomaly maps: patch distances -> smoothed map at model resolution (the decision stage
+brings it to the image's resolution).
 
 The patch grid (stride 8) is upsampled bilinearly to the model input size and smoothed
 with a Gaussian (sigma 4 px, as in PatchCore), which removes the blockiness of the grid
@@ -17,10 +18,3 @@ def patch_grid_to_map(patch_scores: np.ndarray, size: int, sigma: float = 4.0) -
     if sigma > 0:
         up = cv2.GaussianBlur(up, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
     return up
-
-
-def resize_map(anomaly_map: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resample a map to an image's original width and height."""
-    if anomaly_map.shape == (height, width):
-        return anomaly_map
-    return cv2.resize(anomaly_map, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -1,10 +1,12 @@
 """PatchCore-class anomaly detector learned from good parts only.
 
-The estimator follows scikit-learn's contract: ``__init__`` stores explicit parameters,
-``fit`` learns (memory bank, calibration, model card), ``score``/``predict`` are pure.
-The work is split as in anomalib: feature extraction (``backbone``, ``features``,
-``runtime``), scoring (``coreset``, ``search``), anomaly map (``anomaly_map``), plus
-calibration and regions for the decision.
+The estimator follows the detector contract (``huoyan.core.detector``, scikit-learn's):
+``__init__`` stores explicit parameters, ``fit`` validates them and learns (memory bank,
+calibrated threshold, model card), ``score`` is pure and returns raw scores with their
+anomaly maps. The work is split as in anomalib: feature extraction (``backbone``,
+``features``, ``runtime``), scoring (``coreset``, ``search``), anomaly map
+(``anomaly_map``) and calibration. Verdicts and regions are the decision stage's
+(``huoyan.decision``).
 """
 
 from __future__ import annotations
@@ -20,13 +22,12 @@ import numpy as np
 
 from huoyan import __version__
 from huoyan.core.detector import NotFittedError, Scores
-from huoyan.core.models import InputSpec, InspectionResult, ModelCard, Verdict
-from huoyan.vision.anomaly_map import patch_grid_to_map, resize_map
+from huoyan.core.models import InputSpec, ModelCard
+from huoyan.vision.anomaly_map import patch_grid_to_map
 from huoyan.vision.backbone import BACKBONES, DEFAULT_STRIDES, build_backbone, feature_dim
 from huoyan.vision.calibration import calibrate
 from huoyan.vision.coreset import coreset_size, greedy_coreset
 from huoyan.vision.features import fuse
-from huoyan.vision.regions import find_regions
 from huoyan.vision.runtime import FeatureRuntime, make_runtime
 from huoyan.vision.search import NearestNeighbourIndex
 
@@ -44,8 +45,6 @@ _PARAMS = (
     "seed",
     "runtime",
     "blur_sigma",
-    "min_region_area",
-    "mm_per_px",
     "batch_size",
     "calibration_in_bank",
 )
@@ -61,7 +60,7 @@ def content_sha256(images: Sequence[np.ndarray]) -> str:
 
 
 class PatchCore:
-    """Learn normal appearance from good images; score, localise and judge new ones.
+    """Learn normal appearance from good images; score new ones and say where they differ.
 
     Parameters are explicit and stored unchanged, as in scikit-learn:
 
@@ -82,9 +81,6 @@ class PatchCore:
       < 1e-4 of AUROC on magnetic tile. The model is calibrated with the rounded bank,
       so saved and in-memory scores agree.
     - ``runtime``: ``onnx`` (fastest here) or ``torch`` for the backbone.
-    - ``min_region_area``: regions smaller than this many original-image pixels are
-      dropped, and a part whose regions are all dropped is OK.
-    - ``mm_per_px``: pixel pitch, so regions also report mm^2.
     """
 
     def __init__(
@@ -100,8 +96,6 @@ class PatchCore:
         seed: int = 0,
         runtime: str = "onnx",
         blur_sigma: float = 4.0,
-        min_region_area: int = 0,
-        mm_per_px: float | None = None,
         batch_size: int = 8,
         calibration_in_bank: bool = True,
     ) -> None:
@@ -116,8 +110,6 @@ class PatchCore:
         self.seed = seed
         self.runtime = runtime
         self.blur_sigma = blur_sigma
-        self.min_region_area = min_region_area
-        self.mm_per_px = mm_per_px
         self.batch_size = batch_size
         self.calibration_in_bank = calibration_in_bank
         self._runtime: FeatureRuntime | None = None
@@ -306,45 +298,6 @@ class PatchCore:
             maps[i] = patch_grid_to_map(distances[i], self.image_size, self.blur_sigma)
         return Scores(maps.reshape(n, -1).max(1), maps)
 
-    def predict(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[InspectionResult]:
-        """Verdict, scores, regions and original-resolution raw map for each image."""
-        names = names or [f"image-{i}" for i in range(len(images))]
-        scores, maps = self.score(images)
-        return [self.judge(img, float(s), m, name) for img, s, m, name in zip(images, scores, maps, names, strict=True)]
-
-    def judge(
-        self,
-        image: np.ndarray,
-        score: float,
-        model_map: np.ndarray,
-        name: str,
-        threshold: float | None = None,
-        min_region_area: int | None = None,
-        mm_per_px: float | None = None,
-    ) -> InspectionResult:
-        """Turn a score and model-resolution map into a decision for one image.
-
-        ``threshold``, ``min_region_area`` and ``mm_per_px`` override the model's own
-        values for this call (a station recipe may set them per product).
-        """
-        thr = self.threshold if threshold is None else threshold
-        min_area = self.min_region_area if min_region_area is None else min_region_area
-        scale = self.mm_per_px if mm_per_px is None else mm_per_px
-        height, width = image.shape[:2]
-        raw_map = resize_map(model_map, width, height)
-        regions = find_regions(raw_map / thr, 1.0, min_area, scale) if score > thr else []
-        ng = score > thr and (min_area <= 0 or bool(regions))
-        return InspectionResult(
-            source_name=name,
-            verdict=Verdict.NG if ng else Verdict.OK,
-            score=score,
-            normalised_score=score / thr,
-            regions=regions,
-            width=width,
-            height=height,
-            anomaly_map=raw_map,
-        )
-
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         from huoyan.vision.artifact import save_model
@@ -357,6 +310,9 @@ class PatchCore:
         from huoyan.vision.artifact import load_model
 
         bank, card, params = load_model(path)
+        # Files from before the decision stage also hold min_region_area and mm_per_px:
+        # those are the recipe's now (``huoyan.decision``), not the model's.
+        params = {k: v for k, v in params.items() if k in _PARAMS}
         params["runtime"] = runtime
         model = cls(**params)
         model._check_params()

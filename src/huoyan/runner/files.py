@@ -1,4 +1,5 @@
-"""Run a model over files on disk and write one results row and one raw map per input.
+"""Run a detector and the decision stage over files on disk: one results row and one raw
+map per input.
 
 Results file (``results.jsonl``, one JSON object per input, in input order):
 
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from huoyan.core.detector import ImageDetector
+from huoyan.core.detector import Decider, ImageDetector
 from huoyan.core.models import InspectionResult, Verdict
 from huoyan.vision.imageio import ImageError, list_inputs, read_image
 
@@ -47,9 +48,13 @@ def result_row(result: InspectionResult, path: str, threshold: float, map_path: 
 
 
 def predict_files(
-    model: ImageDetector, inputs: Iterable[str | Path], out_dir: str | Path, batch_size: int = 8
+    model: ImageDetector,
+    decider: Decider,
+    inputs: Iterable[str | Path],
+    out_dir: str | Path,
+    batch_size: int = 8,
 ) -> Iterator[dict[str, Any]]:
-    """Predict every input, writing maps and ``results.jsonl``; yield each row."""
+    """Score and judge every input, writing maps and ``results.jsonl``; yield each row."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths, empty = [], []
@@ -63,13 +68,13 @@ def predict_files(
             results.write(json.dumps(row) + "\n")
             yield row
         for start in range(0, len(paths), batch_size):
-            for row in _predict_batch(model, paths[start : start + batch_size], out):
+            for row in _predict_batch(model, decider, paths[start : start + batch_size], out):
                 results.write(json.dumps(row) + "\n")
                 results.flush()
                 yield row
 
 
-def _predict_batch(model: ImageDetector, paths: list[str], out: Path) -> list[dict[str, Any]]:
+def _predict_batch(model: ImageDetector, decider: Decider, paths: list[str], out: Path) -> list[dict[str, Any]]:
     rows: dict[int, dict[str, Any]] = {}
     images, index = [], []
     for i, p in enumerate(paths):
@@ -80,7 +85,11 @@ def _predict_batch(model: ImageDetector, paths: list[str], out: Path) -> list[di
             rows[i] = {"path": p, "verdict": Verdict.ERROR.value, "error": str(exc), "map": None}
     if images:
         try:
-            results = model.predict(images, [paths[i] for i in index])
+            scores, maps = model.score(images)
+            results = [
+                decider.judge(img, float(s), m, paths[i])
+                for img, s, m, i in zip(images, scores, maps, index, strict=True)
+            ]
         except Exception as exc:  # a model failure must not lose the batch's rows
             results = [
                 InspectionResult(source_name=paths[i], verdict=Verdict.ERROR, error=f"inference failed: {exc}")
@@ -93,5 +102,5 @@ def _predict_batch(model: ImageDetector, paths: list[str], out: Path) -> list[di
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
                 np.save(out / rel, res.anomaly_map.astype(np.float32))
                 map_path = rel.as_posix()
-            rows[i] = result_row(res, paths[i], model.threshold, map_path)
+            rows[i] = result_row(res, paths[i], decider.threshold, map_path)
     return [rows[i] for i in range(len(paths))]

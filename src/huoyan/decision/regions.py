@@ -1,4 +1,5 @@
-"""Defect regions: binarise a normalised anomaly map and describe each blob."""
+"""Defect regions: an anomaly map brought to the image's resolution, binarised at the
+threshold, and each blob described (box, area, mm², scores)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,13 @@ import cv2
 import numpy as np
 
 from huoyan.core.models import Region
+
+
+def resize_map(anomaly_map: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resample a model-resolution map to an image's original width and height."""
+    if anomaly_map.shape == (height, width):
+        return anomaly_map
+    return cv2.resize(anomaly_map, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def find_regions(
