@@ -15,24 +15,9 @@ from huoyan.cli.common import (
     train_folder,
 )
 
-# The estimator parameters `huoyan fit` offers; their defaults are the estimator's own.
-FIT_PARAMS = (
-    "backbone",
-    "image_size",
-    "coreset_ratio",
-    "coreset_size",
-    "false_reject_rate",
-    "confidence",
-    "calibration_fraction",
-    "calibration_in_bank",
-    "bank_dtype",
-    "seed",
-    "runtime",
-)
-
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from huoyan.detectors import new_detector
+    from huoyan.detectors import default_params, new_detector
 
     folder = train_folder(Path(args.train_dir))
     images, errors = load_good_images(folder)
@@ -44,7 +29,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         defects += imgs
         for e in errs:
             print(f"skipped: {e}", file=sys.stderr)
-    model = new_detector(args.detector, **{name: getattr(args, name) for name in FIT_PARAMS})
+    # The parameters this command declares (their defaults are the estimator's own).
+    offered = {name: getattr(args, name) for name in default_params(args.detector) if hasattr(args, name)}
+    model = new_detector(args.detector, **offered)
     start = time.perf_counter()
     try:
         model.fit(images, defects or None)

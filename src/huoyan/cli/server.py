@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from huoyan.cli.common import (
     database_options,
     load_recipe_or_exit,
     open_database_or_exit,
+    print_json,
 )
 
 
@@ -114,19 +115,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     engine = open_database_or_exit(args)
     upgrade(engine)
     check = _audit_log(args, engine).verify()
-    print(
-        json.dumps(
-            {
-                "intact": check.intact,
-                "entries": check.entries,
-                "head_sha256": check.head_sha256,
-                "keyed_from_id": check.keyed_from_id,
-                "first_bad_id": check.first_bad_id,
-                "problem": check.problem,
-            },
-            indent=2,
-        )
-    )
+    print_json(asdict(check))
     return 0 if check.intact else 1
 
 

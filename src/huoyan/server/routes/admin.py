@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
@@ -101,12 +102,4 @@ def audit(
 @router.get("/audit/verify", response_model=AuditCheck, responses=errors())
 def verify_audit(p: Annotated[Platform, Depends(platform)], _: Admin) -> AuditCheck:
     """Check the audit trail from the first entry to the last: hash links, MACs and the head."""
-    c = p.audit.verify()
-    return AuditCheck(
-        intact=c.intact,
-        entries=c.entries,
-        head_sha256=c.head_sha256,
-        keyed_from_id=c.keyed_from_id,
-        problem=c.problem,
-        first_bad_id=c.first_bad_id,
-    )
+    return AuditCheck.model_validate(asdict(p.audit.verify()))
