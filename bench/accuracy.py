@@ -54,7 +54,7 @@ def run(name: str, category: Category, args: argparse.Namespace) -> dict[str, An
     fit_s = time.perf_counter() - t
     result = evaluate(model, category)
     assert model.card_ is not None
-    row = {"dataset": name, "train_images": len(images), "bank_rows": model.card_.bank_size, "fit_s": fit_s}
+    row = {"dataset": name, "train_images": len(images), "bank_rows": model.card_.details["bank_size"], "fit_s": fit_s}
     row.update({k: v for k, v in result.items() if k != "category"})
     print(json.dumps(row))
     return row

@@ -135,7 +135,7 @@ def huoyan_side(view: Path, out: Path, args: argparse.Namespace) -> None:
         "mode": f"greedy-coreset, {args.bank_dtype} bank" + (", calibration in bank" * args.calibration_in_bank),
         "fit_seconds": fit_s,
         "train_images": len(cat.train),
-        "bank_images": model.card_.bank_images if model.card_ else None,
+        "bank_images": model.card_.details["bank_images"],
         **speed_row(t1, t8),
         "bank_rows": int(model.bank_.shape[0]),
         "bank_bytes": int(model.bank_.nbytes),

@@ -38,10 +38,10 @@ def test_fit_json_reports_card(line_dir: Path, tmp_path: Path, capsys: pytest.Ca
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     card = report["card"]
-    assert card["train_images"] == 16 and card["image_size"] == 64
+    assert card["train_samples"] == 16 and card["details"]["image_size"] == 64
     cal = card["calibration"]
     # Half the images calibrate the threshold, then join the bank (the default).
-    assert card["bank_images"] == 16 and cal["n_calibration"] == 8
+    assert card["details"]["bank_images"] == 16 and cal["n_calibration"] == 8
     assert cal["method"] == "conformal" and cal["target_false_reject_rate"] == 0.3
     assert cal["f1_threshold"] is not None and 0 <= cal["f1_metrics"]["f1"] <= 1
     assert out.is_file()

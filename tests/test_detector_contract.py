@@ -121,7 +121,9 @@ def test_a_recipe_naming_a_kind_that_is_not_installed_is_refused(model_file: Pat
 
 
 def test_model_files_of_the_previous_release_still_load(tmp_path: Path) -> None:
-    """Written before kinds were recorded, with the decision settings among the parameters."""
+    """Written before kinds were recorded: PatchCore's card layout, the decision settings
+    among the parameters."""
+    import hashlib
     import json
 
     from safetensors.numpy import load_file, save_file
@@ -134,8 +136,16 @@ def test_model_files_of_the_previous_release_still_load(tmp_path: Path) -> None:
     meta = _read_metadata(path)
     del meta["kind"]
     meta["params"] = json.dumps({**json.loads(meta["params"]), "min_region_area": 0, "mm_per_px": None})
+    card = json.loads(meta["card"])  # the first release's card: PatchCore's fields at the top
+    card.update(card.pop("details"), name=card.pop("kind"), train_images=card.pop("train_samples"))
+    meta["card"] = json.dumps(card)
+    meta["card_sha256"] = hashlib.sha256(meta["card"].encode()).hexdigest()
     old = tmp_path / "old.safetensors"
     save_file(load_file(str(path)), str(old), metadata=meta)
     loaded = load_detector(old)
-    assert loaded.kind == "patchcore"
+    unsaved = {k: v for k, v in loaded.card_.details.items() if k != "bank_sha256"}  # set when saved
+    assert loaded.kind == "patchcore" and unsaved == {
+        k: v for k, v in model.card_.details.items() if k != "bank_sha256"
+    }
+    assert loaded.card_.train_samples == model.card_.train_samples
     np.testing.assert_allclose(loaded.score(probe).raw, model.score(probe).raw, rtol=1e-5)

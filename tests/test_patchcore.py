@@ -38,8 +38,9 @@ def test_calibration_card(fitted: PatchCore) -> None:
     card = fitted.card_
     assert card is not None
     # 20% of 16 images (3) are held out to calibrate, then join the bank (the default).
-    assert card.train_images == 16 and card.bank_images == 16 and card.calibration.n_calibration == 3
-    assert round(13 * 16 * 16 * 0.25) < card.bank_size <= round(16 * 16 * 16 * 0.25)
+    assert card.kind == "patchcore" and card.train_samples == 16 and card.calibration.n_calibration == 3
+    assert card.details["bank_images"] == 16
+    assert round(13 * 16 * 16 * 0.25) < card.details["bank_size"] <= round(16 * 16 * 16 * 0.25)
     assert card.calibration.threshold > 0 and len(card.train_content_sha256) == 64
 
 
@@ -67,7 +68,8 @@ def test_save_load_round_trip_and_float16(fitted: PatchCore, tmp_path: Path, def
     loaded = PatchCore.load(path)
     image, _ = defect_sample
     np.testing.assert_allclose(loaded.score([image])[0], fitted.score([image])[0], rtol=1e-5)
-    assert loaded.card_ == fitted.card_.model_copy(update={"bank_sha256": loaded.card_.bank_sha256})
+    details = {**fitted.card_.details, "bank_sha256": loaded.card_.details["bank_sha256"]}
+    assert loaded.card_ == fitted.card_.model_copy(update={"details": details})
 
 
 def test_float16_bank_halves_bytes(line_dir: Path, tmp_path: Path) -> None:
@@ -137,7 +139,9 @@ def test_calibration_images_can_join_the_bank(line_dir: Path) -> None:
     # Same threshold (set before the calibration images join), a bank from every image.
     assert a.calibration.threshold == b.calibration.threshold
     # The selection went on over their patches: some joined, never more than the bank's ratio.
-    assert (a.bank_images, b.bank_images) == (13, 16) and a.bank_size < b.bank_size <= round(16 * 8 * 8 * 0.25)
+    kept, grown = a.details, b.details
+    assert (kept["bank_images"], grown["bank_images"]) == (13, 16)
+    assert kept["bank_size"] < grown["bank_size"] <= round(16 * 8 * 8 * 0.25)
     # The bank only grew, so no patch of a new part is farther from it than before.
     new = make_sample("washer", None, 128, np.random.default_rng(123))[0]
     sa, ma = held_out.score([new])

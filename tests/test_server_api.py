@@ -216,7 +216,7 @@ def test_retrain_compare_activate_and_roll_back(
     m = v2["metrics"]
     assert m["reviewed_parts"] == 5 and m["in_training_set"] == 3
     assert m["candidate"]["defects"] == 2 and m["active"]["good"] == 3 and m["active"]["n"] == 5
-    assert v2["card"]["train_images"] == 9 and v2["model_sha256"] != v1["model_sha256"]
+    assert v2["card"]["train_samples"] == 9 and v2["model_sha256"] != v1["model_sha256"]
 
     operator = client.post(f"/api/models/{v2['id']}/activate", headers=keys.headers(OPERATOR))
     assert operator.status_code == 403

@@ -45,8 +45,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     else:
         cal = card.calibration
         print(f"model: {path}")
-        print(f"bank from {card.bank_images} of {card.train_images} images in {elapsed:.1f} s: ", end="")
-        print(f"{card.bank_size} x {card.feature_dim}")
+        shown = ", ".join(f"{k} {v}" for k, v in card.details.items() if not k.endswith("sha256"))
+        print(f"{card.kind} from {card.train_samples} images in {elapsed:.1f} s: {shown}")
         print(
             f"threshold {cal.threshold:.4g} ({cal.method}, n={cal.n_calibration}): "
             f"expected false-reject rate {cal.expected_false_reject_rate:.3%}, "

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # File suffixes every stage treats as images (sources, file inspection, training folders).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
@@ -132,26 +132,45 @@ class InputSpec(BaseModel):
 
 
 class ModelCard(BaseModel):
-    """Everything needed to trust, reproduce and audit a trained model."""
+    """Everything needed to trust, reproduce and audit a trained model: a header every kind
+    of detector fills in, and ``details`` that its kind alone defines (for PatchCore: the
+    backbone, input size and memory bank; ``huoyan.vision.patchcore.PatchCoreDetails``)."""
 
-    name: str = "patchcore"
+    kind: str = Field(default="patchcore", description="the detector kind (huoyan.detectors)")
     huoyan_version: str
     created_at: datetime
-    backbone: str
-    layers: list[int]
-    image_size: int
-    feature_dim: int
-    bank_size: int
-    bank_dtype: str
-    coreset_ratio: float | None
     seed: int
-    train_images: int = Field(description="good images given to fit (bank + calibration)")
-    bank_images: int = Field(description="good images whose patches built the memory bank")
-    train_content_sha256: str
+    train_samples: int = Field(description="good samples given to fit (those held out to calibrate included)")
+    train_content_sha256: str = Field(description="digest of the training samples, in order")
     calibration: Calibration
     metrics: dict[str, float] = Field(default_factory=dict)
-    bank_sha256: str = ""
     input: InputSpec | None = Field(default=None, description="the training images (absent in older models)")
+    details: dict[str, Any] = Field(default_factory=dict, description="what this kind of detector records of itself")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_release_layout(cls, data: Any) -> Any:
+        """Cards of the first release were PatchCore's alone, with its details at the top."""
+        if isinstance(data, dict) and "details" not in data and "backbone" in data:
+            data = dict(data)
+            details = {k: data.pop(k) for k in _FIRST_RELEASE_DETAILS if k in data}
+            data["kind"] = data.pop("name", "patchcore")
+            data["train_samples"] = data.pop("train_images")
+            data["details"] = details
+        return data
+
+
+_FIRST_RELEASE_DETAILS = (
+    "backbone",
+    "layers",
+    "image_size",
+    "feature_dim",
+    "bank_size",
+    "bank_dtype",
+    "coreset_ratio",
+    "bank_images",
+    "bank_sha256",
+)
 
 
 class Judgement(BaseModel):

@@ -125,7 +125,7 @@ class ModelVersions:
             return current
         trained_on = {
             "source": "huoyan fit",
-            "images": card.get("train_images"),
+            "images": card.get("train_samples", card.get("train_images")),  # first-release cards: train_images
             "content_sha256": card.get("train_content_sha256"),
         }
         return self.add(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
@@ -34,6 +34,20 @@ class ArtifactError(ValueError):
     """A model file is missing, damaged, tampered with or incompatible."""
 
 
+class PatchCoreDetails(BaseModel):
+    """What a PatchCore model card records of the model itself (``ModelCard.details``)."""
+
+    backbone: str
+    layers: list[int]
+    image_size: int
+    feature_dim: int
+    bank_size: int
+    bank_dtype: str
+    coreset_ratio: float | None
+    bank_images: int = Field(description="good images whose patches built the memory bank")
+    bank_sha256: str = ""
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -44,7 +58,7 @@ def save_model(path: str | Path, bank: np.ndarray, card: ModelCard, params: dict
     if p.suffix != SUFFIX:
         p = p.with_name(p.name + SUFFIX)
     bank = np.ascontiguousarray(bank)
-    card = card.model_copy(update={"bank_sha256": _sha256(bank.tobytes())})
+    card = card.model_copy(update={"details": {**card.details, "bank_sha256": _sha256(bank.tobytes())}})
     card_json = card.model_dump_json()
     metadata = {
         "format": FORMAT,
@@ -118,13 +132,21 @@ def load_model(path: str | Path) -> tuple[np.ndarray, ModelCard, dict[str, Any]]
         params = json.loads(meta.get("params", ""))
     except (ValidationError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{p}: invalid model card or parameters: {exc}") from exc
+    try:
+        details = PatchCoreDetails.model_validate(card.details)
+    except ValidationError as exc:
+        raise ArtifactError(f"{p}: the model card lacks PatchCore's details: {exc}") from exc
     bank = tensors.get("bank")
     if bank is None:
         raise ArtifactError(f"{p}: memory bank missing")
-    if _sha256(np.ascontiguousarray(bank).tobytes()) != card.bank_sha256:
+    if _sha256(np.ascontiguousarray(bank).tobytes()) != details.bank_sha256:
         raise ArtifactError(f"{p}: memory bank does not match its checksum (file was modified)")
-    if bank.ndim != 2 or bank.shape != (card.bank_size, card.feature_dim) or str(bank.dtype) != card.bank_dtype:
+    if (
+        bank.ndim != 2
+        or bank.shape != (details.bank_size, details.feature_dim)
+        or str(bank.dtype) != details.bank_dtype
+    ):
         raise ArtifactError(f"{p}: memory bank shape {bank.shape}/{bank.dtype} contradicts the model card")
-    if card.backbone not in BACKBONES:
-        raise ArtifactError(f"{p}: backbone {card.backbone!r} is not supported by this Huoyan")
+    if details.backbone not in BACKBONES:
+        raise ArtifactError(f"{p}: backbone {details.backbone!r} is not supported by this Huoyan")
     return bank, card, params

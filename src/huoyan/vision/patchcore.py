@@ -24,6 +24,7 @@ from huoyan import __version__
 from huoyan.core.detector import NotFittedError, Scores
 from huoyan.core.models import InputSpec, ModelCard
 from huoyan.vision.anomaly_map import patch_grid_to_map
+from huoyan.vision.artifact import PatchCoreDetails
 from huoyan.vision.backbone import BACKBONES, DEFAULT_STRIDES, build_backbone, feature_dim
 from huoyan.vision.calibration import calibrate
 from huoyan.vision.coreset import coreset_size, greedy_coreset
@@ -243,9 +244,7 @@ class PatchCore:
             bank = np.concatenate([bank, held[extra.indices].astype(self.bank_dtype)])
             self._set_bank(bank)
             bank_images = [*bank_images, *cal_images]
-        self.card_ = ModelCard(
-            huoyan_version=__version__,
-            created_at=datetime.now(UTC),
+        details = PatchCoreDetails(
             backbone=self.backbone,
             layers=list(DEFAULT_STRIDES),
             image_size=self.image_size,
@@ -253,12 +252,18 @@ class PatchCore:
             bank_size=bank.shape[0],
             bank_dtype=self.bank_dtype,
             coreset_ratio=self.coreset_ratio if self.coreset_size is None else None,
-            seed=self.seed,
-            train_images=len(images),
             bank_images=len(bank_images),
+        )
+        self.card_ = ModelCard(
+            kind=self.kind,
+            huoyan_version=__version__,
+            created_at=datetime.now(UTC),
+            seed=self.seed,
+            train_samples=len(images),
             train_content_sha256=content_sha256(images),
             calibration=cal,
             input=InputSpec.of(images),
+            details=details.model_dump(),
         )
         return self
 
