@@ -24,6 +24,7 @@ import numpy as np
 from huoyan.core.models import Region
 from huoyan.core.recipe import Recipe
 from huoyan.core.records import InspectionRecord, Severity, StationEvent, StoredRecord
+from huoyan.core.station import StationStatus
 from huoyan.runner import OpenStation, open_station, run_station
 from huoyan.server.live import LiveHub
 from huoyan.server.metrics import Metrics, Snapshot
@@ -204,33 +205,33 @@ class StationHost:
         active = line.active_recipe() if line else None
         return (active.recipe_id, active.version) if active else (self.recipe.recipe, self.recipe.version)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StationStatus:
         opened = self.opened
         stats = opened.station.stats if opened else None
         line = opened.line if opened else None
         active = line.active_recipe() if line else None
-        return {
-            "station_id": self.station_id,
-            "product": self.recipe.product,
-            "running": self.running,
-            "paused": bool(opened and opened.station.paused),
-            "error": self.error,
-            "source": self.recipe.source.type,
-            "recipe_id": active.recipe_id if active else self.recipe.recipe,
-            "recipe_version": active.version if active else self.recipe.version,
-            "model_version": self.version["version"] if self.version else None,
-            "model_sha256": active.model_sha256 if active else None,
-            "threshold": self.threshold(),
-            "threshold_set": bool(line and line.recipe is not line.base_recipe),
-            "counts": dict(stats.verdicts) if stats else {},
-            "parts_per_second": round(stats.rate(), 3) if stats else 0.0,
-            "ng_rate": round(self.ng_rate(), 4),
-            "queue_depth": stats.queue_depth if stats else 0,
-            "latency_ms_p50": stats.latency(0.5) if stats else None,
-            "latency_ms_p99": stats.latency(0.99) if stats else None,
-            "alarms": dict(stats.alarms) if stats else {},
-            "spooled": len(opened.store.spool) if opened else 0,
-        }
+        return StationStatus(
+            station_id=self.station_id,
+            product=self.recipe.product,
+            running=self.running,
+            paused=bool(opened and opened.station.paused),
+            error=self.error,
+            source=self.recipe.source.type,
+            recipe_id=active.recipe_id if active else self.recipe.recipe,
+            recipe_version=active.version if active else self.recipe.version,
+            model_version=self.version["version"] if self.version else None,
+            model_sha256=active.model_sha256 if active else None,
+            threshold=self.threshold(),
+            threshold_set=bool(line and line.recipe is not line.base_recipe),
+            counts=dict(stats.verdicts) if stats else {},
+            parts_per_second=round(stats.rate(), 3) if stats else 0.0,
+            ng_rate=round(self.ng_rate(), 4),
+            queue_depth=stats.queue_depth if stats else 0,
+            latency_ms_p50=stats.latency(0.5) if stats else None,
+            latency_ms_p99=stats.latency(0.99) if stats else None,
+            alarms=dict(stats.alarms) if stats else {},
+            spooled=len(opened.store.spool) if opened else 0,
+        )
 
     def threshold(self) -> float | None:
         inspector = self.opened.station.inspector if self.opened else None
@@ -239,9 +240,7 @@ class StationHost:
 
     def snapshot(self) -> Snapshot:
         s = self.status()
-        return Snapshot(
-            self.station_id, s["queue_depth"], s["parts_per_second"], s["ng_rate"], len(s["alarms"]), s["running"]
-        )
+        return Snapshot(self.station_id, s.queue_depth, s.parts_per_second, s.ng_rate, len(s.alarms), s.running)
 
     # -- actions ----------------------------------------------------------------------------
     def submit(self, data: bytes, name: str, part_id: str | None) -> concurrent.futures.Future[InspectionRecord]:

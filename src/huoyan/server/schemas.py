@@ -147,29 +147,6 @@ class ReviewSummary(BaseModel):
     pending: int
 
 
-class StationStatus(BaseModel):
-    station_id: str
-    product: str
-    running: bool
-    paused: bool
-    error: str | None
-    source: str
-    recipe_id: str
-    recipe_version: str
-    model_version: int | None
-    model_sha256: str | None
-    threshold: float | None = Field(description="raw score above which a part is NG")
-    threshold_set: bool = Field(description="True when an engineer set it; False: the model's calibrated one")
-    counts: dict[str, int]
-    parts_per_second: float
-    ng_rate: float
-    queue_depth: int
-    latency_ms_p50: float | None
-    latency_ms_p99: float | None
-    alarms: dict[str, str]
-    spooled: int
-
-
 class ThresholdIn(BaseModel):
     threshold: float | None = Field(
         gt=0, le=1e9, description="raw image score above which a part is NG; null returns to the calibrated one"

@@ -12,12 +12,13 @@ from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from huoyan.core.station import StationStatus
 from huoyan.server.hosting import StationHost
 from huoyan.server.live import sse
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import errors, not_found
 from huoyan.server.routes.models import switch_to
-from huoyan.server.schemas import StationStatus, ThresholdIn, UploadResult
+from huoyan.server.schemas import ThresholdIn, UploadResult
 from huoyan.server.security import Engineer, Operator, Uploader
 from huoyan.server.uploads import multipart_body, read_form
 from huoyan.station.sources import SourceBusy
@@ -38,12 +39,12 @@ def _host(p: Platform, station_id: str) -> StationHost:
 
 @router.get("/api/stations", response_model=list[StationStatus], responses=errors())
 def stations(p: Annotated[Platform, Depends(platform)], _: Operator) -> list[StationStatus]:
-    return [StationStatus.model_validate(h.status()) for h in p.hosts.values()]
+    return [h.status() for h in p.hosts.values()]
 
 
 @router.get("/api/stations/{station_id}", response_model=StationStatus, responses=errors(404))
 def station(station_id: str, p: Annotated[Platform, Depends(platform)], _: Operator) -> StationStatus:
-    return StationStatus.model_validate(_host(p, station_id).status())
+    return _host(p, station_id).status()
 
 
 class Upload(BaseModel):
@@ -136,7 +137,7 @@ async def live(station_id: str, request: Request, p: Annotated[Platform, Depends
         sub = p.hub.subscribe(station_id)
         pending: asyncio.Task[tuple[str, dict[str, Any]]] | None = None
         try:
-            yield sse("status", host.status())
+            yield sse("status", host.status().model_dump(mode="json"))
             while not await request.is_disconnected():
                 pending = pending or asyncio.ensure_future(sub.get())
                 done, _ = await asyncio.wait({pending}, timeout=1.0)
@@ -145,7 +146,7 @@ async def live(station_id: str, request: Request, p: Annotated[Platform, Depends
                     pending = None
                     yield sse(kind, payload)
                 else:
-                    yield sse("status", host.status())
+                    yield sse("status", host.status().model_dump(mode="json"))
         finally:
             if pending is not None:
                 pending.cancel()
@@ -163,7 +164,7 @@ async def rollback(station_id: str, p: Annotated[Platform, Depends(platform)], p
     if parent is None:
         raise HTTPException(409, "the active version has no parent to roll back to")
     await switch_to(p, parent, principal, "model-rollback")
-    return StationStatus.model_validate(host.status())
+    return host.status()
 
 
 @router.put("/api/stations/{station_id}/threshold", response_model=StationStatus, responses=errors(404, 409))
@@ -180,7 +181,7 @@ async def set_threshold(
     except RuntimeError as exc:
         raise HTTPException(409, str(exc)) from exc
     p.audit.add(principal.user.username, "threshold-set", station_id, before=before, after=host.threshold())
-    return StationStatus.model_validate(host.status())
+    return host.status()
 
 
 @router.get("/metrics", responses={**errors(), 200: {"content": {"text/plain": {}}}}, response_class=Response)
