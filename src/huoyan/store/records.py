@@ -8,7 +8,6 @@ that is spooled, committed and spooled again by a restart is still stored once.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +31,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from huoyan.core.models import Region, Verdict
 from huoyan.core.records import InspectionRecord, Severity, StationEvent, StoredRecord, utcnow
-from huoyan.store.blobs import BlobStore
+from huoyan.store.blobs import BlobStore, sha256_hex
 from huoyan.store.schema import Base, EventRow, InspectionRow, ModelRow, RecipeRow, RegionRow, StationRow
 from huoyan.store.spool import Spool
 
@@ -47,7 +46,7 @@ COLLISION_KIND = "record-key-collision"
 def collision_key(record: InspectionRecord) -> str:
     """Where a record goes whose key is already stored for another part: the same for
     every flush of the same spooled record, so a repeat still stores it once."""
-    digest = hashlib.sha256(record.model_dump_json().encode()).hexdigest()[:12]
+    digest = sha256_hex(record.model_dump_json().encode())[:12]
     return f"{record.key}~{digest}"
 
 
