@@ -92,7 +92,7 @@ def test_session_login_csrf_logout_and_audit(
     seen = {(e["actor"], e["action"], e["outcome"]) for e in trail}
     assert {("operator", "login", "denied"), ("nobody", "login", "denied"), ("operator", "login", "ok")} <= seen
     assert ("operator", "csrf-check", "denied") in seen and ("operator", "review", "ok") in seen
-    assert p.audit.verify_chain() == (True, None)
+    assert p.audit.verify().intact
 
 
 def test_upload_records_filters_and_images(
@@ -299,11 +299,12 @@ def test_audit_chain_detects_an_edited_entry(served: tuple[TestClient, Platform,
     _, p, _ = served
     for i in range(4):
         p.audit.add("someone", "thing", str(i))
-    assert p.audit.verify_chain() == (True, None)
+    assert p.audit.verify().intact
     third = p.audit.entries()[1]["id"]
     with Session(p.engine) as s, s.begin():
         s.execute(update(AuditRow).where(AuditRow.id == third).values(actor="someone-else"))
-    assert p.audit.verify_chain() == (False, third)
+    check = p.audit.verify()
+    assert not check.intact and check.first_bad_id == third
 
 
 def test_sample_upload_of_a_drawn_defect(

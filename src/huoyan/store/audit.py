@@ -191,8 +191,3 @@ class AuditLog:
         if head.mac is not None and not hmac.compare_digest(head.mac, self._head_mac(count, last_id, prev)):
             return ChainCheck(False, count, prev, None, keyed_from, "the head's MAC does not match")
         return ChainCheck(True, count, prev, None, keyed_from)
-
-    def verify_chain(self) -> tuple[bool, int | None]:
-        """(True, None) if the trail is intact, else (False, id of the first bad entry or None)."""
-        check = self.verify()
-        return check.intact, check.first_bad_id
