@@ -82,6 +82,7 @@ def test_a_failed_hosted_station_is_restarted_and_its_uploads_told_the_truth(
     client, p, keys = served_sqlite
     host = p.hosts["cell-1"]
     assert host.opened is not None
+    host.watch(1)  # someone has the live view open
     host.opened.station.inspector = BrokenInspector(host.opened.station.inspector)
     r = post_image(client, keys.headers(OPERATOR), good_png(line_dir))
     assert r.status_code == 503 and "before this part was recorded" in r.json()["detail"]
@@ -90,6 +91,8 @@ def test_a_failed_hosted_station_is_restarted_and_its_uploads_told_the_truth(
         time.sleep(0.1)
     r = post_image(client, keys.headers(OPERATOR), good_png(line_dir))
     assert r.status_code == 200, r.text
+    assert host.opened is not None and host.opened.line is not None
+    assert host.opened.line.preview is not None  # the live view still gets previews
 
 
 def png_header_only(width: int, height: int) -> bytes:

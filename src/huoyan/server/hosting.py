@@ -72,6 +72,7 @@ class StationHost:
         self._last: deque[str] = deque(maxlen=NG_WINDOW)
         self._started_loop = threading.Event()
         self._stopping = threading.Event()
+        self._watchers = 0  # live-view subscribers, kept across a restart
 
     # -- life cycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -103,6 +104,8 @@ class StationHost:
             self.version = None
         opened.station.item_listeners.append(self._on_item)
         opened.station.event_listeners.append(self._on_event)
+        if opened.line is not None and self._watchers:  # reopened after a fault while watched
+            opened.line.set_preview(draw_preview)
         return opened
 
     def _kept_threshold(self, active: dict[str, Any] | None) -> float | None:
@@ -191,6 +194,7 @@ class StationHost:
 
     def watch(self, watchers: int) -> None:
         """Draw previews only while someone watches the live view."""
+        self._watchers = watchers
         if self.opened is not None and self.opened.line is not None:
             self.opened.line.set_preview(draw_preview if watchers else None)
 
