@@ -132,6 +132,20 @@ def test_upload_records_filters_and_images(
     drawn = cv2.imdecode(np.frombuffer(overlay.content, np.uint8), cv2.IMREAD_COLOR)
     assert overlay.headers["content-type"] == "image/png" and drawn.shape == (64, 64, 3)
     assert client.get(f"/api/inspections/{bad['id']}/heatmap", headers=h).status_code == 200
+    # Each piece of evidence is served with its media type, and only as part of its own record.
+    image_ev, heat_ev = detail["evidence"]
+    assert (image_ev["kind"], image_ev["media_type"], heat_ev["kind"]) == ("image", "image/png", "anomaly-map")
+    got = client.get(f"/api/inspections/{bad['id']}/evidence/{heat_ev['sha256']}", headers=h)
+    assert got.headers["content-type"] == "image/png"
+    assert got.content == base64.b64decode(bad["heatmap_png_base64"])
+    others = results[0]["evidence"][0]["sha256"]
+    assert client.get(f"/api/inspections/{bad['id']}/evidence/{others}", headers=h).status_code == 404
+    assert detail["rules"][0] == {
+        "rule": "score above threshold",
+        "met": True,
+        "value": bad["score"],
+        "limit": bad["threshold"],
+    }
     assert client.get("/api/inspections/999999", headers=h).status_code == 404
     assert client.get(f"/api/inspections/{broken['id']}/heatmap", headers=h).status_code == 404
 
@@ -218,6 +232,7 @@ def test_retrain_compare_activate_and_roll_back(
     assert m["candidate"]["defects"] == 2 and m["active"]["good"] == 3 and m["active"]["n"] == 5
     assert v2["card"]["train_samples"] == 9 and v2["model_sha256"] != v1["model_sha256"]
 
+    Path(v2["path"]).write_bytes(b"overwritten")  # a version is its content in the blob store, not this file
     operator = client.post(f"/api/models/{v2['id']}/activate", headers=keys.headers(OPERATOR))
     assert operator.status_code == 403
     act = client.post(f"/api/models/{v2['id']}/activate", headers=h)

@@ -15,7 +15,7 @@ import pytest
 from huoyan.core.models import Region, Verdict
 from huoyan.core.recipe import Decision, HotFolderSource, Preprocess, RegionRule
 from huoyan.core.records import Arrival, StoredRecord
-from huoyan.decision.judge import Policy, verdict
+from huoyan.decision.judge import Policy, rule_outcomes, verdict
 from huoyan.runner import open_station, run_station
 from huoyan.station.inspect import HEATMAP_SCALE, Prepared
 from huoyan.station.preprocess import PreprocessError, apply
@@ -77,13 +77,15 @@ def test_hot_folder_station_records_every_file_once(line_dir: Path, model_file: 
     assert sorted(p.name for p in (inbox / "done").iterdir()) == sorted(n for n in names if n != "corrupt.png")
     assert (inbox / "upload.png.part").exists()  # incomplete uploads are never claimed
     ng = [r for r in rows if r["verdict"] == "NG"]
-    assert ng and all(r["image_sha256"] and r["heatmap_sha256"] for r in ng)
+    assert ng and all(kinds(r) == ["image", "anomaly-map"] for r in ng)
     assert all(r["regions"] for r in ng)
+    assert all(r["rules"][0]["rule"] == "score above threshold" and r["rules"][0]["met"] for r in ng)
     # Kept heat maps are 8-bit PNGs where 128 is the threshold: an NG part's peak is above it.
-    heat = decode_image(opened.store.blobs.get(ng[0]["heatmap_sha256"]))
-    assert heat.max() > HEATMAP_SCALE
+    heat_map = ng[0]["evidence"][1]
+    heat = decode_image(opened.store.blobs.get(heat_map["sha256"]))
+    assert heat.max() > HEATMAP_SCALE and heat_map["media_type"] == "image/png"
     ok = [r for r in rows if r["verdict"] == "OK"]
-    assert all((r["image_sha256"] is not None) == (r["seq"] % 2 == 0) for r in ok)
+    assert all(("image" in kinds(r)) == (r["seq"] % 2 == 0) for r in ok)
     assert {r["model_sha256"] for r in rows} == {opened.model_sha256}
     assert len({r["seq"] for r in rows}) == len(rows)
 
@@ -259,6 +261,28 @@ def test_region_rules_tolerate_small_blemishes() -> None:
     assert verdict(1.5, [], Policy.of(1.0, Decision(min_region_area_px=20))) == Verdict.OK  # blobs too small
 
 
+def test_rule_outcomes_say_which_condition_made_the_verdict() -> None:
+    small = Region(x=0, y=0, width=3, height=3, area_px=9, area_mm2=0.09, max_score=1.3, mean_score=1.1)
+    policy = Policy.of(
+        1.0,
+        Decision(
+            min_region_area_px=5,
+            ng_if_any_region=[RegionRule(field="area_mm2", above=2.0), RegionRule(field="max_score", above=1.2)],
+        ),
+    )
+    outcomes = rule_outcomes(1.5, [small], policy)
+    assert [(o.rule, o.met, o.value, o.limit) for o in outcomes] == [
+        ("score above threshold", True, 1.5, 1.0),
+        ("a region at least min_region_area_px", True, 9.0, 5.0),
+        ("a region area_mm2 above 2", False, 0.09, 2.0),
+        ("a region max_score above 1.2", True, 1.3, 1.2),
+    ]
+    assert verdict(1.5, [small], policy) == Verdict.NG  # one region rule met is enough
+    under = rule_outcomes(0.5, [], policy)
+    assert [o.met for o in under] == [False, False, False, False] and under[3].value is None
+    assert verdict(0.5, [], policy) == Verdict.OK
+
+
 def test_station_rides_out_a_postgres_restart(
     postgres_server: Any, line_dir: Path, model_file: Path, tmp_path: Path
 ) -> None:
@@ -285,3 +309,8 @@ def test_station_rides_out_a_postgres_restart(
         (e["severity"], e["active"]) for e in query_events(opened.engine) if e["kind"] == "database-unavailable"
     ]
     assert outage_events == [("alarm", True), ("info", False)]
+
+
+def kinds(record: dict[str, Any]) -> list[str]:
+    """The kinds of a stored record's evidence, in order."""
+    return [e["kind"] for e in record["evidence"]]

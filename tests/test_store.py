@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import inspect
 
 from huoyan.core.models import Region, Verdict
-from huoyan.core.records import InspectionRecord, StoredRecord
+from huoyan.core.records import Evidence, EvidenceKind, InspectionRecord, StoredRecord
 from huoyan.store.blobs import BlobStore, sha256_hex
 from huoyan.store.database import current_revision, head_revision, make_engine, upgrade
 from huoyan.store.records import RecipeConflict, RecordStore, query_events, query_records
@@ -63,13 +63,15 @@ def test_write_is_idempotent_and_queries_filter(db_url: str, tmp_path: Path) -> 
     store = make_store(db_url, tmp_path)
     image = b"\x89PNG fake image bytes"
     sha = sha256_hex(image)
-    ng = record("k1", Verdict.NG, 1, minutes_ago=90).model_copy(update={"image_sha256": sha})
+    kept = Evidence(kind=EvidenceKind.IMAGE, sha256=sha, media_type="image/png")
+    ng = record("k1", Verdict.NG, 1, minutes_ago=90).model_copy(update={"evidence": [kept]})
     store.write([StoredRecord(ng, {sha: image}), StoredRecord(record("k2", seq=2))])
     store.write([StoredRecord(ng, {sha: image})])  # a restart re-sending the same part
     rows = query_records(store.engine)
     assert [r["key"] for r in rows] == ["k1", "k2"]
     assert rows[0]["regions"][0]["area_px"] == 9 and rows[0]["model_sha256"] == "b" * 64
     assert rows[0]["recipe_version"] == "1" and rows[0]["part_id"] == "P1"
+    assert rows[0]["evidence"] == [kept.model_dump(mode="json")] and rows[1]["evidence"] == []
     assert datetime.fromisoformat(rows[0]["arrived_at"]).tzinfo is not None
     assert [r["key"] for r in query_records(store.engine, verdict="ng")] == ["k1"]
     assert [r["key"] for r in query_records(store.engine, since=datetime.now(UTC) - timedelta(minutes=5))] == ["k2"]

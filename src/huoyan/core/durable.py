@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -55,12 +56,17 @@ def remove_stale_temporaries(folder: Path) -> int:
     return removed
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Write to a temporary name, fsync, rename, fsync the folder: readers see all or nothing."""
+def write_durably(path: Path, data: bytes | Path) -> None:
+    """Write ``data`` (bytes, or a file's content, copied in pieces) to a temporary name,
+    fsync, rename, fsync the folder: readers see all or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as f:
-        f.write(data)
+        if isinstance(data, Path):
+            with open(data, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+        else:
+            f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

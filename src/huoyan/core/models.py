@@ -173,14 +173,27 @@ _FIRST_RELEASE_DETAILS = (
 )
 
 
+class RuleOutcome(BaseModel):
+    """One condition of the decision and how this part fared against it: the answer to
+    "why was this part NG (or not)?" that the record keeps."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str = Field(description="what was tested, e.g. 'score above threshold', 'region area_mm2 above 2.0'")
+    met: bool = Field(description="the part met this condition (all of them together make it NG)")
+    value: float | None = Field(default=None, description="the part's value: score, largest region …")
+    limit: float | None = Field(default=None, description="the value the rule compares it with")
+
+
 class Judgement(BaseModel):
-    """What was decided about one image: shared by the engine's result and the stored record."""
+    """What was decided about one part: shared by the engine's result and the stored record."""
 
     source_name: str
     verdict: Verdict
     score: float | None = None
     normalised_score: float | None = None
     regions: list[Region] = Field(default_factory=list)
+    rules: list[RuleOutcome] = Field(default_factory=list, description="the decision's conditions, in order")
     error: str | None = None
     width: int | None = None
     height: int | None = None

@@ -1,9 +1,24 @@
-"""What a running station reports of itself: the one status shape the dashboard, the API,
-the live stream and the metrics read (a station in another process would report the same)."""
+"""How the server sees a station: its status, and the handle it drives it through.
+
+The status is the one shape the dashboard, the API, the live stream and the metrics
+read. ``StationHandle`` is all the server asks of a station (a station hosted in the
+server's process implements it, ``huoyan.server.hosting.StationHost``; one in another
+process or on another machine would implement the same). Model versions cross it by
+content (sha256 in the blob store), never by file path.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
+from typing import Protocol, runtime_checkable
+
 from pydantic import BaseModel, Field
+
+from huoyan.core.records import InspectionRecord
+
+
+class StationBusy(RuntimeError):
+    """The station cannot take a part now: its upload queue is full, or it is not running."""
 
 
 class StationStatus(BaseModel):
@@ -29,3 +44,55 @@ class StationStatus(BaseModel):
     latency_ms_p99: float | None
     alarms: dict[str, str]
     spooled: int
+
+    @property
+    def takes_uploads(self) -> bool:
+        """Parts come to this station by HTTP upload."""
+        return self.source == "http"
+
+
+class ModelVersionRef(BaseModel):
+    """A model version as a station is told to run it: its number and its content."""
+
+    version: int
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="the artifact's name in the blob store")
+
+
+@runtime_checkable
+class StationHandle(Protocol):
+    """What the server asks of a station."""
+
+    @property
+    def station_id(self) -> str: ...
+
+    @property
+    def max_image_pixels(self) -> int:
+        """The largest image the station decodes (uploads are refused before it, from the header)."""
+        ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 30.0) -> None: ...
+
+    def status(self) -> StationStatus: ...
+
+    def submit(self, data: bytes, name: str, part_id: str | None) -> concurrent.futures.Future[InspectionRecord]:
+        """Inspect an uploaded part; the future ends with its stored record. Raises
+        ``TypeError`` if the station does not take uploads, ``StationBusy`` if not now."""
+        ...
+
+    async def activate(self, model: ModelVersionRef) -> None:
+        """Judge with this model version from the next part on."""
+        ...
+
+    async def set_threshold(self, threshold: float | None, by: str) -> None:
+        """Decide at this raw-score threshold from the next part on (None: the model's calibrated one)."""
+        ...
+
+    def watch(self, watchers: int) -> None:
+        """How many live views watch the station (previews are drawn only while one does)."""
+        ...
+
+    def blob(self, sha256: str) -> bytes:
+        """A piece of evidence the station kept. Raises ``FileNotFoundError``."""
+        ...

@@ -4,7 +4,8 @@ A part is NG when its score is above the threshold, at least one region of the m
 above the threshold is as large as ``min_region_area_px`` (when that is set), and, when
 the recipe gives region rules ("NG only if a region is larger than 2 mm²"), some
 counted region meets one. Anything else is OK. The normalised score is score /
-threshold, so 1.0 is the threshold for every model and recipe.
+threshold, so 1.0 is the threshold for every model and recipe. Each judgement lists
+these conditions with the part's values (``RuleOutcome``), and its record keeps them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from huoyan.core.models import InspectionResult, Region, Verdict
+from huoyan.core.models import InspectionResult, Region, RuleOutcome, Verdict
 from huoyan.core.recipe import Decision, RegionRule
 from huoyan.decision.regions import find_regions, resize_map
 
@@ -37,22 +38,58 @@ class Policy:
 
 
 def meets_a_rule(region: Region, rules: Sequence[RegionRule]) -> bool:
-    for rule in rules:
-        value = getattr(region, rule.field)
-        if value is not None and value > rule.above:
-            return True
-    return False
+    return any(_above(getattr(region, rule.field), rule.above) for rule in rules)
+
+
+def _above(value: float | None, limit: float) -> bool:
+    return value is not None and value > limit
+
+
+def rule_outcomes(score: float, regions: Sequence[Region], policy: Policy) -> list[RuleOutcome]:
+    """Each condition of the policy with this part's value: the part is NG when all are met.
+
+    The region rules count as one condition (any rule met by any region), each listed
+    with the largest value a region had for its field."""
+    out = [RuleOutcome(rule="score above threshold", met=score > policy.threshold, value=score, limit=policy.threshold)]
+    if policy.min_region_area_px > 0:
+        largest = max((r.area_px for r in regions), default=0)
+        out.append(
+            RuleOutcome(
+                rule="a region at least min_region_area_px",
+                met=bool(regions),
+                value=float(largest),
+                limit=float(policy.min_region_area_px),
+            )
+        )
+    for rule in policy.region_rules:
+        values = [v for r in regions if (v := getattr(r, rule.field)) is not None]
+        top = max(values, default=None)
+        out.append(
+            RuleOutcome(
+                rule=f"a region {rule.field} above {rule.above:g}",
+                met=_above(top, rule.above),
+                value=None if top is None else float(top),
+                limit=rule.above,
+            )
+        )
+    return out
+
+
+def verdict_of(outcomes: Sequence[RuleOutcome], policy: Policy) -> Verdict:
+    """NG when the score and region-size conditions are met and, if there are region
+    rules, at least one of them is."""
+    region_rules = len(policy.region_rules)
+    required = outcomes[: len(outcomes) - region_rules] if region_rules else outcomes
+    if not all(o.met for o in required):
+        return Verdict.OK
+    if region_rules and not any(o.met for o in outcomes[-region_rules:]):
+        return Verdict.OK
+    return Verdict.NG
 
 
 def verdict(score: float, regions: Sequence[Region], policy: Policy) -> Verdict:
     """The verdict for a score and the regions found above the threshold (see the module's text)."""
-    if score <= policy.threshold:
-        return Verdict.OK
-    if policy.min_region_area_px > 0 and not regions:
-        return Verdict.OK  # only blobs smaller than what counts
-    if policy.region_rules and not any(meets_a_rule(r, policy.region_rules) for r in regions):
-        return Verdict.OK
-    return Verdict.NG
+    return verdict_of(rule_outcomes(score, regions, policy), policy)
 
 
 class ImageDecider:
@@ -71,9 +108,11 @@ class ImageDecider:
         raw_map = resize_map(model_map, width, height)
         above = score > p.threshold
         regions = find_regions(raw_map / p.threshold, 1.0, p.min_region_area_px, p.mm_per_px) if above else []
+        rules = rule_outcomes(score, regions, p)
         return InspectionResult(
             source_name=name,
-            verdict=verdict(score, regions, p),
+            verdict=verdict_of(rules, p),
+            rules=rules,
             score=score,
             normalised_score=score / p.threshold,
             regions=regions,

@@ -1,7 +1,9 @@
 """Stations run inside the server: each on a thread with its own event loop.
 
-The host opens the station exactly as ``huoyan run`` does (``runner.open_station``),
-using the model version the server last activated for it, and listens to it: each
+``StationHost`` is the in-process ``core.station.StationHandle``: the server drives
+every station through that protocol only. The host opens the station exactly as
+``huoyan run`` does (``runner.open_station``), with the model version the server last
+activated for it (taken from the blob store by sha256), and listens to it: each
 decided part goes to the live view and the metrics, each alarm too. Model activation
 and uploads cross into the station's loop thread-safely.
 """
@@ -24,14 +26,14 @@ import numpy as np
 from huoyan.core.models import Region
 from huoyan.core.recipe import Recipe
 from huoyan.core.records import InspectionRecord, Severity, StationEvent, StoredRecord
-from huoyan.core.station import StationStatus
+from huoyan.core.station import ModelVersionRef, StationStatus
 from huoyan.runner import OpenStation, open_station, run_station
 from huoyan.server.live import LiveHub
-from huoyan.server.metrics import Metrics, Snapshot
+from huoyan.server.metrics import Metrics
 from huoyan.station.sources import HttpUpload, SourceBusy
 from huoyan.store.blobs import BlobStore, file_sha256
 from huoyan.store.records import UNAVAILABLE, data_paths
-from huoyan.store.versions import ModelVersions
+from huoyan.store.versions import ModelVersions, artifact_of
 from huoyan.vision.overlay import encode, render_overlay
 
 log = logging.getLogger(__name__)
@@ -51,12 +53,14 @@ class StationHost:
         hub: LiveHub,
         metrics: Metrics,
         versions: ModelVersions,
+        artifacts: BlobStore,
         database_url: str,
         runtime: str = "onnx",
         batch_size: int = 8,
     ) -> None:
         self.recipe = recipe
-        self.station_id = recipe.station
+        self._station_id = recipe.station
+        self.artifacts = artifacts  # model versions, by sha256
         self.hub = hub
         self.metrics = metrics
         self.versions = versions
@@ -65,7 +69,7 @@ class StationHost:
         self.batch_size = batch_size
         self.blobs = BlobStore(data_paths(Path(recipe.storage.data_dir))[0])
         self.opened: OpenStation | None = None
-        self.version: dict[str, Any] | None = None
+        self.model_version: int | None = None
         self.error: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -73,6 +77,14 @@ class StationHost:
         self._started_loop = threading.Event()
         self._stopping = threading.Event()
         self._watchers = 0  # live-view subscribers, kept across a restart
+
+    @property
+    def station_id(self) -> str:
+        return self._station_id
+
+    @property
+    def max_image_pixels(self) -> int:
+        return self.recipe.preprocess.max_image_pixels
 
     # -- life cycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -89,19 +101,31 @@ class StationHost:
             # The station runs without its database (records spool); the recipe's model judges.
             log.error("station %s: database unavailable (%s); using the recipe's model", self.station_id, exc)
             active = None
-        model_path = Path(active["path"]) if active and Path(active["path"]).is_file() else None
+        model_path = None
+        if active is not None:
+            try:
+                model_path = artifact_of(active, self.artifacts)
+            except FileNotFoundError as exc:
+                log.error("station %s: %s; using the recipe's model", self.station_id, exc)
+                active = None
         threshold = self._kept_threshold(active)
         opened = open_station(
             self.recipe, self.database_url, self.batch_size, self.runtime, model_path=model_path, threshold=threshold
         )
-        model_path = opened.model_path or Path(self.recipe.model)
+        if active is None:  # the recipe's own model: kept as version 1 (or the version it already is)
+            self.artifacts.put_file(Path(self.recipe.model), opened.model_sha256)
         try:
-            card, path = opened.model_card or {}, str(model_path.resolve())
-            self.version = active or self.versions.ensure_initial(
-                self.station_id, opened.model_sha256, model_path.name, card, path
+            recipe_model = Path(self.recipe.model)
+            version = active or self.versions.ensure_initial(
+                self.station_id,
+                opened.model_sha256,
+                recipe_model.name,
+                opened.model_card or {},
+                str(recipe_model.resolve()),
             )
+            self.model_version = version["version"]
         except UNAVAILABLE:
-            self.version = None
+            self.model_version = None
         opened.station.item_listeners.append(self._on_item)
         opened.station.event_listeners.append(self._on_event)
         if opened.line is not None and self._watchers:  # reopened after a fault while watched
@@ -203,12 +227,6 @@ class StationHost:
         last = list(self._last)
         return sum(v == "NG" for v in last) / len(last) if last else 0.0
 
-    def active_recipe(self) -> tuple[str, str]:
-        """(recipe id, version) judging parts now."""
-        line = self.opened.line if self.opened else None
-        active = line.active_recipe() if line else None
-        return (active.recipe_id, active.version) if active else (self.recipe.recipe, self.recipe.version)
-
     def status(self) -> StationStatus:
         opened = self.opened
         stats = opened.station.stats if opened else None
@@ -223,7 +241,7 @@ class StationHost:
             source=self.recipe.source.type,
             recipe_id=active.recipe_id if active else self.recipe.recipe,
             recipe_version=active.version if active else self.recipe.version,
-            model_version=self.version["version"] if self.version else None,
+            model_version=self.model_version,
             model_sha256=active.model_sha256 if active else None,
             threshold=self.threshold(),
             threshold_set=bool(line and line.recipe is not line.base_recipe),
@@ -242,9 +260,8 @@ class StationHost:
         value = getattr(inspector, "threshold", None)
         return None if value is None else float(value)
 
-    def snapshot(self) -> Snapshot:
-        s = self.status()
-        return Snapshot(self.station_id, s.queue_depth, s.parts_per_second, s.ng_rate, len(s.alarms), s.running)
+    def blob(self, sha256: str) -> bytes:
+        return self.blobs.get(sha256)
 
     # -- actions ----------------------------------------------------------------------------
     def submit(self, data: bytes, name: str, part_id: str | None) -> concurrent.futures.Future[InspectionRecord]:
@@ -255,24 +272,22 @@ class StationHost:
             raise SourceBusy(f"station {self.station_id} is not running")
         return source.submit(data, name, part_id)
 
-    async def activate(self, version: dict[str, Any]) -> None:
-        """Switch the running station to a model version (its file must still be there)."""
+    async def activate(self, model: ModelVersionRef) -> None:
+        """Switch the running station to a model version, read from the blob store by sha256."""
         loop, opened = self._loop, self.opened
         if loop is None or opened is None or opened.line is None:
             raise RuntimeError(f"station {self.station_id} is not running")
-        path = Path(version["path"])
+        path = self.artifacts.path(model.sha256)
         if not path.is_file():
-            raise FileNotFoundError(f"model file {path} of version {version['version']} is missing")
-        if await asyncio.to_thread(file_sha256, path) != version["model_sha256"]:
-            raise ValueError(f"model file {path} does not match version {version['version']}'s sha256")
+            raise FileNotFoundError(f"model version {model.version} ({model.sha256[:12]}) is not in the model store")
+        if await asyncio.to_thread(file_sha256, path) != model.sha256:
+            raise ValueError(f"the model store's copy of version {model.version} does not match its sha256")
         start = time.perf_counter()
         future = asyncio.run_coroutine_threadsafe(opened.line.use_model(path), loop)
         await asyncio.wrap_future(future)
-        self.versions.mark_active(version["id"])
-        self.version = self.versions.get(version["id"])
-        self.versions.clear_threshold_override(self.station_id)  # it was a raw score of the old model
+        self.model_version = model.version
         took = time.perf_counter() - start
-        log.info("station %s: model version %s active (%.1f s)", self.station_id, version["version"], took)
+        log.info("station %s: model version %s active (%.1f s)", self.station_id, model.version, took)
 
     async def set_threshold(self, threshold: float | None, by: str) -> None:
         """Decide at this raw-score threshold from the next part on (None: the calibrated one)."""
@@ -290,21 +305,33 @@ class StationHost:
             )
 
 
-def part_message(r: InspectionRecord) -> dict[str, Any]:
-    """What the live view shows of one part (records carry the rest)."""
-    return {
-        "key": r.key,
-        "seq": r.seq,
-        "part_id": r.part_id,
-        "source_name": r.source_name,
-        "verdict": r.verdict.value,
-        "score": r.score,
-        "normalised_score": r.normalised_score,
-        "threshold": r.threshold,
-        "regions": [g.model_dump() for g in r.regions],
-        "error": r.error,
-        "decided_at": r.decided_at.isoformat(),
-        "latency_ms": round(r.latency_ms, 1),
-        "recipe": f"{r.recipe_id} v{r.recipe_version}",
-        "model_sha256": r.model_sha256,
+# What the live view shows of each part (the record page shows the rest).
+LIVE_FIELDS = frozenset(
+    {
+        "key",
+        "seq",
+        "part_id",
+        "source_name",
+        "verdict",
+        "score",
+        "normalised_score",
+        "threshold",
+        "regions",
+        "rules",
+        "error",
+        "decided_at",
+        "latency_ms",
+        "recipe_id",
+        "recipe_version",
+        "model_sha256",
     }
+)
+
+
+def part_message(r: InspectionRecord) -> dict[str, Any]:
+    """One part for the live view: a subset of the record's own fields, as the record
+    serialises them."""
+    message = r.model_dump(mode="json", include=set(LIVE_FIELDS))
+    message["latency_ms"] = round(r.latency_ms, 1)
+    message["recipe"] = f"{r.recipe_id} v{r.recipe_version}"
+    return message

@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from huoyan.core.station import StationStatus
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -27,6 +29,17 @@ class Snapshot:
     ng_rate: float
     active_alarms: int
     running: bool
+
+
+def snapshot(status: StationStatus) -> Snapshot:
+    return Snapshot(
+        status.station_id,
+        status.queue_depth,
+        status.parts_per_second,
+        status.ng_rate,
+        len(status.alarms),
+        status.running,
+    )
 
 
 class _StationGauges(Collector):

@@ -15,9 +15,10 @@ from fastapi import Request
 from sqlalchemy import Engine, text
 
 from huoyan.core.recipe import Recipe
+from huoyan.core.station import StationHandle
 from huoyan.server.hosting import StationHost
 from huoyan.server.live import LiveHub
-from huoyan.server.metrics import Metrics
+from huoyan.server.metrics import Metrics, snapshot
 from huoyan.server.throttle import LoginThrottle
 from huoyan.server.training import Trainer
 from huoyan.store.accounts import Accounts
@@ -53,8 +54,10 @@ class Platform:
         self.versions = ModelVersions(self.engine)
         self.hub = LiveHub()
         self.throttle = LoginThrottle()
-        self.metrics = Metrics(lambda: [h.snapshot() for h in self.hosts.values()])
-        self.hosts: dict[str, StationHost] = {}
+        self.metrics = Metrics(lambda: [snapshot(h.status()) for h in self.hosts.values()])
+        # Evidence the server keeps itself, and every model version's artifact, by sha256.
+        self.blobs = BlobStore(data_paths(settings.data_dir)[0])
+        self.hosts: dict[str, StationHandle] = {}
         for recipe in settings.recipes:
             if recipe.station in self.hosts:
                 raise ValueError(f"two recipes for station {recipe.station!r}: host each station once")
@@ -63,13 +66,15 @@ class Platform:
                 self.hub,
                 self.metrics,
                 self.versions,
+                self.blobs,
                 settings.database_url,
                 settings.runtime,
                 settings.batch_size,
             )
         self.hub.on_watchers = self._watchers
-        self.trainer = Trainer(self.versions, self.reviews, lambda: self.hosts, settings.data_dir / "models")
-        self._own_blobs = BlobStore(data_paths(settings.data_dir)[0])
+        self.trainer = Trainer(
+            self.versions, self.reviews, lambda: self.hosts, self.blobs, settings.data_dir / "models", settings.runtime
+        )
 
     def _watchers(self, station: str, count: int) -> None:
         host = self.hosts.get(station)
@@ -93,14 +98,14 @@ class Platform:
             host.stop()
 
     def blob(self, station_id: str, sha256: str) -> bytes:
-        """An image or heat map by its hash: from the station's own folder, else the server's."""
+        """A piece of evidence by its hash: from the station that kept it, else the server's store."""
         host = self.hosts.get(station_id)
-        for store in ([host.blobs] if host else []) + [self._own_blobs]:
+        if host is not None:
             try:
-                return store.get(sha256)
+                return host.blob(sha256)
             except FileNotFoundError:
-                continue
-        raise FileNotFoundError(sha256)
+                pass
+        return self.blobs.get(sha256)
 
     def database_ok(self) -> bool:
         try:

@@ -7,7 +7,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
-from huoyan.core.models import Region, Verdict
+from huoyan.core.records import StoredInspection
 from huoyan.store.accounts import DEFAULT_KEY_SCOPES, Role, Scope
 from huoyan.store.reviews import Outcome
 
@@ -102,31 +102,9 @@ class ReviewOut(BaseModel):
     at: datetime
 
 
-class InspectionOut(BaseModel):
-    id: int | None = Field(default=None, description="None while the record waits in the station's spool")
-    key: str
-    seq: int | None
-    station_id: str
-    part_id: str | None
-    source_name: str
-    verdict: Verdict
-    score: float | None
-    normalised_score: float | None
-    threshold: float | None
-    recipe_id: str
-    recipe_version: str
-    model_sha256: str | None
-    model_name: str | None = None
-    error: str | None
-    width: int | None
-    height: int | None
-    arrived_at: datetime
-    decided_at: datetime
-    stored_at: datetime | None
-    latency_ms: float
-    image_sha256: str | None
-    heatmap_sha256: str | None
-    regions: list[Region]
+class InspectionOut(StoredInspection):
+    """An inspection record (``core.records.InspectionRecord``'s fields) with its latest review."""
+
     review: ReviewOut | None = None
 
 

@@ -20,11 +20,11 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from huoyan.core.detector import ImageDetector, clone
+from huoyan.core.station import StationHandle
 from huoyan.detectors import load_image_detector
-from huoyan.server.hosting import StationHost
-from huoyan.store.blobs import file_sha256
+from huoyan.store.blobs import BlobStore
 from huoyan.store.reviews import Labelled, Reviews
-from huoyan.store.versions import JobStatus, ModelVersions
+from huoyan.store.versions import JobStatus, ModelVersions, artifact_of
 from huoyan.vision.imageio import ImageError, decode_image
 
 log = logging.getLogger(__name__)
@@ -62,14 +62,18 @@ class Trainer:
         self,
         versions: ModelVersions,
         reviews: Reviews,
-        hosts: Callable[[], dict[str, StationHost]],
+        hosts: Callable[[], dict[str, StationHandle]],
+        artifacts: BlobStore,
         models_dir: Path,
+        runtime: str = "onnx",
         poll_s: float = 1.0,
     ) -> None:
         self.versions = versions
         self.reviews = reviews
         self.hosts = hosts
+        self.artifacts = artifacts  # every version's model file, by sha256
         self.models_dir = models_dir
+        self.runtime = runtime
         self.poll_s = poll_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -105,11 +109,11 @@ class Trainer:
             return
         self.versions.finish(job["id"], JobStatus.DONE, message, version_id)
 
-    def _images(self, host: StationHost, shas: Sequence[str]) -> tuple[list[np.ndarray], list[int]]:
+    def _images(self, host: StationHandle, shas: Sequence[str]) -> tuple[list[np.ndarray], list[int]]:
         images, kept = [], []
         for i, sha in enumerate(shas):
             try:
-                images.append(decode_image(host.blobs.get(sha), sha))
+                images.append(decode_image(host.blob(sha), sha))
                 kept.append(i)
             except (OSError, ImageError) as exc:
                 log.warning("training: image %s unusable (%s)", sha[:12], exc)
@@ -120,9 +124,12 @@ class Trainer:
         if host is None:
             raise TrainingError(f"station {job['station_id']} is not hosted by this server")
         active = self.versions.active(host.station_id)
-        if active is None or not Path(active["path"]).is_file():
-            raise TrainingError("the station has no active model file to take parameters from")
-        parent = load_image_detector(active["path"], runtime=host.runtime)
+        if active is None:
+            raise TrainingError("the station has no active model version to take parameters from")
+        try:
+            parent = load_image_detector(artifact_of(active, self.artifacts), runtime=self.runtime)
+        except FileNotFoundError as exc:
+            raise TrainingError(str(exc)) from exc
         max_images = int(job["params"].get("max_images", 200))
         picked = self.reviews.good_images(host.station_id, max_images)
         train, kept = self._images(host, [sha for _, sha in picked])
@@ -136,12 +143,13 @@ class Trainer:
         path = self.models_dir / host.station_id / f"job-{job['id']}.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
         model.save(path)
+        sha = self.artifacts.put_file(path)
         self.versions.progress(job["id"], "comparing with the active version on reviewed parts")
         labelled = self.reviews.labelled(host.station_id)
         metrics = self._compare(host, labelled, model, parent, {picked[i][0] for i in kept})
         version = self.versions.add(
             host.station_id,
-            file_sha256(path),
+            sha,
             path.name,
             model.card_.model_dump(mode="json"),
             str(path.resolve()),
@@ -159,7 +167,12 @@ class Trainer:
         return version["id"], f"version {version['version']} trained on {len(train)} images"
 
     def _compare(
-        self, host: StationHost, labelled: list[Labelled], new: ImageDetector, active: ImageDetector, trained: set[int]
+        self,
+        host: StationHandle,
+        labelled: list[Labelled],
+        new: ImageDetector,
+        active: ImageDetector,
+        trained: set[int],
     ) -> dict[str, Any]:
         images, kept = self._images(host, [item.image_sha256 for item in labelled])
         labels = [labelled[i].is_defect for i in kept]

@@ -22,7 +22,15 @@ import numpy as np
 from huoyan.core.detector import Decider, ImageDetector
 from huoyan.core.models import Region, Verdict
 from huoyan.core.recipe import Recipe
-from huoyan.core.records import Arrival, InspectionRecord, StoredRecord, utcnow
+from huoyan.core.records import (
+    Arrival,
+    Evidence,
+    EvidenceKind,
+    InspectionRecord,
+    StoredRecord,
+    media_type_of,
+    utcnow,
+)
 from huoyan.station import preprocess
 
 # Heat maps are stored as 8-bit PNG of score / threshold: 128 is the NG threshold,
@@ -103,9 +111,10 @@ class Inspector:
 
     def _error(self, a: Arrival, message: str) -> StoredRecord:
         blobs: dict[str, bytes] = {}
+        evidence = []
         if a.data and self._keep_image(Verdict.ERROR, a.seq):
-            blobs[hashlib.sha256(a.data).hexdigest()] = a.data  # the bad file itself, for diagnosis
-        rec = self._record(a, verdict=Verdict.ERROR, error=message, image_sha256=next(iter(blobs), None))
+            evidence.append(_keep(blobs, EvidenceKind.IMAGE, a.data))  # the bad file itself, for diagnosis
+        rec = self._record(a, verdict=Verdict.ERROR, error=message, evidence=evidence)
         return StoredRecord(rec, blobs)
 
     def prepare(self, a: Arrival) -> Prepared:
@@ -144,23 +153,27 @@ class Inspector:
         result = self.decider.judge(image, score, model_map, a.source_name)
         verdict = result.verdict
         blobs: dict[str, bytes] = {}
-        image_sha = heat_sha = None
+        evidence = []
         keep = self._keep_image(verdict, a.seq)
         wanted = keep or self.preview is not None  # most OK parts need no heat map at all
         heat = heatmap_u8(result.anomaly_map, thr) if wanted and result.anomaly_map is not None else None
         if keep:
             data = a.data if a.data and a.image is None and not self._changed_by_preprocess() else encode_png(image)
-            image_sha = hashlib.sha256(data).hexdigest()
-            blobs[image_sha] = data
+            evidence.append(_keep(blobs, EvidenceKind.IMAGE, data))
             if heat is not None:
-                heat_png = encode_png(heat)
-                heat_sha = hashlib.sha256(heat_png).hexdigest()
-                blobs[heat_sha] = heat_png
+                evidence.append(_keep(blobs, EvidenceKind.ANOMALY_MAP, encode_png(heat)))
         judged = result.model_dump(exclude={"source_name", "verdict"})
-        rec = self._record(a, **judged, verdict=verdict, image_sha256=image_sha, heatmap_sha256=heat_sha)
+        rec = self._record(a, **judged, verdict=verdict, evidence=evidence)
         preview = None if self.preview is None else self.preview(image, heat, result.regions)
         return StoredRecord(rec, blobs, preview)
 
     def _changed_by_preprocess(self) -> bool:
         p = self.recipe.preprocess
         return p.roi is not None or p.rotate != 0 or p.resize is not None
+
+
+def _keep(blobs: dict[str, bytes], kind: EvidenceKind, data: bytes) -> Evidence:
+    """Add ``data`` to the blobs to store and say what it is."""
+    sha = hashlib.sha256(data).hexdigest()
+    blobs[sha] = data
+    return Evidence(kind=kind, sha256=sha, media_type=media_type_of(data))

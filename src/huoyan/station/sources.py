@@ -27,6 +27,7 @@ from huoyan.core.durable import write_durably
 from huoyan.core.models import IMAGE_SUFFIXES, Verdict
 from huoyan.core.recipe import CameraSource, HotFolderSource, HttpSource, PartId, ReplaySource
 from huoyan.core.records import Arrival, InspectionRecord, Severity, StationEvent, utcnow
+from huoyan.core.station import StationBusy
 from huoyan.core.text import fit_file_name, safe_text
 
 log = logging.getLogger(__name__)
@@ -461,7 +462,7 @@ class Camera(Source):
                 self._cap.release()
 
 
-class SourceBusy(RuntimeError):
+class SourceBusy(StationBusy):
     """The HTTP source's queue is full, or the station is not running."""
 
 

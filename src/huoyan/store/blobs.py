@@ -1,7 +1,8 @@
-"""Content-addressed storage for images and heat maps: a file's name is its sha256.
+"""Content-addressed storage for evidence and model artifacts: a file's name is its sha256.
 
 The same image stored twice takes the space once, and a record's reference can be
-checked against the bytes at any time (``verify``) — what an auditor wants.
+checked against the bytes at any time (``verify``) — what an auditor wants. Model
+versions are kept here too, so a version is its content, wherever its file came from.
 """
 
 from __future__ import annotations
@@ -47,3 +48,14 @@ class BlobStore:
     def verify(self, sha256: str) -> bool:
         p = self.path(sha256)
         return p.exists() and sha256_hex(p.read_bytes()) == sha256
+
+    def put_file(self, source: Path, sha256: str | None = None) -> str:
+        """Store a file's content (a model artifact: hundreds of MB, copied in pieces)."""
+        digest = sha256 or file_sha256(source)
+        target = self.path(digest)
+        if not target.exists():
+            write_durably(target, source)
+        return digest
+
+    def has(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()

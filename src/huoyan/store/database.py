@@ -75,6 +75,12 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
     return current_revision(engine) or ""
 
 
+def downgrade(engine: Engine, revision: str) -> str:
+    """Take the schema back to ``revision`` (an older release's), keeping what that schema can hold."""
+    command.downgrade(_alembic_config(engine), revision)
+    return current_revision(engine) or ""
+
+
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

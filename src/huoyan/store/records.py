@@ -30,9 +30,26 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session, selectinload
 
 from huoyan.core.models import Region, Verdict
-from huoyan.core.records import InspectionRecord, Severity, StationEvent, StoredRecord, utcnow
+from huoyan.core.records import (
+    Evidence,
+    InspectionRecord,
+    Severity,
+    StationEvent,
+    StoredInspection,
+    StoredRecord,
+    utcnow,
+)
 from huoyan.store.blobs import BlobStore, sha256_hex
-from huoyan.store.schema import Base, EventRow, InspectionRow, ModelRow, RecipeRow, RegionRow, StationRow
+from huoyan.store.schema import (
+    Base,
+    EventRow,
+    EvidenceRow,
+    InspectionRow,
+    ModelRow,
+    RecipeRow,
+    RegionRow,
+    StationRow,
+)
 from huoyan.store.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -41,6 +58,12 @@ UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError)
 OUTAGE_KIND = "database-unavailable"
 REJECTED_KIND = "record-rejected"
 COLLISION_KIND = "record-key-collision"
+
+# The record's fields that are columns of ``inspections``, by the same name. The others
+# are references (recipe, model) or rows of their own (regions, evidence).
+RECORD_COLUMNS = frozenset(InspectionRecord.model_fields) & frozenset(InspectionRow.__table__.columns.keys())
+RECORD_REFERENCES = frozenset({"recipe_id", "recipe_version", "model_sha256"})
+RECORD_CHILDREN = {"regions": RegionRow, "evidence": EvidenceRow}
 
 
 def collision_key(record: InspectionRecord) -> str:
@@ -355,9 +378,10 @@ class RecordStore:
                 ),
                 [self._row(s, r) for r in fresh.values()],
             ).all()
-            regions = [{"inspection_id": pk, **g.model_dump()} for pk, key in ids for g in fresh[key].regions]
-            if regions:
-                s.execute(insert(Base.metadata.tables[RegionRow.__tablename__]), regions)
+            for name, table in RECORD_CHILDREN.items():
+                rows = [{"inspection_id": pk, **c.model_dump()} for pk, key in ids for c in getattr(fresh[key], name)]
+                if rows:
+                    s.execute(insert(Base.metadata.tables[table.__tablename__]), rows)
         return [(old, m.key) for old, m in moved.items() if m.key in fresh]
 
     def _pk(self, s: Session, key: tuple[str, ...], stmt: Any, record: InspectionRecord) -> int:
@@ -373,28 +397,11 @@ class RecordStore:
     def _row(self, s: Session, r: InspectionRecord) -> dict[str, Any]:
         recipe = select(RecipeRow.id).where(RecipeRow.recipe_id == r.recipe_id, RecipeRow.version == r.recipe_version)
         model = select(ModelRow.id).where(ModelRow.sha256 == r.model_sha256)
-        return {
-            "key": r.key,
-            "seq": r.seq,
-            "station_id": r.station_id,
-            "recipe_pk": self._pk(s, ("recipe", r.recipe_id, r.recipe_version), recipe, r),
-            "model_pk": None if r.model_sha256 is None else self._pk(s, ("model", r.model_sha256), model, r),
-            "threshold": r.threshold,
-            "part_id": r.part_id,
-            "source_name": r.source_name,
-            "verdict": r.verdict.value,
-            "score": r.score,
-            "normalised_score": r.normalised_score,
-            "error": r.error,
-            "width": r.width,
-            "height": r.height,
-            "arrived_at": r.arrived_at,
-            "decided_at": r.decided_at,
-            "stored_at": r.stored_at or utcnow(),
-            "latency_ms": r.latency_ms,
-            "image_sha256": r.image_sha256,
-            "heatmap_sha256": r.heatmap_sha256,
-        }
+        row = r.model_dump(include=set(RECORD_COLUMNS))
+        row["stored_at"] = r.stored_at or utcnow()
+        row["recipe_pk"] = self._pk(s, ("recipe", r.recipe_id, r.recipe_version), recipe, r)
+        row["model_pk"] = None if r.model_sha256 is None else self._pk(s, ("model", r.model_sha256), model, r)
+        return row
 
     def _insert_event(self, e: StationEvent) -> None:
         with self._session() as s:
@@ -416,34 +423,28 @@ def _reason(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def stored_inspection(row: InspectionRow) -> StoredInspection:
+    """An inspection row (with its recipe, model, regions and evidence loaded) as the record it stores."""
+    fields: dict[str, Any] = {name: getattr(row, name) for name in RECORD_COLUMNS}
+    for name, value in fields.items():
+        if isinstance(value, datetime):
+            fields[name] = as_utc(value)
+    fields["rules"] = row.rules or []  # rows from before rule outcomes were kept have none
+    return StoredInspection(
+        **fields,
+        id=row.id,
+        recipe_id=row.recipe.recipe_id,
+        recipe_version=row.recipe.version,
+        model_sha256=row.model.sha256 if row.model else None,
+        model_name=row.model.name if row.model else None,
+        regions=[Region.model_validate(g, from_attributes=True) for g in row.regions],
+        evidence=[Evidence.model_validate(e, from_attributes=True) for e in row.evidence],
+    )
+
+
 def record_dict(row: InspectionRow) -> dict[str, Any]:
-    """One inspection as the JSON object `huoyan records` prints."""
-    return {
-        "id": row.id,
-        "key": row.key,
-        "seq": row.seq,
-        "station_id": row.station_id,
-        "part_id": row.part_id,
-        "source_name": row.source_name,
-        "verdict": row.verdict,
-        "score": row.score,
-        "normalised_score": row.normalised_score,
-        "threshold": row.threshold,
-        "recipe_id": row.recipe.recipe_id,
-        "recipe_version": row.recipe.version,
-        "model_sha256": row.model.sha256 if row.model else None,
-        "model_name": row.model.name if row.model else None,
-        "error": row.error,
-        "width": row.width,
-        "height": row.height,
-        "arrived_at": as_utc(row.arrived_at).isoformat(),
-        "decided_at": as_utc(row.decided_at).isoformat(),
-        "stored_at": as_utc(row.stored_at).isoformat(),
-        "latency_ms": row.latency_ms,
-        "image_sha256": row.image_sha256,
-        "heatmap_sha256": row.heatmap_sha256,
-        "regions": [Region.model_validate(g, from_attributes=True).model_dump() for g in row.regions],
-    }
+    """One inspection as the JSON object `huoyan records` prints and the API answers with."""
+    return stored_inspection(row).model_dump(mode="json")
 
 
 @dataclass(frozen=True)
@@ -480,7 +481,10 @@ class RecordFilter:
 
 def _with_relations(stmt: Any) -> Any:
     return stmt.options(
-        selectinload(InspectionRow.regions), selectinload(InspectionRow.recipe), selectinload(InspectionRow.model)
+        selectinload(InspectionRow.regions),
+        selectinload(InspectionRow.evidence),
+        selectinload(InspectionRow.recipe),
+        selectinload(InspectionRow.model),
     )
 
 

@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from huoyan.core.records import utcnow
+from huoyan.core.records import EvidenceKind, utcnow
 from huoyan.store.records import as_utc
-from huoyan.store.schema import InspectionRow, ReviewRow
+from huoyan.store.schema import EvidenceRow, InspectionRow, ReviewRow
 
 
 class Outcome(StrEnum):
@@ -50,6 +50,18 @@ class Labelled:
 
 def _latest_ids() -> Any:
     return select(func.max(ReviewRow.id)).group_by(ReviewRow.inspection_id)
+
+
+def _kept_image() -> Any:
+    """The sha256 of an inspection's first kept image (None if none was kept), per row."""
+    return (
+        select(EvidenceRow.sha256)
+        .where(EvidenceRow.inspection_id == InspectionRow.id, EvidenceRow.kind == EvidenceKind.IMAGE.value)
+        .order_by(EvidenceRow.id)
+        .limit(1)
+        .correlate(InspectionRow)
+        .scalar_subquery()
+    )
 
 
 def review_dict(r: ReviewRow) -> dict[str, Any]:
@@ -110,7 +122,7 @@ class Reviews:
             InspectionRow.id.not_in(reviewed),
             or_(
                 InspectionRow.verdict == "NG",
-                and_(InspectionRow.verdict == "OK", InspectionRow.image_sha256.is_not(None)),
+                and_(InspectionRow.verdict == "OK", _kept_image().is_not(None)),
             ),
         )
 
@@ -130,14 +142,11 @@ class Reviews:
             return out
 
     def labelled(self, station: str) -> list[Labelled]:
+        image = _kept_image()
         stmt = (
-            select(InspectionRow.id, InspectionRow.image_sha256, ReviewRow.outcome)
+            select(InspectionRow.id, image, ReviewRow.outcome)
             .join(ReviewRow, ReviewRow.inspection_id == InspectionRow.id)
-            .where(
-                ReviewRow.id.in_(_latest_ids()),
-                InspectionRow.station_id == station,
-                InspectionRow.image_sha256.is_not(None),
-            )
+            .where(ReviewRow.id.in_(_latest_ids()), InspectionRow.station_id == station, image.is_not(None))
             .order_by(InspectionRow.id)
         )
         with Session(self.engine) as s:
@@ -147,12 +156,13 @@ class Reviews:
         """(inspection id, image sha256) of parts to train on: kept OK images not flagged as
         missed defects, and NG parts reviewed as false alarms. Newest first."""
         latest = select(ReviewRow.inspection_id, ReviewRow.outcome).where(ReviewRow.id.in_(_latest_ids())).subquery()
+        image = _kept_image()
         stmt = (
-            select(InspectionRow.id, InspectionRow.image_sha256)
+            select(InspectionRow.id, image)
             .outerjoin(latest, latest.c.inspection_id == InspectionRow.id)
             .where(
                 InspectionRow.station_id == station,
-                InspectionRow.image_sha256.is_not(None),
+                image.is_not(None),
                 or_(
                     and_(
                         InspectionRow.verdict == "OK",

@@ -3,6 +3,8 @@
 Stations, recipes and models are registered once and referenced by every inspection,
 so a record years later still says which recipe version, model file (by sha256) and
 threshold decided it. ``inspections.key`` is the idempotency key: one row per part.
+An inspection's columns are ``core.records.InspectionRecord``'s fields of the same
+names; its regions and evidence have tables of their own.
 """
 
 from __future__ import annotations
@@ -75,12 +77,13 @@ class InspectionRow(Base):
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     latency_ms: Mapped[float] = mapped_column(Float)
-    image_sha256: Mapped[str | None] = mapped_column(String(64))
-    heatmap_sha256: Mapped[str | None] = mapped_column(String(64))
+    rules: Mapped[list[dict[str, object]] | None] = mapped_column(JSON)
+    trigger: Mapped[dict[str, object] | None] = mapped_column(JSON)
 
     recipe: Mapped[RecipeRow] = relationship()
     model: Mapped[ModelRow | None] = relationship()
     regions: Mapped[list[RegionRow]] = relationship(order_by="RegionRow.id", cascade="all, delete-orphan")
+    evidence: Mapped[list[EvidenceRow]] = relationship(order_by="EvidenceRow.id", cascade="all, delete-orphan")
 
 
 class RegionRow(Base):
@@ -96,6 +99,20 @@ class RegionRow(Base):
     area_mm2: Mapped[float | None] = mapped_column(Float)
     max_score: Mapped[float] = mapped_column(Float)
     mean_score: Mapped[float] = mapped_column(Float)
+
+
+class EvidenceRow(Base):
+    """One piece of an inspection's evidence (an image, an anomaly map, a signal window):
+    a blob in the content-addressed store, with what it is and which channel it came from."""
+
+    __tablename__ = "evidence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(100))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    media_type: Mapped[str] = mapped_column(String(100))
 
 
 class EventRow(Base):

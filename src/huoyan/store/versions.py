@@ -4,17 +4,24 @@ A station's first version is the model its recipe names (registered when the sta
 is first hosted). Each retrained version records its parent and the images it was
 trained on (inspection ids and image sha256s), so any version can be traced back to
 the parts behind it. Exactly one version per station is active.
+
+A version is its content: the artifact is kept in the blob store under its sha256
+(``artifact_of``), so activating or rolling back never depends on a file path still
+holding what it held when the version was made.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from huoyan.core.records import utcnow
+from huoyan.core.station import ModelVersionRef
+from huoyan.store.blobs import BlobStore, file_sha256
 from huoyan.store.records import as_utc
 from huoyan.store.schema import ModelRow, ModelVersionRow, ThresholdOverrideRow, TrainingJobRow
 
@@ -53,6 +60,27 @@ def version_dict(v: ModelVersionRow) -> dict[str, Any]:
         "created_at": as_utc(v.created_at),
         "activated_at": _ts(v.activated_at),
     }
+
+
+def version_ref(version: dict[str, Any]) -> ModelVersionRef:
+    return ModelVersionRef(version=version["version"], sha256=version["model_sha256"])
+
+
+def artifact_of(version: dict[str, Any], artifacts: BlobStore) -> Path:
+    """The version's model file in the blob store. A version made before the store kept
+    models is taken in from the path it was registered with, if that file still holds it;
+    raises ``FileNotFoundError`` if neither does."""
+    sha = version["model_sha256"]
+    if artifacts.has(sha):
+        return artifacts.path(sha)
+    registered = Path(version["path"])
+    if registered.is_file() and file_sha256(registered) == sha:
+        artifacts.put_file(registered, sha)
+        return artifacts.path(sha)
+    raise FileNotFoundError(
+        f"model version {version['version']} ({sha[:12]}) is not in the model store, "
+        f"and {registered} no longer holds it"
+    )
 
 
 def job_dict(j: TrainingJobRow) -> dict[str, Any]:

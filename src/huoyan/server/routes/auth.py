@@ -25,7 +25,7 @@ def health() -> Health:
 @router.get("/health/ready", response_model=Health, tags=["health"], responses={503: {"model": Health}})
 def ready(p: Annotated[Platform, Depends(platform)], response: Response) -> Health:
     """Readiness: the database answers and every hosted station runs."""
-    stations = {sid: host.running for sid, host in p.hosts.items()}
+    stations = {sid: host.status().running for sid, host in p.hosts.items()}
     db = p.database_ok()
     ok = db and all(stations.values())
     if not ok:

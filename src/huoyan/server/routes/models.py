@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -14,6 +15,7 @@ from huoyan.server.schemas import ModelVersionOut, RecipeOut, TrainingJobOut, Tr
 from huoyan.server.security import Engineer, Principal
 from huoyan.store.records import as_utc
 from huoyan.store.schema import RecipeRow
+from huoyan.store.versions import artifact_of, version_ref
 
 router = APIRouter(prefix="/api", tags=["models"])
 
@@ -24,10 +26,13 @@ async def switch_to(p: Platform, version: dict[str, Any], principal: Principal, 
     if host is None:
         raise HTTPException(409, f"station {version['station_id']} is not hosted by this server")
     try:
-        await host.activate(version)
+        await asyncio.to_thread(artifact_of, version, p.blobs)  # versions from before the store kept models
+        await host.activate(version_ref(version))
     except (RuntimeError, FileNotFoundError, ValueError) as exc:
         p.audit.add(principal.user.username, action, version["station_id"], "failed", error=str(exc))
         raise HTTPException(409, str(exc)) from exc
+    p.versions.mark_active(version["id"])
+    p.versions.clear_threshold_override(version["station_id"])  # a raw score of the model before
     p.audit.add(principal.user.username, action, version["station_id"], version=version["version"])
     current = p.versions.get(version["id"])
     assert current is not None
@@ -39,7 +44,8 @@ def recipes(p: Annotated[Platform, Depends(platform)], _: Engineer) -> list[Reci
     """Every recipe version any station has run, newest first, and where each is active now."""
     active: dict[tuple[str, str], list[str]] = {}
     for sid, host in p.hosts.items():
-        active.setdefault(host.active_recipe(), []).append(sid)
+        status = host.status()
+        active.setdefault((status.recipe_id, status.recipe_version), []).append(sid)
     with Session(p.engine) as db:
         rows = db.scalars(select(RecipeRow).order_by(RecipeRow.created_at.desc(), RecipeRow.id.desc()))
         return [

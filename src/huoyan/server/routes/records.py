@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import Response
 
-from huoyan.core.models import Region, Verdict
+from huoyan.core.models import Verdict
+from huoyan.core.records import Evidence, EvidenceKind, StoredInspection, media_type_of
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import RowId, errors, not_found, with_reviews
 from huoyan.server.schemas import (
@@ -28,6 +29,7 @@ from huoyan.vision.imageio import ImageError, decode_image
 from huoyan.vision.overlay import encode, render_overlay
 
 router = APIRouter(prefix="/api", tags=["records"])
+OCTET_STREAM = "application/octet-stream"
 PNG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}, "description": "a PNG image"}}
 
 
@@ -82,27 +84,68 @@ def inspection(inspection_id: RowId, p: Annotated[Platform, Depends(platform)], 
     )
 
 
-def _blob(p: Platform, row: dict[str, object], field: str) -> bytes:
-    sha = row.get(field)
-    if not isinstance(sha, str):
-        raise not_found(f"{field.removesuffix('_sha256')} kept for this inspection (see storage.keep_ok_every)")
+def _evidence(row: dict[str, object], kind: EvidenceKind, channel: str | None) -> Evidence:
+    record = StoredInspection.model_validate(row)
+    found = record.evidence_of(kind, channel)
+    if found is None:
+        where = f" from channel {channel!r}" if channel else ""
+        raise not_found(f"{kind.value}{where} kept for this inspection (see storage.keep_ok_every)")
+    return found
+
+
+def _blob(p: Platform, row: dict[str, object], evidence: Evidence) -> bytes:
     try:
-        return p.blob(str(row["station_id"]), sha)
+        return p.blob(str(row["station_id"]), evidence.sha256)
     except FileNotFoundError as exc:
-        raise not_found(f"file for {field} {sha}") from exc
+        raise not_found(f"file of {evidence.kind.value} {evidence.sha256}") from exc
+
+
+def _served(data: bytes, evidence: Evidence) -> Response:
+    # Images kept before evidence had media types were stored as they came: sniffed here.
+    media = media_type_of(data) if evidence.media_type == OCTET_STREAM else evidence.media_type
+    return Response(data, media_type=media)
+
+
+Channel = Annotated[str | None, Query(max_length=100, description="camera or sensor channel (default: the first)")]
 
 
 @router.get("/inspections/{inspection_id}/image", response_class=Response, responses={**errors(404), **PNG})
-def image(inspection_id: RowId, p: Annotated[Platform, Depends(platform)], _: Operator) -> Response:
+def image(
+    inspection_id: RowId, p: Annotated[Platform, Depends(platform)], _: Operator, channel: Channel = None
+) -> Response:
     """The part's image as stored (the original file, or the preprocessed image)."""
-    data = _blob(p, _record(p, inspection_id), "image_sha256")
-    return Response(data, media_type="application/octet-stream" if data[:4] != b"\x89PNG" else "image/png")
+    row = _record(p, inspection_id)
+    evidence = _evidence(row, EvidenceKind.IMAGE, channel)
+    return _served(_blob(p, row, evidence), evidence)
 
 
 @router.get("/inspections/{inspection_id}/heatmap", response_class=Response, responses={**errors(404), **PNG})
-def heatmap(inspection_id: RowId, p: Annotated[Platform, Depends(platform)], _: Operator) -> Response:
-    """The heat map: 8-bit, 128 is the NG threshold."""
-    return Response(_blob(p, _record(p, inspection_id), "heatmap_sha256"), media_type="image/png")
+def heatmap(
+    inspection_id: RowId, p: Annotated[Platform, Depends(platform)], _: Operator, channel: Channel = None
+) -> Response:
+    """The anomaly map: 8-bit PNG, 128 is the NG threshold."""
+    row = _record(p, inspection_id)
+    evidence = _evidence(row, EvidenceKind.ANOMALY_MAP, channel)
+    return _served(_blob(p, row, evidence), evidence)
+
+
+@router.get(
+    "/inspections/{inspection_id}/evidence/{sha256}",
+    response_class=Response,
+    responses={**errors(404), 200: {"content": {"application/octet-stream": {}}, "description": "the blob"}},
+)
+def evidence(
+    inspection_id: RowId,
+    sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
+    p: Annotated[Platform, Depends(platform)],
+    _: Operator,
+) -> Response:
+    """One piece of the inspection's evidence (listed in its ``evidence``), with its media type."""
+    row = _record(p, inspection_id)
+    found = next((e for e in StoredInspection.model_validate(row).evidence if e.sha256 == sha256), None)
+    if found is None:
+        raise not_found(f"evidence {sha256} of inspection {inspection_id}")
+    return _served(_blob(p, row, found), found)
 
 
 @router.get("/inspections/{inspection_id}/overlay", response_class=Response, responses={**errors(404), **PNG})
@@ -111,17 +154,21 @@ def overlay(
     p: Annotated[Platform, Depends(platform)],
     _: Operator,
     max_side: Annotated[int | None, Query(ge=32, le=8192)] = None,
+    channel: Channel = None,
 ) -> Response:
     """The image with its heat map and regions drawn on."""
     row = _record(p, inspection_id)
+    record = StoredInspection.model_validate(row)
+    picture_ev = _evidence(row, EvidenceKind.IMAGE, channel)
+    heat_ev = record.evidence_of(EvidenceKind.ANOMALY_MAP, channel)
     try:
-        picture = decode_image(_blob(p, row, "image_sha256"), "image")
-        heat = decode_image(_blob(p, row, "heatmap_sha256"), "heatmap")[..., 0] if row["heatmap_sha256"] else None
+        picture = decode_image(_blob(p, row, picture_ev), "image")
+        heat = decode_image(_blob(p, row, heat_ev), "heatmap")[..., 0] if heat_ev else None
     except ImageError as exc:
         raise HTTPException(409, f"stored image cannot be read: {exc}") from exc
-    regions = [Region.model_validate(g) for g in row["regions"]]  # type: ignore[attr-defined]
     return Response(
-        encode(render_overlay(np.asarray(picture), heat, regions, max_side=max_side), ".png"), media_type="image/png"
+        encode(render_overlay(np.asarray(picture), heat, record.regions, max_side=max_side), ".png"),
+        media_type="image/png",
     )
 
 

@@ -12,8 +12,8 @@ from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from huoyan.core.station import StationStatus
-from huoyan.server.hosting import StationHost
+from huoyan.core.records import EvidenceKind
+from huoyan.core.station import StationBusy, StationHandle, StationStatus
 from huoyan.server.live import sse
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import errors, not_found
@@ -21,7 +21,6 @@ from huoyan.server.routes.models import switch_to
 from huoyan.server.schemas import ThresholdIn, UploadResult
 from huoyan.server.security import Engineer, Operator, Uploader
 from huoyan.server.uploads import multipart_body, read_form
-from huoyan.station.sources import SourceBusy
 from huoyan.store.records import UNAVAILABLE, get_record
 from huoyan.vision.imageio import ImageError, ImageTooLarge, check_pixels
 
@@ -30,7 +29,7 @@ MAX_UPLOAD = 64 * 1024 * 1024
 UPLOAD_TIMEOUT_S = 60.0
 
 
-def _host(p: Platform, station_id: str) -> StationHost:
+def _host(p: Platform, station_id: str) -> StationHandle:
     host = p.hosts.get(station_id)
     if host is None:
         raise not_found(f"station {station_id!r} on this server")
@@ -84,13 +83,14 @@ async def inspect_with_recipe(request: Request, p: Annotated[Platform, Depends(p
     """Inspect one uploaded image with a recipe: on the HTTP-source station running it."""
     form, name = await read_form(request, RecipeUpload, "image", MAX_UPLOAD)
     for host in p.hosts.values():
-        if host.active_recipe()[0] == form.recipe and host.recipe.source.type == "http":
+        status = host.status()
+        if status.recipe_id == form.recipe and status.takes_uploads:
             return await _inspect(p, host, form, name)
     raise not_found(f"station running recipe {form.recipe!r} with an http source")
 
 
-async def _inspect(p: Platform, host: StationHost, form: Upload, name: str) -> UploadResult:
-    limit = host.recipe.preprocess.max_image_pixels
+async def _inspect(p: Platform, host: StationHandle, form: Upload, name: str) -> UploadResult:
+    limit = host.max_image_pixels
     try:
         # Refused from the header, before the station would decode it (a decompression bomb).
         await asyncio.to_thread(check_pixels, form.image, limit, "upload")
@@ -102,11 +102,11 @@ async def _inspect(p: Platform, host: StationHost, form: Upload, name: str) -> U
         future = host.submit(form.image, name or "upload", form.part_id or None)
     except TypeError as exc:
         raise HTTPException(409, str(exc)) from exc
-    except SourceBusy as exc:
+    except StationBusy as exc:
         raise HTTPException(503, str(exc)) from exc
     try:
         record = await asyncio.wait_for(asyncio.wrap_future(future), UPLOAD_TIMEOUT_S)
-    except SourceBusy as exc:
+    except StationBusy as exc:
         raise HTTPException(503, str(exc)) from exc
     except TimeoutError as exc:
         raise HTTPException(
@@ -116,10 +116,9 @@ async def _inspect(p: Platform, host: StationHost, form: Upload, name: str) -> U
         stored = await asyncio.to_thread(get_record, p.engine, None, record.key)
     except UNAVAILABLE:
         stored = None  # the record waits in the station's spool; answer with it as decided
-    body = stored or {**record.model_dump(mode="json"), "model_name": None}
-    heat = None
-    if record.heatmap_sha256:
-        heat = base64.b64encode(p.blob(host.station_id, record.heatmap_sha256)).decode()
+    body = stored or record.model_dump(mode="json")
+    heat_map = record.evidence_of(EvidenceKind.ANOMALY_MAP)
+    heat = None if heat_map is None else base64.b64encode(p.blob(host.station_id, heat_map.sha256)).decode()
     return UploadResult.model_validate({**body, "heatmap_png_base64": heat})
 
 
@@ -175,13 +174,14 @@ async def set_threshold(
     model's calibrated one. Records carry it as a derived recipe version; activating
     another model returns to that model's calibrated threshold."""
     host = _host(p, station_id)
-    before = host.threshold()
+    before = host.status().threshold
     try:
         await host.set_threshold(body.threshold, principal.user.username)
     except RuntimeError as exc:
         raise HTTPException(409, str(exc)) from exc
-    p.audit.add(principal.user.username, "threshold-set", station_id, before=before, after=host.threshold())
-    return host.status()
+    after = host.status()
+    p.audit.add(principal.user.username, "threshold-set", station_id, before=before, after=after.threshold)
+    return after
 
 
 @router.get("/metrics", responses={**errors(), 200: {"content": {"text/plain": {}}}}, response_class=Response)

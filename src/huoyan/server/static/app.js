@@ -211,7 +211,7 @@ pages.record = async () => {
     v.textContent = r.verdict;
     v.className = "verdict " + r.verdict;
     const img = document.getElementById("overlay");
-    if (r.image_sha256) img.src = `/api/inspections/${id}/overlay`;
+    if (r.evidence.some((e) => e.kind === "image")) img.src = `/api/inspections/${id}/overlay`;
     else { img.hidden = true; document.getElementById("no-image").hidden = false; }
     definitions(document.getElementById("fields"), [
       ["station", r.station_id], ["part id", r.part_id], ["source", r.source_name],
@@ -219,6 +219,7 @@ pages.record = async () => {
       ["threshold", fmt.num(r.threshold, 4)], ["recipe", `${r.recipe_id} v${r.recipe_version}`],
       ["model", `${r.model_name || ""} ${r.model_version ? "v" + r.model_version : ""} ${(r.model_sha256 || "").slice(0, 12)}`],
       ["arrived", fmt.time(r.arrived_at)], ["latency", `${fmt.num(r.latency_ms, 1)} ms`], ["error", r.error],
+      ...r.rules.map((o) => [`${o.met ? "✔" : "✘"} ${o.rule}`, `${fmt.num(o.value, 3)} / ${fmt.num(o.limit, 3)}`]),
     ]);
     fillRows(document.querySelector("#regions tbody"), r.regions.map((g) => [
       g.x, g.y, g.width, g.height, g.area_px, fmt.num(g.area_mm2, 2), fmt.num(g.max_score, 2)]));
