@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from huoyan.cli import main
-from huoyan.store.database import head_revision
+from huoyan.store.database import head_revision, make_engine, upgrade
 
 
 def test_feed_run_and_records(
@@ -46,6 +46,9 @@ def test_feed_run_and_records(
 def test_db_upgrade_and_empty_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
     with pytest.raises(SystemExit, match="no Huoyan records"):
+        main(["records", "--db", url])
+    upgrade(make_engine(url), "0003")  # a database of the previous release
+    with pytest.raises(SystemExit, match=r"earlier release .*huoyan db upgrade"):
         main(["records", "--db", url])
     assert main(["db", "upgrade", "--db", url]) == 0
     assert f"database at revision {head_revision()}" in capsys.readouterr().out

@@ -65,12 +65,18 @@ def _stdin_triggers(source: Any) -> Any:
 
 
 def cmd_records(args: argparse.Namespace) -> int:
-    from huoyan.store.database import current_revision
+    from huoyan.store.database import current_revision, head_revision
     from huoyan.store.records import query_records
 
     engine = open_database_or_exit(args)
-    if current_revision(engine) is None:
+    revision = current_revision(engine)
+    if revision is None:
         raise SystemExit("error: no Huoyan records in this database (run `huoyan db upgrade` or a station first)")
+    if revision != head_revision():
+        raise SystemExit(
+            f"error: this database has the schema of an earlier release (revision {revision}); "
+            "run `huoyan db upgrade` first"
+        )
     rows = query_records(engine, args.station, parse_since(args.since), args.verdict, args.limit)
     for row in rows:
         if args.json:

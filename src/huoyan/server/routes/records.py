@@ -109,14 +109,18 @@ def _served(data: bytes, evidence: Evidence) -> Response:
 Channel = Annotated[str | None, Query(max_length=100, description="camera or sensor channel (default: the first)")]
 
 
+def _first_of(p: Platform, inspection_id: int, kind: EvidenceKind, channel: str | None) -> Response:
+    row = _record(p, inspection_id)
+    found = _evidence(row, kind, channel)
+    return _served(_blob(p, row, found), found)
+
+
 @router.get("/inspections/{inspection_id}/image", response_class=Response, responses={**errors(404), **PNG})
 def image(
     inspection_id: RowId, p: Annotated[Platform, Depends(platform)], _: Operator, channel: Channel = None
 ) -> Response:
     """The part's image as stored (the original file, or the preprocessed image)."""
-    row = _record(p, inspection_id)
-    evidence = _evidence(row, EvidenceKind.IMAGE, channel)
-    return _served(_blob(p, row, evidence), evidence)
+    return _first_of(p, inspection_id, EvidenceKind.IMAGE, channel)
 
 
 @router.get("/inspections/{inspection_id}/heatmap", response_class=Response, responses={**errors(404), **PNG})
@@ -124,9 +128,7 @@ def heatmap(
     inspection_id: RowId, p: Annotated[Platform, Depends(platform)], _: Operator, channel: Channel = None
 ) -> Response:
     """The anomaly map: 8-bit PNG, 128 is the NG threshold."""
-    row = _record(p, inspection_id)
-    evidence = _evidence(row, EvidenceKind.ANOMALY_MAP, channel)
-    return _served(_blob(p, row, evidence), evidence)
+    return _first_of(p, inspection_id, EvidenceKind.ANOMALY_MAP, channel)
 
 
 @router.get(
