@@ -435,3 +435,19 @@ def test_openapi_document_needs_login_and_no_public_docs(served: tuple[TestClien
     assert {"X-API-Key", "huoyan_session"} <= {s.get("name") for s in doc["components"]["securitySchemes"].values()}
     for public in ("/openapi.json", "/docs", "/redoc"):
         assert client.get(public).status_code == 404
+
+
+def test_a_station_whose_active_model_is_gone_runs_and_reports_the_recipes_model(
+    db_url: str, model_file: Path, tmp_path: Path
+) -> None:
+    recipe = write_recipe(tmp_path, "cell-1", model_file, "http")
+    app, p, keys = make_platform_app(db_url, tmp_path, [recipe])
+    with TestClient(app):
+        v1 = p.versions.active("cell-1")
+        assert v1 is not None
+        lost = p.versions.add("cell-1", "f" * 64, "lost.safetensors", v1["card"], str(tmp_path / "lost"), "engineer")
+        p.versions.mark_active(lost["id"])  # its file is in neither the blob store nor at its path
+    app2, _ = make_platform_app_again(db_url, tmp_path, [recipe])
+    with TestClient(app2) as client:
+        status = client.get("/api/stations/cell-1", headers=keys.headers(ENGINEER)).json()
+    assert status["running"] and status["model_sha256"] == v1["model_sha256"] and status["model_version"] == 1

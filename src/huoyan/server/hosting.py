@@ -115,15 +115,7 @@ class StationHost:
         if active is None:  # the recipe's own model: kept as version 1 (or the version it already is)
             self.artifacts.put_file(Path(self.recipe.model), opened.model_sha256)
         try:
-            recipe_model = Path(self.recipe.model)
-            version = active or self.versions.ensure_initial(
-                self.station_id,
-                opened.model_sha256,
-                recipe_model.name,
-                opened.model_card or {},
-                str(recipe_model.resolve()),
-            )
-            self.model_version = version["version"]
+            self.model_version = active["version"] if active else self._recipe_model_version(opened)
         except UNAVAILABLE:
             self.model_version = None
         opened.station.item_listeners.append(self._on_item)
@@ -131,6 +123,22 @@ class StationHost:
         if opened.line is not None and self._watchers:  # reopened after a fault while watched
             opened.line.set_preview(draw_preview)
         return opened
+
+    def _recipe_model_version(self, opened: OpenStation) -> int | None:
+        """The version number of the recipe's model, registered as version 1 if the station
+        has none. A station whose active version's file is gone runs the recipe's model:
+        its status then names that model's version (if it is one), not the active one."""
+        recipe_model = Path(self.recipe.model)
+        current = self.versions.ensure_initial(
+            self.station_id,
+            opened.model_sha256,
+            recipe_model.name,
+            opened.model_card or {},
+            str(recipe_model.resolve()),
+        )
+        if current["model_sha256"] == opened.model_sha256:
+            return int(current["version"])
+        return self.versions.number_of(self.station_id, opened.model_sha256)
 
     def _kept_threshold(self, active: dict[str, Any] | None) -> float | None:
         """The threshold an engineer set, if it still belongs to this recipe version and model."""
