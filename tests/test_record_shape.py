@@ -19,7 +19,7 @@ from huoyan.store.records import (
     RECORD_COLUMNS,
     RECORD_REFERENCES,
     RecordStore,
-    get_record,
+    get_inspection,
     query_records,
 )
 from huoyan.store.reviews import Reviews
@@ -84,7 +84,8 @@ def test_a_record_reads_back_exactly_as_it_was_written(db_url: str, tmp_path: Pa
     store = make_store(db_url, tmp_path)
     written = full_record()
     store.write([StoredRecord(written, {})])
-    back = get_record(store.engine, key="k1")
+    found = get_inspection(store.engine, key="k1")
+    back = None if found is None else found.model_dump(mode="json")
     assert back is not None and isinstance(back["id"], int) and back["model_name"] == "m.safetensors"
     expected = written.model_dump(mode="json")
     stored = {k: v for k, v in back.items() if k in expected}

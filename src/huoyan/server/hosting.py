@@ -113,7 +113,10 @@ class StationHost:
             self.recipe, self.database_url, self.batch_size, self.runtime, model_path=model_path, threshold=threshold
         )
         if active is None:  # the recipe's own model: kept as version 1 (or the version it already is)
-            self.artifacts.put_file(Path(self.recipe.model), opened.model_sha256)
+            try:
+                self.artifacts.put_file(Path(self.recipe.model), opened.model_sha256)
+            except OSError as exc:  # a full disk: the station runs; activating it later reads the recipe's path
+                log.error("station %s: cannot keep the recipe's model in the blob store (%s)", self.station_id, exc)
         try:
             self.model_version = active["version"] if active else self._recipe_model_version(opened)
         except UNAVAILABLE:

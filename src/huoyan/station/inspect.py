@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from huoyan.core.detector import Decider, ImageDetector
-from huoyan.core.models import Region, Verdict
+from huoyan.core.models import Judgement, Region, Verdict
 from huoyan.core.recipe import Recipe
 from huoyan.core.records import (
     Arrival,
@@ -36,6 +36,8 @@ from huoyan.station import preprocess
 # Heat maps are stored as 8-bit PNG of score / threshold: 128 is the NG threshold,
 # 255 is twice it or more. Compact, viewable, and still quantitative.
 HEATMAP_SCALE = 128.0
+# What a record takes over from the decider's judgement (the source name is the arrival's).
+JUDGED = tuple(name for name in Judgement.model_fields if name != "source_name")
 
 
 class Decoder(Protocol):
@@ -162,8 +164,9 @@ class Inspector:
             evidence.append(_keep(blobs, EvidenceKind.IMAGE, data))
             if heat is not None:
                 evidence.append(_keep(blobs, EvidenceKind.ANOMALY_MAP, encode_png(heat)))
-        judged = result.model_dump(exclude={"source_name", "verdict"})
-        rec = self._record(a, **judged, verdict=verdict, evidence=evidence)
+        # The judgement's own fields as they are (regions, rule outcomes): no dump and re-parse per part.
+        judged = {name: getattr(result, name) for name in JUDGED}
+        rec = self._record(a, **judged, evidence=evidence)
         preview = None if self.preview is None else self.preview(image, heat, result.regions)
         return StoredRecord(rec, blobs, preview)
 

@@ -521,12 +521,12 @@ def count_records(engine: Engine, where: RecordFilter) -> int:
         return int(s.scalar(where.apply(select(func.count()).select_from(InspectionRow))) or 0)
 
 
-def get_record(engine: Engine, inspection_id: int | None = None, key: str | None = None) -> dict[str, Any] | None:
+def get_inspection(engine: Engine, inspection_id: int | None = None, key: str | None = None) -> StoredInspection | None:
     """One inspection by id or by idempotency key."""
     cond = InspectionRow.id == inspection_id if key is None else InspectionRow.key == key
     with Session(engine) as s:
         row = s.scalar(_with_relations(select(InspectionRow)).where(cond))
-        return None if row is None else record_dict(row)
+        return None if row is None else stored_inspection(row)
 
 
 def query_events(

@@ -23,7 +23,7 @@ from huoyan.server.schemas import (
     ReviewSummary,
 )
 from huoyan.server.security import Operator, Reviewer
-from huoyan.store.records import RecordFilter, count_records, get_record, query_events, query_records
+from huoyan.store.records import RecordFilter, count_records, get_inspection, query_events, query_records
 from huoyan.store.reviews import ReviewError
 from huoyan.vision.imageio import ImageError, decode_image
 from huoyan.vision.overlay import encode, render_overlay
@@ -65,27 +65,31 @@ def inspections(
     return _page(p, where, limit, offset)
 
 
-def _record(p: Platform, inspection_id: RowId) -> dict[str, object]:
-    row = get_record(p.engine, inspection_id)
-    if row is None:
+def _record(p: Platform, inspection_id: RowId) -> StoredInspection:
+    record = get_inspection(p.engine, inspection_id)
+    if record is None:
         raise not_found(f"inspection {inspection_id}")
-    return row
+    return record
 
 
 @router.get("/inspections/{inspection_id}", response_model=InspectionDetail, responses=errors(404))
 def inspection(inspection_id: RowId, p: Annotated[Platform, Depends(platform)], _: Operator) -> InspectionDetail:
     """One inspection with its review history and the model version that judged it."""
-    row = _record(p, inspection_id)
+    record = _record(p, inspection_id)
     history = p.reviews.history(inspection_id)
-    sha = row["model_sha256"]
-    version = p.versions.number_of(str(row["station_id"]), sha) if isinstance(sha, str) else None
+    sha = record.model_sha256
+    version = p.versions.number_of(record.station_id, sha) if sha else None
     return InspectionDetail.model_validate(
-        {**row, "review": history[-1] if history else None, "reviews": history, "model_version": version}
+        {
+            **record.model_dump(),
+            "review": history[-1] if history else None,
+            "reviews": history,
+            "model_version": version,
+        }
     )
 
 
-def _evidence(row: dict[str, object], kind: EvidenceKind, channel: str | None) -> Evidence:
-    record = StoredInspection.model_validate(row)
+def _evidence(record: StoredInspection, kind: EvidenceKind, channel: str | None) -> Evidence:
     found = record.evidence_of(kind, channel)
     if found is None:
         where = f" from channel {channel!r}" if channel else ""
@@ -93,9 +97,9 @@ def _evidence(row: dict[str, object], kind: EvidenceKind, channel: str | None) -
     return found
 
 
-def _blob(p: Platform, row: dict[str, object], evidence: Evidence) -> bytes:
+def _blob(p: Platform, record: StoredInspection, evidence: Evidence) -> bytes:
     try:
-        return p.blob(str(row["station_id"]), evidence.sha256)
+        return p.blob(record.station_id, evidence.sha256)
     except FileNotFoundError as exc:
         raise not_found(f"file of {evidence.kind.value} {evidence.sha256}") from exc
 
@@ -110,9 +114,9 @@ Channel = Annotated[str | None, Query(max_length=100, description="camera or sen
 
 
 def _first_of(p: Platform, inspection_id: int, kind: EvidenceKind, channel: str | None) -> Response:
-    row = _record(p, inspection_id)
-    found = _evidence(row, kind, channel)
-    return _served(_blob(p, row, found), found)
+    record = _record(p, inspection_id)
+    found = _evidence(record, kind, channel)
+    return _served(_blob(p, record, found), found)
 
 
 @router.get("/inspections/{inspection_id}/image", response_class=Response, responses={**errors(404), **PNG})
@@ -143,11 +147,11 @@ def evidence(
     _: Operator,
 ) -> Response:
     """One piece of the inspection's evidence (listed in its ``evidence``), with its media type."""
-    row = _record(p, inspection_id)
-    found = next((e for e in StoredInspection.model_validate(row).evidence if e.sha256 == sha256), None)
+    record = _record(p, inspection_id)
+    found = next((e for e in record.evidence if e.sha256 == sha256), None)
     if found is None:
         raise not_found(f"evidence {sha256} of inspection {inspection_id}")
-    return _served(_blob(p, row, found), found)
+    return _served(_blob(p, record, found), found)
 
 
 @router.get("/inspections/{inspection_id}/overlay", response_class=Response, responses={**errors(404), **PNG})
@@ -159,13 +163,12 @@ def overlay(
     channel: Channel = None,
 ) -> Response:
     """The image with its heat map and regions drawn on."""
-    row = _record(p, inspection_id)
-    record = StoredInspection.model_validate(row)
-    picture_ev = _evidence(row, EvidenceKind.IMAGE, channel)
+    record = _record(p, inspection_id)
+    picture_ev = _evidence(record, EvidenceKind.IMAGE, channel)
     heat_ev = record.evidence_of(EvidenceKind.ANOMALY_MAP, channel)
     try:
-        picture = decode_image(_blob(p, row, picture_ev), "image")
-        heat = decode_image(_blob(p, row, heat_ev), "heatmap")[..., 0] if heat_ev else None
+        picture = decode_image(_blob(p, record, picture_ev), "image")
+        heat = decode_image(_blob(p, record, heat_ev), "heatmap")[..., 0] if heat_ev else None
     except ImageError as exc:
         raise HTTPException(409, f"stored image cannot be read: {exc}") from exc
     return Response(

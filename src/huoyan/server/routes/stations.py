@@ -21,7 +21,7 @@ from huoyan.server.routes.models import switch_to
 from huoyan.server.schemas import ThresholdIn, UploadResult
 from huoyan.server.security import Engineer, Operator, Uploader
 from huoyan.server.uploads import multipart_body, read_form
-from huoyan.store.records import UNAVAILABLE, get_record
+from huoyan.store.records import UNAVAILABLE, get_inspection
 from huoyan.vision.imageio import ImageError, ImageTooLarge, check_pixels
 
 router = APIRouter(tags=["stations"])
@@ -113,10 +113,10 @@ async def _inspect(p: Platform, host: StationHandle, form: Upload, name: str) ->
             503, "the station did not answer in time; the part stays queued and is recorded once inspected"
         ) from exc
     try:
-        stored = await asyncio.to_thread(get_record, p.engine, None, record.key)
+        stored = await asyncio.to_thread(get_inspection, p.engine, None, record.key)
     except UNAVAILABLE:
         stored = None  # the record waits in the station's spool; answer with it as decided
-    body = stored or record.model_dump(mode="json")
+    body = (stored or record).model_dump()
     heat_map = record.evidence_of(EvidenceKind.ANOMALY_MAP)
     heat = None if heat_map is None else base64.b64encode(p.blob(host.station_id, heat_map.sha256)).decode()
     return UploadResult.model_validate({**body, "heatmap_png_base64": heat})
