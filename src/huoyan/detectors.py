@@ -15,9 +15,11 @@ from typing import Any
 from huoyan.core.detector import Detector, ImageDetector
 from huoyan.vision.artifact import artifact_kind
 from huoyan.vision.patchcore import PatchCore
+from huoyan.vision.template.detector import TemplateComparison
 
 REGISTRY: dict[str, type[Detector]] = {
     PatchCore.kind: PatchCore,
+    TemplateComparison.kind: TemplateComparison,
 }
 DEFAULT_KIND = PatchCore.kind
 

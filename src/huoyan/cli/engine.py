@@ -70,12 +70,12 @@ def _load_model(path: str, args: argparse.Namespace) -> Any:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from huoyan.core.recipe import Decision
-    from huoyan.decision.judge import ImageDecider, Policy
+    from huoyan.decision.judge import Policy, decider_for
     from huoyan.runner.files import RESULTS_FILE, predict_files
 
     model = _load_model(args.model, args)
     decision = Decision(min_region_area_px=args.min_area or 0)
-    decider = ImageDecider(Policy.of(model.threshold, decision, args.mm_per_px))
+    decider = decider_for(model, Policy.of(model.threshold, decision, args.mm_per_px))
     counts: Counter[str] = Counter()
     start = time.perf_counter()
     for row in predict_files(model, decider, args.inputs, args.out):

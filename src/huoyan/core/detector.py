@@ -11,12 +11,13 @@ contract test (``tests/test_detector_contract.py``) runs over every registered k
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Protocol, Self, TypeVar, runtime_checkable
 
 import numpy as np
 
-from huoyan.core.models import InputSpec, InspectionResult, ModelCard
+from huoyan.core.models import InputSpec, InspectionResult, ModelCard, Region
 
 
 class NotFittedError(RuntimeError):
@@ -30,6 +31,20 @@ class Scores(NamedTuple):
 
     raw: np.ndarray
     evidence: np.ndarray | Sequence[Any]
+
+
+@dataclass(slots=True)
+class Comparison:
+    """The evidence of a detector that finds and names defects itself (template
+    comparison): its regions (boxes in the tested image, labelled), the anomaly map at
+    the image's resolution (1.0 = the tolerance), the reference it compared with,
+    aligned to the image, or why there is no comparison (``error``: registration
+    failed, the pair does not match)."""
+
+    regions: list[Region] = field(default_factory=list)
+    anomaly_map: np.ndarray | None = None
+    reference: np.ndarray | None = None
+    error: str | None = None
 
 
 @runtime_checkable
@@ -61,7 +76,10 @@ class Detector(Protocol):
 
 @runtime_checkable
 class ImageDetector(Detector, Protocol):
-    """A detector of images (HxWx3 uint8 RGB) whose evidence is an anomaly map."""
+    """A detector of images (HxWx3 uint8 RGB). Its evidence is an anomaly map at model
+    resolution, or, where it ``names_defects`` itself, a ``Comparison``."""
+
+    names_defects: ClassVar[bool]
 
     @property
     def threshold(self) -> float: ...
@@ -72,13 +90,15 @@ class ImageDetector(Detector, Protocol):
 
 @runtime_checkable
 class Decider(Protocol):
-    """The decision stage as the station uses it (``huoyan.decision.judge.ImageDecider``):
-    an image's score and model-resolution map to a verdict, regions and normalised score."""
+    """The decision stage as the station uses it (``huoyan.decision.judge``): an image's
+    score and evidence to a verdict, regions and normalised score."""
 
     @property
     def threshold(self) -> float: ...
 
-    def judge(self, image: np.ndarray, score: float, model_map: np.ndarray, name: str) -> InspectionResult: ...
+    def judge(self, image: np.ndarray, score: float, evidence: Any, name: str) -> InspectionResult:
+        """``evidence``: the detector's for this image (an anomaly map, a ``Comparison``)."""
+        ...
 
 
 D = TypeVar("D", bound=Detector)

@@ -43,6 +43,30 @@ class Frame:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class DefectBox:
+    """An annotated defect: a box in the tested image's pixels (``x2``/``y2`` exclusive)
+    and its type."""
+
+    x1: int
+    y1: int
+    x2: int
+    y2: int
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class PairedImage:
+    """A tested image with the golden template it is compared with (HxWx3 uint8 RGB
+    both), and the defects annotated on it, if any. A template detector with a fixed
+    template (in its model file) takes bare images instead."""
+
+    image: np.ndarray
+    template: np.ndarray | None = None
+    defects: tuple[DefectBox, ...] = ()
+    name: str = ""
+
+
 class Region(BaseModel):
     """A connected defect region found in an anomaly map (original image coordinates)."""
 
@@ -56,6 +80,8 @@ class Region(BaseModel):
     area_mm2: float | None = None
     max_score: float = Field(description="highest normalised score inside the region")
     mean_score: float = Field(description="mean normalised score inside the region")
+    label: str | None = Field(default=None, description="the defect type, when the detector names one")
+    confidence: float | None = Field(default=None, description="the detector's confidence in the label, 0-1")
 
 
 class Calibration(BaseModel):

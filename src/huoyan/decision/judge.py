@@ -10,11 +10,14 @@ these conditions with the part's values (``RuleOutcome``), and its record keeps 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from huoyan.core.detector import Comparison, Decider
 from huoyan.core.models import InspectionResult, Region, RuleOutcome, Verdict
 from huoyan.core.recipe import Decision, RegionRule
 from huoyan.decision.regions import find_regions, resize_map
@@ -125,3 +128,53 @@ class ImageDecider:
         self, images: Sequence[np.ndarray], scores: Sequence[float], maps: Sequence[np.ndarray], names: Sequence[str]
     ) -> list[InspectionResult]:
         return [self.judge(img, float(s), m, n) for img, s, m, n in zip(images, scores, maps, names, strict=True)]
+
+
+class DefectDecider:
+    """Judges images whose detector found and named the defects itself (template
+    comparison): its regions are the candidates, the same policy decides. A comparison
+    that could not be made (registration failed) is an ERROR with its reason."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    @property
+    def threshold(self) -> float:
+        return self.policy.threshold
+
+    def judge(self, image: np.ndarray, score: float, evidence: Comparison, name: str) -> InspectionResult:
+        height, width = image.shape[:2]
+        if evidence.error is not None or not math.isfinite(score):
+            return InspectionResult(
+                source_name=name,
+                verdict=Verdict.ERROR,
+                error=evidence.error or "no comparison",
+                width=width,
+                height=height,
+            )
+        p = self.policy
+        regions = [
+            r if p.mm_per_px is None else r.model_copy(update={"area_mm2": r.area_px * p.mm_per_px**2})
+            for r in evidence.regions
+            if r.max_score > p.threshold and r.area_px >= p.min_region_area_px
+        ]
+        rules = rule_outcomes(score, regions, p)
+        return InspectionResult(
+            source_name=name,
+            verdict=verdict_of(rules, p),
+            rules=rules,
+            score=score,
+            normalised_score=score / p.threshold,
+            regions=regions,
+            width=width,
+            height=height,
+            anomaly_map=evidence.anomaly_map,
+        )
+
+
+def decider_for(detector: Any, policy: Policy) -> Decider:
+    """The decision stage for ``detector``: its own named defects (``names_defects``),
+    or regions cut from its anomaly map."""
+    if getattr(detector, "names_defects", False):
+        return DefectDecider(policy)
+    return ImageDecider(policy)

@@ -9,7 +9,7 @@ from typing import Any
 
 from huoyan.core.detector import Detector, ImageDetector
 from huoyan.core.recipe import Recipe
-from huoyan.decision.judge import ImageDecider, Policy
+from huoyan.decision.judge import Policy, decider_for
 from huoyan.station.inspect import Inspector, Previewer
 from huoyan.vision.imageio import decode_image
 
@@ -50,4 +50,4 @@ def make_inspector(
 ) -> Inspector:
     """The station's inspector: the detector scores, the recipe's decision policy judges."""
     policy = Policy.of(detector.threshold, recipe.decision, recipe.preprocess.mm_per_px)
-    return Inspector(detector, ImageDecider(policy), recipe, model_sha, decode_image, preview=preview)
+    return Inspector(detector, decider_for(detector, policy), recipe, model_sha, decode_image, preview=preview)

@@ -1,11 +1,16 @@
-"""Model artifact: one safetensors file holding the memory bank and the model card.
+"""Model artifacts: one safetensors file per model, its tensors and its model card.
 
-Layout: tensor ``bank`` (float32 or float16) and header metadata with the format tag,
-the detector kind (``patchcore``; files from before kinds were recorded are PatchCore's),
-the model card JSON, the estimator parameters JSON, and SHA-256 digests of the card and
-of the bank bytes. safetensors never unpickles anything; its own parser rejects a
-truncated file, and the digests catch edits to the card or the bank. Loading also
-refuses other formats, newer major versions and a bank that contradicts its card.
+Every kind writes the same envelope (``write_artifact``/``read_artifact``): tensors,
+and header metadata with the format tag, the detector kind, the model card JSON, the
+estimator parameters JSON, and SHA-256 digests of the card and of each tensor's bytes
+(the tensor digests are inside the card, so the card's digest covers them).
+safetensors never unpickles anything; its own parser rejects a truncated file, and
+the digests catch edits to the card or the tensors. Loading also refuses other
+formats, newer major versions and a file of another kind.
+
+PatchCore's file (``save_model``/``load_model``) holds tensor ``bank`` (float32 or
+float16); files from before kinds were recorded are PatchCore's, and keep the bank's
+digest as ``bank_sha256`` in the card's details.
 """
 
 from __future__ import annotations
@@ -52,26 +57,48 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def save_model(path: str | Path, bank: np.ndarray, card: ModelCard, params: dict[str, Any]) -> Path:
-    """Write the artifact atomically (temp file + rename) and return its path."""
+TENSOR_DIGESTS = "tensor_sha256"  # the card's details entry with each tensor's digest
+
+
+def write_artifact(
+    path: str | Path, kind: str, tensors: dict[str, np.ndarray], card: ModelCard, params: dict[str, Any]
+) -> Path:
+    """Write a model file atomically (temp file + rename) and return its path. The card
+    is stored with each tensor's digest in its details (``tensor_sha256``)."""
     p = Path(path)
     if p.suffix != SUFFIX:
         p = p.with_name(p.name + SUFFIX)
-    bank = np.ascontiguousarray(bank)
-    card = card.model_copy(update={"details": {**card.details, "bank_sha256": _sha256(bank.tobytes())}})
+    tensors = {name: np.ascontiguousarray(t) for name, t in tensors.items()}
+    digests = {name: _sha256(t.tobytes()) for name, t in sorted(tensors.items())}
+    card = card.model_copy(update={"details": {**card.details, TENSOR_DIGESTS: digests}})
+    _write(p, kind, tensors, card, params)
+    return p
+
+
+def _write(p: Path, kind: str, tensors: dict[str, np.ndarray], card: ModelCard, params: dict[str, Any]) -> None:
     card_json = card.model_dump_json()
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
-        "kind": KIND,
+        "kind": kind,
         "card": card_json,
         "card_sha256": _sha256(card_json.encode()),
         "params": json.dumps(params, sort_keys=True),
     }
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
-    save_file({"bank": bank}, str(tmp), metadata=metadata)
+    save_file(tensors, str(tmp), metadata=metadata)
     os.replace(tmp, p)
+
+
+def save_model(path: str | Path, bank: np.ndarray, card: ModelCard, params: dict[str, Any]) -> Path:
+    """Write a PatchCore artifact atomically (temp file + rename) and return its path."""
+    p = Path(path)
+    if p.suffix != SUFFIX:
+        p = p.with_name(p.name + SUFFIX)
+    bank = np.ascontiguousarray(bank)
+    card = card.model_copy(update={"details": {**card.details, "bank_sha256": _sha256(bank.tobytes())}})
+    _write(p, KIND, {"bank": bank}, card, params)
     return p
 
 
@@ -104,8 +131,8 @@ def artifact_kind(path: str | Path) -> str:
     return meta.get("kind") or KIND  # written before kinds were recorded: PatchCore
 
 
-def load_model(path: str | Path) -> tuple[np.ndarray, ModelCard, dict[str, Any]]:
-    """Read and verify an artifact; raise ``ArtifactError`` with the reason if unusable."""
+def _read(path: str | Path, kind: str) -> tuple[Path, dict[str, np.ndarray], ModelCard, dict[str, Any]]:
+    """Read and verify the envelope of a ``kind`` model file (its card's digest)."""
     p = _existing(path)
     try:
         meta = _read_metadata(p)
@@ -114,8 +141,8 @@ def load_model(path: str | Path) -> tuple[np.ndarray, ModelCard, dict[str, Any]]
         raise ArtifactError(f"{p}: not a readable model file (truncated or corrupt: {exc})") from exc
     if meta.get("format") != FORMAT:
         raise ArtifactError(f"{p}: not a Huoyan model (format {meta.get('format')!r})")
-    if meta.get("kind", KIND) != KIND:
-        raise ArtifactError(f"{p}: a {meta['kind']!r} model, not a PatchCore memory bank")
+    if meta.get("kind", KIND) != kind:
+        raise ArtifactError(f"{p}: a {meta['kind']!r} model, not a {kind!r} model")
     try:
         version = int(meta.get("format_version", ""))
     except ValueError as exc:
@@ -132,6 +159,25 @@ def load_model(path: str | Path) -> tuple[np.ndarray, ModelCard, dict[str, Any]]
         params = json.loads(meta.get("params", ""))
     except (ValidationError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{p}: invalid model card or parameters: {exc}") from exc
+    return p, tensors, card, params
+
+
+def read_artifact(path: str | Path, kind: str) -> tuple[dict[str, np.ndarray], ModelCard, dict[str, Any]]:
+    """A ``kind`` model file written by ``write_artifact``, verified: the card's digest,
+    and exactly the tensors its card lists, each matching its digest."""
+    p, tensors, card, params = _read(path, kind)
+    digests = card.details.get(TENSOR_DIGESTS)
+    if not isinstance(digests, dict) or set(digests) != set(tensors):
+        raise ArtifactError(f"{p}: the file's tensors {sorted(tensors)} are not those its card lists")
+    for name, tensor in tensors.items():
+        if _sha256(np.ascontiguousarray(tensor).tobytes()) != digests[name]:
+            raise ArtifactError(f"{p}: tensor {name!r} does not match its checksum (file was modified)")
+    return tensors, card, params
+
+
+def load_model(path: str | Path) -> tuple[np.ndarray, ModelCard, dict[str, Any]]:
+    """Read and verify a PatchCore artifact; raise ``ArtifactError`` with the reason if unusable."""
+    p, tensors, card, params = _read(path, KIND)
     try:
         details = PatchCoreDetails.model_validate(card.details)
     except ValidationError as exc:

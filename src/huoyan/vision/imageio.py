@@ -77,13 +77,19 @@ def to_rgb8(image: np.ndarray, name: str = "image") -> np.ndarray:
     raise ImageError(f"{name}: unsupported channel count {channels}")
 
 
-def decode_image(data: bytes, name: str = "image", max_pixels: int | None = None) -> np.ndarray:
-    """Decode encoded bytes (PNG, JPEG, TIFF, ...) to HxWx3 uint8 RGB; with ``max_pixels``
+def decode_image(data: bytes, name: str = "image", max_pixels: int | None = None, gray: bool = False) -> np.ndarray:
+    """Decode encoded bytes (PNG, JPEG, TIFF, ...) to HxWx3 uint8 RGB (HxW uint8 with
+    ``gray``: half the work for detectors that compare gray levels); with ``max_pixels``
     the header's dimensions are checked first, so an oversized image is never decoded."""
     if not data:
         raise ImageError(f"{name}: file is empty")
     if max_pixels is not None:
         check_pixels(data, max_pixels, name)
+    if gray:
+        plane = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+        if plane is None or plane.size == 0:
+            raise ImageError(f"{name}: not a readable image (corrupt, truncated or unknown format)")
+        return plane
     raw = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise ImageError(f"{name}: not a readable image (corrupt, truncated or unknown format)")
@@ -93,14 +99,14 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int | None = None
     return to_rgb8(raw, name)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read one image file to HxWx3 uint8 RGB, or raise ``ImageError``."""
+def read_image(path: str | Path, gray: bool = False) -> np.ndarray:
+    """Read one image file to HxWx3 uint8 RGB (HxW with ``gray``), or raise ``ImageError``."""
     p = Path(path)
     try:
         data = p.read_bytes()
     except OSError as exc:
         raise ImageError(f"{p}: cannot read file ({exc.strerror or exc})") from exc
-    return decode_image(data, str(p))
+    return decode_image(data, str(p), gray=gray)
 
 
 def list_inputs(paths: Iterable[str | Path]) -> Iterator[Path]:

@@ -117,6 +117,7 @@ class PatchCore:
         self._index: NearestNeighbourIndex | None = None
 
     kind: ClassVar[str] = "patchcore"
+    names_defects: ClassVar[bool] = False  # its regions are cut from the anomaly map
     # Learned by ``fit`` (or read by ``load``), never set in ``__init__``.
     bank_: np.ndarray
     card_: ModelCard

@@ -1,0 +1,189 @@
+"""Classification: what kind of defect each candidate is, or none at all.
+
+Each candidate is described by the shape and intensity of its pixels and by what it
+does to the pattern's topology around it, measured in a patch of the tested image
+and the aligned template: material added or missing, pieces of the pattern joined
+(a short) or split (an open), a new island (spurious copper) or a new hole (a pin-hole),
+an edge bitten into (mousebite) or grown (spur). A random forest (scikit-learn) learns
+the annotated types and a ``background`` class for the candidates no annotation
+covers, the tolerance's false alarms. The trained forest is converted to ONNX
+(skl2onnx) and kept in the model file as bytes: the file stays free of pickles, and
+ONNX Runtime predicts the same probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+BACKGROUND = "background"
+UNLABELLED = "defect"  # what a detector trained without annotations calls every defect
+PATCH_PAD = 10
+FEATURES = (
+    "area",
+    "width",
+    "height",
+    "elongation",
+    "thickness",
+    "fill",
+    "mean_signed",
+    "added_share",
+    "max_ratio",
+    "mean_ratio",
+    "template_bright_share",
+    "image_bright_share",
+    "mean_edge",
+    # Topology, in a patch around the candidate: pieces of each tone in the tested image
+    # minus those in the template, with 4- and 8-connectivity (an open splits a piece,
+    # a short joins two, spurious copper and pin-holes add one of the other tone).
+    # The pixels out of tolerance themselves, before the closing that joins them: a
+    # defect drawn as a thin line or outline stays thin here.
+    "raw_share",
+    "raw_thickness",
+    "raw_fragments",
+    "dark_split_by_raw",
+    "bright_split_by_raw",
+    "dark_split_by_candidate",
+    "bright_split_by_candidate",
+    "bright_pieces_change_4",
+    "bright_pieces_change_8",
+    "dark_pieces_change_4",
+    "dark_pieces_change_8",
+    # Depth: how far into the template's dark (bright) areas the candidate reaches, and
+    # how deep those areas are there (a mousebite bites into a trace's edge, an open
+    # goes through its middle; a spur touches the copper, spurious copper stands apart).
+    "depth_in_dark_max",
+    "depth_in_dark_min",
+    "dark_depth_around",
+    "depth_in_bright_max",
+    "depth_in_bright_min",
+    "bright_depth_around",
+)
+
+
+def _pieces(binary: np.ndarray, connectivity: int) -> int:
+    return int(cv2.connectedComponents(binary, connectivity=connectivity)[0]) - 1
+
+
+def _depths(inside: np.ndarray, depth: np.ndarray) -> tuple[float, float]:
+    values = depth[inside]
+    return (float(values.max()), float(values.min())) if values.size else (0.0, 0.0)
+
+
+def region_features(
+    labels: np.ndarray,
+    label: int,
+    box: tuple[int, int, int, int, int],
+    image: np.ndarray,
+    aligned: np.ndarray,
+    signed: np.ndarray,
+    ratio: np.ndarray,
+    edges: np.ndarray,
+    mid_level: float,
+) -> np.ndarray:
+    """The features (``FEATURES``) of candidate ``label`` whose stats are ``box``
+    (x, y, w, h, area); ``image`` is the normalised tested image (float32)."""
+    x, y, w, h, area = box
+    height, width = labels.shape
+    x0, y0 = max(0, x - PATCH_PAD), max(0, y - PATCH_PAD)
+    x1, y1 = min(width, x + w + PATCH_PAD), min(height, y + h + PATCH_PAD)
+    inside = labels[y : y + h, x : x + w] == label
+    s = signed[y : y + h, x : x + w][inside]
+    r = ratio[y : y + h, x : x + w][inside]
+    m = cv2.moments(inside.astype(np.uint8), binaryImage=True)
+    cov = np.array([[m["mu20"], m["mu11"]], [m["mu11"], m["mu02"]]]) / max(m["m00"], 1.0)
+    eig = np.linalg.eigvalsh(cov)
+    elongation = float(np.sqrt((eig[1] + 1e-3) / (eig[0] + 1e-3)))
+    test_bright = (image[y0:y1, x0:x1] > mid_level).astype(np.uint8)
+    tmpl_bright = (aligned[y0:y1, x0:x1] > mid_level).astype(np.uint8)
+    in_patch = np.zeros(tmpl_bright.shape, bool)
+    in_patch[y - y0 : y - y0 + h, x - x0 : x - x0 + w] = inside
+    dark_depth = cv2.distanceTransform(1 - tmpl_bright, cv2.DIST_L2, 3)
+    bright_depth = cv2.distanceTransform(tmpl_bright, cv2.DIST_L2, 3)
+    cand = in_patch.astype(np.uint8)
+    boundary = int(cand.sum()) - int(cv2.erode(cand, np.ones((3, 3), np.uint8), borderValue=0).sum())
+    tmpl_dark = 1 - tmpl_bright
+    # Would taking the candidate's pixels out of the template's dark (bright) areas split them?
+    dark_split = _pieces(tmpl_dark & (1 - cand), 4) - _pieces(tmpl_dark, 4)
+    bright_split = _pieces(tmpl_bright & (1 - cand), 4) - _pieces(tmpl_bright, 4)
+    raw = ((ratio[y0:y1, x0:x1] > 1.0) & in_patch).astype(np.uint8)
+    raw_area = int(raw.sum())
+    raw_boundary = raw_area - int(cv2.erode(raw, np.ones((3, 3), np.uint8), borderValue=0).sum())
+    raw_dark_split = _pieces(tmpl_dark & (1 - raw), 4) - _pieces(tmpl_dark, 4)
+    raw_bright_split = _pieces(tmpl_bright & (1 - raw), 4) - _pieces(tmpl_bright, 4)
+    pieces = [_pieces(t, c) for t in (test_bright, 1 - test_bright, tmpl_bright, 1 - tmpl_bright) for c in (4, 8)]
+    return np.array(
+        [
+            area,
+            w,
+            h,
+            elongation,
+            2 * area / max(1, boundary),
+            area / max(1, w * h),
+            float(s.mean()) / 255 if s.size else 0.0,
+            float((s > 0).mean()) if s.size else 0.0,
+            float(r.max()) if r.size else 0.0,
+            float(r.mean()) if r.size else 0.0,
+            float(tmpl_bright[in_patch].mean()),
+            float(test_bright[in_patch].mean()),
+            float(edges[y : y + h, x : x + w][inside].mean()) / 255,
+            raw_area / max(1, area),
+            2 * raw_area / max(1, raw_boundary),
+            _pieces(raw, 8),
+            raw_dark_split,
+            raw_bright_split,
+            dark_split,
+            bright_split,
+            pieces[0] - pieces[4],
+            pieces[1] - pieces[5],
+            pieces[2] - pieces[6],
+            pieces[3] - pieces[7],
+            *_depths(in_patch, dark_depth),
+            float(dark_depth.max()),
+            *_depths(in_patch, bright_depth),
+            float(bright_depth.max()),
+        ],
+        dtype=np.float32,
+    )
+
+
+def train_classifier(features: np.ndarray, labels: Sequence[str], n_trees: int, seed: int) -> tuple[bytes, list[str]]:
+    """A random forest over ``features`` (N x F) and string ``labels``, as ONNX bytes,
+    and its classes in the order of its probabilities."""
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import RandomForestClassifier
+
+    forest = RandomForestClassifier(
+        n_estimators=n_trees, min_samples_leaf=2, class_weight="balanced_subsample", random_state=seed, n_jobs=1
+    )
+    forest.fit(features, np.asarray(labels))
+    onnx = to_onnx(
+        forest,
+        features[:1].astype(np.float32),
+        options={id(forest): {"zipmap": False}},
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+    return onnx.SerializeToString(), [str(c) for c in forest.classes_]
+
+
+class DefectClassifier:
+    """The trained forest, run by ONNX Runtime: class probabilities per candidate."""
+
+    def __init__(self, onnx_bytes: bytes, classes: Sequence[str]) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1  # one part per thread; the station runs several
+        options.inter_op_num_threads = 1
+        self._session: Any = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+        self.classes = list(classes)
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        if len(features) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        _, probabilities = self._session.run(None, {self._input: features.astype(np.float32)})
+        return np.asarray(probabilities, dtype=np.float32)

@@ -1,0 +1,169 @@
+"""Comparison: the aligned template against the tested image, within a learned tolerance.
+
+1. Photometric normalisation: the tested image's dark and bright levels (2nd and 98th
+   percentiles, from a 256-bin histogram) are mapped onto the template's, so a re-lit
+   part compares as the original.
+2. The difference to a band: the template's darkest and brightest value within
+   ``search_px`` of each pixel (grey erosion and dilation), so a pixel that matches the
+   template anywhere within that distance does not differ at all. This absorbs the
+   local misregistration a global warp leaves (boards and prints are not perfectly
+   rigid), as PCB AOI's dilate/erode comparison does, and keeps the sign (material added
+   or missing).
+3. That difference divided by a per-pixel tolerance: a lookup table over the template's
+   local edge strength (the 3x3 morphological gradient), learned as a high quantile of
+   the difference on good pixels of the training pairs; with a fixed template, at least
+   the pixel's own variation over the good training parts. The result, the *ratio
+   map*, is the anomaly map: 1.0 is the tolerance everywhere.
+4. A grey opening (2x2 by default), so only a patch of pixels out of tolerance counts
+   (isolated pixels and one-pixel seams do not; thin diagonal cracks still do), a
+   closing that joins a defect's fragments, and connected components: the candidate
+   defects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+EDGE_LEVELS = 256  # the lookup table's index: edge strength 0-255
+_K3 = np.ones((3, 3), np.uint8)
+
+
+@dataclass(frozen=True, slots=True)
+class Levels:
+    """Dark and bright levels of an image (its 2nd and 98th percentiles)."""
+
+    dark: float
+    bright: float
+
+    @property
+    def contrast(self) -> float:
+        return self.bright - self.dark
+
+
+def levels(image: np.ndarray, mask: np.ndarray | None = None) -> Levels:
+    hist = np.asarray(cv2.calcHist([image], [0], mask, [256], [0, 256]), dtype=np.float64).ravel()
+    cdf = np.cumsum(hist)
+    if cdf[-1] == 0:
+        return Levels(0.0, 0.0)
+    cdf = cdf / cdf[-1]
+    return Levels(float(np.searchsorted(cdf, 0.02)), float(np.searchsorted(cdf, 0.98)))
+
+
+def normalise(image: np.ndarray, to: Levels, mask: np.ndarray | None = None) -> np.ndarray:
+    """``image`` (uint8) with its levels mapped linearly onto ``to``'s, as float32."""
+    own = levels(image, mask)
+    if own.contrast < 1 or to.contrast < 1:
+        return image.astype(np.float32)
+    gain = to.contrast / own.contrast
+    out = image.astype(np.float32)
+    out *= gain
+    out += to.dark - own.dark * gain
+    return out
+
+
+def edge_strength(template: np.ndarray) -> np.ndarray:
+    """How much a pixel can change under a one-pixel misregistration (uint8)."""
+    return cv2.morphologyEx(template, cv2.MORPH_GRADIENT, _K3)
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """A tested image against its aligned template."""
+
+    signed: np.ndarray  # how far the normalised test lies outside the template's band (+ brighter), float32
+    normalised: np.ndarray  # the tested image on the template's levels, float32
+    edges: np.ndarray  # the template's edge strength, uint8
+    valid: np.ndarray  # uint8 0/1: pixels both images cover
+
+
+def difference(image: np.ndarray, aligned: np.ndarray, valid: np.ndarray, search_px: int) -> Difference:
+    mask = None if valid.all() else valid
+    normalised = normalise(image, levels(aligned, mask), mask)
+    if search_px > 0:
+        kernel = np.ones((2 * search_px + 1, 2 * search_px + 1), np.uint8)
+        low = cv2.erode(aligned, kernel).astype(np.float32)
+        high = cv2.dilate(aligned, kernel).astype(np.float32)
+        signed = normalised - np.clip(normalised, low, high)
+    else:
+        signed = normalised - aligned
+    return Difference(signed, normalised, edge_strength(aligned), valid)
+
+
+def tolerance_map(lut: np.ndarray, edges: np.ndarray, variation: np.ndarray | None) -> np.ndarray:
+    """Per-pixel tolerance: the edge-strength table, at least the pixel's own learned variation."""
+    tol = cv2.LUT(edges, lut.astype(np.float32).reshape(1, EDGE_LEVELS))
+    if tol.ndim == 3:
+        tol = tol[..., 0]
+    if variation is not None:
+        tol = np.maximum(tol, variation)
+    return tol
+
+
+def ratio_map(diff: Difference, tolerance: np.ndarray, opening_px: int) -> np.ndarray:
+    """|difference| / tolerance, grey-opened (``opening_px`` square), zero where the
+    template does not cover."""
+    ratio = cv2.divide(np.abs(diff.signed), tolerance)
+    if opening_px > 1:
+        ratio = cv2.morphologyEx(ratio, cv2.MORPH_OPEN, np.ones((opening_px, opening_px), np.uint8))
+    ratio[diff.valid == 0] = 0
+    return ratio
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """Connected components of the out-of-tolerance mask (after closing)."""
+
+    labels: np.ndarray  # int32, 0 = background
+    stats: np.ndarray  # cv2's x, y, w, h, area per label (row 0 = background)
+
+    def __len__(self) -> int:
+        return len(self.stats) - 1
+
+
+def candidates(ratio: np.ndarray, merge_px: int) -> Candidates:
+    mask: np.ndarray = (ratio > 1.0).astype(np.uint8)
+    if merge_px > 1:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (merge_px, merge_px))
+        mask = np.asarray(cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel))
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    return Candidates(labels, stats)
+
+
+class ToleranceLearner:
+    """Accumulates good pixels' differences by edge strength; ``table`` gives the
+    tolerance per edge strength: the ``quantile`` of |difference|, times ``margin``,
+    at least ``floor``, and never lower for a stronger edge."""
+
+    def __init__(self, quantile: float, margin: float, floor: float) -> None:
+        self.quantile = quantile
+        self.margin = margin
+        self.floor = floor
+        self._counts = np.zeros((EDGE_LEVELS, 256), np.float64)
+
+    def add(self, diff: Difference, good: np.ndarray) -> None:
+        """``good``: uint8 0/1, the pixels known to be good (annotated defects left out)."""
+        keep = (good > 0) & (diff.valid > 0)
+        magnitude = np.minimum(np.abs(diff.signed[keep]), 255).astype(np.int64)
+        index = diff.edges[keep].astype(np.int64) * 256 + magnitude
+        self._counts += np.bincount(index, minlength=EDGE_LEVELS * 256).reshape(EDGE_LEVELS, 256)
+
+    @property
+    def pixels(self) -> int:
+        return int(self._counts.sum())
+
+    def table(self) -> np.ndarray:
+        # Edge strengths with few pixels borrow from their neighbours: pool in bands of 8.
+        bands = self._counts.reshape(EDGE_LEVELS // 8, 8, 256).sum(1)
+        cdf = np.cumsum(bands, axis=1)
+        totals = cdf[:, -1:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cdf = cdf / totals
+        q = np.array(
+            [np.searchsorted(row, self.quantile) if t > 0 else 0 for row, t in zip(cdf, totals[:, 0], strict=True)]
+        )
+        per_band = np.maximum(q.astype(np.float32) * self.margin, self.floor)
+        per_band = np.maximum.accumulate(per_band)
+        return np.repeat(per_band, 8).astype(np.float32)
