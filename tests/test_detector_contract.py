@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from huoyan.core.detector import Detector, NotFittedError, clone
+from huoyan.core.detector import Comparison, Detector, NotFittedError, clone
 from huoyan.detectors import REGISTRY, UnknownDetectorKind, load_detector
 from huoyan.sampleline.generator import make_sample
 
@@ -36,9 +36,32 @@ def _patchcore_case() -> tuple[dict[str, Any], list[Any], list[Any], list[Any]]:
     return params, _washers(8, 0), _washers(3, 1), bad
 
 
+def _template_case() -> tuple[dict[str, Any], list[Any], list[Any], list[Any]]:
+    from pcbkit import pair, training_pairs
+
+    params = {"n_trees": 10, "seed": 3, "workers": 1}
+    bad: list[Any] = [
+        [],
+        [np.zeros((8, 8), np.uint8)],  # smaller than any board
+        [np.full((8, 8, 3), np.nan, np.float32)],
+        ["not an image"],
+        [np.zeros((64, 64, 3), np.uint8)],  # a bare image, but the model has no fixed template
+    ]
+    return params, training_pairs(8), [pair(40, ("open",)), pair(41), pair(42, ("copper", "spur"))], bad
+
+
 CASES: dict[str, Callable[[], tuple[dict[str, Any], list[Any], list[Any], list[Any]]]] = {
     "patchcore": _patchcore_case,
+    "template": _template_case,
 }
+
+
+def _evidence(e: Any) -> np.ndarray:
+    """The numbers behind one sample's evidence: a map, or a comparison's map and boxes."""
+    if isinstance(e, Comparison):
+        boxes = [[r.x, r.y, r.width, r.height, r.max_score, r.confidence or 0.0] for r in e.regions]
+        return np.concatenate([np.ravel(e.anomaly_map if e.anomaly_map is not None else []), np.ravel(boxes)])
+    return np.asarray(e)
 
 
 def test_every_registered_kind_has_a_contract_case() -> None:
@@ -87,7 +110,7 @@ def test_a_batch_scores_as_its_samples_one_at_a_time(trained: Detector, case: An
     np.testing.assert_allclose(batch.raw, [s.raw[0] for s in singles], rtol=1e-4)
     assert len(batch.evidence) == len(probe)
     for whole, single in zip(batch.evidence, singles, strict=True):
-        np.testing.assert_allclose(np.asarray(whole), np.asarray(single.evidence[0]), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(_evidence(whole), _evidence(single.evidence[0]), rtol=1e-4, atol=1e-6)
 
 
 def test_fitting_is_deterministic_for_a_seed(trained: Detector, case: Any) -> None:
@@ -114,7 +137,7 @@ def test_a_recipe_naming_a_kind_that_is_not_installed_is_refused(model_file: Pat
         f"station: s1\nproduct: p\nrecipe: r\nversion: '1'\nsource: {{type: http}}\nmodel: {model_file}\n"
         "detector: vibration-envelope\n"
     )
-    with pytest.raises(UnknownDetectorKind, match=r"'vibration-envelope' is not installed here.*patchcore"):
+    with pytest.raises(UnknownDetectorKind, match=r"'vibration-envelope' is not installed here.*patchcore, template"):
         open_station(load_recipe(recipe), f"sqlite:///{tmp_path / 'r.db'}")
     recipe.write_text(recipe.read_text().replace("vibration-envelope", "patchcore"))
     assert open_station(load_recipe(recipe), f"sqlite:///{tmp_path / 'r.db'}").model_sha256

@@ -16,9 +16,43 @@ from huoyan.cli.common import (
 )
 
 
-def cmd_fit(args: argparse.Namespace) -> int:
-    from huoyan.detectors import default_params, new_detector
+def _pair_files(where: Path, pairs_csv: str | None) -> list[Any]:
+    """Template/test pairs: a CSV (``--pairs`` or a .csv path), a DeepPCB split list, or a
+    folder searched by DeepPCB's naming."""
+    from huoyan.vision.template.pairs import PairsError, find_pairs, read_pairs_csv
 
+    try:
+        if pairs_csv is not None:
+            return read_pairs_csv(Path(pairs_csv))
+        if where.suffix.lower() == ".csv":
+            return read_pairs_csv(where)
+        return find_pairs(where)
+    except PairsError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+
+
+def _load_pairs(files: list[Any]) -> list[Any]:
+    from huoyan.vision.imageio import ImageError
+    from huoyan.vision.template.pairs import PairsError, load_pair
+
+    pairs = []
+    for f in files:
+        try:
+            pairs.append(load_pair(f))
+        except (ImageError, PairsError) as exc:
+            print(f"skipped: {exc}", file=sys.stderr)
+    return pairs
+
+
+def _training_samples(args: argparse.Namespace) -> tuple[list[Any], list[Any], str]:
+    """(samples, defect samples, what they are) for the chosen detector kind."""
+    from huoyan.detectors import detector_class
+
+    if getattr(detector_class(args.detector), "names_defects", False):
+        if args.defects:
+            raise SystemExit("error: --defects is for image folders; a template model learns from annotated pairs")
+        files = _pair_files(Path(args.train_dir), args.pairs)
+        return _load_pairs(files), [], "pairs"
     folder = train_folder(Path(args.train_dir))
     images, errors = load_good_images(folder)
     for e in errors:
@@ -29,6 +63,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
         defects += imgs
         for e in errs:
             print(f"skipped: {e}", file=sys.stderr)
+    return images, defects, "images"
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from huoyan.detectors import default_params, new_detector
+
+    images, defects, what = _training_samples(args)
+    folder = args.train_dir
     # The parameters this command declares (their defaults are the estimator's own).
     offered = {name: getattr(args, name) for name in default_params(args.detector) if hasattr(args, name)}
     model = new_detector(args.detector, **offered)
@@ -46,7 +88,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         cal = card.calibration
         print(f"model: {path}")
         shown = ", ".join(f"{k} {v}" for k, v in card.details.items() if not k.endswith("sha256"))
-        print(f"{card.kind} from {card.train_samples} images in {elapsed:.1f} s: {shown}")
+        print(f"{card.kind} from {card.train_samples} {what} in {elapsed:.1f} s: {shown}")
         print(
             f"threshold {cal.threshold:.4g} ({cal.method}, n={cal.n_calibration}): "
             f"expected false-reject rate {cal.expected_false_reject_rate:.3%}, "
@@ -71,14 +113,24 @@ def _load_model(path: str, args: argparse.Namespace) -> Any:
 def cmd_predict(args: argparse.Namespace) -> int:
     from huoyan.core.recipe import Decision
     from huoyan.decision.judge import Policy, decider_for
-    from huoyan.runner.files import RESULTS_FILE, predict_files
+    from huoyan.runner.files import RESULTS_FILE, predict_files, predict_pairs
 
     model = _load_model(args.model, args)
     decision = Decision(min_region_area_px=args.min_area or 0)
     decider = decider_for(model, Policy.of(model.threshold, decision, args.mm_per_px))
     counts: Counter[str] = Counter()
     start = time.perf_counter()
-    for row in predict_files(model, decider, args.inputs, args.out):
+    if not args.inputs and not args.pairs:
+        raise SystemExit("error: give image files or folders to inspect (or --pairs CSV for a template model)")
+    if _takes_pairs(model, args):
+        if args.pairs:
+            files = _pair_files(Path(args.pairs), args.pairs)
+        else:
+            files = [f for where in args.inputs for f in _pair_files(Path(where), None)]
+        rows = predict_pairs(model, decider, files, args.out)
+    else:
+        rows = predict_files(model, decider, args.inputs, args.out)
+    for row in rows:
         counts[row["verdict"]] += 1
         if not args.json and row["verdict"] == "ERROR":
             print(f"error: {row['error']}", file=sys.stderr)
@@ -95,11 +147,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _takes_pairs(model: Any, args: argparse.Namespace) -> bool:
+    """A template model without a fixed template compares each image with its own."""
+    paired = bool(getattr(model, "names_defects", False)) and getattr(model, "fixed_template", None) is None
+    if args.pairs and not paired:
+        raise SystemExit("error: --pairs is for template models that compare each image with its own template")
+    return paired
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from huoyan.vision.dataset import load_category
     from huoyan.vision.evaluate import evaluate
 
     model = _load_model(args.model, args)
+    if getattr(model, "names_defects", False):
+        return _evaluate_pairs(model, args)
     try:
         category = load_category(args.category_dir)
     except ValueError as exc:
@@ -121,6 +183,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_pairs(model: Any, args: argparse.Namespace) -> int:
+    from huoyan.vision.template.evaluate import evaluate_pairs
+
+    files = _pair_files(Path(args.category_dir), args.pairs)
+    result = evaluate_pairs(model, files)
+    if args.json:
+        print_json(result)
+    else:
+        for name in ("with_classes", "class_agnostic"):
+            r = result[name]
+            print(
+                f"{name:>15}: F-score {r['fscore']:.4f}  AP {r['ap']:.4f}  "
+                f"precision {r['precision']:.4f}  recall {r['recall']:.4f}"
+            )
+        print(f"{'pairs':>15}: {result['pairs']} ({result['errors']} ERROR), {result['pairs_per_second']:.1f} pairs/s")
+    return 0
+
+
 def cmd_sample_line(args: argparse.Namespace) -> int:
     from huoyan.sampleline.generator import generate_line
 
@@ -138,8 +218,13 @@ def add_commands(sub: Any) -> None:
     from huoyan.vision.backbone import BACKBONES
 
     d = default_params(DEFAULT_KIND)
-    fit = sub.add_parser("fit", help="learn a model from good images")
-    fit.add_argument("train_dir", help="folder of good images, or an MVTec category (uses train/good)")
+    t = default_params("template")
+    fit = sub.add_parser("fit", help="learn a model from good images (or, for --detector template, from pairs)")
+    fit.add_argument(
+        "train_dir",
+        help="folder of good images, or an MVTec category (uses train/good); for --detector template: "
+        "a DeepPCB folder or split list, or a CSV of image,template[,annotation]",
+    )
     fit.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     fit.add_argument("--detector", default=DEFAULT_KIND, choices=sorted(REGISTRY), help="the detector kind")
     fit.add_argument("--backbone", default=d["backbone"], choices=sorted(BACKBONES))
@@ -163,12 +248,52 @@ def add_commands(sub: Any) -> None:
     fit.add_argument("--defects", nargs="*", help="folders of labelled defect images (adds the F1-optimal threshold)")
     fit.add_argument("--seed", type=int, default=d["seed"])
     fit.add_argument("--runtime", choices=("onnx", "torch"), default=d["runtime"])
+    tpl = fit.add_argument_group("template comparison (--detector template)")
+    tpl.add_argument("--pairs", help="CSV of image,template[,annotation] (paths relative to the CSV)")
+    tpl.add_argument(
+        "--template-mode",
+        choices=("paired", "fixed"),
+        default=t["template_mode"],
+        help="paired: each image with its own template; fixed: one template for the product, kept in the model",
+    )
+    tpl.add_argument(
+        "--motion",
+        choices=("translation", "euclidean", "affine", "perspective"),
+        default=t["motion"],
+        help="registration model",
+    )
+    tpl.add_argument("--registration-px", type=int, default=t["registration_px"], help="finest level registered, px")
+    tpl.add_argument(
+        "--elastic-px",
+        type=float,
+        default=t["elastic_px"],
+        help="follow smooth local stretch at this scale, px (0: rigid registration only)",
+    )
+    tpl.add_argument(
+        "--search-px",
+        type=int,
+        default=t["search_px"],
+        help="a pixel matching the template within this distance does not differ",
+    )
+    tpl.add_argument("--min-area-px", type=int, default=t["min_area_px"], help="smaller candidates are dropped")
+    tpl.add_argument("--merge-px", type=int, default=t["merge_px"], help="fragments closer than this are one defect")
+    tpl.add_argument("--n-trees", type=int, default=t["n_trees"], help="trees of the defect classifier")
+    tpl.add_argument(
+        "--min-confidence",
+        type=float,
+        default=t["min_confidence"],
+        help="report a candidate when the classifier says it is a defect with at least this probability",
+    )
+    tpl.add_argument("--workers", type=int, default=t["workers"], help="images compared in parallel")
     fit.add_argument("--json", action="store_true")
     fit.set_defaults(func=cmd_fit)
 
     pred = sub.add_parser("predict", help="score, localise and judge images")
     pred.add_argument("model")
-    pred.add_argument("inputs", nargs="+", help="image files or folders")
+    pred.add_argument(
+        "inputs", nargs="*", help="image files or folders (template models: folders of pairs, DeepPCB naming)"
+    )
+    pred.add_argument("--pairs", help="template models: a CSV of image,template instead of inputs")
     pred.add_argument("--out", required=True, help="folder for results.jsonl and maps/")
     pred.add_argument("--min-area", type=int, default=None, help="minimum region area in pixels")
     pred.add_argument("--mm-per-px", type=float, default=None)
@@ -176,9 +301,12 @@ def add_commands(sub: Any) -> None:
     pred.add_argument("--json", action="store_true")
     pred.set_defaults(func=cmd_predict)
 
-    ev = sub.add_parser("evaluate", help="metrics on an MVTec-layout category")
+    ev = sub.add_parser(
+        "evaluate", help="metrics on an MVTec-layout category (template models: DeepPCB's protocol on pairs)"
+    )
     ev.add_argument("model")
-    ev.add_argument("category_dir")
+    ev.add_argument("category_dir", nargs="?", default=".", help="MVTec category; or pairs (folder, split list, CSV)")
+    ev.add_argument("--pairs", help="template models: a CSV of image,template,annotation")
     ev.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_evaluate)

@@ -231,3 +231,5 @@ class InspectionResult(Judgement):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     anomaly_map: np.ndarray | None = Field(default=None, exclude=True, repr=False)
+    # What the image was compared with, aligned to it (a template detector's golden template).
+    reference: np.ndarray | None = Field(default=None, exclude=True, repr=False)

@@ -169,6 +169,7 @@ class DefectDecider:
             width=width,
             height=height,
             anomaly_map=evidence.anomaly_map,
+            reference=evidence.reference,
         )
 
 

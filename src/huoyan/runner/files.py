@@ -8,8 +8,10 @@ Results file (``results.jsonl``, one JSON object per input, in input order):
 - ``score``: raw anomaly score (max of the smoothed map); ``normalised_score``: score
   divided by the calibrated threshold (> 1.0 is NG); ``threshold``;
 - ``width``, ``height``: original image size;
-- ``regions``: list of ``{x, y, width, height, area_px, area_mm2, max_score, mean_score}``
-  in original pixel coordinates, scores normalised;
+- ``regions``: list of ``{x, y, width, height, area_px, area_mm2, max_score, mean_score,
+  label, confidence}`` in original pixel coordinates, scores normalised; ``label`` and
+  ``confidence`` are set by detectors that name defects (template comparison);
+- ``template``: for a pair, the template's path;
 - ``map``: path of the raw (not normalised) anomaly map, float32 ``.npy`` at the
   original resolution, relative to the output folder.
 
@@ -20,15 +22,16 @@ Map paths mirror the input paths under ``maps/`` (``a/test/crack/000.png`` becom
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
 
 from huoyan.core.detector import Decider, ImageDetector
-from huoyan.core.models import InspectionResult, Verdict
+from huoyan.core.models import InspectionResult, PairedImage, Verdict
 from huoyan.vision.imageio import ImageError, list_inputs, read_image
+from huoyan.vision.template.pairs import PairFiles, PairsError, load_pair
 
 RESULTS_FILE = "results.jsonl"
 
@@ -63,29 +66,78 @@ def predict_files(
         if not expanded and Path(item).is_dir():
             empty.append({"path": str(item), "verdict": Verdict.ERROR.value, "error": f"{item}: folder holds no files"})
         paths += expanded
+    yield from _write_results(model, decider, out, empty, [(p, {}, _read_one(p)) for p in paths], batch_size)
+
+
+def predict_pairs(
+    model: ImageDetector,
+    decider: Decider,
+    pairs: Sequence[PairFiles],
+    out_dir: str | Path,
+    batch_size: int = 8,
+) -> Iterator[dict[str, Any]]:
+    """Like ``predict_files`` for template/test pairs: one row per tested image."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    items = [(str(p.image), {"template": str(p.template)}, _pair_loader(p)) for p in pairs]
+    yield from _write_results(model, decider, out, [], items, batch_size)
+
+
+Loader = Callable[[], tuple[Any, np.ndarray]]  # -> (the detector's sample, the tested image)
+
+
+def _read_one(path: str) -> Loader:
+    def load() -> tuple[Any, np.ndarray]:
+        image = read_image(path)
+        return image, image
+
+    return load
+
+
+def _pair_loader(files: PairFiles) -> Loader:
+    def load() -> tuple[Any, np.ndarray]:
+        pair = load_pair(files)
+        return PairedImage(pair.image, pair.template, name=pair.name), pair.image
+
+    return load
+
+
+def _write_results(
+    model: ImageDetector,
+    decider: Decider,
+    out: Path,
+    first: list[dict[str, Any]],
+    items: list[tuple[str, dict[str, Any], Loader]],
+    batch_size: int,
+) -> Iterator[dict[str, Any]]:
     with (out / RESULTS_FILE).open("w", encoding="utf-8") as results:
-        for row in empty:
+        for row in first:
             results.write(json.dumps(row) + "\n")
             yield row
-        for start in range(0, len(paths), batch_size):
-            for row in _predict_batch(model, decider, paths[start : start + batch_size], out):
+        for start in range(0, len(items), batch_size):
+            for row in _predict_batch(model, decider, items[start : start + batch_size], out):
                 results.write(json.dumps(row) + "\n")
                 results.flush()
                 yield row
 
 
-def _predict_batch(model: ImageDetector, decider: Decider, paths: list[str], out: Path) -> list[dict[str, Any]]:
+def _predict_batch(
+    model: ImageDetector, decider: Decider, items: list[tuple[str, dict[str, Any], Loader]], out: Path
+) -> list[dict[str, Any]]:
     rows: dict[int, dict[str, Any]] = {}
-    images, index = [], []
-    for i, p in enumerate(paths):
+    paths = [path for path, _, _ in items]
+    samples, images, index = [], [], []
+    for i, (p, extra, load) in enumerate(items):
         try:
-            images.append(read_image(p))
+            sample, image = load()
+            samples.append(sample)
+            images.append(image)
             index.append(i)
-        except ImageError as exc:
-            rows[i] = {"path": p, "verdict": Verdict.ERROR.value, "error": str(exc), "map": None}
+        except (ImageError, PairsError) as exc:
+            rows[i] = {"path": p, **extra, "verdict": Verdict.ERROR.value, "error": str(exc), "map": None}
     if images:
         try:
-            scores, maps = model.score(images)
+            scores, maps = model.score(samples)
             results = [
                 decider.judge(img, float(s), m, paths[i])
                 for img, s, m, i in zip(images, scores, maps, index, strict=True)
@@ -102,5 +154,5 @@ def _predict_batch(model: ImageDetector, decider: Decider, paths: list[str], out
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
                 np.save(out / rel, res.anomaly_map.astype(np.float32))
                 map_path = rel.as_posix()
-            rows[i] = result_row(res, paths[i], decider.threshold, map_path)
+            rows[i] = {**result_row(res, paths[i], decider.threshold, map_path), **items[i][1]}
     return [rows[i] for i in range(len(paths))]

@@ -333,7 +333,8 @@ class TemplateComparison:
             if is_defect < max(self.min_confidence, 1e-9):
                 out.append(None)
                 continue
-            out.append(region.model_copy(update={"label": classes[best], "confidence": float(p[best])}))
+            confidence = min(1.0, max(0.0, float(p[best])))  # ONNX's float32 sums may pass 1 by an ulp
+            out.append(region.model_copy(update={"label": classes[best], "confidence": confidence}))
         return out
 
     # -- learning -------------------------------------------------------------------------

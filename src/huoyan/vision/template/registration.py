@@ -91,51 +91,56 @@ class Registrar:
             raise RegistrationError(f"image is {w}x{h} px but its template is {tw}x{th} px")
         levels = _pyramid_factors(max(image.shape), self.finest_px)
         motion = MOTIONS[self.motion]
-        rows = 3 if motion == cv2.MOTION_HOMOGRAPHY else 2
         criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, self.iterations, 1e-4)
         side = max(image.shape)
 
-        def refine(a: np.ndarray, b: np.ndarray, start: np.ndarray) -> tuple[float | None, np.ndarray]:
+        def refine(a: np.ndarray, b: np.ndarray, start: np.ndarray, kind: int = motion) -> tuple[float, np.ndarray]:
+            """ECC from ``start``; never worse than ``start`` itself, by one measure (the
+            correlation of the whole image, unblurred: ECC's own is over the overlap it
+            chose). Gauss-Newton steps on sharp edges can overshoot into a worse
+            optimum, and a pattern of parallel stripes has none (it slides along
+            itself): then the start stands."""
+            before = _correlation(a, b, start)
+            n = 3 if kind == cv2.MOTION_HOMOGRAPHY else 2
             try:
-                correlation, found = cv2.findTransformECC(  # type: ignore[call-overload]  # no mask, with a blur
-                    a, b, start[:rows].copy(), motion, criteria, None, 5
+                _, found = cv2.findTransformECC(  # type: ignore[call-overload]  # no mask, with a blur
+                    a, b, start[:n].copy(), kind, criteria, None, 5
                 )
             except cv2.error:
-                # No unique optimum (a pattern of parallel stripes slides along itself):
-                # keep the estimate so far; its plain correlation decides.
-                return None, start
+                return before, start
             warp = start.copy()
-            warp[:rows] = found
-            return float(correlation), warp
+            warp[:n] = found
+            after = _correlation(a, b, warp)
+            return (after, warp) if after > before else (before, start)
 
         coarse = levels[0]
         a, b = _shrink(image, coarse), _shrink(template, coarse)
         # Two starts on the coarsest level: none, and phase correlation's shift (robust to
-        # large shifts, but on a periodic pattern it may pick a neighbouring period).
+        # large shifts, but on a periodic pattern it may pick a neighbouring period). Each
+        # is refined as a translation first, then with the full motion.
         starts = [np.eye(3, dtype=np.float32)]
         window = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_32F)
-        (dx, dy), _ = cv2.phaseCorrelate(a, b, window)
+        # Copies: OpenCV 5.0's phaseCorrelate applies the window to its inputs in place.
+        (dx, dy), _ = cv2.phaseCorrelate(a.copy(), b.copy(), window)
         if math.hypot(dx, dy) * coarse <= self.max_shift * side and math.hypot(dx, dy) >= 0.5:
             shifted = np.eye(3, dtype=np.float32)
             shifted[0, 2], shifted[1, 2] = dx, dy
             starts.append(shifted)
         best: tuple[float, np.ndarray] | None = None
         for start in starts:
-            found_cc, found = refine(a, b, start)
-            score = found_cc if found_cc is not None else _correlation(a, b, found)
-            if best is None or score > best[0]:
-                best = (score, found)
+            if motion != cv2.MOTION_TRANSLATION:
+                _, start = refine(a, b, start, cv2.MOTION_TRANSLATION)
+            found = refine(a, b, start)
+            if best is None or found[0] > best[0]:
+                best = found
         assert best is not None
-        correlation: float | None = best[0]
-        warp = best[1]
+        correlation, warp = best
         previous = coarse
         for factor in levels[1:]:
             warp = _rescale(warp, previous / factor)
             previous = factor
             a, b = _shrink(image, factor), _shrink(template, factor)
             correlation, warp = refine(a, b, warp)
-        if correlation is None:
-            correlation = _correlation(a, b, warp)
         warp = _rescale(warp, previous)
         alignment = Alignment(warp, float(correlation))
         self._plausible(alignment, max(image.shape))

@@ -1,0 +1,232 @@
+"""Golden-template comparison: registration, tolerance, classification, errors, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from huoyan.core.detector import Comparison
+from huoyan.core.models import PairedImage, Verdict
+from huoyan.decision.judge import DefectDecider, Policy, decider_for
+from huoyan.detectors import load_detector
+from huoyan.vision.artifact import ArtifactError
+from huoyan.vision.template.detector import TemplateComparison
+from huoyan.vision.template.registration import Registrar, RegistrationError
+from pcbkit import TYPES, board, forward, move, pair, relight, training_pairs
+
+FAST = {"n_trees": 40, "workers": 1, "seed": 1}
+
+
+@pytest.fixture(scope="module")
+def trained() -> TemplateComparison:
+    return TemplateComparison(**FAST).fit(training_pairs(30))
+
+
+def _corner_error(found: np.ndarray, expected: np.ndarray, w: int, h: int) -> float:
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64).T
+    a = found @ corners
+    b = expected @ corners
+    return float(np.abs(a[:2] / a[2] - b[:2] / b[2]).max())
+
+
+@pytest.mark.parametrize(
+    ("dx", "dy", "angle", "scale"),
+    [(20.0, -15.0, 0.0, 1.0), (-12.5, 18.25, 3.0, 1.0), (6.3, -4.7, -2.8, 1.02), (-19.0, -19.0, 1.5, 0.98)],
+)
+def test_registration_recovers_a_known_shift_rotation_and_scale_to_half_a_pixel(
+    dx: float, dy: float, angle: float, scale: float
+) -> None:
+    template = cv2.GaussianBlur(board(7, 256).image, (3, 3), 0)
+    h, w = template.shape
+    m = forward(w, h, dx, dy, angle, scale)
+    tested = cv2.warpAffine(template, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    tested = relight(tested, 0.7, 30)  # and re-lit
+    found = Registrar().register(tested, template)
+    # The warp takes tested-image pixels to template pixels: the inverse of m.
+    expected = np.linalg.inv(np.vstack([m, [0, 0, 1]]))
+    assert _corner_error(found.warp.astype(np.float64), expected, w, h) < 0.5
+    assert found.correlation > 0.9
+
+
+def test_a_good_part_shifted_and_relit_within_the_tolerance_has_no_defect(trained: TemplateComparison) -> None:
+    good = [
+        pair(500, (), dx=7.3, dy=-11.6, angle_deg=1.5, gain=0.8, offset=25),
+        pair(501, (), dx=-16.0, dy=4.5, angle_deg=-2.5, gain=1.15, offset=-20),
+    ]
+    scores, evidence = trained.score(good)
+    for score, comparison in zip(scores, evidence, strict=True):
+        assert comparison.error is None and comparison.regions == []
+        assert score <= 1.0
+    # The same moved and re-lit part with a defect: found where it is.
+    defective = pair(500, ("copper",), dx=7.3, dy=-11.6, angle_deg=1.5, gain=0.8, offset=25)
+    clean = pair(500, (), dx=7.3, dy=-11.6, angle_deg=1.5, gain=0.8, offset=25)
+    (score,), (comparison,) = trained.score([defective])
+    assert score > 1.0 and len(comparison.regions) == 1
+    diff = cv2.absdiff(defective.image, clean.image) > 60
+    ys, xs = np.nonzero(diff)
+    r = comparison.regions[0]
+    assert r.x <= xs.min() and xs.max() < r.x + r.width and r.y <= ys.min() and ys.max() < r.y + r.height
+
+
+def test_each_defect_type_is_found_and_named(trained: TemplateComparison) -> None:
+    named, found, total = 0, 0, 0
+    for seed in range(900, 912):
+        kind = TYPES[seed % 6]
+        p = pair(seed, (kind,))
+        (_, comparison) = trained.score([p])[0][0], trained.score([p])[1][0]
+        truth = p.defects[0]
+        total += 1
+        hits = [
+            r
+            for r in comparison.regions
+            if r.x < truth.x2 and truth.x1 < r.x + r.width and r.y < truth.y2 and truth.y1 < r.y + r.height
+        ]
+        found += bool(hits)
+        named += any(r.label == kind and (r.confidence or 0) > 0.3 for r in hits)
+    assert found == total
+    assert named >= total - 1, f"{named} of {total} named right"
+
+
+def test_a_pair_that_cannot_be_registered_is_an_error_with_the_reason(trained: TemplateComparison) -> None:
+    rng = np.random.default_rng(0)
+    template = board(3).image
+    noise = rng.integers(0, 256, template.shape, dtype=np.uint8)
+    other_size = cv2.resize(template, (160, 192))
+    scores, evidence = trained.score(
+        [PairedImage(noise, template), PairedImage(other_size, template), pair(4, ("open",))]
+    )
+    assert math.isnan(scores[0]) and "registration failed" in (evidence[0].error or "")
+    assert math.isnan(scores[1]) and "160x192 px but its template is 192x192" in (evidence[1].error or "")
+    assert scores[2] > 1.0 and evidence[2].error is None  # the batch goes on
+    decider = decider_for(trained, Policy.of(trained.threshold))
+    assert isinstance(decider, DefectDecider)
+    judged = decider.judge(noise, float(scores[0]), evidence[0], "noise.png")
+    assert judged.verdict == Verdict.ERROR and "registration failed" in (judged.error or "")
+    ng = decider.judge(noise, float(scores[2]), evidence[2], "open.png")
+    assert ng.verdict == Verdict.NG and ng.regions and ng.regions[0].label is not None
+
+
+def test_the_recipe_threshold_and_region_rules_decide_over_named_defects(trained: TemplateComparison) -> None:
+    from huoyan.core.recipe import Decision, RegionRule
+
+    p = pair(77, ("short", "copper"))
+    (score,), (comparison,) = trained.score([p])
+    assert isinstance(comparison, Comparison) and len(comparison.regions) == 2
+    judged = DefectDecider(Policy.of(trained.threshold)).judge(p.image, float(score), comparison, "p")
+    assert judged.verdict == Verdict.NG and len(judged.regions) == 2
+    strongest = max(r.max_score for r in comparison.regions)
+    lenient = DefectDecider(Policy(threshold=strongest)).judge(p.image, float(score), comparison, "p")
+    assert lenient.verdict == Verdict.OK and lenient.regions == []
+    big_only = Decision(ng_if_any_region=[RegionRule(field="area_mm2", above=1.0)])
+    rule = DefectDecider(Policy.of(1.0, big_only, mm_per_px=0.02)).judge(p.image, float(score), comparison, "p")
+    assert rule.verdict == Verdict.OK and all(r.area_mm2 is not None and r.area_mm2 < 1 for r in rule.regions)
+
+
+def test_a_fixed_template_model_judges_bare_images(tmp_path: Path) -> None:
+    golden = pair(11).template
+    assert golden is not None
+    parts = [
+        PairedImage(move(pair(11, (TYPES[i % 6],)).image, 0, 0), golden, pair(11, (TYPES[i % 6],)).defects)
+        for i in range(6)
+    ]
+    model = TemplateComparison(template_mode="fixed", **FAST).fit(parts)
+    assert model.fixed_template is not None and model.card_.details["template_sha256"]
+    loaded = load_detector(model.save(tmp_path / "fixed"))
+    scores, evidence = loaded.score([golden, pair(11, ("copper",)).image])
+    assert scores[0] <= 1.0 and not evidence[0].regions
+    assert scores[1] > 1.0 and evidence[1].regions
+    with pytest.raises(ValueError, match="same template"):
+        TemplateComparison(template_mode="fixed", **FAST).fit([pair(1), pair(2)])
+
+
+def test_a_tampered_template_model_is_refused(trained: TemplateComparison, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    from huoyan.vision.artifact import _read_metadata
+
+    path = trained.save(tmp_path / "m")
+    tensors = load_file(str(path))
+    tensors["tolerance"] = tensors["tolerance"] * 2  # a looser tolerance, slipped in
+    save_file(tensors, str(path), metadata=_read_metadata(path))
+    with pytest.raises(ArtifactError, match="'tolerance' does not match its checksum"):
+        load_detector(path)
+
+
+def test_registration_refuses_an_implausible_motion() -> None:
+    template = board(5, 256).image
+    turned = move(template, 0, 0, angle_deg=25)
+    with pytest.raises(RegistrationError):
+        Registrar().register(turned, template)
+
+
+def _write_pair(folder: Path, stem: str, p: PairedImage) -> None:
+    assert p.template is not None
+    cv2.imwrite(str(folder / f"{stem}_test.png"), p.image)
+    cv2.imwrite(str(folder / f"{stem}_temp.png"), p.template)
+    notes = folder.parent / f"{folder.name}_not"
+    notes.mkdir(exist_ok=True)
+    (notes / f"{stem}.txt").write_text(
+        "".join(f"{d.x1} {d.y1} {d.x2} {d.y2} {TYPES.index(d.label) + 1}\n" for d in p.defects)
+    )
+
+
+def test_cli_fits_predicts_and_evaluates_pairs_and_bad_pairs_are_error_rows(tmp_path: Path) -> None:
+    from huoyan.cli import main
+
+    train = tmp_path / "train" / "g1"
+    train.mkdir(parents=True)
+    for i, p in enumerate(training_pairs(18)):
+        _write_pair(train, f"{i:03d}", p)
+    model = tmp_path / "pcb.safetensors"
+    assert main(["fit", "--detector", "template", str(tmp_path / "train"), "-o", str(model), "--n-trees", "30"]) == 0
+
+    test = tmp_path / "test" / "g2"
+    test.mkdir(parents=True)
+    for i, kinds in enumerate([("open",), ("copper", "short"), ()]):
+        _write_pair(test, f"ok{i}", pair(300 + i, kinds))
+    (test / "corrupt_test.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    cv2.imwrite(str(test / "corrupt_temp.png"), board(1).image)
+    cv2.imwrite(str(test / "small_test.png"), board(2).image[:100])
+    cv2.imwrite(str(test / "small_temp.png"), board(2).image)
+    cv2.imwrite(str(test / "noise_test.png"), np.random.default_rng(1).integers(0, 256, (192, 192), dtype=np.uint8))
+    cv2.imwrite(str(test / "noise_temp.png"), board(2).image)
+    cv2.imwrite(str(test / "alone_test.png"), board(2).image)  # its template is missing
+    out = tmp_path / "out"
+    assert main(["predict", str(model), str(tmp_path / "test"), "--out", str(out)]) == 0
+    rows = {Path(r["path"]).name: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert set(rows) == {f"ok{i}_test.png" for i in range(3)} | {
+        f"{s}_test.png" for s in ("corrupt", "small", "noise", "alone")
+    }
+    for bad, reason in [
+        ("corrupt", "not a readable image"),
+        ("small", "but its template is"),
+        ("noise", "registration failed"),
+        ("alone", "cannot read file"),
+    ]:
+        assert rows[f"{bad}_test.png"]["verdict"] == "ERROR" and reason in rows[f"{bad}_test.png"]["error"], bad
+    assert rows["ok0_test.png"]["verdict"] == "NG" and rows["ok2_test.png"]["verdict"] == "OK"
+    labels = {r["label"] for r in rows["ok1_test.png"]["regions"]}
+    assert rows["ok1_test.png"]["verdict"] == "NG" and labels <= set(TYPES) and labels
+    assert all(0 < r["confidence"] <= 1 for r in rows["ok1_test.png"]["regions"])
+
+    csv = tmp_path / "pairs.csv"
+    csv.write_text(
+        "image,template,annotation\n"
+        + "".join(f"test/g2/ok{i}_test.png,test/g2/ok{i}_temp.png,test/g2_not/ok{i}.txt\n" for i in range(3))
+    )
+    report = tmp_path / "report.json"
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert main(["evaluate", str(model), "--pairs", str(csv), "--json"]) == 0
+    report.write_text(buffer.getvalue())
+    result = json.loads(report.read_text())
+    assert result["pairs"] == 3 and result["errors"] == 0
+    assert result["class_agnostic"]["n_truth"] == 3 and result["class_agnostic"]["recall"] == 1.0
