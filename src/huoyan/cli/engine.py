@@ -149,7 +149,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _takes_pairs(model: Any, args: argparse.Namespace) -> bool:
     """A template model without a fixed template compares each image with its own."""
-    paired = bool(getattr(model, "names_defects", False)) and getattr(model, "fixed_template", None) is None
+    from huoyan.core.detector import needs_own_template
+
+    paired = needs_own_template(model)
     if args.pairs and not paired:
         raise SystemExit("error: --pairs is for template models that compare each image with its own template")
     return paired

@@ -101,6 +101,12 @@ class Decider(Protocol):
         ...
 
 
+def needs_own_template(detector: object) -> bool:
+    """A detector that compares each image with its own golden template (a template
+    model without a fixed one): each sample is a ``PairedImage``."""
+    return bool(getattr(detector, "names_defects", False)) and getattr(detector, "fixed_template", None) is None
+
+
 D = TypeVar("D", bound=Detector)
 
 

@@ -157,6 +157,47 @@ class PartId(_Strict):
         return v
 
 
+class Templates(_Strict):
+    """Where a template model that compares each part with its own golden template
+    (boards imaged in tiles, several products on one line) finds it: ``pattern`` is
+    matched against the part's file name and ``name`` is filled with its named groups,
+    e.g. ``tile_(?P<row>\\d+)_(?P<col>\\d+)\\.png`` and ``golden_{row}_{col}.png``.
+    The default follows DeepPCB: ``<id>_test.jpg`` is compared with ``<id>_temp.jpg``.
+    Templates get the recipe's preprocessing too, so they stay in the parts' geometry."""
+
+    folder: Path = Field(description="folder of the golden templates")
+    pattern: str = Field(default=r"^(?P<id>.+)_test(?P<ext>\.[^.]+)$", description="regex on the part's file name")
+    name: str = Field(default="{id}_temp{ext}", description="the template's file name, from the pattern's groups")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _name_uses_the_groups(self) -> Templates:
+        groups = set(re.compile(self.pattern).groupindex)
+        try:
+            self.name.format(**dict.fromkeys(groups, "x"))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"name {self.name!r} uses {exc} which the pattern has no group for") from None
+        return self
+
+    def template_for(self, part_name: str) -> Path:
+        """The template file of a part, or ``ValueError`` when its name does not fit."""
+        match = re.search(self.pattern, Path(part_name).name)
+        if match is None:
+            raise ValueError(f"{part_name}: the name does not match the templates pattern {self.pattern!r}")
+        name = self.name.format(**{k: v or "" for k, v in match.groupdict().items()})
+        if "/" in name or "\\" in name or name in ("", ".", ".."):
+            raise ValueError(f"{part_name}: the template name {name!r} leaves the templates folder")
+        return self.folder / name
+
+
 SecurityMode = Literal["none", "basic256sha256"]
 
 
@@ -257,6 +298,9 @@ class Recipe(_Strict):
     detector: str | None = Field(
         default=None, description="the detector kind the model must be (e.g. 'patchcore'); default: the file's own"
     )
+    templates: Templates | None = Field(
+        default=None, description="template models without a fixed template: where each part's template is"
+    )
     decision: Decision = Decision()
     storage: Storage = Storage()
     part_id: PartId = PartId()
@@ -295,7 +339,7 @@ class Recipe(_Strict):
 
 # Fields each recipe section gained after the first release (see ``content_sha256``).
 # ("" is the recipe itself.)
-ADDED_LATER: dict[str, tuple[str, ...]] = {"": ("detector",), "preprocess": ("max_image_pixels",)}
+ADDED_LATER: dict[str, tuple[str, ...]] = {"": ("detector", "templates"), "preprocess": ("max_image_pixels",)}
 
 
 def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:
@@ -310,6 +354,9 @@ def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:
             src["device"] = str(base / dev)
     if isinstance(data.get("model"), str):
         data["model"] = str(base / data["model"])
+    templates = data.get("templates")
+    if isinstance(templates, dict) and isinstance(templates.get("folder"), str):
+        templates["folder"] = str(base / templates["folder"])
     feedback = data.get("feedback")
     if isinstance(feedback, dict):
         for slot in feedback.get("recipes") or []:

@@ -78,6 +78,7 @@ class EvidenceKind(StrEnum):
 
     IMAGE = "image"  # the part as seen: the original file, or the preprocessed image
     ANOMALY_MAP = "anomaly-map"  # 8-bit PNG of score / threshold, 128 at the threshold
+    REFERENCE = "reference"  # what the part was compared with, aligned to it (a golden template)
 
 
 class Evidence(BaseModel):

@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from huoyan.core.detector import Detector, ImageDetector
+from huoyan.core.detector import Detector, ImageDetector, needs_own_template
 from huoyan.core.recipe import Recipe
 from huoyan.decision.judge import Policy, decider_for
 from huoyan.station.inspect import Inspector, Previewer
+from huoyan.station.templates import TemplateLibrary
 from huoyan.vision.imageio import decode_image
 
 
@@ -50,4 +51,12 @@ def make_inspector(
 ) -> Inspector:
     """The station's inspector: the detector scores, the recipe's decision policy judges."""
     policy = Policy.of(detector.threshold, recipe.decision, recipe.preprocess.mm_per_px)
-    return Inspector(detector, decider_for(detector, policy), recipe, model_sha, decode_image, preview=preview)
+    inspector = Inspector(detector, decider_for(detector, policy), recipe, model_sha, decode_image, preview=preview)
+    if needs_own_template(detector):
+        if recipe.templates is None:
+            raise ValueError(
+                "the model compares each part with its own golden template: the recipe needs a 'templates' "
+                "section (folder, and pattern/name if the files are not named <id>_test / <id>_temp)"
+            )
+        inspector.templates = TemplateLibrary(recipe.templates, recipe.preprocess)
+    return inspector

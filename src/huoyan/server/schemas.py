@@ -86,9 +86,19 @@ class ApiKeyCreated(BaseModel):
     key: str = Field(description="shown once; only its hash is stored")
 
 
+class RegionLabel(BaseModel):
+    """A corrected label of one of the inspection's regions."""
+
+    index: int = Field(ge=0, le=10_000, description="the region's position in the record's regions")
+    label: str = Field(min_length=1, max_length=64, description="what the region really is, e.g. 'short'")
+
+
 class ReviewIn(BaseModel):
     outcome: Outcome
     label: str | None = Field(default=None, max_length=100, description="defect type, e.g. 'crack'")
+    regions: list[RegionLabel] = Field(
+        default_factory=list, max_length=1000, description="corrected region labels (a confirmed defect only)"
+    )
     note: str | None = Field(default=None, max_length=2000)
 
 
@@ -97,6 +107,7 @@ class ReviewOut(BaseModel):
     inspection_id: int
     outcome: Outcome
     label: str | None
+    regions: list[RegionLabel] = Field(default_factory=list)
     note: str | None
     reviewer: str
     at: datetime

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from huoyan.core.detector import Decider, ImageDetector
-from huoyan.core.models import Judgement, Region, Verdict
+from huoyan.core.models import Judgement, PairedImage, Region, Verdict
 from huoyan.core.recipe import Recipe
 from huoyan.core.records import (
     Arrival,
@@ -32,6 +32,7 @@ from huoyan.core.records import (
     utcnow,
 )
 from huoyan.station import preprocess
+from huoyan.station.templates import TemplateLibrary
 
 # Heat maps are stored as 8-bit PNG of score / threshold: 128 is the NG threshold,
 # 255 is twice it or more. Compact, viewable, and still quantitative.
@@ -70,6 +71,7 @@ class Prepared:
     arrival: Arrival
     image: np.ndarray | None
     error: str | None = None
+    template: np.ndarray | None = None  # the part's own golden template, for a template model
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Inspector:
     model_sha256: str
     decode: Decoder
     preview: Previewer | None = None  # set while someone watches the line live
+    templates: TemplateLibrary | None = None  # each part's template, for a model without a fixed one
 
     @property
     def threshold(self) -> float:
@@ -130,7 +133,8 @@ class Inspector:
             problem = None if spec is None else spec.mismatch(image)
             if problem is not None:
                 return Prepared(a, None, problem)
-            return Prepared(a, image)
+            template = None if self.templates is None else self.templates.for_part(a.source_name)
+            return Prepared(a, image, template=template)
         except Exception as exc:  # every failure of one part is that part's ERROR record
             return Prepared(a, None, str(exc) or type(exc).__name__)
 
@@ -142,7 +146,7 @@ class Inspector:
                 out[i] = self._error(p.arrival, p.error or "not decoded")
         if ready:
             try:
-                scores, maps = self.detector.score([p.image for _, p in ready if p.image is not None])
+                scores, maps = self.detector.score([_sample(p) for _, p in ready])
                 for (i, p), s, m in zip(ready, scores, maps, strict=True):
                     out[i] = self._judge(p.arrival, p.image, float(s), m)  # type: ignore[arg-type]
             except Exception as exc:
@@ -164,6 +168,8 @@ class Inspector:
             evidence.append(_keep(blobs, EvidenceKind.IMAGE, data))
             if heat is not None:
                 evidence.append(_keep(blobs, EvidenceKind.ANOMALY_MAP, encode_png(heat)))
+            if result.reference is not None:
+                evidence.append(_keep(blobs, EvidenceKind.REFERENCE, encode_png(result.reference)))
         # The judgement's own fields as they are (regions, rule outcomes): no dump and re-parse per part.
         judged = {name: getattr(result, name) for name in JUDGED}
         rec = self._record(a, **judged, evidence=evidence)
@@ -173,6 +179,11 @@ class Inspector:
     def _changed_by_preprocess(self) -> bool:
         p = self.recipe.preprocess
         return p.roi is not None or p.rotate != 0 or p.resize is not None
+
+
+def _sample(p: Prepared) -> object:
+    """What the detector scores: the image, or the image with its own template."""
+    return p.image if p.template is None else PairedImage(p.image, p.template)  # type: ignore[arg-type]
 
 
 def _keep(blobs: dict[str, bytes], kind: EvidenceKind, data: bytes) -> Evidence:

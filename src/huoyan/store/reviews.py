@@ -2,13 +2,16 @@
 
 NG parts, and the OK parts whose image was kept (the recipe keeps 1 in N), wait in the
 queue until someone reviews them. An NG is confirmed as a defect or marked a false
-alarm; an OK is confirmed good or flagged as a missed defect. Every review is kept with
+alarm; an OK is confirmed good or flagged as a missed defect. Confirming a defect, the
+reviewer may correct what a named region is (a template model's "spur" that is a
+"short"). Every review is kept with
 who and when; the latest one per part counts. Reviewed parts become the labelled set
 on which a retrained model is compared with the active one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -18,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from huoyan.core.records import EvidenceKind, utcnow
 from huoyan.store.records import as_utc
-from huoyan.store.schema import EvidenceRow, InspectionRow, ReviewRow
+from huoyan.store.schema import EvidenceRow, InspectionRow, RegionRow, ReviewRow
 
 
 class Outcome(StrEnum):
@@ -70,6 +73,7 @@ def review_dict(r: ReviewRow) -> dict[str, Any]:
         "inspection_id": r.inspection_id,
         "outcome": r.outcome,
         "label": r.label,
+        "regions": r.regions or [],
         "note": r.note,
         "reviewer": r.reviewer,
         "at": as_utc(r.at),
@@ -81,8 +85,16 @@ class Reviews:
         self.engine = engine
 
     def add(
-        self, inspection_id: int, outcome: Outcome, reviewer: str, label: str | None = None, note: str | None = None
+        self,
+        inspection_id: int,
+        outcome: Outcome,
+        reviewer: str,
+        label: str | None = None,
+        note: str | None = None,
+        region_labels: Sequence[tuple[int, str]] = (),
     ) -> dict[str, Any]:
+        """Record a review; ``region_labels`` correct the labels of the inspection's
+        regions, by their position in its record (a confirmed defect's boxes only)."""
         with Session(self.engine) as s, s.begin():
             verdict = s.scalar(select(InspectionRow.verdict).where(InspectionRow.id == inspection_id))
             if verdict is None:
@@ -90,10 +102,18 @@ class Reviews:
             if Outcome(outcome) not in ALLOWED.get(verdict, set()):
                 allowed = ", ".join(sorted(ALLOWED.get(verdict, set()))) or "nothing (it has no image verdict)"
                 raise ReviewError(f"a {verdict} part can be reviewed as {allowed}, not {outcome}")
+            if region_labels:
+                if Outcome(outcome) != Outcome.DEFECT:
+                    raise ReviewError("region labels are corrected on a part confirmed as a defect")
+                n = s.scalar(select(func.count()).where(RegionRow.inspection_id == inspection_id)) or 0
+                wrong = sorted({i for i, _ in region_labels if not 0 <= i < n})
+                if wrong:
+                    raise ReviewError(f"inspection {inspection_id} has {n} regions; there is no region {wrong[0]}")
             row = ReviewRow(
                 inspection_id=inspection_id,
                 outcome=Outcome(outcome).value,
                 label=label or None,
+                regions=[{"index": i, "label": text} for i, text in region_labels] or None,
                 note=note or None,
                 reviewer=reviewer,
                 at=utcnow(),

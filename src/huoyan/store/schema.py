@@ -99,6 +99,8 @@ class RegionRow(Base):
     area_mm2: Mapped[float | None] = mapped_column(Float)
     max_score: Mapped[float] = mapped_column(Float)
     mean_score: Mapped[float] = mapped_column(Float)
+    label: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[float | None] = mapped_column(Float)
 
 
 class EvidenceRow(Base):
@@ -180,6 +182,8 @@ class ReviewRow(Base):
     inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"), index=True)
     outcome: Mapped[str] = mapped_column(String(20))
     label: Mapped[str | None] = mapped_column(String(100))
+    # Corrected region labels: [{"index": position in the record's regions, "label": ...}]
+    regions: Mapped[list[dict[str, object]] | None] = mapped_column(JSON)
     note: Mapped[str | None] = mapped_column(Text)
     reviewer: Mapped[str] = mapped_column(String(100))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -27,7 +27,8 @@ def render_overlay(
     max_side: int | None = None,
 ) -> np.ndarray:
     """An HxWx3 RGB picture: ``image`` blended with ``heat`` (uint8, ``level`` = threshold)
-    and a box around each region, scaled so that its longer side is at most ``max_side``."""
+    and a box around each region (with its label, if named), scaled so that its longer
+    side is at most ``max_side``."""
     rgb = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     h, w = rgb.shape[:2]
     scale = 1.0 if not max_side or max(h, w) <= max_side else max_side / max(h, w)
@@ -49,6 +50,10 @@ def render_overlay(
         p1 = (round(g.x * scale), round(g.y * scale))
         p2 = (round((g.x + g.width) * scale), round((g.y + g.height) * scale))
         cv2.rectangle(picture, p1, p2, BOX_COLOUR, thickness)
+        if g.label:  # a named defect: its type above the box
+            text = g.label
+            y = p1[1] - 3 if p1[1] > 12 else p2[1] + 11
+            cv2.putText(picture, text, (p1[0], y), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * thickness, BOX_COLOUR, thickness)
     return picture
 
 

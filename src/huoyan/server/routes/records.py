@@ -183,9 +183,17 @@ def overlay(
 def review(
     inspection_id: RowId, body: ReviewIn, p: Annotated[Platform, Depends(platform)], principal: Reviewer
 ) -> ReviewOut:
-    """Confirm an NG as a defect or mark it a false alarm; confirm an OK as good or flag a missed defect."""
+    """Confirm an NG as a defect or mark it a false alarm; confirm an OK as good or flag a missed defect.
+    Confirming a defect, correct the labels of its named regions (``regions``)."""
     try:
-        out = p.reviews.add(inspection_id, body.outcome, principal.user.username, body.label, body.note)
+        out = p.reviews.add(
+            inspection_id,
+            body.outcome,
+            principal.user.username,
+            body.label,
+            body.note,
+            [(r.index, r.label) for r in body.regions],
+        )
     except LookupError as exc:
         raise not_found(f"inspection {inspection_id}") from exc
     except ReviewError as exc:

@@ -56,13 +56,18 @@ function definitions(dl, pairs) {
 function reviewLabel(r) {
   if (!r) return "";
   const what = { defect: "defect", false_alarm: "false alarm", good: "good", missed_defect: "missed defect" }[r.outcome];
-  return `${what}${r.label ? " (" + r.label + ")" : ""} · ${r.reviewer}`;
+  const fixed = (r.regions || []).map((x) => `#${x.index + 1} → ${x.label}`).join(", ");
+  return `${what}${r.label ? " (" + r.label + ")" : ""}${fixed ? " · " + fixed : ""} · ${r.reviewer}`;
 }
 
-// Review buttons for one inspection; `done` runs after a review is stored.
-function reviewButtons(rec, done) {
+// Review buttons for one inspection; `done` runs after a review is stored. `regionLabels`,
+// if given, returns the regions whose label the reviewer corrected.
+function reviewButtons(rec, done, regionLabels) {
   const send = async (outcome, label) => {
-    await api(`/api/inspections/${rec.id}/reviews`, { method: "POST", json: { outcome, label: label || null } });
+    const regions = outcome === "defect" && regionLabels ? regionLabels() : [];
+    await api(`/api/inspections/${rec.id}/reviews`, {
+      method: "POST", json: { outcome, label: label || null, regions },
+    });
     done(outcome);
   };
   if (rec.verdict === "NG") {
@@ -213,6 +218,11 @@ pages.record = async () => {
     const img = document.getElementById("overlay");
     if (r.evidence.some((e) => e.kind === "image")) img.src = `/api/inspections/${id}/overlay`;
     else { img.hidden = true; document.getElementById("no-image").hidden = false; }
+    const reference = r.evidence.find((e) => e.kind === "reference");
+    if (reference) {
+      document.getElementById("reference").src = `/api/inspections/${id}/evidence/${reference.sha256}`;
+      document.getElementById("reference-figure").hidden = false;
+    }
     definitions(document.getElementById("fields"), [
       ["station", r.station_id], ["part id", r.part_id], ["source", r.source_name],
       ["score", fmt.num(r.score, 4)], ["score / threshold", fmt.num(r.normalised_score, 3)],
@@ -221,11 +231,21 @@ pages.record = async () => {
       ["arrived", fmt.time(r.arrived_at)], ["latency", `${fmt.num(r.latency_ms, 1)} ms`], ["error", r.error],
       ...r.rules.map((o) => [`${o.met ? "✔" : "✘"} ${o.rule}`, `${fmt.num(o.value, 3)} / ${fmt.num(o.limit, 3)}`]),
     ]);
-    fillRows(document.querySelector("#regions tbody"), r.regions.map((g) => [
+    // A named region's type can be corrected when the defect is confirmed.
+    const corrected = (r.review && r.review.regions) || [];
+    const types = r.regions.map((g, i) => {
+      const now = (corrected.find((x) => x.index === i) || {}).label || g.label || "";
+      return el("input", { value: now, size: 10, class: "region-label", "data-index": i, "data-was": now });
+    });
+    fillRows(document.querySelector("#regions tbody"), r.regions.map((g, i) => [
+      i + 1, g.label ? types[i] : "—", fmt.num(g.confidence, 2),
       g.x, g.y, g.width, g.height, g.area_px, fmt.num(g.area_mm2, 2), fmt.num(g.max_score, 2)]));
+    const regionLabels = () => types
+      .filter((t) => t.value.trim() && t.value.trim() !== t.dataset.was)
+      .map((t) => ({ index: Number(t.dataset.index), label: t.value.trim() }));
     document.getElementById("reviews").replaceChildren(...r.reviews.map((x) =>
       el("li", {}, `${fmt.time(x.at)} · ${reviewLabel(x)}${x.note ? " · " + x.note : ""}`)));
-    document.getElementById("review-actions").replaceChildren(...reviewButtons(r, load));
+    document.getElementById("review-actions").replaceChildren(...reviewButtons(r, load, regionLabels));
   };
   await load();
 };
