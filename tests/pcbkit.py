@@ -2,7 +2,8 @@
 tested images with known defects of DeepPCB's six types, a known motion and lighting.
 
 Copper is dark on a bright laminate, as in DeepPCB. Each board has vertical traces,
-pads and a few horizontal stubs, so registration has structure in both directions.
+pads, a few horizontal stubs and fiducial crosses in its corners, so registration has
+structure in both directions.
 """
 
 from __future__ import annotations
@@ -37,9 +38,17 @@ def board(seed: int, size: int = 192) -> Board:
         b.traces.append(x)
         cv2.rectangle(img, (x, 8), (x + b.trace_width - 1, size - 9), COPPER, -1)
         x += 22 + int(rng.integers(0, 5))
+    # Each trace ends in a pad at one end or the other, at no fixed pitch.
+    for i, x in enumerate(b.traces):
+        end = 14 if (i + seed) % 2 else size - 15
+        cv2.rectangle(img, (x - 3, end - 6), (x + b.trace_width + 2, end + 5), COPPER, -1)
     for _ in range(3):
         y = int(rng.integers(20, size - 20))
         cv2.rectangle(img, (size - 50, y), (size - 12, y + 5), COPPER, -1)
+    # Fiducial marks in the corners, as real boards carry for alignment.
+    for fx, fy in ((8, 8), (size - 9, 8), (8, size - 9), (size - 9, size - 9)):
+        cv2.line(img, (fx - 5, fy), (fx + 5, fy), COPPER, 2)
+        cv2.line(img, (fx, fy - 5), (fx, fy + 5), COPPER, 2)
     for cy in (30, size // 2, size - 34):
         cx = size - 30 + int(rng.integers(-3, 4))
         b.pads.append((cx, cy))

@@ -45,7 +45,20 @@ def full_record(key: str = "k1") -> InspectionRecord:
         verdict=Verdict.NG,
         score=3.0,
         normalised_score=1.5,
-        regions=[Region(x=1, y=2, width=3, height=4, area_px=9, area_mm2=0.5, max_score=1.8, mean_score=1.2, label="short", confidence=0.93)],
+        regions=[
+            Region(
+                x=1,
+                y=2,
+                width=3,
+                height=4,
+                area_px=9,
+                area_mm2=0.5,
+                max_score=1.8,
+                mean_score=1.2,
+                label="short",
+                confidence=0.93,
+            )
+        ],
         rules=[RuleOutcome(rule="score above threshold", met=True, value=3.0, limit=2.0)],
         error=None,
         width=640,

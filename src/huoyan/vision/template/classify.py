@@ -39,8 +39,8 @@ FEATURES = (
     # Topology, in a patch around the candidate: pieces of each tone in the tested image
     # minus those in the template, with 4- and 8-connectivity (an open splits a piece,
     # a short joins two, spurious copper and pin-holes add one of the other tone).
-    # The pixels out of tolerance themselves, before the closing that joins them: a
-    # defect drawn as a thin line or outline stays thin here.
+    # The pixels out of tolerance themselves, before the opening and the closing: a
+    # defect drawn as a thin line or outline stays thin (and whole) here.
     "raw_share",
     "raw_thickness",
     "raw_fragments",
@@ -81,11 +81,13 @@ def region_features(
     aligned: np.ndarray,
     signed: np.ndarray,
     ratio: np.ndarray,
+    unopened: np.ndarray,
     edges: np.ndarray,
     mid_level: float,
 ) -> np.ndarray:
     """The features (``FEATURES``) of candidate ``label`` whose stats are ``box``
-    (x, y, w, h, area); ``image`` is the normalised tested image (float32)."""
+    (x, y, w, h, area); ``image`` is the normalised tested image (uint8), ``ratio``
+    the anomaly map and ``unopened`` the ratio before the opening."""
     x, y, w, h, area = box
     height, width = labels.shape
     x0, y0 = max(0, x - PATCH_PAD), max(0, y - PATCH_PAD)
@@ -109,7 +111,7 @@ def region_features(
     # Would taking the candidate's pixels out of the template's dark (bright) areas split them?
     dark_split = _pieces(tmpl_dark & (1 - cand), 4) - _pieces(tmpl_dark, 4)
     bright_split = _pieces(tmpl_bright & (1 - cand), 4) - _pieces(tmpl_bright, 4)
-    raw = ((ratio[y0:y1, x0:x1] > 1.0) & in_patch).astype(np.uint8)
+    raw = ((unopened[y0:y1, x0:x1] > 1.0) & in_patch).astype(np.uint8)
     raw_area = int(raw.sum())
     raw_boundary = raw_area - int(cv2.erode(raw, np.ones((3, 3), np.uint8), borderValue=0).sum())
     raw_dark_split = _pieces(tmpl_dark & (1 - raw), 4) - _pieces(tmpl_dark, 4)

@@ -53,15 +53,14 @@ def levels(image: np.ndarray, mask: np.ndarray | None = None) -> Levels:
 
 
 def normalise(image: np.ndarray, to: Levels, mask: np.ndarray | None = None) -> np.ndarray:
-    """``image`` (uint8) with its levels mapped linearly onto ``to``'s, as float32."""
+    """``image`` (uint8) with its levels mapped linearly onto ``to``'s (uint8, through a
+    256-entry table: one pass over the pixels)."""
     own = levels(image, mask)
     if own.contrast < 1 or to.contrast < 1:
-        return image.astype(np.float32)
+        return image
     gain = to.contrast / own.contrast
-    out = image.astype(np.float32)
-    out *= gain
-    out += to.dark - own.dark * gain
-    return out
+    table = np.clip(np.arange(256, dtype=np.float32) * gain + (to.dark - own.dark * gain), 0, 255)
+    return np.asarray(cv2.LUT(image, np.round(table).astype(np.uint8)))
 
 
 def edge_strength(template: np.ndarray) -> np.ndarray:
@@ -74,7 +73,7 @@ class Difference:
     """A tested image against its aligned template."""
 
     signed: np.ndarray  # how far the normalised test lies outside the template's band (+ brighter), float32
-    normalised: np.ndarray  # the tested image on the template's levels, float32
+    normalised: np.ndarray  # the tested image on the template's levels, uint8
     edges: np.ndarray  # the template's edge strength, uint8
     valid: np.ndarray  # uint8 0/1: pixels both images cover
 
@@ -82,13 +81,14 @@ class Difference:
 def difference(image: np.ndarray, aligned: np.ndarray, valid: np.ndarray, search_px: int) -> Difference:
     mask = None if valid.all() else valid
     normalised = normalise(image, levels(aligned, mask), mask)
+    low, high = aligned, aligned
     if search_px > 0:
         kernel = np.ones((2 * search_px + 1, 2 * search_px + 1), np.uint8)
-        low = cv2.erode(aligned, kernel).astype(np.float32)
-        high = cv2.dilate(aligned, kernel).astype(np.float32)
-        signed = normalised - np.clip(normalised, low, high)
-    else:
-        signed = normalised - aligned
+        low, high = cv2.erode(aligned, kernel), cv2.dilate(aligned, kernel)
+    # Saturating uint8 arithmetic: above the band, below it; one of the two is zero.
+    above = cv2.subtract(normalised, high)
+    below = cv2.subtract(low, normalised)
+    signed = cv2.subtract(above, below, dtype=cv2.CV_32F)
     return Difference(signed, normalised, edge_strength(aligned), valid)
 
 
@@ -102,14 +102,15 @@ def tolerance_map(lut: np.ndarray, edges: np.ndarray, variation: np.ndarray | No
     return tol
 
 
-def ratio_map(diff: Difference, tolerance: np.ndarray, opening_px: int) -> np.ndarray:
-    """|difference| / tolerance, grey-opened (``opening_px`` square), zero where the
-    template does not cover."""
-    ratio = cv2.divide(np.abs(diff.signed), tolerance)
-    if opening_px > 1:
-        ratio = cv2.morphologyEx(ratio, cv2.MORPH_OPEN, np.ones((opening_px, opening_px), np.uint8))
-    ratio[diff.valid == 0] = 0
-    return ratio
+def ratio_map(diff: Difference, tolerance: np.ndarray, opening_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """|difference| / tolerance, zero where the template does not cover: grey-opened
+    (``opening_px`` square), the anomaly map; and as it is, whose pixels above 1 keep a
+    defect's one-pixel lines (what the classifier looks at)."""
+    raw = cv2.divide(np.abs(diff.signed), tolerance)
+    raw[diff.valid == 0] = 0
+    if opening_px <= 1:
+        return raw, raw
+    return cv2.morphologyEx(raw, cv2.MORPH_OPEN, np.ones((opening_px, opening_px), np.uint8)), raw
 
 
 @dataclass(frozen=True, slots=True)

@@ -265,7 +265,7 @@ class TemplateComparison:
 
     def _candidates(self, p: _Prepared) -> tuple[np.ndarray, list[tuple[Region, np.ndarray, int]], np.ndarray]:
         """The ratio map and each candidate as (unlabelled region, features, label id)."""
-        ratio = ratio_map(p.diff, tolerance_map(self.tolerance_, p.diff.edges, p.variation), self.opening_px)
+        ratio, unopened = ratio_map(p.diff, tolerance_map(self.tolerance_, p.diff.edges, p.variation), self.opening_px)
         found = candidates(ratio, self.merge_px)
         normalised = p.diff.normalised
         mid = float((np.percentile(p.aligned[::8, ::8], 2) + np.percentile(p.aligned[::8, ::8], 98)) / 2)
@@ -279,7 +279,16 @@ class TemplateComparison:
             inside = found.labels[y : y + h, x : x + w] == lab
             values = ratio[y : y + h, x : x + w][inside]
             features = region_features(
-                found.labels, lab, (x, y, w, h, area), normalised, p.aligned, p.diff.signed, ratio, p.diff.edges, mid
+                found.labels,
+                lab,
+                (x, y, w, h, area),
+                normalised,
+                p.aligned,
+                p.diff.signed,
+                ratio,
+                unopened,
+                p.diff.edges,
+                mid,
             )
             x0, y0 = max(0, x - left), max(0, y - top)
             x1, y1 = min(width, x + w + right), min(height, y + h + bottom)

@@ -115,26 +115,27 @@ class Registrar:
 
         coarse = levels[0]
         a, b = _shrink(image, coarse), _shrink(template, coarse)
-        # Two starts on the coarsest level: none, and phase correlation's shift (robust to
-        # large shifts, but on a periodic pattern it may pick a neighbouring period). Each
-        # is refined as a translation first, then with the full motion.
+        # Starts on the coarsest level: none; phase correlation's shift (robust to large
+        # shifts, but on a periodic pattern it may pick a neighbouring period); and, where
+        # the motion may turn the part, the turn and scale that the Fourier-Mellin
+        # transform finds, then the shift after them (a few degrees move a 640 px board's
+        # corners further than its traces are apart).
         starts = [np.eye(3, dtype=np.float32)]
         window = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_32F)
-        # Copies: OpenCV 5.0's phaseCorrelate applies the window to its inputs in place.
-        (dx, dy), _ = cv2.phaseCorrelate(a.copy(), b.copy(), window)
-        if math.hypot(dx, dy) * coarse <= self.max_shift * side and math.hypot(dx, dy) >= 0.5:
-            shifted = np.eye(3, dtype=np.float32)
-            shifted[0, 2], shifted[1, 2] = dx, dy
-            starts.append(shifted)
-        best: tuple[float, np.ndarray] | None = None
-        for start in starts:
-            if motion != cv2.MOTION_TRANSLATION:
-                _, start = refine(a, b, start, cv2.MOTION_TRANSLATION)
-            found = refine(a, b, start)
-            if best is None or found[0] > best[0]:
-                best = found
-        assert best is not None
-        correlation, warp = best
+        shift = _shift(a, b, window)
+        if shift is not None and math.hypot(*shift) * coarse <= self.max_shift * side:
+            starts.append(_similarity(a.shape, 0.0, 1.0, shift))
+        if motion != cv2.MOTION_TRANSLATION:
+            for angle, scale in _turns(a, b, window, self.max_rotation_deg, self.max_scale_change):
+                turned = _similarity(a.shape, angle, scale, (0.0, 0.0))
+                moved = _shift(a, _warped(b, turned, a.shape), window)
+                if moved is not None:
+                    starts.append(_similarity(a.shape, angle, scale, moved))
+        # The start that fits better is refined: first as a translation, then with the full motion.
+        start = max(starts, key=lambda w: _correlation(a, b, w))
+        if motion != cv2.MOTION_TRANSLATION:
+            _, start = refine(a, b, start, cv2.MOTION_TRANSLATION)
+        correlation, warp = refine(a, b, start)
         previous = coarse
         for factor in levels[1:]:
             warp = _rescale(warp, previous / factor)
@@ -242,6 +243,51 @@ def sampling_maps(alignment: Alignment, shape: tuple[int, ...]) -> tuple[np.ndar
         mapped = cv2.perspectiveTransform(points, alignment.warp)
     map_x, map_y = cv2.split(mapped)
     return map_x, map_y
+
+
+def _shift(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> tuple[float, float] | None:
+    """Phase correlation's shift of ``b`` against ``a``, None when it is under half a pixel."""
+    # Copies: OpenCV 5.0's phaseCorrelate applies the window to its inputs in place.
+    (dx, dy), _ = cv2.phaseCorrelate(a.copy(), b.copy(), window)
+    return (float(dx), float(dy)) if math.hypot(dx, dy) >= 0.5 else None
+
+
+def _similarity(shape: tuple[int, ...], angle_deg: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
+    """A 3x3 warp from tested-image pixels to template pixels: turned by ``angle_deg``
+    and scaled about the centre, then shifted."""
+    h, w = shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle_deg, scale)
+    warp = np.vstack([m, [0, 0, 1]]).astype(np.float32)
+    warp[0, 2] += shift[0]
+    warp[1, 2] += shift[1]
+    return warp
+
+
+def _log_polar_spectrum(image: np.ndarray, window: np.ndarray) -> np.ndarray:
+    spectrum = np.fft.fftshift(np.abs(np.fft.fft2(image * window)))
+    spectrum = np.log1p(spectrum).astype(np.float32)
+    h, w = spectrum.shape
+    return cv2.warpPolar(spectrum, (w, h), (w / 2, h / 2), min(w, h) / 2, cv2.WARP_POLAR_LOG | cv2.INTER_LINEAR)
+
+
+def _turns(
+    a: np.ndarray, b: np.ndarray, window: np.ndarray, max_deg: float, max_scale_change: float
+) -> list[tuple[float, float]]:
+    """The turn and scale between ``a`` and ``b`` by the Fourier-Mellin transform (the
+    magnitude spectrum ignores the shift; in log-polar form a turn and a scale become a
+    shift), both ways round since the spectrum cannot tell them apart; [] when there is
+    no turn or scale to speak of, or more than the limits allow."""
+    pa, pb = _log_polar_spectrum(a, window), _log_polar_spectrum(b, window)
+    (d_logr, d_angle), _ = cv2.phaseCorrelate(pa, pb)
+    h, w = pa.shape
+    angle = d_angle * 360.0 / h
+    angle = (angle + 90.0) % 180.0 - 90.0  # the spectrum repeats every half turn
+    scale = math.exp(d_logr * math.log(min(w, h) / 2) / w)
+    if abs(angle) < 0.1 and abs(scale - 1) < 0.002:
+        return []
+    if abs(angle) > max_deg or abs(scale - 1) > max_scale_change:
+        return []
+    return [(angle, scale), (-angle, 1 / scale)]
 
 
 def _correlation(a: np.ndarray, b: np.ndarray, warp: np.ndarray) -> float:
