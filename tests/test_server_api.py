@@ -198,6 +198,16 @@ def test_review_queue_and_outcome_rules(
     assert detail["review"]["reviewer"] == "engineer" and detail["review"]["label"] == "hole"
     listed = client.get("/api/inspections", params={"verdict": "OK"}, headers=h).json()["items"][0]
     assert listed["review"]["outcome"] == "missed_defect"
+    # Confirming a defect, a reviewer names (or corrects) what a region is, by its position.
+    n = len(detail["regions"])
+    assert n >= 1
+    beyond = {"outcome": "defect", "regions": [{"index": n, "label": "crack"}]}
+    refused = client.post(f"/api/inspections/{ng['id']}/reviews", json=beyond, headers=h)
+    assert refused.status_code == 409 and f"has {n} regions" in refused.json()["detail"]
+    named = {"outcome": "defect", "regions": [{"index": 0, "label": "crack"}]}
+    assert client.post(f"/api/inspections/{ng['id']}/reviews", json=named, headers=h).status_code == 201
+    review = client.get(f"/api/inspections/{ng['id']}", headers=h).json()["review"]
+    assert review["regions"] == [{"index": 0, "label": "crack"}]
 
 
 def test_retrain_compare_activate_and_roll_back(

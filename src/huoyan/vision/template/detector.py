@@ -566,7 +566,7 @@ def _variation_map(
     for p, good, alignment in prepared:
         magnitude = np.abs(p.diff.signed) * (good & p.diff.valid)
         flags = cv2.INTER_LINEAR
-        if np.allclose(alignment.warp[2], (0, 0, 1)):
+        if alignment.warp[2, 0] == 0 and alignment.warp[2, 1] == 0:
             back = cv2.warpAffine(magnitude, alignment.warp[:2], (w, h), flags=flags)
         else:
             back = cv2.warpPerspective(magnitude, alignment.warp, (w, h), flags=flags)

@@ -32,6 +32,7 @@ MOTIONS = {
     "perspective": cv2.MOTION_HOMOGRAPHY,
 }
 COARSEST_PX = 160  # phase correlation's level: large shifts are a few pixels here
+TURN_CHECK_BELOW = 0.9  # the coarse correlation under which a turn or scale is looked for
 
 
 class RegistrationError(ValueError):
@@ -94,13 +95,16 @@ class Registrar:
         criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, self.iterations, 1e-4)
         side = max(image.shape)
 
-        def refine(a: np.ndarray, b: np.ndarray, start: np.ndarray, kind: int = motion) -> tuple[float, np.ndarray]:
-            """ECC from ``start``; never worse than ``start`` itself, by one measure (the
-            correlation of the whole image, unblurred: ECC's own is over the overlap it
-            chose). Gauss-Newton steps on sharp edges can overshoot into a worse
-            optimum, and a pattern of parallel stripes has none (it slides along
-            itself): then the start stands."""
-            before = _correlation(a, b, start)
+        def refine(
+            a: np.ndarray, b: np.ndarray, start: np.ndarray, before: float | None = None, kind: int = motion
+        ) -> tuple[float, np.ndarray]:
+            """ECC from ``start`` (whose correlation is ``before``, if known); never worse
+            than ``start`` itself, by one measure (the correlation of the whole image,
+            unblurred: ECC's own is over the overlap it chose). Gauss-Newton steps on
+            sharp edges can overshoot into a worse optimum, and a pattern of parallel
+            stripes has none (it slides along itself): then the start stands."""
+            if before is None:
+                before = _correlation(a, b, start)
             n = 3 if kind == cv2.MOTION_HOMOGRAPHY else 2
             try:
                 _, found = cv2.findTransformECC(  # type: ignore[call-overload]  # no mask, with a blur
@@ -125,17 +129,21 @@ class Registrar:
         shift = _shift(a, b, window)
         if shift is not None and math.hypot(*shift) * coarse <= self.max_shift * side:
             starts.append(_similarity(a.shape, 0.0, 1.0, shift))
-        if motion != cv2.MOTION_TRANSLATION:
+        scored = [(_correlation(a, b, w), w) for w in starts]
+        # A part that a shift alone fits well is not turned: the turn is only looked for
+        # when it is not.
+        if motion != cv2.MOTION_TRANSLATION and max(c for c, _ in scored) < TURN_CHECK_BELOW:
             for angle, scale in _turns(a, b, window, self.max_rotation_deg, self.max_scale_change):
                 turned = _similarity(a.shape, angle, scale, (0.0, 0.0))
                 moved = _shift(a, _warped(b, turned, a.shape), window)
                 if moved is not None:
-                    starts.append(_similarity(a.shape, angle, scale, moved))
+                    warp = _similarity(a.shape, angle, scale, moved)
+                    scored.append((_correlation(a, b, warp), warp))
         # The start that fits better is refined: first as a translation, then with the full motion.
-        start = max(starts, key=lambda w: _correlation(a, b, w))
+        before, start = max(scored, key=lambda cw: cw[0])
         if motion != cv2.MOTION_TRANSLATION:
-            _, start = refine(a, b, start, cv2.MOTION_TRANSLATION)
-        correlation, warp = refine(a, b, start)
+            before, start = refine(a, b, start, before, cv2.MOTION_TRANSLATION)
+        correlation, warp = refine(a, b, start, before)
         previous = coarse
         for factor in levels[1:]:
             warp = _rescale(warp, previous / factor)
@@ -237,7 +245,7 @@ def sampling_maps(alignment: Alignment, shape: tuple[int, ...]) -> tuple[np.ndar
     flow = cv2.resize(alignment.flow, (w, h), interpolation=cv2.INTER_LINEAR)
     xs, ys = _grid(h, w)
     points = np.dstack([xs + flow[..., 0], ys + flow[..., 1]])
-    if np.allclose(alignment.warp[2], (0, 0, 1)):
+    if _affine(alignment.warp):
         mapped = cv2.transform(points, alignment.warp[:2])
     else:
         mapped = cv2.perspectiveTransform(points, alignment.warp)
@@ -290,6 +298,11 @@ def _turns(
     return [(angle, scale), (-angle, 1 / scale)]
 
 
+def _affine(warp: np.ndarray) -> bool:
+    """The warp has no perspective part (a plain check: np.allclose costs more than the warp)."""
+    return bool(warp[2, 0] == 0 and warp[2, 1] == 0 and warp[2, 2] == 1)
+
+
 def _correlation(a: np.ndarray, b: np.ndarray, warp: np.ndarray) -> float:
     """ECC's correlation coefficient of ``a`` and ``b`` under ``warp`` (NaN-free)."""
     value = float(cv2.computeECC(a, _warped(b, warp, a.shape)))
@@ -299,7 +312,7 @@ def _correlation(a: np.ndarray, b: np.ndarray, warp: np.ndarray) -> float:
 def _warped(image: np.ndarray, warp: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     h, w = shape[:2]
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    if np.allclose(warp[2], (0, 0, 1)):
+    if _affine(warp):
         return cv2.warpAffine(image, warp[:2], (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     return cv2.warpPerspective(image, warp, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
 
@@ -329,7 +342,7 @@ def covered(
     ones = np.ones((h, w), np.uint8)
     if maps is not None:
         inside = cv2.remap(ones, maps[0], maps[1], cv2.INTER_NEAREST, borderValue=0)
-    elif np.allclose(alignment.warp[2], (0, 0, 1)):
+    elif _affine(alignment.warp):
         inside = cv2.warpAffine(ones, alignment.warp[:2], (w, h), flags=flags, borderValue=0)
     else:
         inside = cv2.warpPerspective(ones, alignment.warp, (w, h), flags=flags, borderValue=0)
