@@ -68,7 +68,7 @@ class Registrar:
     """How to register (the template detector's parameters, gathered)."""
 
     motion: str = "affine"
-    finest_px: int = 320
+    finest_px: int = 256
     min_correlation: float = 0.7
     max_shift: float = 0.25  # of the image's longer side
     max_rotation_deg: float = 10.0
@@ -157,7 +157,7 @@ class Registrar:
             alignment = Alignment(warp, float(correlation), self._residual_flow(image, template, warp, coarse))
         return alignment
 
-    def _residual_flow(self, image: np.ndarray, template: np.ndarray, warp: np.ndarray, factor: int) -> np.ndarray:
+    def _residual_flow(self, image: np.ndarray, template: np.ndarray, warp: np.ndarray, factor: float) -> np.ndarray:
         """What the global warp leaves, as a smooth displacement field: DIS optical flow
         (Kroeger et al. 2016) on the coarse level, blurred at ``elastic_px`` so that it
         follows the part's stretch and never a defect a few pixels wide."""
@@ -184,28 +184,31 @@ class Registrar:
             raise RegistrationError(f"implausible alignment: scale of {alignment.scale:.2f}")
 
 
-def _pyramid_factors(side: int, finest_px: int) -> list[int]:
-    """Downscaling factors, coarsest first: powers of two from the level near
-    ``COARSEST_PX`` to the one near ``finest_px`` (1 = full resolution)."""
-    finest = 1
-    while side / (finest * 2) >= finest_px:
-        finest *= 2
-    coarsest = finest
+def _pyramid_factors(side: int, finest_px: int) -> list[float]:
+    """Downscaling factors, coarsest first: the power of two that brings the longer side
+    near ``COARSEST_PX``, the powers of two below it, and last the factor that brings it
+    to ``finest_px`` exactly (1 = full resolution). ECC's cost grows with the pixels of
+    its level, so the finest level need not be a power of two."""
+    finest = max(1.0, side / finest_px)
+    coarsest = 1.0
     while side / (coarsest * 2) >= COARSEST_PX:
         coarsest *= 2
-    factors = []
-    f = coarsest
-    while f >= finest:
+    if coarsest <= finest:
+        return [finest]
+    factors = [coarsest]
+    f = coarsest / 2
+    while f > finest:
         factors.append(f)
-        f //= 2
+        f /= 2
+    factors.append(finest)
     return factors
 
 
-def _shrink(image: np.ndarray, factor: int) -> np.ndarray:
+def _shrink(image: np.ndarray, factor: float) -> np.ndarray:
     if factor == 1:
         return image.astype(np.float32)
     h, w = image.shape[:2]
-    small = cv2.resize(image, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(image, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
     return small.astype(np.float32)
 
 
