@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from huoyan import __version__
 from huoyan.core.detector import Comparison, NotFittedError, Scores
 from huoyan.core.models import Calibration, DefectBox, InputSpec, ModelCard, PairedImage, Region
+from huoyan.vision.detection_metrics import IOU_LIMIT, Box, iou
 from huoyan.vision.template.classify import (
     BACKGROUND,
     UNLABELLED,
@@ -43,6 +44,7 @@ from huoyan.vision.template.compare import (
     ratio_map,
     tolerance_map,
 )
+from huoyan.vision.template.evaluate import detected_boxes, truth_boxes
 from huoyan.vision.template.registration import (
     MOTIONS,
     Alignment,
@@ -54,7 +56,6 @@ from huoyan.vision.template.registration import (
 )
 
 THRESHOLD = 1.0  # the ratio to the tolerance at which a candidate becomes a defect
-MATCH_IOU = 0.33  # a candidate "is" an annotated defect above this IoU (DeepPCB's protocol)
 _PARAMS = (
     "template_mode",
     "motion",
@@ -309,6 +310,9 @@ class TemplateComparison:
             p = self._prepare(gray, template, registrar)
         except RegistrationError as exc:
             return float("nan"), Comparison(error=f"registration failed: {exc}")
+        return self._judge_prepared(p)
+
+    def _judge_prepared(self, p: _Prepared) -> tuple[float, Comparison]:
         ratio, found, labels = self._candidates(p)
         reported = [r for r in self._name(found) if r is not None]
         if reported:
@@ -356,7 +360,10 @@ class TemplateComparison:
         pairs = self._pairs(every, template)
         boxes = [s.defects if isinstance(s, PairedImage) else () for s in every]
         registrar = self._registrar()
-        alignments = self._map(lambda pair: self._align_for_fit(pair, registrar), pairs, "register")
+        names = [s.name if isinstance(s, PairedImage) and s.name else f"pair {i}" for i, s in enumerate(every)]
+        alignments = self._map(
+            lambda job: _align_for_fit(registrar, *job), list(zip(pairs, names, strict=True)), "register"
+        )
         self._template, self._variation = template, None
         learner = ToleranceLearner(self.tolerance_quantile, self.tolerance_margin, self.tolerance_floor)
         prepared_variation = []
@@ -416,14 +423,11 @@ class TemplateComparison:
             seed=self.seed,
             train_samples=len(every),
             train_content_sha256=_pairs_digest(pairs),
-            calibration=self._in_sample_calibration(every),
+            calibration=self._in_sample_calibration(pairs, alignments, boxes),
             input=_input_spec(pairs),
             details=details.model_dump(),
         )
         return self
-
-    def _align_for_fit(self, pair: tuple[np.ndarray, np.ndarray], registrar: Registrar) -> Alignment:
-        return registrar.register(*pair)
 
     def _fixed_template(self, samples: Sequence[Any]) -> np.ndarray | None:
         if self.template_mode != "fixed":
@@ -438,17 +442,18 @@ class TemplateComparison:
             raise ValueError("template_mode 'fixed': every training pair must have the same template")
         return first
 
-    def _in_sample_calibration(self, samples: Sequence[Any]) -> Calibration:
+    def _in_sample_calibration(
+        self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], alignments: Sequence[Alignment], boxes: Sequence[Any]
+    ) -> Calibration:
         """What the model does on its own training pairs: the share of pairs with a
         reported defect no annotation covers (an optimistic false-alarm rate)."""
-        judged = self._score_pairs(self._pairs(samples, self._template))
         false_alarm = 0
-        for sample, (_, comparison) in zip(samples, judged, strict=True):
-            truth = sample.defects if isinstance(sample, PairedImage) else ()
-            claimed = [_padded_box(r) for r in comparison.regions]
-            if any(all(_iou(c, (d.x1, d.y1, d.x2, d.y2)) <= MATCH_IOU for d in truth) for c in claimed):
+        for (gray, tmpl), alignment, defects in zip(pairs, alignments, boxes, strict=True):
+            _, comparison = self._judge_prepared(self._compare_aligned(gray, tmpl, alignment))
+            truth = truth_boxes(defects)
+            if any(all(iou(c, t) <= IOU_LIMIT for t in truth) for c in detected_boxes(comparison.regions)):
                 false_alarm += 1
-        rate = false_alarm / len(samples)
+        rate = false_alarm / len(pairs)
         return Calibration(
             method="in-sample",
             threshold=THRESHOLD,
@@ -456,7 +461,7 @@ class TemplateComparison:
             expected_false_reject_rate=rate,
             false_reject_rate_upper=rate,
             confidence=0.0,
-            n_calibration=len(samples),
+            n_calibration=len(pairs),
             region_threshold=THRESHOLD,
         )
 
@@ -549,6 +554,14 @@ class TemplateComparison:
         return model
 
 
+def _align_for_fit(registrar: Registrar, pair: tuple[np.ndarray, np.ndarray], name: str) -> Alignment:
+    """A training pair's alignment; one that cannot be aligned is the caller's to fix, named."""
+    try:
+        return registrar.register(*pair)
+    except RegistrationError as exc:
+        raise ValueError(f"{name}: training pair cannot be registered: {exc}") from None
+
+
 def _good_pixels(shape: tuple[int, ...], defects: Sequence[DefectBox], pad: int = 4) -> np.ndarray:
     good = np.ones(shape[:2], np.uint8)
     for d in defects:
@@ -574,42 +587,29 @@ def _variation_map(
     return cv2.dilate(worst, np.ones((3, 3), np.uint8)) * margin
 
 
-def _padded(region: Region, padding: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+def _padded(region: Region, padding: tuple[int, int, int, int], shape: tuple[int, ...]) -> Box:
     """An unpadded candidate's box with the annotators' margin, inside the image."""
     left, top, right, bottom = padding
     height, width = shape[:2]
-    return (
+    return Box(
         max(0, region.x - left),
         max(0, region.y - top),
         min(width, region.x + region.width + right),
         min(height, region.y + region.height + bottom),
+        "",
     )
 
 
-def _padded_box(region: Region) -> tuple[int, int, int, int]:
-    return region.x, region.y, region.x + region.width, region.y + region.height
-
-
-def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(0, w) * max(0, h)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def _assign(boxes: Sequence[tuple[int, int, int, int]], defects: Sequence[DefectBox]) -> list[str]:
+def _assign(boxes: Sequence[Box], defects: Sequence[DefectBox]) -> list[str]:
     """Each candidate's training label: the annotated defect it overlaps best (IoU above
     the protocol's limit, one candidate per defect), else background."""
-    pairs = sorted(
-        ((_iou(b, (d.x1, d.y1, d.x2, d.y2)), i, j) for i, b in enumerate(boxes) for j, d in enumerate(defects)),
-        reverse=True,
-    )
+    truth = truth_boxes(defects)
+    pairs = sorted(((iou(b, t), i, j) for i, b in enumerate(boxes) for j, t in enumerate(truth)), reverse=True)
     names = [BACKGROUND] * len(boxes)
     used_box: set[int] = set()
     used_defect: set[int] = set()
     for overlap, i, j in pairs:
-        if overlap <= MATCH_IOU:
+        if overlap <= IOU_LIMIT:
             break
         if i in used_box or j in used_defect:
             continue
