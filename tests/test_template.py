@@ -230,3 +230,32 @@ def test_cli_fits_predicts_and_evaluates_pairs_and_bad_pairs_are_error_rows(tmp_
     result = json.loads(report.read_text())
     assert result["pairs"] == 3 and result["errors"] == 0
     assert result["class_agnostic"]["n_truth"] == 3 and result["class_agnostic"]["recall"] == 1.0
+
+
+def _stretch(image: np.ndarray, amplitude: float) -> np.ndarray:
+    """A smooth, non-rigid stretch (a flexible board, a print on a curved label)."""
+    h, w = image.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    dx = amplitude * np.sin(2 * np.pi * ys / h)
+    dy = amplitude * np.sin(2 * np.pi * xs / w)
+    return cv2.remap(image, xs + dx, ys + dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def test_elastic_registration_follows_a_stretch_that_a_rigid_one_reports_as_defects() -> None:
+    train = training_pairs(24)
+    rigid = TemplateComparison(**FAST).fit(train)
+    elastic = TemplateComparison(elastic_px=8, **FAST).fit(train)
+    good = [pair(700 + i) for i in range(3)]
+    stretched = [PairedImage(_stretch(p.image, 4.0), p.template) for p in good]
+    false_rigid = [len(c.regions) for c in rigid.score(stretched).evidence]
+    false_elastic = [len(c.regions) for c in elastic.score(stretched).evidence]
+    assert min(false_rigid) >= 5, false_rigid
+    assert max(false_elastic) <= 2, false_elastic
+    defective = pair(800, ("copper",))
+    (_, (comparison,)) = elastic.score([PairedImage(_stretch(defective.image, 4.0), defective.template)])
+    assert "copper" in [r.label for r in comparison.regions]
+    # Where the flow has nothing to hold on to (flat laminate, borders) it is not
+    # believed beyond a quarter of the smoothing scale.
+    assert good[0].template is not None
+    alignment = Registrar(elastic_px=8).register(stretched[0].image, good[0].template)
+    assert alignment.flow is not None and float(np.abs(alignment.flow).max()) <= 0.25 * 8 + 1e-4

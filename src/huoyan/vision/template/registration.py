@@ -32,6 +32,7 @@ MOTIONS = {
     "perspective": cv2.MOTION_HOMOGRAPHY,
 }
 COARSEST_PX = 160  # phase correlation's level: large shifts are a few pixels here
+ELASTIC_SHARE = 0.25  # largest residual displacement, as a share of elastic_px
 TURN_CHECK_BELOW = 0.9  # the coarse correlation under which a turn or scale is looked for
 
 
@@ -166,6 +167,12 @@ class Registrar:
         shape = small.shape
         moved = _warped(cv2.resize(template, (shape[1], shape[0]), interpolation=cv2.INTER_AREA), scaled, shape)
         flow = _flow_engine().calc(small, moved, None)
+        # Optical flow is unreliable where the pattern gives it nothing to hold on to
+        # (flat laminate, along a trace, at the border): a stretch moves a pixel by a
+        # small part of the distance over which it varies, so larger vectors are cut
+        # to that before the field is smoothed.
+        limit = ELASTIC_SHARE * self.elastic_px / factor
+        np.clip(flow, -limit, limit, out=flow)
         flow = cv2.GaussianBlur(flow, (0, 0), max(0.5, self.elastic_px / factor))
         return flow * factor
 
