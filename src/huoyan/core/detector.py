@@ -47,6 +47,30 @@ class Comparison:
     error: str | None = None
 
 
+class Parameters:
+    """``get_params``/``set_params`` over the names in ``PARAMS`` (scikit-learn's
+    ``BaseEstimator``, reduced): what every detector kind shares of the contract."""
+
+    PARAMS: ClassVar[tuple[str, ...]] = ()
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.PARAMS}
+
+    def set_params(self, **params: Any) -> Self:
+        unknown = sorted(set(params) - set(self.PARAMS))
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no parameter {', '.join(unknown)}; it has {', '.join(self.PARAMS)}"
+            )
+        for name, value in params.items():
+            setattr(self, name, value)
+        self._parameters_changed(set(params))
+        return self
+
+    def _parameters_changed(self, names: set[str]) -> None:
+        """Drop what was built from the parameters in ``names`` (a runtime, a cache)."""
+
+
 @runtime_checkable
 class Detector(Protocol):
     """What every detector kind provides."""

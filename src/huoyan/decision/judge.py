@@ -95,6 +95,33 @@ def verdict(score: float, regions: Sequence[Region], policy: Policy) -> Verdict:
     return verdict_of(rule_outcomes(score, regions, policy), policy)
 
 
+def judged(
+    name: str,
+    score: float,
+    regions: list[Region],
+    policy: Policy,
+    size: tuple[int, int],
+    anomaly_map: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
+) -> InspectionResult:
+    """The result for a part: its counted regions and the policy's rule outcomes and
+    verdict; the anomaly map and the reference travel with it unstored."""
+    rules = rule_outcomes(score, regions, policy)
+    width, height = size
+    return InspectionResult(
+        source_name=name,
+        verdict=verdict_of(rules, policy),
+        rules=rules,
+        score=score,
+        normalised_score=score / policy.threshold,
+        regions=regions,
+        width=width,
+        height=height,
+        anomaly_map=anomaly_map,
+        reference=reference,
+    )
+
+
 class ImageDecider:
     """Judges images from their score and model-resolution anomaly map."""
 
@@ -111,18 +138,7 @@ class ImageDecider:
         raw_map = resize_map(model_map, width, height)
         above = score > p.threshold
         regions = find_regions(raw_map / p.threshold, 1.0, p.min_region_area_px, p.mm_per_px) if above else []
-        rules = rule_outcomes(score, regions, p)
-        return InspectionResult(
-            source_name=name,
-            verdict=verdict_of(rules, p),
-            rules=rules,
-            score=score,
-            normalised_score=score / p.threshold,
-            regions=regions,
-            width=width,
-            height=height,
-            anomaly_map=raw_map,
-        )
+        return judged(name, score, regions, p, (width, height), anomaly_map=raw_map)
 
     def judge_batch(
         self, images: Sequence[np.ndarray], scores: Sequence[float], maps: Sequence[np.ndarray], names: Sequence[str]
@@ -158,19 +174,7 @@ class DefectDecider:
             for r in evidence.regions
             if r.max_score > p.threshold and r.area_px >= p.min_region_area_px
         ]
-        rules = rule_outcomes(score, regions, p)
-        return InspectionResult(
-            source_name=name,
-            verdict=verdict_of(rules, p),
-            rules=rules,
-            score=score,
-            normalised_score=score / p.threshold,
-            regions=regions,
-            width=width,
-            height=height,
-            anomaly_map=evidence.anomaly_map,
-            reference=evidence.reference,
-        )
+        return judged(name, score, regions, p, (width, height), evidence.anomaly_map, evidence.reference)
 
 
 def decider_for(detector: Any, policy: Policy) -> Decider:

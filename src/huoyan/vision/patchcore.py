@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from huoyan import __version__
-from huoyan.core.detector import NotFittedError, Scores
+from huoyan.core.detector import NotFittedError, Parameters, Scores
 from huoyan.core.models import InputSpec, ModelCard
 from huoyan.vision.anomaly_map import patch_grid_to_map
 from huoyan.vision.artifact import PatchCoreDetails
@@ -60,7 +60,7 @@ def content_sha256(images: Sequence[np.ndarray]) -> str:
     return h.hexdigest()
 
 
-class PatchCore:
+class PatchCore(Parameters):
     """Learn normal appearance from good images; score new ones and say where they differ.
 
     Parameters are explicit and stored unchanged, as in scikit-learn:
@@ -117,23 +117,15 @@ class PatchCore:
         self._index: NearestNeighbourIndex | None = None
 
     kind: ClassVar[str] = "patchcore"
+    PARAMS = _PARAMS
     names_defects: ClassVar[bool] = False  # its regions are cut from the anomaly map
     # Learned by ``fit`` (or read by ``load``), never set in ``__init__``.
     bank_: np.ndarray
     card_: ModelCard
 
-    def get_params(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _PARAMS}
-
-    def set_params(self, **params: Any) -> Self:
-        unknown = sorted(set(params) - set(_PARAMS))
-        if unknown:
-            raise ValueError(f"PatchCore has no parameter {', '.join(unknown)}; it has {', '.join(_PARAMS)}")
-        for name, value in params.items():
-            setattr(self, name, value)
-        if {"backbone", "image_size", "runtime"} & set(params):
+    def _parameters_changed(self, names: set[str]) -> None:
+        if {"backbone", "image_size", "runtime"} & names:
             self._runtime = None  # rebuilt for the new input on next use
-        return self
 
     def _check_params(self) -> None:
         if self.backbone not in BACKBONES:

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from huoyan import __version__
-from huoyan.core.detector import Comparison, NotFittedError, Scores
+from huoyan.core.detector import Comparison, NotFittedError, Parameters, Scores
 from huoyan.core.models import Calibration, DefectBox, InputSpec, ModelCard, PairedImage, Region
 from huoyan.vision.detection_metrics import IOU_LIMIT, Box, iou
 from huoyan.vision.template.classify import (
@@ -120,7 +120,7 @@ def _digest(image: np.ndarray) -> str:
     return hashlib.sha256(repr(image.shape).encode() + image.tobytes()).hexdigest()
 
 
-class TemplateComparison:
+class TemplateComparison(Parameters):
     """Compare each tested image with its golden template; find, box and name defects.
 
     - ``template_mode``: ``paired`` (each image comes with its template, e.g. a board
@@ -146,6 +146,7 @@ class TemplateComparison:
     """
 
     kind: ClassVar[str] = "template"
+    PARAMS = _PARAMS
     names_defects: ClassVar[bool] = True
     card_: ModelCard
     tolerance_: np.ndarray
@@ -192,17 +193,6 @@ class TemplateComparison:
         self._classifier_onnx: bytes | None = None
 
     # -- parameters -------------------------------------------------------------------
-    def get_params(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _PARAMS}
-
-    def set_params(self, **params: Any) -> Self:
-        unknown = sorted(set(params) - set(_PARAMS))
-        if unknown:
-            raise ValueError(f"TemplateComparison has no parameter {', '.join(unknown)}; it has {', '.join(_PARAMS)}")
-        for name, value in params.items():
-            setattr(self, name, value)
-        return self
-
     def _registrar(self) -> Registrar:
         return Registrar(
             motion=self.motion,
