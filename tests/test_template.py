@@ -175,7 +175,9 @@ def _write_pair(folder: Path, stem: str, p: PairedImage) -> None:
     )
 
 
-def test_cli_fits_predicts_and_evaluates_pairs_and_bad_pairs_are_error_rows(tmp_path: Path) -> None:
+def test_cli_fits_predicts_and_evaluates_pairs_and_bad_pairs_are_error_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from huoyan.cli import main
 
     train = tmp_path / "train" / "g1"
@@ -184,6 +186,7 @@ def test_cli_fits_predicts_and_evaluates_pairs_and_bad_pairs_are_error_rows(tmp_
         _write_pair(train, f"{i:03d}", p)
     model = tmp_path / "pcb.safetensors"
     assert main(["fit", "--detector", "template", str(tmp_path / "train"), "-o", str(model), "--n-trees", "30"]) == 0
+    assert "of the 18 training pairs show a defect no annotation covers" in capsys.readouterr().out
 
     test = tmp_path / "test" / "g2"
     test.mkdir(parents=True)
@@ -219,15 +222,9 @@ def test_cli_fits_predicts_and_evaluates_pairs_and_bad_pairs_are_error_rows(tmp_
         "image,template,annotation\n"
         + "".join(f"test/g2/ok{i}_test.png,test/g2/ok{i}_temp.png,test/g2_not/ok{i}.txt\n" for i in range(3))
     )
-    report = tmp_path / "report.json"
-    import contextlib
-    import io
-
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        assert main(["evaluate", str(model), "--pairs", str(csv), "--json"]) == 0
-    report.write_text(buffer.getvalue())
-    result = json.loads(report.read_text())
+    capsys.readouterr()
+    assert main(["evaluate", str(model), "--pairs", str(csv), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
     assert result["pairs"] == 3 and result["errors"] == 0
     assert result["class_agnostic"]["n_truth"] == 3 and result["class_agnostic"]["recall"] == 1.0
 

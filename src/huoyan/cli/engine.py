@@ -89,11 +89,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(f"model: {path}")
         shown = ", ".join(f"{k} {v}" for k, v in card.details.items() if not k.endswith("sha256"))
         print(f"{card.kind} from {card.train_samples} {what} in {elapsed:.1f} s: {shown}")
-        print(
-            f"threshold {cal.threshold:.4g} ({cal.method}, n={cal.n_calibration}): "
-            f"expected false-reject rate {cal.expected_false_reject_rate:.3%}, "
-            f"<= {cal.false_reject_rate_upper:.3%} at {cal.confidence:.0%} confidence"
-        )
+        if cal.method == "in-sample":  # a template model: no held-out good parts to bound a rate
+            print(
+                f"{cal.expected_false_reject_rate:.1%} of the {cal.n_calibration} training pairs show a defect "
+                "no annotation covers (in-sample: expect more on new parts)"
+            )
+        else:
+            print(
+                f"threshold {cal.threshold:.4g} ({cal.method}, n={cal.n_calibration}): "
+                f"expected false-reject rate {cal.expected_false_reject_rate:.3%}, "
+                f"<= {cal.false_reject_rate_upper:.3%} at {cal.confidence:.0%} confidence"
+            )
         if cal.f1_metrics:
             print(f"F1-optimal threshold {cal.f1_threshold:.4g}: {cal.f1_metrics}")
     return 0
