@@ -130,6 +130,12 @@ class Trainer:
             parent = load_image_detector(artifact_of(active, self.artifacts), runtime=self.runtime)
         except FileNotFoundError as exc:
             raise TrainingError(str(exc)) from exc
+        if getattr(parent, "names_defects", False):
+            # Its classifier learns from annotated pairs, which the review queue does not hold yet.
+            raise TrainingError(
+                f"the station's {parent.kind!r} model learns from annotated template/test pairs: "
+                "train it with 'huoyan fit --detector template' and upload the version"
+            )
         max_images = int(job["params"].get("max_images", 200))
         picked = self.reviews.good_images(host.station_id, max_images)
         train, kept = self._images(host, [sha for _, sha in picked])
