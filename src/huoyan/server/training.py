@@ -134,7 +134,7 @@ class Trainer:
             # Its classifier learns from annotated pairs, which the review queue does not hold yet.
             raise TrainingError(
                 f"the station's {parent.kind!r} model learns from annotated template/test pairs: "
-                "train it with 'huoyan fit --detector template' and upload the version"
+                "train it with 'huoyan fit --detector template' and name the new file in the recipe's model"
             )
         max_images = int(job["params"].get("max_images", 200))
         picked = self.reviews.good_images(host.station_id, max_images)
