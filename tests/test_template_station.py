@@ -85,3 +85,26 @@ def test_a_template_model_without_a_templates_section_is_refused_at_start(templa
     bad = _recipe(tmp_path, template_model, tmp_path / "inbox", "templates: {folder: g, name: '{row}.png'}")
     with pytest.raises(RecipeError, match=r"templates: Value error, name '\{row\}.png' uses 'row'"):
         load_recipe(bad)
+
+
+def test_server_training_refuses_a_template_station_with_the_way_to_train_it(
+    template_model: Path, tmp_path: Path
+) -> None:
+    """The review queue holds good images, not annotated pairs: retraining a template
+    model from it would silently drop its classifier, so the job says what to do."""
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from huoyan.server.training import Trainer, TrainingError
+    from huoyan.store.blobs import BlobStore, file_sha256
+
+    blobs = BlobStore(tmp_path / "blobs")
+    sha = file_sha256(template_model)
+    blobs.put_file(template_model, sha)
+    versions = SimpleNamespace(active=lambda station: {"model_sha256": sha, "path": str(template_model), "version": 1})
+    host = SimpleNamespace(station_id="aoi-1")
+    trainer = Trainer(cast(Any, versions), cast(Any, None), lambda: {"aoi-1": cast(Any, host)}, blobs, tmp_path)
+    with pytest.raises(
+        TrainingError, match=r"learns from annotated template/test pairs.*huoyan fit --detector template"
+    ):
+        trainer._train({"station_id": "aoi-1", "params": {}, "id": 1})
