@@ -78,7 +78,7 @@ def test_each_defect_type_is_found_and_named(trained: TemplateComparison) -> Non
     for seed in range(900, 912):
         kind = TYPES[seed % 6]
         p = pair(seed, (kind,))
-        (_, comparison) = trained.score([p])[0][0], trained.score([p])[1][0]
+        comparison = trained.score([p]).evidence[0]
         truth = p.defects[0]
         total += 1
         hits = [

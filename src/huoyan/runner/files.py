@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from huoyan.core.detector import Decider, ImageDetector
-from huoyan.core.models import InspectionResult, PairedImage, Verdict
+from huoyan.core.models import InspectionResult, Verdict
 from huoyan.vision.imageio import ImageError, list_inputs, read_image
 from huoyan.vision.template.pairs import PairFiles, PairsError, load_pair
 
@@ -97,7 +97,7 @@ def _read_one(path: str) -> Loader:
 def _pair_loader(files: PairFiles) -> Loader:
     def load() -> tuple[Any, np.ndarray]:
         pair = load_pair(files)
-        return PairedImage(pair.image, pair.template, name=pair.name), pair.image
+        return pair, pair.image
 
     return load
 

@@ -74,13 +74,15 @@ class Difference:
 
     signed: np.ndarray  # how far the normalised test lies outside the template's band (+ brighter), float32
     normalised: np.ndarray  # the tested image on the template's levels, uint8
+    levels: Levels  # the template's dark and bright levels
     edges: np.ndarray  # the template's edge strength, uint8
     valid: np.ndarray  # uint8 0/1: pixels both images cover
 
 
 def difference(image: np.ndarray, aligned: np.ndarray, valid: np.ndarray, search_px: int) -> Difference:
     mask = None if valid.all() else valid
-    normalised = normalise(image, levels(aligned, mask), mask)
+    template_levels = levels(aligned, mask)
+    normalised = normalise(image, template_levels, mask)
     low, high = aligned, aligned
     if search_px > 0:
         kernel = np.ones((2 * search_px + 1, 2 * search_px + 1), np.uint8)
@@ -89,7 +91,7 @@ def difference(image: np.ndarray, aligned: np.ndarray, valid: np.ndarray, search
     above = cv2.subtract(normalised, high)
     below = cv2.subtract(low, normalised)
     signed = cv2.subtract(above, below, dtype=cv2.CV_32F)
-    return Difference(signed, normalised, edge_strength(aligned), valid)
+    return Difference(signed, normalised, template_levels, edge_strength(aligned), valid)
 
 
 def tolerance_map(lut: np.ndarray, edges: np.ndarray, variation: np.ndarray | None) -> np.ndarray:

@@ -44,9 +44,8 @@ from huoyan.vision.template.compare import (
     ratio_map,
     tolerance_map,
 )
-from huoyan.vision.template.evaluate import detected_boxes, truth_boxes
+from huoyan.vision.template.evaluate import truth_boxes
 from huoyan.vision.template.registration import (
-    MOTIONS,
     Alignment,
     Registrar,
     RegistrationError,
@@ -95,7 +94,6 @@ class TemplateDetails(BaseModel):
 class _Prepared:
     """A tested image against its template, registered, before the tolerance."""
 
-    gray: np.ndarray
     aligned: np.ndarray
     diff: Difference
     variation: np.ndarray | None
@@ -204,8 +202,6 @@ class TemplateComparison(Parameters):
     def _check_params(self) -> None:
         if self.template_mode not in TEMPLATE_MODES:
             raise ValueError(f"template_mode must be one of {TEMPLATE_MODES}")
-        if self.motion not in MOTIONS:
-            raise ValueError(f"motion must be one of {tuple(MOTIONS)}")
         self._registrar().check()
         if not 0.5 < self.tolerance_quantile < 1:
             raise ValueError("tolerance_quantile must be in (0.5, 1)")
@@ -252,14 +248,15 @@ class TemplateComparison(Parameters):
         aligned = warp_template(template, alignment, shape, maps)
         valid = covered(alignment, shape, maps=maps)
         variation = None if self._variation is None else warp_template(self._variation, alignment, shape, maps)
-        return _Prepared(gray, aligned, difference(gray, aligned, valid, self.search_px), variation)
+        return _Prepared(aligned, difference(gray, aligned, valid, self.search_px), variation)
 
-    def _candidates(self, p: _Prepared) -> tuple[np.ndarray, list[tuple[Region, np.ndarray, int]], np.ndarray]:
-        """The ratio map and each candidate as (unlabelled region, features, label id)."""
+    def _candidates(self, p: _Prepared) -> tuple[np.ndarray, list[tuple[Region, np.ndarray]], np.ndarray]:
+        """The ratio map, each candidate as (unlabelled region, its features), and the
+        candidates' label image (0 outside every candidate)."""
         ratio, unopened = ratio_map(p.diff, tolerance_map(self.tolerance_, p.diff.edges, p.variation), self.opening_px)
         found = candidates(ratio, self.merge_px)
         normalised = p.diff.normalised
-        mid = float((np.percentile(p.aligned[::8, ::8], 2) + np.percentile(p.aligned[::8, ::8], 98)) / 2)
+        mid = (p.diff.levels.dark + p.diff.levels.bright) / 2  # between the template's two tones
         height, width = ratio.shape
         left, top, right, bottom = self.padding_
         out = []
@@ -292,7 +289,7 @@ class TemplateComparison(Parameters):
                 max_score=float(values.max()),
                 mean_score=float(values.mean()),
             )
-            out.append((region, features, lab))
+            out.append((region, features))
         return ratio, out, found.labels
 
     def _judge_one(self, gray: np.ndarray, template: np.ndarray, registrar: Registrar) -> tuple[float, Comparison]:
@@ -315,7 +312,7 @@ class TemplateComparison(Parameters):
         reported.sort(key=lambda r: (r.confidence or 0.0, r.max_score), reverse=True)
         return score, Comparison(regions=reported, anomaly_map=ratio, reference=p.aligned)
 
-    def _name(self, found: list[tuple[Region, np.ndarray, int]]) -> list[Region | None]:
+    def _name(self, found: list[tuple[Region, np.ndarray]]) -> list[Region | None]:
         """Each candidate labelled, or None where the classifier dismisses it."""
         if not found:
             return []
@@ -324,13 +321,13 @@ class TemplateComparison(Parameters):
             # far out of tolerance (ratio 2 -> 0.5, ratio 4 -> 0.75).
             return [
                 r.model_copy(update={"label": UNLABELLED, "confidence": 1.0 - THRESHOLD / max(r.max_score, THRESHOLD)})
-                for r, _, _ in found
+                for r, _ in found
             ]
-        probs = self._classifier.probabilities(np.stack([f for _, f, _ in found]))
+        probs = self._classifier.probabilities(np.stack([f for _, f in found]))
         classes = self._classifier.classes
         defect_cols = [i for i, c in enumerate(classes) if c != BACKGROUND]
         out: list[Region | None] = []
-        for (region, _, _), p in zip(found, probs, strict=True):
+        for (region, _), p in zip(found, probs, strict=True):
             is_defect = float(p[defect_cols].sum())
             best = defect_cols[int(np.argmax(p[defect_cols]))]
             if is_defect < max(self.min_confidence, 1e-9):
@@ -378,11 +375,11 @@ class TemplateComparison(Parameters):
         for cands, defects, (gray, _) in zip(found, boxes, pairs, strict=True):
             shape = gray.shape
             names = (
-                _assign([_padded(r, self.padding_, shape) for r, _, _ in cands], defects)
+                _assign([_padded(r, self.padding_, shape) for r, _ in cands], defects)
                 if annotated
                 else [UNLABELLED] * len(cands)
             )
-            for (_, f, _), name in zip(cands, names, strict=True):
+            for (_, f), name in zip(cands, names, strict=True):
                 features.append(f)
                 labels.append(name)
         self._classifier = None
@@ -413,7 +410,7 @@ class TemplateComparison(Parameters):
             seed=self.seed,
             train_samples=len(every),
             train_content_sha256=_pairs_digest(pairs),
-            calibration=self._in_sample_calibration(pairs, alignments, boxes),
+            calibration=self._in_sample_calibration(found, [g.shape for g, _ in pairs], boxes),
             input=_input_spec(pairs),
             details=details.model_dump(),
         )
@@ -433,17 +430,21 @@ class TemplateComparison(Parameters):
         return first
 
     def _in_sample_calibration(
-        self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], alignments: Sequence[Alignment], boxes: Sequence[Any]
+        self,
+        found: Sequence[list[tuple[Region, np.ndarray]]],
+        shapes: Sequence[tuple[int, ...]],
+        boxes: Sequence[Sequence[DefectBox]],
     ) -> Calibration:
         """What the model does on its own training pairs: the share of pairs with a
-        reported defect no annotation covers (an optimistic false-alarm rate)."""
+        reported defect no annotation covers (an optimistic false-alarm rate). The
+        candidates are those fit found; only naming them is left to do."""
         false_alarm = 0
-        for (gray, tmpl), alignment, defects in zip(pairs, alignments, boxes, strict=True):
-            _, comparison = self._judge_prepared(self._compare_aligned(gray, tmpl, alignment))
+        for cands, shape, defects in zip(found, shapes, boxes, strict=True):
+            claimed = [_padded(r, self.padding_, shape) for r in self._name(cands) if r is not None]
             truth = truth_boxes(defects)
-            if any(all(iou(c, t) <= IOU_LIMIT for t in truth) for c in detected_boxes(comparison.regions)):
+            if any(all(iou(c, t) <= IOU_LIMIT for t in truth) for c in claimed):
                 false_alarm += 1
-        rate = false_alarm / len(pairs)
+        rate = false_alarm / len(found)
         return Calibration(
             method="in-sample",
             threshold=THRESHOLD,
@@ -451,7 +452,7 @@ class TemplateComparison(Parameters):
             expected_false_reject_rate=rate,
             false_reject_rate_upper=rate,
             confidence=0.0,
-            n_calibration=len(pairs),
+            n_calibration=len(found),
             region_threshold=THRESHOLD,
         )
 
@@ -610,13 +611,13 @@ def _assign(boxes: Sequence[Box], defects: Sequence[DefectBox]) -> list[str]:
 
 
 def _annotation_margin(
-    found: Sequence[Sequence[tuple[Region, np.ndarray, int]]], boxes: Sequence[Sequence[DefectBox]]
+    found: Sequence[Sequence[tuple[Region, np.ndarray]]], boxes: Sequence[Sequence[DefectBox]]
 ) -> tuple[int, int, int, int]:
     """The median margin (left, top, right, bottom) between a candidate's pixels and the
     annotated box around it, over candidates whose centre lies in exactly one box."""
     margins = []
     for cands, defects in zip(found, boxes, strict=True):
-        for region, _, _ in cands:
+        for region, _ in cands:
             cx, cy = region.x + region.width / 2, region.y + region.height / 2
             around = [d for d in defects if d.x1 <= cx <= d.x2 and d.y1 <= cy <= d.y2]
             if len(around) == 1:
