@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from huoyan.vision.calibration import calibrate, conformal_rank, f1_optimal
+from huoyan.core.calibration import calibrate, conformal_rank, f1_optimal
 
 
 def test_conformal_rank() -> None:

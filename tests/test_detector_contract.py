@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from huoyan.core.detector import Comparison, Detector, NotFittedError, clone
+from huoyan.core.detector import Comparison, Condition, Detector, NotFittedError, clone
 from huoyan.detectors import REGISTRY, UnknownDetectorKind, load_detector
 from huoyan.sampleline.generator import make_sample
 
@@ -50,9 +50,28 @@ def _template_case() -> tuple[dict[str, Any], list[Any], list[Any], list[Any]]:
     return params, training_pairs(8), [pair(40, ("open",)), pair(41), pair(42, ("copper", "spur"))], bad
 
 
+def _vibration_case() -> tuple[dict[str, Any], list[Any], list[Any], list[Any]]:
+    from dataclasses import replace
+
+    from signalkit import RPM, signal_windows
+
+    params = {"window_s": 0.25, "hop_s": 0.125, "bearing": "6205", "rpm": RPM, "seed": 3}
+    window = signal_windows(0.5)[0]
+    bad: list[Any] = [
+        [],
+        [np.zeros(5000)],  # bare samples, no rate
+        [replace(window, samples=np.full(5000, np.nan))],
+        ["not a window"],
+        [replace(window, samples=window.samples.astype(np.int32))],
+    ]
+    probe = [signal_windows(0.5, None, 9)[0], signal_windows(0.5, "outer_race", 9)[1], signal_windows(0.5, None, 8)[2]]
+    return params, signal_windows(2.0, None, 1), probe, bad
+
+
 CASES: dict[str, Callable[[], tuple[dict[str, Any], list[Any], list[Any], list[Any]]]] = {
     "patchcore": _patchcore_case,
     "template": _template_case,
+    "vibration": _vibration_case,
 }
 
 
@@ -61,6 +80,10 @@ def _evidence(e: Any) -> np.ndarray:
     if isinstance(e, Comparison):
         boxes = [[r.x, r.y, r.width, r.height, r.max_score, r.confidence or 0.0] for r in e.regions]
         return np.concatenate([np.ravel(e.anomaly_map if e.anomaly_map is not None else []), np.ravel(boxes)])
+    if isinstance(e, Condition):
+        assert e.diagnosis is not None and e.envelope is not None
+        rises = [f.rise_db or 0.0 for f in e.diagnosis.evidence]
+        return np.concatenate([list(e.features.values()), e.envelope, rises])
     return np.asarray(e)
 
 
@@ -137,7 +160,9 @@ def test_a_recipe_naming_a_kind_that_is_not_installed_is_refused(model_file: Pat
         f"station: s1\nproduct: p\nrecipe: r\nversion: '1'\nsource: {{type: http}}\nmodel: {model_file}\n"
         "detector: vibration-envelope\n"
     )
-    with pytest.raises(UnknownDetectorKind, match=r"'vibration-envelope' is not installed here.*patchcore, template"):
+    with pytest.raises(
+        UnknownDetectorKind, match=r"'vibration-envelope' is not installed here.*patchcore, template, vibration"
+    ):
         open_station(load_recipe(recipe), f"sqlite:///{tmp_path / 'r.db'}")
     recipe.write_text(recipe.read_text().replace("vibration-envelope", "patchcore"))
     assert open_station(load_recipe(recipe), f"sqlite:///{tmp_path / 'r.db'}").model_sha256
@@ -151,12 +176,12 @@ def test_model_files_of_the_previous_release_still_load(tmp_path: Path) -> None:
 
     from safetensors.numpy import load_file, save_file
 
-    from huoyan.vision.artifact import _read_metadata
+    from huoyan.core.artifact import read_metadata
 
     params, train, probe, _ = CASES["patchcore"]()
     model = REGISTRY["patchcore"](**params).fit(train)
     path = model.save(tmp_path / "new.safetensors")
-    meta = _read_metadata(path)
+    meta = read_metadata(path)
     del meta["kind"]
     meta["params"] = json.dumps({**json.loads(meta["params"]), "min_region_area": 0, "mm_per_px": None})
     card = json.loads(meta["card"])  # the first release's card: PatchCore's fields at the top

@@ -3,10 +3,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from huoyan.core.artifact import ArtifactError
 from huoyan.core.models import InspectionResult, Verdict
 from huoyan.decision.judge import ImageDecider, Policy
 from huoyan.sampleline.generator import make_sample
-from huoyan.vision.artifact import ArtifactError
 from huoyan.vision.imageio import list_images, read_image
 from huoyan.vision.patchcore import NotFittedError, PatchCore
 

@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
+from huoyan.core.artifact import ArtifactError
 from huoyan.core.detector import Comparison
 from huoyan.core.models import PairedImage, Verdict
 from huoyan.decision.judge import DefectDecider, Policy, decider_for
 from huoyan.detectors import load_detector
-from huoyan.vision.artifact import ArtifactError
 from huoyan.vision.template.detector import TemplateComparison
 from huoyan.vision.template.registration import Registrar, RegistrationError
 from pcbkit import TYPES, board, forward, move, pair, relight, training_pairs
@@ -147,12 +147,12 @@ def test_a_fixed_template_model_judges_bare_images(tmp_path: Path) -> None:
 def test_a_tampered_template_model_is_refused(trained: TemplateComparison, tmp_path: Path) -> None:
     from safetensors.numpy import load_file, save_file
 
-    from huoyan.vision.artifact import _read_metadata
+    from huoyan.core.artifact import read_metadata
 
     path = trained.save(tmp_path / "m")
     tensors = load_file(str(path))
     tensors["tolerance"] = tensors["tolerance"] * 2  # a looser tolerance, slipped in
-    save_file(tensors, str(path), metadata=_read_metadata(path))
+    save_file(tensors, str(path), metadata=read_metadata(path))
     with pytest.raises(ArtifactError, match="'tolerance' does not match its checksum"):
         load_detector(path)
 

@@ -1,6 +1,6 @@
 """The registry of detector kinds: the one place that names them.
 
-A model file's header names its kind (``huoyan.vision.artifact.artifact_kind``);
+A model file's header names its kind (``huoyan.core.artifact.artifact_kind``);
 ``load_detector`` returns an instance of the registered class for it. Everything that
 loads, trains or lists models (stations, the server's training, the CLI) goes through
 here and never names a class. A new kind joins by one line in ``REGISTRY`` (and its
@@ -12,14 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from huoyan.core.artifact import artifact_kind
 from huoyan.core.detector import Detector, ImageDetector
-from huoyan.vision.artifact import artifact_kind
+from huoyan.signals.detector import VibrationMonitor
 from huoyan.vision.patchcore import PatchCore
 from huoyan.vision.template.detector import TemplateComparison
 
 REGISTRY: dict[str, type[Detector]] = {
     PatchCore.kind: PatchCore,
     TemplateComparison.kind: TemplateComparison,
+    VibrationMonitor.kind: VibrationMonitor,
 }
 DEFAULT_KIND = PatchCore.kind
 

@@ -17,9 +17,9 @@ from huoyan.cli.common import (
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from huoyan.core.artifact import ArtifactError
     from huoyan.runner import open_station, print_status, run_station
     from huoyan.store.records import RecipeConflict
-    from huoyan.vision.artifact import ArtifactError
 
     setup_logging(args.verbose)
     recipe = load_recipe_or_exit(args.recipe)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol, Self, TypeVar, runtime_c
 
 import numpy as np
 
-from huoyan.core.models import InputSpec, InspectionResult, ModelCard, Region
+from huoyan.core.models import Diagnosis, InputSpec, InspectionResult, ModelCard, Region
 
 
 class NotFittedError(RuntimeError):
@@ -44,6 +44,23 @@ class Comparison:
     regions: list[Region] = field(default_factory=list)
     anomaly_map: np.ndarray | None = None
     reference: np.ndarray | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Condition:
+    """The evidence of a detector of machine condition (vibration) for one window: its
+    features by name, the velocity severity, the envelope spectrum of its most
+    impulsive band, and the diagnosis drawn from them; or why it could not be judged
+    (``error``: a wrong rate or length)."""
+
+    features: dict[str, float] = field(default_factory=dict)
+    velocity_rms_mm_s: float | None = None
+    iso_zone: str | None = None
+    envelope_hz: np.ndarray | None = None
+    envelope: np.ndarray | None = None
+    band_hz: tuple[float, float] | None = None
+    diagnosis: Diagnosis | None = None
     error: str | None = None
 
 

@@ -67,6 +67,58 @@ class PairedImage:
     name: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class SignalWindow:
+    """A window of one sensor channel, as the vibration detector scores it: float64
+    samples at ``sample_rate`` Hz, starting ``start_s`` seconds into its ``source``,
+    with the shaft speed while it was recorded (None: the model's own)."""
+
+    samples: np.ndarray
+    sample_rate: float
+    start_s: float = 0.0
+    source: str = ""
+    channel: str = ""
+    rpm: float | None = None
+
+
+class SpectralLine(BaseModel):
+    """One expected line of a fault family in a spectrum, as found: the evidence behind
+    a diagnosis."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="e.g. '2x BPFO', 'BPFI-1x' (a shaft-speed sideband)")
+    expected_hz: float
+    found_hz: float = Field(description="where the highest bin within the slip tolerance lies")
+    amplitude: float = Field(description="the line's height (envelope: modulation depth; velocity: mm/s)")
+    noise_floor: float = Field(description="median height of the spectrum around it, the line excluded")
+    prominence_db: float = Field(description="20 log10(amplitude / noise_floor)")
+
+
+class FamilyEvidence(BaseModel):
+    """How strongly one fault family shows in a window, against healthy running."""
+
+    model_config = ConfigDict(frozen=True)
+
+    family: str = Field(description="outer_race, inner_race, rolling_element, cage, unbalance, misalignment")
+    strength_db: float = Field(
+        description="bearing families: mean prominence of its harmonics in the envelope spectrum; "
+        "unbalance (1x) and misalignment (2x): the line's velocity in dB re 1 mm/s"
+    )
+    healthy_db: float | None = Field(default=None, description="its mean in healthy running")
+    rise_db: float | None = Field(default=None, description="strength above healthy running")
+    lines: list[SpectralLine] = Field(default_factory=list)
+
+
+class Diagnosis(BaseModel):
+    """Which fault family stands out in a window (None: none does), with the evidence of each."""
+
+    model_config = ConfigDict(frozen=True)
+
+    family: str | None = Field(description="the family that stands out most, if one does")
+    evidence: list[FamilyEvidence] = Field(default_factory=list)
+
+
 class Region(BaseModel):
     """A connected defect region found in an anomaly map (original image coordinates)."""
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from huoyan.core.calibration import rates_at
 from huoyan.core.detector import ImageDetector
-from huoyan.vision.calibration import rates_at
 from huoyan.vision.dataset import Category, read_mask
 from huoyan.vision.imageio import read_image
 from huoyan.vision.metrics import aupro, f1_max, image_auroc, pixel_auroc

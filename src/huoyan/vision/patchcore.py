@@ -21,12 +21,12 @@ import cv2
 import numpy as np
 
 from huoyan import __version__
+from huoyan.core.calibration import calibrate
 from huoyan.core.detector import NotFittedError, Parameters, Scores
 from huoyan.core.models import InputSpec, ModelCard
 from huoyan.vision.anomaly_map import patch_grid_to_map
 from huoyan.vision.artifact import PatchCoreDetails
 from huoyan.vision.backbone import BACKBONES, DEFAULT_STRIDES, build_backbone, feature_dim
-from huoyan.vision.calibration import calibrate
 from huoyan.vision.coreset import coreset_size, greedy_coreset
 from huoyan.vision.features import fuse
 from huoyan.vision.runtime import FeatureRuntime, make_runtime

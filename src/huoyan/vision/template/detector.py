@@ -508,7 +508,7 @@ class TemplateComparison(Parameters):
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        from huoyan.vision.artifact import write_artifact
+        from huoyan.core.artifact import write_artifact
 
         card = self._card()
         tensors: dict[str, np.ndarray] = {
@@ -525,7 +525,7 @@ class TemplateComparison(Parameters):
 
     @classmethod
     def load(cls, path: str | Path, **_: Any) -> Self:
-        from huoyan.vision.artifact import ArtifactError, read_artifact
+        from huoyan.core.artifact import ArtifactError, read_artifact
 
         tensors, card, params = read_artifact(path, cls.kind)
         model = cls(**{k: v for k, v in params.items() if k in _PARAMS})

@@ -2,7 +2,8 @@
 
 Statistical basis (split conformal prediction, Vovk et al.; Angelopoulos & Bates 2021).
 Let s_1..s_n be anomaly scores of n good parts that the model did not learn from
-(held out of the memory bank; see ``PatchCore.fit``), and let a new good part's
+(held out of the memory bank, see ``PatchCore.fit``; the vibration detector holds out the last
+healthy windows of each recording), and let a new good part's
 score be exchangeable with them. For a target false-reject rate a, take
 
     k = ceil((n + 1) (1 - a)),   threshold = s_(k)   (the k-th smallest score),
