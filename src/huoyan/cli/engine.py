@@ -46,14 +46,23 @@ def _load_pairs(files: list[Any]) -> list[Any]:
 
 def _training_samples(args: argparse.Namespace) -> tuple[list[Any], list[Any], str]:
     """(samples, defect samples, what they are) for the chosen detector kind."""
+    from huoyan.cli import vibration
     from huoyan.detectors import detector_class
 
-    if getattr(detector_class(args.detector), "names_defects", False):
+    kind = detector_class(args.detector)
+    if getattr(kind, "judges_signals", False):
+        if args.defects:
+            raise SystemExit("error: --defects is for image folders")
+        return vibration.training_windows(args), [], "windows"
+    if len(args.train) != 1:
+        raise SystemExit(f"error: {args.detector} learns from one folder, got {len(args.train)}")
+    train = Path(args.train[0])
+    if getattr(kind, "names_defects", False):
         if args.defects:
             raise SystemExit("error: --defects is for image folders; a template model learns from annotated pairs")
-        files = _pair_files(Path(args.train_dir), args.pairs)
+        files = _pair_files(train, args.pairs)
         return _load_pairs(files), [], "pairs"
-    folder = train_folder(Path(args.train_dir))
+    folder = train_folder(train)
     images, errors = load_good_images(folder)
     for e in errors:
         print(f"skipped: {e}", file=sys.stderr)
@@ -70,7 +79,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from huoyan.detectors import default_params, new_detector
 
     images, defects, what = _training_samples(args)
-    folder = args.train_dir
+    folder = " ".join(args.train)
     # The parameters this command declares (their defaults are the estimator's own).
     offered = {name: getattr(args, name) for name in default_params(args.detector) if hasattr(args, name)}
     model = new_detector(args.detector, **offered)
@@ -87,7 +96,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     else:
         cal = card.calibration
         print(f"model: {path}")
-        shown = ", ".join(f"{k} {v}" for k, v in card.details.items() if not k.endswith("sha256"))
+        shown = ", ".join(f"{k} {_brief(v)}" for k, v in card.details.items() if not k.endswith("sha256"))
         print(f"{card.kind} from {card.train_samples} {what} in {elapsed:.1f} s: {shown}")
         if cal.method == "in-sample":  # a template model: no held-out good parts to bound a rate
             print(
@@ -105,15 +114,34 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _brief(value: Any) -> Any:
+    """A card entry as the fit summary shows it: long lists by their length, numbers rounded."""
+    if isinstance(value, list) and len(value) > 8:
+        return f"({len(value)})"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_brief(v)}" for k, v in value.items()) + "}"
+    return value
+
+
 def _load_model(path: str, args: argparse.Namespace) -> Any:
-    from huoyan.detectors import load_image_detector
+    """An image detector ready to judge, or a detector of sensor signals."""
+    from huoyan.core.artifact import artifact_kind
+    from huoyan.detectors import detector_class, load_detector, load_image_detector
     from huoyan.vision.backbone import BackboneUnavailable
 
     try:
+        if getattr(detector_class(artifact_kind(path)), "judges_signals", False):
+            return load_detector(path).prepare()
         model = load_image_detector(path, runtime=getattr(args, "runtime", "onnx"))
     except (ValueError, BackboneUnavailable) as exc:  # ArtifactError and UnknownDetectorKind are ValueErrors
         raise SystemExit(f"error: {exc}") from exc
     return model
+
+
+def _judges_signals(model: Any) -> bool:
+    return bool(getattr(model, "judges_signals", False))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -122,6 +150,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from huoyan.runner.files import RESULTS_FILE, predict_files, predict_pairs
 
     model = _load_model(args.model, args)
+    if _judges_signals(model):
+        from huoyan.cli import vibration
+
+        return vibration.predict(model, args)
     decision = Decision(min_region_area_px=args.min_area or 0)
     decider = decider_for(model, Policy.of(model.threshold, decision, args.mm_per_px))
     counts: Counter[str] = Counter()
@@ -168,6 +200,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from huoyan.vision.evaluate import evaluate
 
     model = _load_model(args.model, args)
+    if _judges_signals(model):
+        from huoyan.cli import vibration
+
+        return vibration.evaluate(model, args)
     if getattr(model, "names_defects", False):
         return _evaluate_pairs(model, args)
     try:
@@ -222,16 +258,22 @@ def cmd_sample_line(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Declare this group's commands on the ``huoyan`` parser."""
+    from huoyan.cli import vibration
     from huoyan.detectors import DEFAULT_KIND, REGISTRY, default_params
     from huoyan.vision.backbone import BACKBONES
 
     d = default_params(DEFAULT_KIND)
     t = default_params("template")
-    fit = sub.add_parser("fit", help="learn a model from good images (or, for --detector template, from pairs)")
+    fit = sub.add_parser(
+        "fit",
+        help="learn a model from good images (--detector template: from pairs; vibration: healthy recordings)",
+    )
     fit.add_argument(
-        "train_dir",
+        "train",
+        nargs="+",
         help="folder of good images, or an MVTec category (uses train/good); for --detector template: "
-        "a DeepPCB folder or split list, or a CSV of image,template[,annotation]",
+        "a DeepPCB folder or split list, or a CSV of image,template[,annotation]; for --detector vibration: "
+        "healthy recordings (.mat, .wav, .csv, .npy) or folders of them",
     )
     fit.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     fit.add_argument("--detector", default=DEFAULT_KIND, choices=sorted(REGISTRY), help="the detector kind")
@@ -293,29 +335,41 @@ def add_commands(sub: Any) -> None:
         help="report a candidate when the classifier says it is a defect with at least this probability",
     )
     tpl.add_argument("--workers", type=int, default=t["workers"], help="images compared in parallel")
+    vibration.add_fit_options(fit)
     fit.add_argument("--json", action="store_true")
     fit.set_defaults(func=cmd_fit)
 
-    pred = sub.add_parser("predict", help="score, localise and judge images")
+    pred = sub.add_parser("predict", help="score, localise and judge images (or windows of recordings)")
     pred.add_argument("model")
     pred.add_argument(
-        "inputs", nargs="*", help="image files or folders (template models: folders of pairs, DeepPCB naming)"
+        "inputs",
+        nargs="*",
+        help="image files or folders (template models: folders of pairs, DeepPCB naming; vibration models: recordings)",
     )
     pred.add_argument("--pairs", help="template models: a CSV of image,template instead of inputs")
     pred.add_argument("--out", required=True, help="folder for results.jsonl and maps/")
     pred.add_argument("--min-area", type=int, default=None, help="minimum region area in pixels")
     pred.add_argument("--mm-per-px", type=float, default=None)
     pred.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    vibration.add_reading_options(pred, fitting=False)
     pred.add_argument("--json", action="store_true")
     pred.set_defaults(func=cmd_predict)
 
     ev = sub.add_parser(
-        "evaluate", help="metrics on an MVTec-layout category (template models: DeepPCB's protocol on pairs)"
+        "evaluate",
+        help="metrics on an MVTec-layout category (template models: DeepPCB's protocol on pairs; "
+        "vibration models: healthy/ and <fault>/ folders of recordings)",
     )
     ev.add_argument("model")
-    ev.add_argument("category_dir", nargs="?", default=".", help="MVTec category; or pairs (folder, split list, CSV)")
+    ev.add_argument(
+        "category_dir",
+        nargs="?",
+        default=".",
+        help="MVTec category; or pairs (folder, split list, CSV); or a folder with healthy/ and <fault>/ recordings",
+    )
     ev.add_argument("--pairs", help="template models: a CSV of image,template,annotation")
     ev.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    vibration.add_reading_options(ev, fitting=False)
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
 

@@ -131,14 +131,15 @@ class ImageDetector(Detector, Protocol):
 
 @runtime_checkable
 class Decider(Protocol):
-    """The decision stage as the station uses it (``huoyan.decision.judge``): an image's
+    """The decision stage as the station uses it (``huoyan.decision.judge``): a sample's
     score and evidence to a verdict, regions and normalised score."""
 
     @property
     def threshold(self) -> float: ...
 
-    def judge(self, image: np.ndarray, score: float, evidence: Any, name: str) -> InspectionResult:
-        """``evidence``: the detector's for this image (an anomaly map, a ``Comparison``)."""
+    def judge(self, sample: Any, score: float, evidence: Any, name: str) -> InspectionResult:
+        """``sample``: the image (HxWx3) or the window (``SignalWindow``) judged;
+        ``evidence``: the detector's for it (an anomaly map, a ``Comparison``, a ``Condition``)."""
         ...
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from huoyan.core.detector import Comparison, Decider
+from huoyan.core.detector import Comparison, Condition, Decider
 from huoyan.core.models import InspectionResult, Region, RuleOutcome, Verdict
 from huoyan.core.recipe import Decision, RegionRule
 from huoyan.decision.regions import find_regions, resize_map
@@ -100,7 +100,7 @@ def judged(
     score: float,
     regions: list[Region],
     policy: Policy,
-    size: tuple[int, int],
+    size: tuple[int | None, int | None],
     anomaly_map: np.ndarray | None = None,
     reference: np.ndarray | None = None,
 ) -> InspectionResult:
@@ -177,9 +177,28 @@ class DefectDecider:
         return judged(name, score, regions, p, (width, height), evidence.anomaly_map, evidence.reference)
 
 
+class SignalDecider:
+    """Judges windows of a sensor channel from their score alone (a window has no
+    regions); a window that could not be analysed is an ERROR with its reason."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    @property
+    def threshold(self) -> float:
+        return self.policy.threshold
+
+    def judge(self, window: Any, score: float, evidence: Condition, name: str) -> InspectionResult:
+        if evidence.error is not None or not math.isfinite(score):
+            return InspectionResult(source_name=name, verdict=Verdict.ERROR, error=evidence.error or "no score")
+        return judged(name, score, [], self.policy, (None, None))
+
+
 def decider_for(detector: Any, policy: Policy) -> Decider:
-    """The decision stage for ``detector``: its own named defects (``names_defects``),
-    or regions cut from its anomaly map."""
+    """The decision stage for ``detector``: windows of a sensor channel, its own named
+    defects (``names_defects``), or regions cut from its anomaly map."""
+    if getattr(detector, "judges_signals", False):
+        return SignalDecider(policy)
     if getattr(detector, "names_defects", False):
         return DefectDecider(policy)
     return ImageDecider(policy)

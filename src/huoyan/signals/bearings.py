@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 INCH_MM = 25.4
 
@@ -38,12 +38,16 @@ class BearingGeometry(BaseModel):
     pitch_diameter_mm: float = Field(gt=0, description="pitch diameter D")
     contact_angle_deg: float = Field(default=0.0, ge=0, lt=90)
 
+    @model_validator(mode="after")
+    def _elements_fit_on_the_pitch(self) -> BearingGeometry:
+        if self.element_diameter_mm >= self.pitch_diameter_mm:
+            raise ValueError("element_diameter_mm must be smaller than pitch_diameter_mm")
+        return self
+
     def frequencies(self, shaft_hz: float) -> DefectFrequencies:
         """The defect frequencies at ``shaft_hz`` (inner ring turning, outer ring fixed)."""
         if not shaft_hz > 0:
             raise ValueError(f"shaft speed must be positive, got {shaft_hz} Hz")
-        if self.element_diameter_mm >= self.pitch_diameter_mm:
-            raise ValueError(f"{self.name}: element diameter must be smaller than the pitch diameter")
         ratio = self.element_diameter_mm / self.pitch_diameter_mm * math.cos(math.radians(self.contact_angle_deg))
         n = self.rolling_elements
         return DefectFrequencies(

@@ -30,8 +30,9 @@ from huoyan.signals.analysis import Analysis, Settings, analyse
 from huoyan.signals.bearings import BearingGeometry, bearing
 from huoyan.signals.diagnosis import FAMILIES, diagnose
 from huoyan.signals.features import ACCELERATION_UNITS, ISO_ZONES, iso_zone
+from huoyan.signals.readers import Recording
 from huoyan.signals.scoring import SCORERS, HealthyModel, cross_fitted_scores
-from huoyan.signals.windows import window_samples
+from huoyan.signals.windows import window_samples, windows
 
 _PARAMS = (
     "window_s",
@@ -63,6 +64,7 @@ class VibrationDetails(BaseModel):
 
     sample_rate: float
     window_samples: int
+    channel: str = Field(default="", description="the channel the healthy recordings were read from")
     features: list[str] = Field(description="the features scored, in order")
     bearing: dict[str, Any] | None = Field(description="the bearing geometry diagnosed")
     rpm: float | None = Field(description="shaft speed in the healthy recordings")
@@ -103,6 +105,7 @@ class VibrationMonitor(Parameters):
     kind: ClassVar[str] = "vibration"
     PARAMS = _PARAMS
     names_defects: ClassVar[bool] = False
+    judges_signals: ClassVar[bool] = True
     card_: ModelCard
     kept_: np.ndarray
     healthy_: HealthyModel
@@ -212,6 +215,10 @@ class VibrationMonitor(Parameters):
             out.append(w)
         return out
 
+    def windows_of(self, recording: Recording) -> list[SignalWindow]:
+        """A recording cut into the windows this model judges."""
+        return list(windows(recording, self.window_s, self.hop_s))
+
     # -- learning ---------------------------------------------------------------------
     def fit(self, samples: Sequence[Any], defect_samples: Sequence[Any] | None = None) -> Self:
         """Learn healthy running from windows of healthy recordings (``defect_samples``,
@@ -248,6 +255,7 @@ class VibrationMonitor(Parameters):
         details = VibrationDetails(
             sample_rate=rate,
             window_samples=healthy[0].samples.size,
+            channel=healthy[0].channel if len({w.channel for w in healthy}) == 1 else "",
             features=[names[i] for i in kept],
             bearing=None if geometry is None else geometry.model_dump(),
             rpm=rpm,

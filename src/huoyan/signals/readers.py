@@ -24,6 +24,10 @@ class SignalError(ValueError):
     """A recording cannot be read as asked; the message names the file and the reason."""
 
 
+class MissingChannel(SignalError):
+    """The file has no channel of the name asked for."""
+
+
 @dataclass(frozen=True, slots=True)
 class Recording:
     """One channel of a recorded time series."""
@@ -40,11 +44,22 @@ class Recording:
 
 
 def read_recording(
-    path: str | Path, channel: str | None = None, sample_rate: float | None = None, rpm: float | None = None
+    path: str | Path,
+    channel: str | None = None,
+    sample_rate: float | None = None,
+    rpm: float | None = None,
+    usual_channel: str | None = None,
 ) -> Recording:
     """Read one channel of ``path``. ``channel``: for ``.mat`` a name such as ``DE``
     (variable ``X097_DE_time``) or a variable's full name; for ``.csv`` a column; for
-    ``.wav`` and 2-D ``.npy`` a column index. ``rpm`` overrides a speed in the file."""
+    ``.wav`` and 2-D ``.npy`` a column index. Without one, ``usual_channel`` (a
+    model's: the channel it was fitted on) where the file has it, else its only
+    channel. ``rpm`` overrides a speed in the file."""
+    if channel is None and usual_channel:
+        try:
+            return read_recording(path, usual_channel, sample_rate, rpm)
+        except MissingChannel:
+            pass
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in SIGNAL_SUFFIXES:
@@ -106,7 +121,7 @@ def _read_mat(p: Path, channel: str | None) -> tuple[np.ndarray, str, None, floa
         if len(matching) != 1:
             available = ", ".join(sorted(series)) or "none"
             what = f"no channel {channel!r}" if channel else "several channels; name one"
-            raise SignalError(f"{p}: {what} (its series: {available})")
+            raise MissingChannel(f"{p}: {what} (its series: {available})")
         key = matching[0]
     rpm = None
     for k, v in data.items():
@@ -133,7 +148,7 @@ def _read_wav(p: Path, channel: str | None) -> tuple[np.ndarray, str, float, Non
 def _column(p: Path, samples: np.ndarray, channel: str | None) -> tuple[np.ndarray, str]:
     if samples.ndim == 1:
         if channel not in (None, "0"):
-            raise SignalError(f"{p}: no channel {channel!r} (the file has one channel, 0)")
+            raise MissingChannel(f"{p}: no channel {channel!r} (the file has one channel, 0)")
         return samples, "0"
     if samples.ndim != 2:
         raise SignalError(f"{p}: expected samples or samples x channels, got shape {samples.shape}")
@@ -143,7 +158,7 @@ def _column(p: Path, samples: np.ndarray, channel: str | None) -> tuple[np.ndarr
             raise SignalError(f"{p}: {count} channels (0-{count - 1}); name one")
         return samples[:, 0], "0"
     if not channel.isdigit() or int(channel) >= count:
-        raise SignalError(f"{p}: no channel {channel!r} (the file has channels 0-{count - 1})")
+        raise MissingChannel(f"{p}: no channel {channel!r} (the file has channels 0-{count - 1})")
     return samples[:, int(channel)], channel
 
 
@@ -180,7 +195,7 @@ def _read_csv(p: Path, channel: str | None) -> tuple[np.ndarray, str, float | No
             raise SignalError(f"{p}: columns {', '.join(columns)}; name one")
         channel = next(iter(columns))
     if channel not in columns:
-        raise SignalError(f"{p}: no channel {channel!r} (its columns: {', '.join(columns)})")
+        raise MissingChannel(f"{p}: no channel {channel!r} (its columns: {', '.join(columns)})")
     return columns[channel], channel, rate, None
 
 
