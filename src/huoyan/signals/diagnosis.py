@@ -71,8 +71,10 @@ def _db(value: float, reference: float) -> float:
     return float(20 * np.log10((value + tiny) / (reference + tiny)))
 
 
-def _harmonics(label: str, base: float, count: int) -> list[tuple[str, float]]:
-    return [(f"{h}x {label}", h * base) for h in range(1, count + 1)]
+def _harmonics(label: str, base: float, count: int, order: int = 1) -> list[tuple[str, float]]:
+    """``count`` harmonics of ``order`` x the ``label`` frequency ``base``: 1x BPFO, 2x BPFO ...;
+    with order 2: 2x BSF, 4x BSF ..."""
+    return [(f"{order * h}x {label}", order * h * base) for h in range(1, count + 1)]
 
 
 def bearing_lines(
@@ -86,7 +88,7 @@ def bearing_lines(
             [("BPFI-1x", f.bpfi - f.shaft), ("BPFI+1x", f.bpfi + f.shaft)],
         ),
         "rolling_element": (
-            _harmonics("BSF", 2 * f.bsf, harmonics),
+            _harmonics("BSF", f.bsf, harmonics, order=2),
             [("2xBSF-FTF", 2 * f.bsf - f.ftf), ("2xBSF+FTF", 2 * f.bsf + f.ftf)],
         ),
         "cage": (_harmonics("FTF", f.ftf, harmonics), []),

@@ -67,19 +67,25 @@ def most_impulsive_band(
     """(first bin, end bin, SK) of the band with the largest spectral kurtosis among
     those with at least ``min_band_share`` of the energy, from a one-sided ``rfft``."""
     half = spectrum.size - 1  # bins up to Nyquist (the last one left out)
-    power = np.abs(spectrum[:half]) ** 2
-    total = max(float(power.sum()), 1e-300)
+    power = spectrum[:half].real ** 2 + spectrum[:half].imag ** 2
+    cumulative = np.concatenate([[0.0], np.cumsum(power)])
+    least = min_band_share * max(float(cumulative[-1]), 1e-300)
     best = (0, half, -math.inf)
     for n in band_counts(sample_rate, min_band_hz):
         width = half // n
         if width < 8:
             continue
-        bands = spectrum[: n * width].reshape(n, width)
+        starts = np.arange(n) * width
+        energy = cumulative[starts + width] - cumulative[starts]
+        candidates = np.flatnonzero(energy >= least)  # only these are demodulated: the costly step
+        if candidates.size == 0:
+            continue
+        bands = spectrum[: n * width].reshape(n, width)[candidates]
         sk = spectral_kurtosis(fft.ifft(bands, axis=1))
-        sk[power[: n * width].reshape(n, width).sum(axis=1) < min_band_share * total] = -math.inf
         i = int(np.argmax(sk))
         if sk[i] > best[2]:
-            best = (i * width, (i + 1) * width, float(sk[i]))
+            band = int(candidates[i])
+            best = (band * width, (band + 1) * width, float(sk[i]))
     return best if math.isfinite(best[2]) else (0, half, 0.0)  # a silent window: the whole band
 
 
