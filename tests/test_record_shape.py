@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from huoyan.core.models import Region, RuleOutcome, Verdict
+from huoyan.core.models import ChannelVerdict, Measurement, Region, RuleOutcome, Verdict
 from huoyan.core.records import Evidence, EvidenceKind, InspectionRecord, StoredRecord
 from huoyan.store.blobs import BlobStore, sha256_hex
 from huoyan.store.database import downgrade, head_revision, make_engine, upgrade
@@ -57,6 +57,7 @@ def full_record(key: str = "k1") -> InspectionRecord:
                 mean_score=1.2,
                 label="short",
                 confidence=0.93,
+                channel="top",
             )
         ],
         rules=[RuleOutcome(rule="score above threshold", met=True, value=3.0, limit=2.0)],
@@ -73,6 +74,16 @@ def full_record(key: str = "k1") -> InspectionRecord:
             Evidence(kind=EvidenceKind.IMAGE, channel="side", sha256=SIDE, media_type="image/png"),
         ],
         trigger={"part_id": "P7", "job_id": 41, "measurement_id": 9},
+        diagnosis="outer_race",
+        measurements=[
+            Measurement(channel="spindle", name="rms", value=0.12),
+            Measurement(channel="spindle", name="kurtosis", value=7.5),
+        ],
+        channels=[
+            ChannelVerdict(channel="top", verdict=Verdict.NG, score=3.0, normalised_score=1.5),
+            ChannelVerdict(channel="spindle", verdict=Verdict.OK, score=1.0, normalised_score=0.5, diagnosis="cage"),
+            ChannelVerdict(channel="side", verdict=Verdict.ERROR, error="no frame"),
+        ],
     )
 
 

@@ -50,11 +50,13 @@ class Comparison:
 @dataclass(slots=True)
 class Condition:
     """The evidence of a detector of machine condition (vibration) for one window: its
-    features by name, the velocity severity, the envelope spectrum of its most
-    impulsive band, and the diagnosis drawn from them; or why it could not be judged
-    (``error``: a wrong rate or length)."""
+    features by name (as the model scores them), its measurements in their own units
+    (what the record keeps for trends: RMS in g, kurtosis, velocity in mm/s ...), the
+    velocity severity, the envelope spectrum of its most impulsive band, and the
+    diagnosis drawn from them; or why it could not be judged (``error``)."""
 
     features: dict[str, float] = field(default_factory=dict)
+    measurements: dict[str, float] = field(default_factory=dict)
     velocity_rms_mm_s: float | None = None
     iso_zone: str | None = None
     envelope_hz: np.ndarray | None = None

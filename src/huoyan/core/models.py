@@ -134,6 +134,7 @@ class Region(BaseModel):
     mean_score: float = Field(description="mean normalised score inside the region")
     label: str | None = Field(default=None, description="the defect type, when the detector names one")
     confidence: float | None = Field(default=None, description="the detector's confidence in the label, 0-1")
+    channel: str = Field(default="main", max_length=100, description="the camera it was found in")
 
 
 class Calibration(BaseModel):
@@ -263,6 +264,31 @@ class RuleOutcome(BaseModel):
     limit: float | None = Field(default=None, description="the value the rule compares it with")
 
 
+class Measurement(BaseModel):
+    """A number measured on a part or a window (a sensor window's RMS, kurtosis,
+    velocity): what trends and control charts are drawn from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    channel: str = Field(default="main", max_length=100)
+    name: str = Field(max_length=64, description="e.g. 'rms', 'kurtosis', 'velocity_rms_mm_s'")
+    value: float
+
+
+class ChannelVerdict(BaseModel):
+    """One channel's own verdict in an inspection of several channels (two camera views,
+    a camera and a sensor): the record's verdict is the recipe's rule over these."""
+
+    model_config = ConfigDict(frozen=True)
+
+    channel: str = Field(max_length=100)
+    verdict: Verdict
+    score: float | None = None
+    normalised_score: float | None = None
+    error: str | None = None
+    diagnosis: str | None = Field(default=None, max_length=64)
+
+
 class Judgement(BaseModel):
     """What was decided about one part: shared by the engine's result and the stored record."""
 
@@ -275,6 +301,13 @@ class Judgement(BaseModel):
     error: str | None = None
     width: int | None = None
     height: int | None = None
+    diagnosis: str | None = Field(
+        default=None, max_length=64, description="the fault family a sensor window shows (e.g. outer_race), if any"
+    )
+    measurements: list[Measurement] = Field(default_factory=list)
+    channels: list[ChannelVerdict] = Field(
+        default_factory=list, description="each channel's verdict, when the station judges several"
+    )
 
 
 class InspectionResult(Judgement):

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from huoyan.core.detector import Comparison, Condition, Decider
-from huoyan.core.models import InspectionResult, Region, RuleOutcome, Verdict
+from huoyan.core.models import InspectionResult, Measurement, Region, RuleOutcome, Verdict
 from huoyan.core.recipe import Decision, RegionRule
 from huoyan.decision.regions import find_regions, resize_map
 
@@ -191,7 +191,18 @@ class SignalDecider:
     def judge(self, window: Any, score: float, evidence: Condition, name: str) -> InspectionResult:
         if evidence.error is not None or not math.isfinite(score):
             return InspectionResult(source_name=name, verdict=Verdict.ERROR, error=evidence.error or "no score")
-        return judged(name, score, [], self.policy, (None, None))
+        result = judged(name, score, [], self.policy, (None, None))
+        channel = getattr(window, "channel", "") or "main"
+        return result.model_copy(
+            update={
+                "diagnosis": evidence.diagnosis.family if evidence.diagnosis else None,
+                "measurements": [
+                    Measurement(channel=channel, name=name, value=value)
+                    for name, value in evidence.measurements.items()
+                    if math.isfinite(value)
+                ],
+            }
+        )
 
 
 def decider_for(detector: Any, policy: Policy) -> Decider:

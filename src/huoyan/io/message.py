@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from huoyan.core.models import Region, Verdict
+from huoyan.core.models import ChannelVerdict, Measurement, Region, Verdict
 from huoyan.core.records import InspectionRecord, StationEvent
 
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "result-v1.schema.json"
@@ -51,6 +51,11 @@ class ResultMessage(BaseModel):
     decided_at: datetime
     latency_ms: float = Field(description="arrival to decision")
     trigger: dict[str, Any] | None = Field(description="payload of the trigger that took the part, if any")
+    # Added for sensor channels and stations of several channels; left out of the
+    # message when unset, so a camera station's messages are what they always were.
+    diagnosis: str | None = Field(default=None, description="the fault family a sensor window shows, if any")
+    measurements: list[Measurement] = Field(default_factory=list, description="a sensor window's features")
+    channels: list[ChannelVerdict] = Field(default_factory=list, description="each channel's verdict, if several")
 
     @classmethod
     def from_record(cls, record: InspectionRecord, plant: str, line: str) -> ResultMessage:
@@ -74,10 +79,20 @@ class ResultMessage(BaseModel):
             decided_at=record.decided_at,
             latency_ms=record.latency_ms,
             trigger=record.trigger,
+            diagnosis=record.diagnosis,
+            measurements=record.measurements,
+            channels=record.channels,
         )
 
     def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
+        body = self.model_dump(mode="json", by_alias=True)
+        for name in OPTIONAL_ADDITIONS:
+            if not body[name]:
+                del body[name]
+        return body
+
+
+OPTIONAL_ADDITIONS = ("diagnosis", "measurements", "channels")
 
 
 def event_message(event: StationEvent, plant: str, line: str) -> dict[str, Any]:

@@ -7,7 +7,8 @@ summary row):
 - window rows: ``path``; ``window``: start, seconds into the recording; ``verdict``;
   ``score`` (raw distance from healthy running), ``normalised_score`` (score /
   threshold: above 1.0 is NG), ``threshold``, ``rules``; ``velocity_rms_mm_s`` and
-  ``iso_zone``; ``band_hz``: the band demodulated; ``diagnosis``: ``family`` (or
+  ``iso_zone``; ``measurements`` (RMS and peak in the input's units, crest factor,
+  kurtosis, skewness, velocity RMS, the demodulated band's spectral kurtosis); ``band_hz``: the band demodulated; ``diagnosis``: ``family`` (or
   null) and ``evidence``, each family's strength, its rise over healthy running and
   its lines (expected and found frequency, amplitude, noise floor, prominence);
 - summary rows: ``path``, ``summary: true``, ``windows``, ``counts`` by verdict,
@@ -90,6 +91,7 @@ def _one_recording(
 
 def _condition(c: Condition) -> dict[str, Any]:
     return {
+        "measurements": c.measurements,
         "velocity_rms_mm_s": c.velocity_rms_mm_s,
         "iso_zone": c.iso_zone,
         "band_hz": list(c.band_hz) if c.band_hz else None,

@@ -312,8 +312,18 @@ class VibrationMonitor(Parameters):
 
     def _condition(self, a: Analysis, settings: Settings) -> Condition:
         names = settings.feature_names()
+        features = {n: float(v) for n, v in zip(names, a.features, strict=True) if np.isfinite(v)}
         return Condition(
-            features={n: float(v) for n, v in zip(names, a.features, strict=True) if np.isfinite(v)},
+            features=features,
+            measurements={
+                "rms": 10 ** features["log_rms"],
+                "peak": 10 ** features["log_peak"],
+                "crest": features["crest"],
+                "kurtosis": features["kurtosis"],
+                "skewness": features["skewness"],
+                "velocity_rms_mm_s": a.velocity_rms_mm_s,
+                "envelope_kurtosis": a.envelope.kurtosis,
+            },
             velocity_rms_mm_s=a.velocity_rms_mm_s,
             iso_zone=a.iso_zone,
             envelope_hz=a.envelope.frequencies,

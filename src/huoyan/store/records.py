@@ -29,7 +29,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import Session, selectinload
 
-from huoyan.core.models import Region, Verdict
+from huoyan.core.models import ChannelVerdict, Measurement, Region, Verdict
 from huoyan.core.records import (
     Evidence,
     InspectionRecord,
@@ -42,9 +42,11 @@ from huoyan.core.records import (
 from huoyan.store.blobs import BlobStore, sha256_hex
 from huoyan.store.schema import (
     Base,
+    ChannelRow,
     EventRow,
     EvidenceRow,
     InspectionRow,
+    MeasurementRow,
     ModelRow,
     RecipeRow,
     RegionRow,
@@ -63,7 +65,12 @@ COLLISION_KIND = "record-key-collision"
 # are references (recipe, model) or rows of their own (regions, evidence).
 RECORD_COLUMNS = frozenset(InspectionRecord.model_fields) & frozenset(InspectionRow.__table__.columns.keys())
 RECORD_REFERENCES = frozenset({"recipe_id", "recipe_version", "model_sha256"})
-RECORD_CHILDREN = {"regions": RegionRow, "evidence": EvidenceRow}
+RECORD_CHILDREN = {
+    "regions": RegionRow,
+    "evidence": EvidenceRow,
+    "measurements": MeasurementRow,
+    "channels": ChannelRow,
+}
 
 
 def collision_key(record: InspectionRecord) -> str:
@@ -439,6 +446,8 @@ def stored_inspection(row: InspectionRow) -> StoredInspection:
         model_name=row.model.name if row.model else None,
         regions=[Region.model_validate(g, from_attributes=True) for g in row.regions],
         evidence=[Evidence.model_validate(e, from_attributes=True) for e in row.evidence],
+        measurements=[Measurement.model_validate(m, from_attributes=True) for m in row.measurements],
+        channels=[ChannelVerdict.model_validate(c, from_attributes=True) for c in row.channels],
     )
 
 
@@ -483,6 +492,8 @@ def _with_relations(stmt: Any) -> Any:
     return stmt.options(
         selectinload(InspectionRow.regions),
         selectinload(InspectionRow.evidence),
+        selectinload(InspectionRow.measurements),
+        selectinload(InspectionRow.channels),
         selectinload(InspectionRow.recipe),
         selectinload(InspectionRow.model),
     )

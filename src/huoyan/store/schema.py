@@ -79,11 +79,16 @@ class InspectionRow(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     rules: Mapped[list[dict[str, object]] | None] = mapped_column(JSON)
     trigger: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    diagnosis: Mapped[str | None] = mapped_column(String(64))
 
     recipe: Mapped[RecipeRow] = relationship()
     model: Mapped[ModelRow | None] = relationship()
     regions: Mapped[list[RegionRow]] = relationship(order_by="RegionRow.id", cascade="all, delete-orphan")
     evidence: Mapped[list[EvidenceRow]] = relationship(order_by="EvidenceRow.id", cascade="all, delete-orphan")
+    measurements: Mapped[list[MeasurementRow]] = relationship(
+        order_by="MeasurementRow.id", cascade="all, delete-orphan"
+    )
+    channels: Mapped[list[ChannelRow]] = relationship(order_by="ChannelRow.id", cascade="all, delete-orphan")
 
 
 class RegionRow(Base):
@@ -101,6 +106,7 @@ class RegionRow(Base):
     mean_score: Mapped[float] = mapped_column(Float)
     label: Mapped[str | None] = mapped_column(String(64))
     confidence: Mapped[float | None] = mapped_column(Float)
+    channel: Mapped[str] = mapped_column(String(100), server_default="main")
 
 
 class EvidenceRow(Base):
@@ -115,6 +121,35 @@ class EvidenceRow(Base):
     channel: Mapped[str] = mapped_column(String(100))
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     media_type: Mapped[str] = mapped_column(String(100))
+
+
+class MeasurementRow(Base):
+    """A number measured on an inspection (a sensor window's features): trends and
+    control charts aggregate these in SQL, by name and channel."""
+
+    __tablename__ = "measurements"
+    __table_args__ = (Index("ix_measurements_name_inspection", "name", "inspection_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+
+
+class ChannelRow(Base):
+    """One channel's own verdict in an inspection of several channels."""
+
+    __tablename__ = "channel_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(100))
+    verdict: Mapped[str] = mapped_column(String(8))
+    score: Mapped[float | None] = mapped_column(Float)
+    normalised_score: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    diagnosis: Mapped[str | None] = mapped_column(String(64))
 
 
 class EventRow(Base):
