@@ -67,3 +67,17 @@ def load_image_detector(path: str | Path, expect: str | None = None, runtime: st
     if not isinstance(detector, ImageDetector):
         raise UnknownDetectorKind(f"{path}: a {detector.kind!r} model does not judge images")
     return detector.prepare()
+
+
+def judges_signals(detector: object) -> bool:
+    """A detector of windows of a sensor channel (vibration), not of images."""
+    return bool(getattr(detector, "judges_signals", False))
+
+
+def load_station_detector(path: str | Path, expect: str | None = None, runtime: str = "onnx") -> Detector:
+    """A station's model, ready to judge: an image detector (its runtime built now) or a
+    detector of sensor windows."""
+    detector = load_detector(path, expect, runtime=runtime)
+    if not judges_signals(detector) and not isinstance(detector, ImageDetector):
+        raise UnknownDetectorKind(f"{path}: a {detector.kind!r} model judges neither images nor sensor windows")
+    return detector.prepare()

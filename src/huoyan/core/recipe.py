@@ -67,7 +67,68 @@ class HttpSource(_Strict):
     queue: int = Field(default=8, ge=1, description="uploads waiting for inspection beyond this are refused (503)")
 
 
-Source = Annotated[HotFolderSource | ReplaySource | CameraSource | HttpSource, Field(discriminator="type")]
+class SensorReplaySource(_Strict):
+    """Recorded sensor files (.mat, .wav, .csv, .npy) replayed at their real rate: windows
+    arrive as they would from the machine (``speed`` 10 replays ten times as fast)."""
+
+    type: Literal["sensor_replay"]
+    path: Path = Field(description="a recording, or a folder of them (replayed in name order)")
+    channel: str | None = Field(default=None, description="channel to read (default: the model's, or the only one)")
+    sample_rate: float | None = Field(default=None, gt=0, description="Hz, for files that record none")
+    rpm: float | None = Field(default=None, gt=0, description="shaft speed, where the files record none")
+    speed: float = Field(default=1.0, gt=0)
+    loop: bool = False
+    queue: int = Field(default=16, ge=1)
+
+
+class MqttSensorSource(_Strict):
+    """Blocks of samples published on an MQTT topic, as sensor gateways publish them:
+    JSON ``{"samples": [...], "rate": Hz, "seq": n, "t0": epoch seconds, "rpm": r}``
+    (only ``samples`` required), or raw little-endian float32. Blocks are joined into
+    the model's windows; a gap in ``seq`` or ``t0``, a late block or another rate
+    raises an alarm, and no window spans a gap."""
+
+    type: Literal["mqtt_sensor"]
+    host: str
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password_env: str | None = Field(default=None, description="environment variable holding the password")
+    topic: str = Field(min_length=1, pattern=r"^[^#+]+$", description="one sensor's topic (no wildcards)")
+    channel: str = Field(default="main", min_length=1, max_length=100, description="the name records give it")
+    sample_rate: float = Field(gt=0, description="Hz; blocks declaring another rate are refused under an alarm")
+    rpm: float | None = Field(default=None, gt=0, description="shaft speed where the blocks carry none")
+    late_s: float = Field(default=2.0, gt=0, description="a block ending longer ago than this is late")
+    queue: int = Field(default=16, ge=1)
+
+
+class OpcUaSensorSource(_Strict):
+    """A variable on a PLC's or gateway's OPC UA server, subscribed: each change is a block
+    of samples (an array of numbers), its source timestamp the time of its first sample."""
+
+    type: Literal["opcua_sensor"]
+    endpoint: str = Field(pattern=r"^opc\.tcp://", description="the server's endpoint URL")
+    node: str = Field(min_length=1, description="NodeId of the variable, e.g. ns=2;s=Spindle.Acceleration")
+    username: str | None = None
+    password_env: str | None = Field(default=None, description="environment variable holding the password")
+    channel: str = Field(default="main", min_length=1, max_length=100)
+    sample_rate: float = Field(gt=0, description="Hz of the samples in each block")
+    rpm: float | None = Field(default=None, gt=0)
+    publishing_ms: int = Field(default=100, ge=10, description="the subscription's publishing interval")
+    late_s: float = Field(default=2.0, gt=0)
+    queue: int = Field(default=16, ge=1)
+
+
+SENSOR_SOURCES = (SensorReplaySource, MqttSensorSource, OpcUaSensorSource)
+Source = Annotated[
+    HotFolderSource
+    | ReplaySource
+    | CameraSource
+    | HttpSource
+    | SensorReplaySource
+    | MqttSensorSource
+    | OpcUaSensorSource,
+    Field(discriminator="type"),
+]
 
 
 class Preprocess(_Strict):
@@ -346,7 +407,7 @@ def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:
     """Make the recipe's relative paths relative to its own folder, not the working directory."""
     src = data.get("source")
     if isinstance(src, dict):
-        for key in ("path", "done_dir", "failed_dir"):
+        for key in ("path", "done_dir", "failed_dir"):  # sensor_replay's path too
             if isinstance(src.get(key), str):
                 src[key] = str(base / src[key])
         dev = src.get("device")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from huoyan.core.models import Judgement
+from huoyan.core.models import Judgement, SignalWindow
 from huoyan.core.text import safe_text
 
 # What the record store's columns hold; longer values are shortened with a digest (``safe_text``).
@@ -36,8 +36,8 @@ class Arrival:
 
     ``key`` is the idempotency key: the same part arriving again (a restart re-claiming
     unfinished work, a replay resumed) carries the same key, and the store keeps one
-    record per key. Exactly one of ``data`` (encoded file bytes) and ``image`` (a decoded
-    HxWx3 uint8 RGB frame) is set.
+    record per key. Exactly one of ``data`` (encoded file bytes), ``image`` (a decoded
+    HxWx3 uint8 RGB frame) and ``window`` (a window of a sensor channel) is set.
     """
 
     key: str
@@ -46,6 +46,7 @@ class Arrival:
     arrived_at: datetime
     data: bytes | None = None
     image: np.ndarray | None = None
+    window: SignalWindow | None = None
     seq: int | None = None
     recovered: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
@@ -79,6 +80,8 @@ class EvidenceKind(StrEnum):
     IMAGE = "image"  # the part as seen: the original file, or the preprocessed image
     ANOMALY_MAP = "anomaly-map"  # 8-bit PNG of score / threshold, 128 at the threshold
     REFERENCE = "reference"  # what the part was compared with, aligned to it (a golden template)
+    SIGNAL = "signal"  # a window of a sensor channel: float32 samples (.npy)
+    CONDITION = "condition"  # a window's analysis: features, envelope spectrum, diagnosis (JSON)
 
 
 class Evidence(BaseModel):

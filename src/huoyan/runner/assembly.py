@@ -23,10 +23,11 @@ from sqlalchemy import Engine
 from huoyan.core.durable import remove_stale_temporaries
 from huoyan.core.recipe import Recipe
 from huoyan.core.records import StationEvent
-from huoyan.detectors import load_image_detector
+from huoyan.detectors import load_station_detector
 from huoyan.io.feedback import Channel, LineFeedback, SignalTimes
 from huoyan.runner.line import StationLine
-from huoyan.runner.recipes import make_inspector, store_config, with_threshold
+from huoyan.runner.recipes import RECORDING_READER, make_inspector, store_config, window_spec, with_threshold
+from huoyan.station.inspect_signals import SignalInspector
 from huoyan.station.pipeline import Station, Stats
 from huoyan.station.sources import HttpUpload, PartIds, SeqCounter, Source, make_source
 from huoyan.store.blobs import BlobStore, file_sha256
@@ -103,7 +104,7 @@ def open_station(
     ``threshold`` (raw score, set on the server) replaces the recipe's decision threshold."""
     base_recipe, recipe = recipe, with_threshold(recipe, threshold)
     model_path = model_path or Path(recipe.model)
-    model = load_image_detector(model_path, recipe.detector, runtime)
+    model = load_station_detector(model_path, recipe.detector, runtime)
     model_sha = file_sha256(model_path)
     data_dir = Path(recipe.storage.data_dir)
     engine = open_database(database_url or recipe, migrate=False)  # migrated below, outage-tolerant
@@ -122,8 +123,10 @@ def open_station(
         log.error("database not reachable at start (%s); records go to the local spool until it is", exc)
     # Persisted beside the spool: numbers stay unique when the database cannot say which are taken.
     counter = SeqCounter(store.last_seq(recipe.station), path=spool_dir / f"{recipe.station}.seq")
-    source = make_source(recipe.source, recipe.station, PartIds(recipe.part_id), counter)
     inspector = make_inspector(model, recipe, model_sha)
+    source = make_source(
+        recipe.source, recipe.station, PartIds(recipe.part_id), counter, window_spec(model), RECORDING_READER
+    )
     station = Station(
         recipe.station,
         source,
@@ -134,6 +137,8 @@ def open_station(
         min_free_mb=recipe.storage.min_free_mb,
     )
     store.on_event = station.note if on_event is None else on_event
+    if isinstance(inspector, SignalInspector):
+        inspector.on_event = station.emit
     if isinstance(source, HttpUpload):
         station.listeners.append(source.on_record)
     line = StationLine(station, store, recipe, model_sha, runtime)

@@ -11,9 +11,10 @@ from typing import Any
 
 from huoyan.core.control import RecipeInfo, RecipeSwitchError
 from huoyan.core.recipe import Recipe, RecipeError, load_recipe
-from huoyan.detectors import load_image_detector
-from huoyan.runner.recipes import make_inspector, recipe_config, store_config, with_threshold
+from huoyan.detectors import load_station_detector
+from huoyan.runner.recipes import StationInspector, make_inspector, recipe_config, store_config, with_threshold
 from huoyan.station.inspect import Inspector, Previewer
+from huoyan.station.inspect_signals import SignalInspector
 from huoyan.station.pipeline import Station
 from huoyan.station.sources import Camera
 from huoyan.store.blobs import file_sha256
@@ -105,7 +106,7 @@ class StationLine:
                 return index, self.table[index]
         raise RecipeSwitchError(f"no recipe {key!r} in this station's table")
 
-    def _load(self, path: Path) -> tuple[Recipe, Inspector, dict[str, Any]]:
+    def _load(self, path: Path) -> tuple[Recipe, StationInspector, dict[str, Any]]:
         try:
             recipe = load_recipe(path)
         except RecipeError as exc:
@@ -114,16 +115,16 @@ class StationLine:
             raise RecipeSwitchError(f"{path}: a recipe switch keeps the station id and the source")
         return (recipe, *self._load_model(recipe, Path(recipe.model)))
 
-    def _load_model(self, recipe: Recipe, model_path: Path) -> tuple[Inspector, dict[str, Any]]:
+    def _load_model(self, recipe: Recipe, model_path: Path) -> tuple[StationInspector, dict[str, Any]]:
         try:
-            model = load_image_detector(model_path, recipe.detector, self.runtime)
+            model = load_station_detector(model_path, recipe.detector, self.runtime)
+            sha = file_sha256(model_path)
+            inspector = make_inspector(model, recipe, sha, self.preview, self.station.emit)
         except (OSError, ValueError) as exc:
             raise RecipeSwitchError(f"cannot load model {model_path}: {exc}") from exc
-        sha = file_sha256(model_path)
-        inspector = make_inspector(model, recipe, sha, self.preview)
         return inspector, store_config(recipe, model_path, model, sha)
 
-    async def _swap(self, recipe: Recipe, inspector: Inspector, config: dict[str, Any]) -> None:
+    async def _swap(self, recipe: Recipe, inspector: StationInspector, config: dict[str, Any]) -> None:
         """Pause intake, wait for the parts in flight, switch store and inspector, resume."""
         was_paused = self.station.paused
         self.station.pause()
@@ -169,10 +170,10 @@ class StationLine:
         calibrated threshold again (None). Registered as a derived recipe version."""
         async with self._lock:
             current = self.station.inspector
-            if not isinstance(current, Inspector):
+            if not isinstance(current, Inspector | SignalInspector):
                 raise RecipeSwitchError("this station's inspector takes no threshold")
             recipe = with_threshold(self.base_recipe, threshold)
-            inspector = make_inspector(current.detector, recipe, current.model_sha256, self.preview)
+            inspector = make_inspector(current.detector, recipe, current.model_sha256, self.preview, self.station.emit)
             await self._swap(recipe, inspector, {**self.config, **recipe_config(recipe)})
             self._active = self._info(recipe, current.model_sha256, self._active.index)
             log.info("threshold set to %s (recipe version %s)", threshold or "calibrated", recipe.version)

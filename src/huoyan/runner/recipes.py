@@ -4,15 +4,23 @@ under which a threshold set on the line is recorded."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from huoyan.core.detector import Detector, ImageDetector, needs_own_template
-from huoyan.core.recipe import Recipe
+from huoyan.core.recipe import SENSOR_SOURCES, Recipe
+from huoyan.core.records import StationEvent
 from huoyan.decision.judge import Policy, decider_for
+from huoyan.detectors import judges_signals
+from huoyan.signals.readers import SIGNAL_SUFFIXES, read_recording
 from huoyan.station.inspect import Inspector, Previewer
+from huoyan.station.inspect_signals import SignalInspector
+from huoyan.station.sensors import RecordingLike, RecordingReader, WindowSpec
 from huoyan.station.templates import TemplateLibrary
 from huoyan.vision.imageio import decode_image
+
+StationInspector = Inspector | SignalInspector
 
 
 def recipe_config(recipe: Recipe) -> dict[str, Any]:
@@ -47,9 +55,32 @@ def store_config(recipe: Recipe, model_path: Path, model: Detector, model_sha: s
 
 
 def make_inspector(
-    detector: ImageDetector, recipe: Recipe, model_sha: str, preview: Previewer | None = None
-) -> Inspector:
-    """The station's inspector: the detector scores, the recipe's decision policy judges."""
+    detector: Detector,
+    recipe: Recipe,
+    model_sha: str,
+    preview: Previewer | None = None,
+    on_event: Callable[[StationEvent], None] | None = None,
+) -> StationInspector:
+    """The station's inspector: the detector scores, the recipe's decision policy judges.
+    A model of sensor windows needs a sensor source, an image model any other; a
+    mismatch is refused naming the recipe's field."""
+    sensor_source = isinstance(recipe.source, SENSOR_SOURCES)
+    if judges_signals(detector):
+        if not sensor_source:
+            raise ValueError(
+                f"source: a {detector.kind!r} model judges windows of a sensor channel; the source must be "
+                "sensor_replay, mqtt_sensor or opcua_sensor"
+            )
+        if recipe.decision.ng_if_any_region or recipe.decision.min_region_area_px:
+            raise ValueError("decision: sensor windows have no regions; remove ng_if_any_region and min_region_area_px")
+        policy = Policy.of(detector.threshold, recipe.decision)  # type: ignore[attr-defined]
+        return SignalInspector(detector, decider_for(detector, policy), recipe, model_sha, on_event=on_event)
+    if sensor_source:
+        raise ValueError(
+            f"source: a {recipe.source.type} source gives windows of a sensor channel; the model must judge them "
+            f"(a 'vibration' model), not be a {detector.kind!r} model"
+        )
+    assert isinstance(detector, ImageDetector)
     policy = Policy.of(detector.threshold, recipe.decision, recipe.preprocess.mm_per_px)
     inspector = Inspector(detector, decider_for(detector, policy), recipe, model_sha, decode_image, preview=preview)
     if needs_own_template(detector):
@@ -60,3 +91,19 @@ def make_inspector(
             )
         inspector.templates = TemplateLibrary(recipe.templates, recipe.preprocess)
     return inspector
+
+
+def window_spec(detector: Detector) -> WindowSpec | None:
+    """The windows a sensor source cuts for this model (None: it judges images)."""
+    if not judges_signals(detector):
+        return None
+    params = detector.get_params()
+    channel = detector.card_.details.get("channel") or None
+    return WindowSpec(float(params["window_s"]), float(params["hop_s"]), channel)
+
+
+def _read(path: Path, channel: str | None, rate: float | None, rpm: float | None, usual: str | None) -> RecordingLike:
+    return read_recording(path, channel, rate, rpm, usual_channel=usual)
+
+
+RECORDING_READER = RecordingReader(_read, SIGNAL_SUFFIXES)

@@ -6,11 +6,12 @@ summary row):
 
 - window rows: ``path``; ``window``: start, seconds into the recording; ``verdict``;
   ``score`` (raw distance from healthy running), ``normalised_score`` (score /
-  threshold: above 1.0 is NG), ``threshold``, ``rules``; ``velocity_rms_mm_s`` and
-  ``iso_zone``; ``measurements`` (RMS and peak in the input's units, crest factor,
-  kurtosis, skewness, velocity RMS, the demodulated band's spectral kurtosis); ``band_hz``: the band demodulated; ``diagnosis``: ``family`` (or
-  null) and ``evidence``, each family's strength, its rise over healthy running and
-  its lines (expected and found frequency, amplitude, noise floor, prominence);
+  threshold: above 1.0 is NG), ``threshold``, ``rules``; ``measurements`` (RMS and
+  peak in the input's units, crest factor, kurtosis, skewness, velocity RMS, the
+  demodulated band's spectral kurtosis); ``velocity_rms_mm_s`` and ``iso_zone``;
+  ``band_hz``: the band demodulated; ``diagnosis``: ``family`` (or null) and
+  ``evidence``, each family's strength, its rise over healthy running and its lines
+  (expected and found frequency, amplitude, noise floor, prominence);
 - summary rows: ``path``, ``summary: true``, ``windows``, ``counts`` by verdict,
   ``verdict`` (NG if any window is NG; ERROR for a recording that cannot be read, with
   ``error``), ``max_score``, ``max_normalised_score``, ``diagnosis`` (the family most

@@ -25,7 +25,16 @@ import numpy as np
 
 from huoyan.core.durable import write_durably
 from huoyan.core.models import IMAGE_SUFFIXES, Verdict
-from huoyan.core.recipe import CameraSource, HotFolderSource, HttpSource, PartId, ReplaySource
+from huoyan.core.recipe import (
+    CameraSource,
+    HotFolderSource,
+    HttpSource,
+    MqttSensorSource,
+    OpcUaSensorSource,
+    PartId,
+    ReplaySource,
+    SensorReplaySource,
+)
 from huoyan.core.records import Arrival, InspectionRecord, Severity, StationEvent, utcnow
 from huoyan.core.station import StationBusy
 from huoyan.core.text import fit_file_name, safe_text
@@ -547,15 +556,33 @@ class HttpUpload(Source):
 
 
 def make_source(
-    cfg: HotFolderSource | ReplaySource | CameraSource | HttpSource,
+    cfg: Any,
     station_id: str,
     part_ids: PartIds,
     counter: SeqCounter,
+    spec: Any = None,
+    reader: Any = None,
 ) -> Source:
+    """The source a recipe's ``source`` section names. Sensor sources also need the
+    model's windows (``sensors.WindowSpec``) and, to replay files, a reader of recordings."""
     if isinstance(cfg, HttpSource):
         return HttpUpload(cfg, station_id, part_ids, counter)
     if isinstance(cfg, HotFolderSource):
         return HotFolder(cfg, station_id, part_ids, counter)
     if isinstance(cfg, ReplaySource):
         return Replay(cfg, station_id, part_ids, counter)
-    return Camera(cfg, station_id, part_ids, counter)
+    if isinstance(cfg, CameraSource):
+        return Camera(cfg, station_id, part_ids, counter)
+    from huoyan.station import sensors
+
+    if spec is None:
+        raise ValueError(f"a {cfg.type} source needs a model that judges windows of a sensor channel")
+    if isinstance(cfg, SensorReplaySource):
+        if reader is None:
+            raise ValueError("a sensor_replay source needs a reader of recordings")
+        return sensors.SensorReplay(cfg, station_id, part_ids, counter, spec, reader.read, reader.suffixes)
+    if isinstance(cfg, MqttSensorSource):
+        return sensors.MqttSensor(cfg, station_id, part_ids, counter, spec)
+    if isinstance(cfg, OpcUaSensorSource):
+        return sensors.OpcUaSensor(cfg, station_id, part_ids, counter, spec)
+    raise ValueError(f"unknown source type {getattr(cfg, 'type', cfg)!r}")

@@ -28,9 +28,7 @@ def upgrade() -> None:
     op.create_table(
         "measurements",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column(
-            "inspection_id", sa.Integer(), sa.ForeignKey("inspections.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("inspection_id", sa.Integer(), sa.ForeignKey("inspections.id", ondelete="CASCADE"), nullable=False),
         sa.Column("channel", sa.String(length=100), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
@@ -40,9 +38,7 @@ def upgrade() -> None:
     op.create_table(
         "channel_results",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column(
-            "inspection_id", sa.Integer(), sa.ForeignKey("inspections.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("inspection_id", sa.Integer(), sa.ForeignKey("inspections.id", ondelete="CASCADE"), nullable=False),
         sa.Column("channel", sa.String(length=100), nullable=False),
         sa.Column("verdict", sa.String(length=8), nullable=False),
         sa.Column("score", sa.Float(), nullable=True),
