@@ -59,6 +59,7 @@ class Condition:
     measurements: dict[str, float] = field(default_factory=dict)
     velocity_rms_mm_s: float | None = None
     iso_zone: str | None = None
+    iso_limits: tuple[float, float, float] | None = None  # the zone boundaries A/B, B/C, C/D in mm/s
     envelope_hz: np.ndarray | None = None
     envelope: np.ndarray | None = None
     band_hz: tuple[float, float] | None = None

@@ -20,14 +20,22 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from huoyan import __version__
 from huoyan.server.platform import Platform, Settings
-from huoyan.server.routes import admin, auth, models, pages, records, stations
+from huoyan.server.routes import admin, auth, measurements, models, pages, records, stations
 from huoyan.server.routes.stations import MAX_UPLOAD
 from huoyan.server.security import LoginRequired
 from huoyan.server.uploads import FORM_OVERHEAD, BodyLimit
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
-ROUTERS = (auth.router, stations.router, records.router, models.router, admin.router, pages.router)
+ROUTERS = (
+    auth.router,
+    stations.router,
+    records.router,
+    measurements.router,
+    models.router,
+    admin.router,
+    pages.router,
+)
 
 
 MAX_BODY = 1024 * 1024  # JSON bodies (logins, reviews, settings); uploads have their own limit

@@ -214,3 +214,36 @@ class AuditCheck(BaseModel):
     keyed_from_id: int | None = Field(description="first entry with a MAC (older ones predate the audit key)")
     problem: str | None
     first_bad_id: int | None
+
+
+class MeasuredPoint(BaseModel):
+    inspection_id: int
+    at: datetime
+    value: float
+    verdict: str
+
+
+class MeasurementSeries(BaseModel):
+    """One measured quantity of a station's records over time (oldest first)."""
+
+    station: str
+    name: str
+    channel: str | None
+    points: list[MeasuredPoint]
+
+
+class Measured(BaseModel):
+    channel: str
+    name: str
+
+
+class ConditionOut(BaseModel):
+    """A sensor window's analysis: features, velocity zone, envelope spectrum and the
+    diagnosis with the lines behind it (the record's ``condition`` evidence)."""
+
+    inspection_id: int
+    at: datetime
+    source_name: str
+    verdict: str
+    diagnosis: str | None
+    condition: dict[str, Any]

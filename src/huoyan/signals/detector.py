@@ -326,6 +326,7 @@ class VibrationMonitor(Parameters):
             },
             velocity_rms_mm_s=a.velocity_rms_mm_s,
             iso_zone=a.iso_zone,
+            iso_limits=ISO_ZONES[self.machine_class],
             envelope_hz=a.envelope.frequencies,
             envelope=a.envelope.amplitudes,
             band_hz=a.envelope.band,

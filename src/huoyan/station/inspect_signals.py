@@ -57,6 +57,7 @@ def condition_json(condition: Condition, sample_rate: float, start_s: float, cha
         "measurements": condition.measurements,
         "velocity_rms_mm_s": condition.velocity_rms_mm_s,
         "iso_zone": condition.iso_zone,
+        "iso_limits": list(condition.iso_limits) if condition.iso_limits else None,
         "band_hz": list(condition.band_hz) if condition.band_hz else None,
         "envelope_hz_step": float(condition.envelope_hz[1] - condition.envelope_hz[0])
         if condition.envelope_hz is not None and condition.envelope_hz.size > 1

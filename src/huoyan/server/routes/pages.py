@@ -37,6 +37,7 @@ def render(
     nav = [
         ("Stations", "/stations", Role.OPERATOR),
         ("Records", "/records", Role.OPERATOR),
+        ("Sensors", "/sensors", Role.OPERATOR),
         ("Review", "/review", Role.OPERATOR),
         ("Models", "/models", Role.ENGINEER),
         ("Admin", "/admin", Role.ADMIN),
@@ -105,6 +106,19 @@ def records_page(request: Request, p: Annotated[Platform, Depends(platform)], pr
 @router.get("/records/{inspection_id}")
 def record_page(inspection_id: RowId, request: Request, principal: OperatorPage) -> Response:
     return render(request, "record.html", principal, inspection_id=inspection_id)
+
+
+@router.get("/sensors")
+def sensors_page(request: Request, p: Annotated[Platform, Depends(platform)], principal: OperatorPage) -> Response:
+    return render(request, "sensors.html", principal, stations=list(p.hosts), station="")
+
+
+@router.get("/sensors/{station_id}")
+def sensor_page(
+    station_id: str, request: Request, p: Annotated[Platform, Depends(platform)], principal: OperatorPage
+) -> Response:
+    """Any station whose records measure something: it may run on another PC."""
+    return render(request, "sensors.html", principal, stations=list(p.hosts), station=station_id)
 
 
 @router.get("/review")

@@ -375,6 +375,109 @@ pages.admin = async () => {
   await load();
 };
 
+// -- sensors: trends of a station's measurements and its latest envelope spectrum ------------------
+const FAMILY_COLOURS = {
+  outer_race: "#c0392b", inner_race: "#8e44ad", rolling_element: "#d35400", cage: "#16a085",
+  unbalance: "#2c3e50", misalignment: "#7f8c8d",
+};
+
+function trend(div, title, points, unit, extra = {}) {
+  const plot = window.Plotly;
+  if (!plot) return;
+  const ok = points.filter((x) => x.verdict === "OK"), ng = points.filter((x) => x.verdict !== "OK");
+  const trace = (pts, name, colour) => ({
+    x: pts.map((x) => new Date(x.at)), y: pts.map((x) => x.value), name, mode: "markers",
+    marker: { color: colour, size: 5 },
+  });
+  plot.react(div, [trace(ok, "OK", "#27ae60"), trace(ng, "NG", "#c0392b")], {
+    title: { text: title, font: { size: 13 } }, height: 230, margin: { l: 50, r: 10, t: 30, b: 30 },
+    yaxis: { title: { text: unit } }, showlegend: false, ...extra,
+  }, { displayModeBar: false, responsive: true });
+}
+
+function zoneLines(limits) {
+  if (!limits) return {};
+  const names = ["A/B", "B/C", "C/D"];
+  return {
+    shapes: limits.map((y) => ({ type: "line", xref: "paper", x0: 0, x1: 1, y0: y, y1: y,
+      line: { dash: "dot", width: 1, color: "#e67e22" } })),
+    annotations: limits.map((y, i) => ({ xref: "paper", x: 1, y, text: names[i], showarrow: false,
+      xanchor: "right", yanchor: "bottom", font: { size: 10, color: "#e67e22" } })),
+  };
+}
+
+function envelopeChart(div, c) {
+  const plot = window.Plotly;
+  if (!plot || !c.envelope) return;
+  const step = c.envelope_hz_step || 1;
+  const shapes = [], annotations = [];
+  for (const fam of (c.diagnosis ? c.diagnosis.evidence : [])) {
+    if (fam.family === "unbalance" || fam.family === "misalignment") continue;  // velocity spectrum lines
+    for (const line of fam.lines) {
+      shapes.push({ type: "line", x0: line.expected_hz, x1: line.expected_hz, yref: "paper", y0: 0, y1: 1,
+        line: { dash: "dot", width: 1, color: FAMILY_COLOURS[fam.family] || "#999" } });
+      annotations.push({ x: line.expected_hz, yref: "paper", y: 1, text: line.name, showarrow: false,
+        textangle: -90, xanchor: "right", yanchor: "top", font: { size: 9, color: FAMILY_COLOURS[fam.family] } });
+    }
+  }
+  plot.react(div, [{ x: c.envelope.map((_, i) => i * step), y: c.envelope, mode: "lines", name: "envelope",
+    line: { color: "#34495e", width: 1 } }], {
+    title: { text: `Squared-envelope spectrum, band ${c.band_hz ? c.band_hz.map((x) => Math.round(x)).join("–") : "?"} Hz`,
+      font: { size: 13 } },
+    height: 320, margin: { l: 50, r: 10, t: 30, b: 40 }, xaxis: { title: { text: "Hz" } },
+    yaxis: { title: { text: "modulation" } }, shapes, annotations, showlegend: false,
+  }, { displayModeBar: false, responsive: true });
+}
+
+pages.sensors = async () => {
+  const form = document.getElementById("sensor-pick");
+  const station = document.body.dataset.station;
+  const note = document.getElementById("sensor-note");
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const s = form.elements.station.value.trim();
+    if (s) location.href = `/sensors/${encodeURIComponent(s)}?limit=${form.elements.limit.value}`;
+  });
+  if (!station) { note.textContent = "Choose a station whose records measure a sensor channel."; return; }
+  const limit = new URLSearchParams(location.search).get("limit") || "500";
+  form.elements.limit.value = limit;
+  const q = (name) => `/api/measurements?${new URLSearchParams({ station, name, limit })}`;
+  const load = async () => {
+    const measured = await api(`/api/measurements/names?station=${encodeURIComponent(station)}`);
+    if (!measured.length) { note.textContent = `No measurements in the records of ${station}.`; return; }
+    let condition = null;
+    try {
+      condition = await api(`/api/conditions/latest?station=${encodeURIComponent(station)}`);
+    } catch (e) { note.textContent = e.message; }
+    const [rms, kurtosis, velocity] = await Promise.all(["rms", "kurtosis", "velocity_rms_mm_s"].map((n) => api(q(n))));
+    const scores = await api(`/api/inspections?${new URLSearchParams({ station, limit: Math.min(500, +limit) })}`);
+    trend(document.getElementById("trend-rms"), "RMS", rms.points, "g");
+    trend(document.getElementById("trend-kurtosis"), "Kurtosis", kurtosis.points, "");
+    trend(document.getElementById("trend-velocity"), "Velocity RMS 10–1000 Hz (ISO 20816 zones)", velocity.points,
+      "mm/s", zoneLines(condition && condition.condition.iso_limits));
+    trend(document.getElementById("trend-score"), "Score / threshold", scores.items.slice().reverse()
+      .filter((r) => r.normalised_score !== null)
+      .map((r) => ({ at: r.arrived_at, value: r.normalised_score, verdict: r.verdict })), "",
+      { shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: 1, y1: 1, line: { dash: "dash", color: "#c0392b" } }] });
+    if (!condition) return;
+    const c = condition.condition;
+    definitions(document.getElementById("condition"), [
+      ["window", el("a", { href: `/records/${condition.inspection_id}` }, condition.source_name)],
+      ["verdict", fmt.verdict(condition.verdict)], ["diagnosis", condition.diagnosis || "none stands out"],
+      ["velocity RMS", `${fmt.num(c.velocity_rms_mm_s, 2)} mm/s (zone ${c.iso_zone || "—"})`],
+      ["kurtosis", fmt.num(c.measurements && c.measurements.kurtosis, 2)],
+    ]);
+    envelopeChart(document.getElementById("envelope"), c);
+    fillRows(document.querySelector("#families tbody"), (c.diagnosis ? c.diagnosis.evidence : []).map((f) => [
+      el("span", { class: f.family === condition.diagnosis ? "diagnosed" : "" }, f.family),
+      fmt.num(f.strength_db, 1), fmt.num(f.healthy_db, 1), fmt.num(f.rise_db, 1),
+      f.lines.map((l) => `${l.name} ${fmt.num(l.found_hz, 1)} Hz ${fmt.num(l.prominence_db, 1)} dB`).join("; "),
+    ]));
+  };
+  await load();
+  setInterval(load, 5000);
+};
+
 document.addEventListener("DOMContentLoaded", () => {
   const logout = document.getElementById("logout");
   if (logout) logout.onclick = async () => { await api("/api/session", { method: "DELETE" }); location.href = "/login"; };
