@@ -80,7 +80,7 @@ def full_record(key: str = "k1") -> InspectionRecord:
             Measurement(channel="spindle", name="kurtosis", value=7.5),
         ],
         channels=[
-            ChannelVerdict(channel="top", verdict=Verdict.NG, score=3.0, normalised_score=1.5),
+            ChannelVerdict(channel="top", verdict=Verdict.NG, score=3.0, normalised_score=1.5, model_sha256="b" * 64),
             ChannelVerdict(channel="spindle", verdict=Verdict.OK, score=1.0, normalised_score=0.5, diagnosis="cage"),
             ChannelVerdict(channel="side", verdict=Verdict.ERROR, error="no frame"),
         ],

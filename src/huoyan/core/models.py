@@ -287,6 +287,7 @@ class ChannelVerdict(BaseModel):
     normalised_score: float | None = None
     error: str | None = None
     diagnosis: str | None = Field(default=None, max_length=64)
+    model_sha256: str | None = Field(default=None, description="the model that judged this channel")
 
 
 class Judgement(BaseModel):

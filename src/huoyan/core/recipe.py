@@ -259,6 +259,54 @@ class Templates(_Strict):
         return self.folder / name
 
 
+class Channel(_Strict):
+    """One channel of a station that judges each part from several (two camera views, a
+    camera and a sensor): which of the part's files are this channel's, and what judges
+    them. What a channel leaves out is the recipe's own (its model, preprocessing,
+    decision and templates); a sensor channel's files are recordings (one per part),
+    judged window by window, the channel NG when any window is."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    files: str = Field(description="regex on the file name that says a file is this channel's, e.g. '_side\\.png$'")
+    model: Path | None = Field(default=None, description="default: the recipe's model")
+    detector: str | None = None
+    preprocess: Preprocess | None = None
+    decision: Decision | None = None
+    templates: Templates | None = None
+    sample_rate: float | None = Field(default=None, gt=0, description="sensor recordings that record none")
+    rpm: float | None = Field(default=None, gt=0)
+    signal_channel: str | None = Field(default=None, description="which channel of a recording to read")
+
+    @field_validator("files")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return v
+
+
+class Fusion(_Strict):
+    """How the channels' verdicts make the part's. ``any_ng``: NG if any channel is NG,
+    else ERROR if any could not judge, else OK. ``all_ng``: NG only if every channel is
+    (a second view confirms the first). ``weighted``: the weighted mean of the channels'
+    normalised scores against ``threshold`` (a channel that could not judge makes the
+    part ERROR)."""
+
+    rule: Literal["any_ng", "all_ng", "weighted"] = "any_ng"
+    weights: dict[str, float] = Field(default_factory=dict, description="per channel, default 1")
+    threshold: float = Field(default=1.0, gt=0, description="weighted: NG above this mean normalised score")
+    wait_s: float = Field(default=5.0, gt=0, description="how long a part waits for its other channels' files")
+
+    @field_validator("weights")
+    @classmethod
+    def _non_negative(cls, v: dict[str, float]) -> dict[str, float]:
+        if any(w < 0 for w in v.values()):
+            raise ValueError("weights must be >= 0")
+        return v
+
+
 SecurityMode = Literal["none", "basic256sha256"]
 
 
@@ -366,6 +414,38 @@ class Recipe(_Strict):
     storage: Storage = Storage()
     part_id: PartId = PartId()
     feedback: Feedback = Feedback()
+    channels: list[Channel] = Field(
+        default_factory=list, description="several channels per part: the part's files, one per channel"
+    )
+    fusion: Fusion = Fusion()
+
+    @model_validator(mode="after")
+    def _channels_make_sense(self) -> Recipe:
+        if not self.channels:
+            return self
+        if len(self.channels) < 2:
+            raise ValueError("channels: give two or more (one channel is the recipe itself)")
+        names = [c.name for c in self.channels]
+        if len(set(names)) != len(names):
+            raise ValueError("channels: names must be unique")
+        if not isinstance(self.source, HotFolderSource | ReplaySource):
+            raise ValueError("channels: the parts' files come from a hot_folder or replay source")
+        if self.part_id.source != "filename":
+            raise ValueError(
+                "channels: a part's files are joined by the part id in their names (part_id.from: filename)"
+            )
+        unknown = sorted(set(self.fusion.weights) - set(names))
+        if unknown:
+            raise ValueError(f"fusion.weights: no channel {', '.join(unknown)}")
+        return self
+
+    def channel_recipe(self, channel: Channel) -> Recipe:
+        """The recipe as one channel sees it: its model, preprocessing, decision and templates."""
+        update: dict[str, Any] = {"model": channel.model or self.model, "detector": channel.detector or self.detector}
+        for name in ("preprocess", "decision", "templates"):
+            if getattr(channel, name) is not None:
+                update[name] = getattr(channel, name)
+        return self.model_copy(update={**update, "channels": []})
 
     @model_validator(mode="after")
     def _mm_rules_need_scale(self) -> Recipe:
@@ -400,7 +480,10 @@ class Recipe(_Strict):
 
 # Fields each recipe section gained after the first release (see ``content_sha256``).
 # ("" is the recipe itself.)
-ADDED_LATER: dict[str, tuple[str, ...]] = {"": ("detector", "templates"), "preprocess": ("max_image_pixels",)}
+ADDED_LATER: dict[str, tuple[str, ...]] = {
+    "": ("detector", "templates", "channels", "fusion"),
+    "preprocess": ("max_image_pixels",),
+}
 
 
 def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:
@@ -418,6 +501,13 @@ def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:
     templates = data.get("templates")
     if isinstance(templates, dict) and isinstance(templates.get("folder"), str):
         templates["folder"] = str(base / templates["folder"])
+    for channel in data.get("channels") or []:
+        if isinstance(channel, dict):
+            if isinstance(channel.get("model"), str):
+                channel["model"] = str(base / channel["model"])
+            own = channel.get("templates")
+            if isinstance(own, dict) and isinstance(own.get("folder"), str):
+                own["folder"] = str(base / own["folder"])
     feedback = data.get("feedback")
     if isinstance(feedback, dict):
         for slot in feedback.get("recipes") or []:

@@ -26,7 +26,17 @@ from huoyan.core.records import StationEvent
 from huoyan.detectors import load_station_detector
 from huoyan.io.feedback import Channel, LineFeedback, SignalTimes
 from huoyan.runner.line import StationLine
-from huoyan.runner.recipes import RECORDING_READER, make_inspector, store_config, window_spec, with_threshold
+from huoyan.runner.recipes import (
+    RECORDING_READER,
+    StationInspector,
+    make_fused_inspector,
+    make_inspector,
+    store_config,
+    window_spec,
+    with_threshold,
+)
+from huoyan.station.fuse import FusedInspector
+from huoyan.station.gather import Gathering
 from huoyan.station.inspect_signals import SignalInspector
 from huoyan.station.pipeline import Station, Stats
 from huoyan.station.sources import HttpUpload, PartIds, SeqCounter, Source, make_source
@@ -104,8 +114,18 @@ def open_station(
     ``threshold`` (raw score, set on the server) replaces the recipe's decision threshold."""
     base_recipe, recipe = recipe, with_threshold(recipe, threshold)
     model_path = model_path or Path(recipe.model)
-    model = load_station_detector(model_path, recipe.detector, runtime)
-    model_sha = file_sha256(model_path)
+    inspector: StationInspector
+    if recipe.channels:
+        if model_path != Path(recipe.model):
+            raise ValueError("a station of several channels runs its recipe's models; it takes no other model")
+        inspector, config = make_fused_inspector(recipe, runtime)
+        model: Any = None
+        model_sha = config["model_sha256"]
+    else:
+        model = load_station_detector(model_path, recipe.detector, runtime)
+        model_sha = file_sha256(model_path)
+        config = store_config(recipe, model_path, model, model_sha)
+        inspector = make_inspector(model, recipe, model_sha)
     data_dir = Path(recipe.storage.data_dir)
     engine = open_database(database_url or recipe, migrate=False)  # migrated below, outage-tolerant
     blobs_dir, spool_dir = data_paths(data_dir)
@@ -114,7 +134,7 @@ def open_station(
     if stale:
         log.info("removed %d temporary files left by a killed writer in %s", stale, data_dir)
     store = RecordStore(engine, BlobStore(blobs_dir), Spool(spool_dir / recipe.station))
-    store.configure(**store_config(recipe, model_path, model, model_sha))
+    store.configure(**config)
     try:
         upgrade(engine)
         store.register()
@@ -123,10 +143,10 @@ def open_station(
         log.error("database not reachable at start (%s); records go to the local spool until it is", exc)
     # Persisted beside the spool: numbers stay unique when the database cannot say which are taken.
     counter = SeqCounter(store.last_seq(recipe.station), path=spool_dir / f"{recipe.station}.seq")
-    inspector = make_inspector(model, recipe, model_sha)
-    source = make_source(
-        recipe.source, recipe.station, PartIds(recipe.part_id), counter, window_spec(model), RECORDING_READER
-    )
+    spec = None if model is None else window_spec(model)
+    source = make_source(recipe.source, recipe.station, PartIds(recipe.part_id), counter, spec, RECORDING_READER)
+    if recipe.channels:
+        source = Gathering(source, recipe.channels, recipe.fusion.wait_s)
     station = Station(
         recipe.station,
         source,
@@ -137,18 +157,19 @@ def open_station(
         min_free_mb=recipe.storage.min_free_mb,
     )
     store.on_event = station.note if on_event is None else on_event
-    if isinstance(inspector, SignalInspector):
-        inspector.on_event = station.emit
+    for part in inspector.channels.values() if isinstance(inspector, FusedInspector) else [inspector]:
+        if isinstance(part, SignalInspector):
+            part.on_event = station.emit
     if isinstance(source, HttpUpload):
         station.listeners.append(source.on_record)
     line = StationLine(station, store, recipe, model_sha, runtime)
-    line.config = store_config(recipe, model_path, model, model_sha)
+    line.config = config
     line.base_recipe = base_recipe
     feedback = open_feedback(recipe, line, data_dir, station.emit)
     if feedback.channels:
         station.listeners.append(feedback.on_record)
         station.event_listeners.append(feedback.on_event)
-    card = model.card_.model_dump(mode="json")
+    card = config["model_card"]
     return OpenStation(station, store, source, engine, model_sha, line, feedback, model_path, card)
 
 

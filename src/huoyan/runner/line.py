@@ -12,7 +12,15 @@ from typing import Any
 from huoyan.core.control import RecipeInfo, RecipeSwitchError
 from huoyan.core.recipe import Recipe, RecipeError, load_recipe
 from huoyan.detectors import load_station_detector
-from huoyan.runner.recipes import StationInspector, make_inspector, recipe_config, store_config, with_threshold
+from huoyan.runner.recipes import (
+    StationInspector,
+    make_fused_inspector,
+    make_inspector,
+    recipe_config,
+    store_config,
+    with_threshold,
+)
+from huoyan.station.fuse import FusedInspector
 from huoyan.station.inspect import Inspector, Previewer
 from huoyan.station.inspect_signals import SignalInspector
 from huoyan.station.pipeline import Station
@@ -116,6 +124,16 @@ class StationLine:
         return (recipe, *self._load_model(recipe, Path(recipe.model)))
 
     def _load_model(self, recipe: Recipe, model_path: Path) -> tuple[StationInspector, dict[str, Any]]:
+        if recipe.channels:
+            if Path(model_path) != Path(recipe.model):
+                raise RecipeSwitchError(
+                    "a station of several channels runs its recipe's models: give the channels new models in "
+                    "a new recipe version"
+                )
+            try:
+                return make_fused_inspector(recipe, self.runtime, self.preview, self.station.emit)
+            except (OSError, ValueError) as exc:
+                raise RecipeSwitchError(f"cannot load the channels' models: {exc}") from exc
         try:
             model = load_station_detector(model_path, recipe.detector, self.runtime)
             sha = file_sha256(model_path)
@@ -183,5 +201,5 @@ class StationLine:
         """Draw live-view previews from now on (or stop, with None)."""
         self.preview = preview
         inspector = self.station.inspector
-        if isinstance(inspector, Inspector):
+        if isinstance(inspector, Inspector | FusedInspector):
             inspector.preview = preview

@@ -28,6 +28,7 @@ from typing import Any
 
 from huoyan.core.detector import Condition, Decider
 from huoyan.core.models import Verdict
+from huoyan.decision.fusion import recording_diagnosis, recording_verdict
 from huoyan.signals.detector import VibrationMonitor
 from huoyan.signals.readers import SignalError, list_recordings, read_recording
 
@@ -101,18 +102,18 @@ def _condition(c: Condition) -> dict[str, Any]:
 
 
 def _summary(path: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    counts = Counter(r["verdict"] for r in rows)
-    ng = [r for r in rows if r["verdict"] == Verdict.NG.value]
-    families = Counter((r["diagnosis"] or {}).get("family") for r in (ng or rows))
-    families.pop(None, None)
+    verdicts = [Verdict(r["verdict"]) for r in rows]
+    diagnoses = [(r["diagnosis"] or {}).get("family") for r in rows]
+    ng = [d for v, d in zip(verdicts, diagnoses, strict=True) if v == Verdict.NG]
+    families = Counter(d for d in (ng if Verdict.NG in verdicts else diagnoses) if d is not None)
     return {
         "path": path,
         "summary": True,
         "windows": len(rows),
-        "counts": dict(counts),
-        "verdict": Verdict.NG.value if ng else Verdict.OK.value,
+        "counts": dict(Counter(v.value for v in verdicts)),
+        "verdict": recording_verdict(verdicts).value,
         "max_score": max(r["score"] for r in rows),
         "max_normalised_score": max(r["normalised_score"] for r in rows),
-        "diagnosis": families.most_common(1)[0][0] if families else None,
+        "diagnosis": recording_diagnosis(verdicts, diagnoses),
         "families": dict(families),
     }

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from huoyan.core.detector import Decider, ImageDetector
-from huoyan.core.models import Judgement, PairedImage, Region, Verdict
+from huoyan.core.models import Judgement, PairedImage, Region, SignalWindow, Verdict
 from huoyan.core.recipe import Recipe
 from huoyan.core.records import (
     Arrival,
@@ -72,6 +72,41 @@ class Prepared:
     image: np.ndarray | None
     error: str | None = None
     template: np.ndarray | None = None  # the part's own golden template, for a template model
+    windows: list[SignalWindow] | None = None  # a recording cut into a sensor model's windows
+    parts: list[tuple[str, Prepared]] | None = None  # a part of several channels: each channel's
+
+
+def record_for(
+    a: Arrival, recipe: Recipe, model_sha256: str | None, threshold: float, **fields: object
+) -> InspectionRecord:
+    """The record of an arrival, judged now under ``recipe`` and its model: what every
+    inspector (images, sensor windows, several channels) fills in alike."""
+    decided = utcnow()
+    return InspectionRecord(
+        key=a.key,
+        seq=a.seq,
+        station_id=recipe.station,
+        recipe_id=recipe.recipe,
+        recipe_version=recipe.version,
+        model_sha256=model_sha256,
+        threshold=threshold,
+        part_id=a.part_id,
+        source_name=a.source_name,
+        arrived_at=a.arrived_at,
+        decided_at=decided,
+        latency_ms=(decided - a.arrived_at).total_seconds() * 1000,
+        trigger=a.meta.get("trigger"),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def keeps(recipe: Recipe, verdict: Verdict, seq: int | None) -> bool:
+    """Whether the recipe keeps the evidence of a part with this verdict and sequence number."""
+    policy = recipe.storage
+    if verdict != Verdict.OK:
+        return policy.keep_ng
+    n = policy.keep_ok_every
+    return n > 0 and (seq or 0) % n == 0
 
 
 @dataclass
@@ -89,30 +124,10 @@ class Inspector:
         return self.decider.threshold
 
     def _record(self, a: Arrival, **fields: object) -> InspectionRecord:
-        decided = utcnow()
-        return InspectionRecord(
-            key=a.key,
-            seq=a.seq,
-            station_id=self.recipe.station,
-            recipe_id=self.recipe.recipe,
-            recipe_version=self.recipe.version,
-            model_sha256=self.model_sha256,
-            threshold=self.threshold,
-            part_id=a.part_id,
-            source_name=a.source_name,
-            arrived_at=a.arrived_at,
-            decided_at=decided,
-            latency_ms=(decided - a.arrived_at).total_seconds() * 1000,
-            trigger=a.meta.get("trigger"),
-            **fields,  # type: ignore[arg-type]
-        )
+        return record_for(a, self.recipe, self.model_sha256, self.threshold, **fields)
 
     def _keep_image(self, verdict: Verdict, seq: int | None) -> bool:
-        policy = self.recipe.storage
-        if verdict != Verdict.OK:
-            return policy.keep_ng
-        n = policy.keep_ok_every
-        return n > 0 and (seq or 0) % n == 0
+        return keeps(self.recipe, verdict, seq)
 
     def _error(self, a: Arrival, message: str) -> StoredRecord:
         blobs: dict[str, bytes] = {}

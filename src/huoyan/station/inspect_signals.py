@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from huoyan.core.detector import Condition, Decider
-from huoyan.core.models import Verdict
+from huoyan.core.models import SignalWindow, Verdict
 from huoyan.core.recipe import Recipe
 from huoyan.core.records import (
     Arrival,
@@ -34,9 +34,9 @@ from huoyan.core.records import (
     Severity,
     StationEvent,
     StoredRecord,
-    utcnow,
 )
-from huoyan.station.inspect import JUDGED, Prepared
+from huoyan.decision.fusion import recording_diagnosis, recording_verdict, worst_window
+from huoyan.station.inspect import JUDGED, Prepared, keeps, record_for
 
 CONDITION_KIND = "condition-changed"
 
@@ -76,6 +76,8 @@ class SignalInspector:
     model_sha256: str
     preview: Any = None  # windows have no picture; kept so the line treats every inspector alike
     on_event: Callable[[StationEvent], None] | None = None
+    # Reads a part's recording (a file, in a station of several channels) into windows.
+    read_windows: Callable[[Arrival], list[SignalWindow]] | None = None
     _condition: dict[str, tuple[Verdict, str | None]] = field(default_factory=dict)
 
     @property
@@ -83,61 +85,57 @@ class SignalInspector:
         return self.decider.threshold
 
     def _record(self, a: Arrival, **fields: object) -> InspectionRecord:
-        decided = utcnow()
-        return InspectionRecord(
-            key=a.key,
-            seq=a.seq,
-            station_id=self.recipe.station,
-            recipe_id=self.recipe.recipe,
-            recipe_version=self.recipe.version,
-            model_sha256=self.model_sha256,
-            threshold=self.threshold,
-            part_id=a.part_id,
-            source_name=a.source_name,
-            arrived_at=a.arrived_at,
-            decided_at=decided,
-            latency_ms=(decided - a.arrived_at).total_seconds() * 1000,
-            **fields,  # type: ignore[arg-type]
-        )
-
-    def _keep(self, verdict: Verdict, seq: int | None) -> bool:
-        policy = self.recipe.storage
-        if verdict != Verdict.OK:
-            return policy.keep_ng
-        n = policy.keep_ok_every
-        return n > 0 and (seq or 0) % n == 0
+        return record_for(a, self.recipe, self.model_sha256, self.threshold, **fields)
 
     def prepare(self, a: Arrival) -> Prepared:
-        if a.window is None:
-            return Prepared(a, None, str(a.meta.get("error") or "no samples"))
-        return Prepared(a, None)
+        if a.window is not None:
+            return Prepared(a, None)
+        if self.read_windows is not None and (a.data or a.meta.get("claimed_path")):
+            try:  # a recording of one part (a channel of a station of several)
+                return Prepared(a, None, windows=self.read_windows(a))
+            except (OSError, ValueError) as exc:
+                return Prepared(a, None, str(exc))
+        return Prepared(a, None, str(a.meta.get("error") or "no samples"))
 
     def run(self, batch: Sequence[Prepared]) -> list[StoredRecord]:
-        out: dict[int, StoredRecord] = {}
-        ready = [(i, p) for i, p in enumerate(batch) if p.error is None and p.arrival.window is not None]
-        for i, p in enumerate(batch):
-            if i not in dict(ready):
-                out[i] = StoredRecord(self._record(p.arrival, verdict=Verdict.ERROR, error=p.error or "no samples"))
-        if ready:
+        out: list[StoredRecord] = []
+        for p in batch:
+            if p.error is not None or (p.arrival.window is None and not p.windows):
+                out.append(StoredRecord(self._record(p.arrival, verdict=Verdict.ERROR, error=p.error or "no samples")))
+                continue
+            windows = [p.arrival.window] if p.arrival.window is not None else list(p.windows or [])
             try:
-                scores = self.detector.score([p.arrival.window for _, p in ready])
-                for (i, p), s, c in zip(ready, scores.raw, scores.evidence, strict=True):
-                    out[i] = self._judge(p.arrival, float(s), c)
+                scores = self.detector.score(windows)
             except Exception as exc:  # every window gets its record, with the reason
-                for i, p in ready:
-                    out[i] = StoredRecord(
-                        self._record(p.arrival, verdict=Verdict.ERROR, error=f"inspection failed: {exc}")
-                    )
-        return [out[i] for i in range(len(batch))]
+                out.append(
+                    StoredRecord(self._record(p.arrival, verdict=Verdict.ERROR, error=f"inspection failed: {exc}"))
+                )
+                continue
+            out.append(self._judge(p.arrival, windows, [float(s) for s in scores.raw], list(scores.evidence)))
+        return out
 
-    def _judge(self, a: Arrival, score: float, condition: Condition) -> StoredRecord:
-        window = a.window
-        assert window is not None
-        result = self.decider.judge(window, score, condition, a.source_name)
+    def _judge(
+        self, a: Arrival, windows: list[SignalWindow], scores: list[float], conditions: list[Condition]
+    ) -> StoredRecord:
+        """One record for the arrival: its window, or, for a recording, the window that
+        speaks for it (``decision.fusion``: NG if any window is)."""
+        results = [
+            self.decider.judge(w, s, c, a.source_name) for w, s, c in zip(windows, scores, conditions, strict=True)
+        ]
+        verdicts = [r.verdict for r in results]
+        i = worst_window(verdicts, [r.score for r in results])
+        window, condition, result = windows[i], conditions[i], results[i]
+        if len(results) > 1:
+            result = result.model_copy(
+                update={
+                    "verdict": recording_verdict(verdicts),
+                    "diagnosis": recording_diagnosis(verdicts, [r.diagnosis for r in results]),
+                }
+            )
         blobs: dict[str, bytes] = {}
         evidence = []
         channel = window.channel or "main"
-        if self._keep(result.verdict, a.seq):
+        if keeps(self.recipe, result.verdict, a.seq):
             evidence.append(_kept(blobs, EvidenceKind.SIGNAL, channel, window_npy(window.samples), "application/x-npy"))
             body = condition_json(condition, window.sample_rate, window.start_s, channel)
             evidence.append(_kept(blobs, EvidenceKind.CONDITION, channel, body, "application/json"))

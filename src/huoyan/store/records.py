@@ -106,6 +106,7 @@ class RecordStore:
         self._station: dict[str, Any] | None = None
         self._recipe: dict[str, Any] | None = None
         self._model: dict[str, Any] | None = None
+        self._channel_models: list[dict[str, Any]] = []
         self._pks: dict[tuple[str, ...], int] = {}
         self._registered = False
         self._spooled_keys = spool.keys()
@@ -129,11 +130,15 @@ class RecordStore:
         model_sha256: str,
         model_name: str,
         model_card: dict[str, Any],
+        channel_models: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Say which station, recipe and model this store writes for; registered on first contact."""
+        """Say which station, recipe and model this store writes for; registered on first
+        contact. ``channel_models``: the other models of a station of several channels
+        (``sha256``, ``name``, ``card`` each), registered too."""
         self._station = {"id": station_id, "product": product}
         self._recipe = {"recipe_id": recipe_id, "version": recipe_version, "sha": recipe_sha256, "body": recipe_body}
         self._model = {"sha256": model_sha256, "name": model_name, "card": model_card}
+        self._channel_models = list(channel_models or [])
         self._registered = False  # a recipe switch registers the new recipe and model on next contact
 
     def switch(self, **config: Any) -> None:
@@ -178,6 +183,10 @@ class RecordStore:
             if model is None:
                 model = ModelRow(sha256=md["sha256"], name=md["name"], card=md["card"], created_at=now)
                 s.add(model)
+            for other in {m["sha256"]: m for m in self._channel_models}.values():
+                known = s.scalar(select(ModelRow.id).where(ModelRow.sha256 == other["sha256"]))
+                if known is None and other["sha256"] != md["sha256"]:
+                    s.add(ModelRow(sha256=other["sha256"], name=other["name"], card=other["card"], created_at=now))
             s.flush()
             self._pks[("recipe", rc["recipe_id"], rc["version"])] = row.id
             self._pks[("model", md["sha256"])] = model.id

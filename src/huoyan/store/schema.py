@@ -150,6 +150,7 @@ class ChannelRow(Base):
     normalised_score: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     diagnosis: Mapped[str | None] = mapped_column(String(64))
+    model_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class EventRow(Base):

@@ -3,7 +3,7 @@
 A sensor window is a record like a part: its features (RMS, kurtosis, velocity ...)
 are measurements that trends and control charts aggregate in SQL, and its diagnosis
 (the fault family it shows) is a column. A station judging several channels (two
-camera views, a camera and a sensor) keeps each channel's own verdict, and each region
+camera views, a camera and a sensor) keeps each channel's own verdict and model, and each region
 says which camera it was found in (``main`` for the records before).
 
 Revision ID: 0006
@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("normalised_score", sa.Float(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("diagnosis", sa.String(length=64), nullable=True),
+        sa.Column("model_sha256", sa.String(length=64), nullable=True),
     )
     op.create_index("ix_channel_results_inspection_id", "channel_results", ["inspection_id"])
 
