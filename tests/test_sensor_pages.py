@@ -100,6 +100,11 @@ def test_the_sensor_page_draws_trends_and_the_marked_envelope_spectrum(
         zones = page.eval_on_selector("#trend-velocity", "d => d.layout.shapes.map(s => s.y0)")
         assert zones == [0.71, 1.8, 4.5]
         expect(page.locator("#condition")).to_contain_text("outer_race")
+        page.locator("#condition a").click()  # the window's record
+        expect(page.locator("#fields")).to_contain_text("outer_race")
+        expect(page.locator("#measured")).to_contain_text("kurtosis")
+        expect(page.locator("#no-image")).to_contain_text("A window of a sensor channel")
+        assert page.eval_on_selector("#overlay", "img => img.hidden")
         page.goto(f"{base}/sensors")
         expect(page.locator("#sensor-note")).to_contain_text("Choose a station")
         assert not errors, errors

@@ -176,9 +176,16 @@ def test_an_mqtt_sensor_feeds_a_live_station_with_gaps_and_bad_blocks_alarmed(
     source = (
         f"{{type: mqtt_sensor, host: 127.0.0.1, port: {broker.port}, topic: {topic}, channel: DE, sample_rate: {RATE}}}"
     )
+    feedback = f"feedback: {{mqtt: {{host: 127.0.0.1, port: {broker.port}}}}}\n"
     opened = open_station(
-        load_recipe(write_recipe(tmp_path, vibration_model, source)), f"sqlite:///{tmp_path / 'm.db'}"
+        load_recipe(write_recipe(tmp_path, vibration_model, source, feedback)), f"sqlite:///{tmp_path / 'm.db'}"
     )
+    heard: list[tuple[str, dict[str, Any]]] = []
+    scada = paho.Client(CallbackAPIVersion.VERSION2, client_id="scada")
+    scada.on_connect = lambda c, u, f, r, p: c.subscribe("huoyan/plant/line/spindle-1/#", qos=1)
+    scada.on_message = lambda c, u, msg: heard.append((msg.topic, json.loads(msg.payload)))
+    scada.connect("127.0.0.1", broker.port)
+    scada.loop_start()
     gateway = paho.Client(CallbackAPIVersion.VERSION2, client_id="gateway")
     gateway.connect("127.0.0.1", broker.port)
     gateway.loop_start()
@@ -197,9 +204,18 @@ def test_an_mqtt_sensor_feeds_a_live_station_with_gaps_and_bad_blocks_alarmed(
             gateway.publish(topic, json.dumps({"samples": [0.0] * BLOCK, "rate": 12_000, "seq": seq}), qos=1)
             wait_for(lambda: len(query_records(opened.engine)) >= 8)
             wait_for(lambda: any(e["kind"] == "sensor-rate" for e in query_events(opened.engine)))
+            wait_for(lambda: sum(t.endswith("/result") for t, _ in heard) >= 8)
     finally:
         gateway.loop_stop()
+        scada.loop_stop()
         broker.stop()
+    # The line hears of the change of condition as an alarm, and of each window as a result.
+    alarms = [m for t, m in heard if t.endswith("/alarm/condition-changed")]
+    assert alarms and alarms[0]["active"] and "outer_race" in alarms[0]["message"]
+    results = [m for t, m in heard if t.endswith("/result")]
+    ng = [m for m in results if m["verdict"] == "NG"]
+    assert len(ng) == 4 and {m["diagnosis"] for m in ng} == {"outer_race"}
+    assert {"rms", "kurtosis"} <= {x["name"] for x in ng[0]["measurements"]}
     rows = query_records(opened.engine)
     healthy = [r for r in rows if r["verdict"] == "OK"]
     faulty = [r for r in rows if r["verdict"] == "NG"]

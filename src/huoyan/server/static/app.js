@@ -217,7 +217,25 @@ pages.record = async () => {
     v.className = "verdict " + r.verdict;
     const img = document.getElementById("overlay");
     if (r.evidence.some((e) => e.kind === "image")) img.src = `/api/inspections/${id}/overlay`;
-    else { img.hidden = true; document.getElementById("no-image").hidden = false; }
+    else {
+      img.hidden = true;
+      const note = document.getElementById("no-image");
+      note.hidden = false;
+      if (r.measurements.length) {  // a sensor window: its picture is its trend and spectrum
+        note.replaceChildren("A window of a sensor channel: see ",
+          el("a", { href: `/sensors/${encodeURIComponent(r.station_id)}` }, "its trends and envelope spectrum"), ".");
+      }
+    }
+    if (r.channels.length) {
+      document.getElementById("channels-section").hidden = false;
+      fillRows(document.querySelector("#channels tbody"), r.channels.map((c) => [
+        c.channel, fmt.verdict(c.verdict), fmt.num(c.normalised_score, 3), c.diagnosis || "—", c.error || ""]));
+    }
+    if (r.measurements.length) {
+      document.getElementById("measured-section").hidden = false;
+      definitions(document.getElementById("measured"), r.measurements.map((m) =>
+        [`${m.name}${m.channel !== "main" ? " (" + m.channel + ")" : ""}`, fmt.num(m.value, 4)]));
+    }
     const reference = r.evidence.find((e) => e.kind === "reference");
     if (reference) {
       document.getElementById("reference").src = `/api/inspections/${id}/evidence/${reference.sha256}`;
@@ -229,6 +247,7 @@ pages.record = async () => {
       ["threshold", fmt.num(r.threshold, 4)], ["recipe", `${r.recipe_id} v${r.recipe_version}`],
       ["model", `${r.model_name || ""} ${r.model_version ? "v" + r.model_version : ""} ${(r.model_sha256 || "").slice(0, 12)}`],
       ["arrived", fmt.time(r.arrived_at)], ["latency", `${fmt.num(r.latency_ms, 1)} ms`], ["error", r.error],
+      ...(r.diagnosis ? [["diagnosis", r.diagnosis]] : []),
       ...r.rules.map((o) => [`${o.met ? "✔" : "✘"} ${o.rule}`, `${fmt.num(o.value, 3)} / ${fmt.num(o.limit, 3)}`]),
     ]);
     // A named region's type can be corrected when the defect is confirmed.
