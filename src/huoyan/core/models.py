@@ -226,6 +226,32 @@ class ModelCard(BaseModel):
     input: InputSpec | None = Field(default=None, description="the training images (absent in older models)")
     details: dict[str, Any] = Field(default_factory=dict, description="what this kind of detector records of itself")
 
+    @classmethod
+    def fitted(
+        cls,
+        kind: str,
+        seed: int,
+        train_samples: int,
+        train_content_sha256: str,
+        calibration: Calibration,
+        details: BaseModel,
+        input: InputSpec | None = None,
+    ) -> ModelCard:
+        """The card of a model fitted now, by this Huoyan: what every detector kind's ``fit`` writes."""
+        from huoyan import __version__
+
+        return cls(
+            kind=kind,
+            huoyan_version=__version__,
+            created_at=datetime.now(UTC),
+            seed=seed,
+            train_samples=train_samples,
+            train_content_sha256=train_content_sha256,
+            calibration=calibration,
+            input=input,
+            details=details.model_dump(),
+        )
+
     @model_validator(mode="before")
     @classmethod
     def _first_release_layout(cls, data: Any) -> Any:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class RecipeError(ValueError):
@@ -25,6 +25,17 @@ class RecipeError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _compiles(v: str) -> str:
+    try:
+        re.compile(v)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from exc
+    return v
+
+
+Regex = Annotated[str, AfterValidator(_compiles)]  # a regular expression, checked when the recipe is read
 
 
 class HotFolderSource(_Strict):
@@ -201,21 +212,11 @@ class PartId(_Strict):
     """Where each part's id comes from."""
 
     source: Literal["filename", "trigger", "counter"] = Field(default="filename", alias="from")
-    pattern: str | None = Field(default=None, description="regex on the file name; group 'id' or the whole match")
+    pattern: Regex | None = Field(default=None, description="regex on the file name; group 'id' or the whole match")
     key: str = Field(default="part_id", description="trigger payload key")
     prefix: str = ""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from exc
-        return v
 
 
 class Templates(_Strict):
@@ -227,17 +228,8 @@ class Templates(_Strict):
     Templates get the recipe's preprocessing too, so they stay in the parts' geometry."""
 
     folder: Path = Field(description="folder of the golden templates")
-    pattern: str = Field(default=r"^(?P<id>.+)_test(?P<ext>\.[^.]+)$", description="regex on the part's file name")
+    pattern: Regex = Field(default=r"^(?P<id>.+)_test(?P<ext>\.[^.]+)$", description="regex on the part's file name")
     name: str = Field(default="{id}_temp{ext}", description="the template's file name, from the pattern's groups")
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, v: str) -> str:
-        try:
-            re.compile(v)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from exc
-        return v
 
     @model_validator(mode="after")
     def _name_uses_the_groups(self) -> Templates:
@@ -267,7 +259,7 @@ class Channel(_Strict):
     judged window by window, the channel NG when any window is."""
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
-    files: str = Field(description="regex on the file name that says a file is this channel's, e.g. '_side\\.png$'")
+    files: Regex = Field(description="regex on the file name that says a file is this channel's, e.g. '_side\\.png$'")
     model: Path | None = Field(default=None, description="default: the recipe's model")
     detector: str | None = None
     preprocess: Preprocess | None = None
@@ -276,15 +268,6 @@ class Channel(_Strict):
     sample_rate: float | None = Field(default=None, gt=0, description="sensor recordings that record none")
     rpm: float | None = Field(default=None, gt=0)
     signal_channel: str | None = Field(default=None, description="which channel of a recording to read")
-
-    @field_validator("files")
-    @classmethod
-    def _compiles(cls, v: str) -> str:
-        try:
-            re.compile(v)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from exc
-        return v
 
 
 class Fusion(_Strict):
@@ -473,7 +456,7 @@ class Recipe(_Strict):
             model: BaseModel = getattr(self, section) if section else self
             part = body[section] if section else body
             for name in fields:
-                if getattr(model, name) == type(model).model_fields[name].default:
+                if getattr(model, name) == type(model).model_fields[name].get_default(call_default_factory=True):
                     part.pop(name, None)
         return hashlib.sha256(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 

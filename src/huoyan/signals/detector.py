@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from huoyan import __version__
 from huoyan.core.calibration import calibrate
 from huoyan.core.detector import Condition, NotFittedError, Parameters, Scores
 from huoyan.core.models import ModelCard, SignalWindow
@@ -265,16 +263,7 @@ class VibrationMonitor(Parameters):
             healthy_windows=len(healthy),
             families=[f for f, m in zip(FAMILIES, self.healthy_mean_, strict=True) if np.isfinite(m)],
         )
-        self.card_ = ModelCard(
-            kind=self.kind,
-            huoyan_version=__version__,
-            created_at=datetime.now(UTC),
-            seed=self.seed,
-            train_samples=len(healthy),
-            train_content_sha256=_digest(healthy),
-            calibration=calibration,
-            details=details.model_dump(),
-        )
+        self.card_ = ModelCard.fitted(self.kind, self.seed, len(healthy), _digest(healthy), calibration, details)
         return self
 
     def _raw(self, features: np.ndarray) -> np.ndarray:

@@ -92,7 +92,8 @@ class SensorSource(Source):
         return Arrival(
             key=f"{self.station_id}:{self.kind}:{key}",
             source_name=name,
-            part_id=self.part_ids(name, seq),
+            # A window of a machine's running is no part: an id only when the recipe counts them.
+            part_id=self.part_ids(name, seq) if self.part_ids.policy.source == "counter" else None,
             arrived_at=utcnow(),
             window=window,
             seq=seq,

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import cv2
 import numpy as np
 
-from huoyan import __version__
 from huoyan.core.calibration import calibrate
 from huoyan.core.detector import NotFittedError, Parameters, Scores
 from huoyan.core.models import InputSpec, ModelCard
@@ -247,16 +245,8 @@ class PatchCore(Parameters):
             coreset_ratio=self.coreset_ratio if self.coreset_size is None else None,
             bank_images=len(bank_images),
         )
-        self.card_ = ModelCard(
-            kind=self.kind,
-            huoyan_version=__version__,
-            created_at=datetime.now(UTC),
-            seed=self.seed,
-            train_samples=len(images),
-            train_content_sha256=content_sha256(images),
-            calibration=cal,
-            input=InputSpec.of(images),
-            details=details.model_dump(),
+        self.card_ = ModelCard.fitted(
+            self.kind, self.seed, len(images), content_sha256(images), cal, details, InputSpec.of(images)
         )
         return self
 

@@ -17,7 +17,6 @@ import hashlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -25,7 +24,6 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
-from huoyan import __version__
 from huoyan.core.detector import Comparison, NotFittedError, Parameters, Scores
 from huoyan.core.models import Calibration, DefectBox, InputSpec, ModelCard, PairedImage, Region
 from huoyan.vision.detection_metrics import IOU_LIMIT, Box, iou
@@ -403,16 +401,14 @@ class TemplateComparison(Parameters):
             training_candidates=len(labels),
             tolerance_pixels=learner.pixels,
         )
-        self.card_ = ModelCard(
-            kind=self.kind,
-            huoyan_version=__version__,
-            created_at=datetime.now(UTC),
-            seed=self.seed,
-            train_samples=len(every),
-            train_content_sha256=_pairs_digest(pairs),
-            calibration=self._in_sample_calibration(found, [g.shape for g, _ in pairs], boxes),
-            input=_input_spec(pairs),
-            details=details.model_dump(),
+        self.card_ = ModelCard.fitted(
+            self.kind,
+            self.seed,
+            len(every),
+            _pairs_digest(pairs),
+            self._in_sample_calibration(found, [g.shape for g, _ in pairs], boxes),
+            details,
+            _input_spec(pairs),
         )
         return self
 
