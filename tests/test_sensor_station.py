@@ -297,3 +297,49 @@ def test_an_opc_ua_variable_feeds_a_live_station(vibration_model: Path, tmp_path
     assert {r["diagnosis"] for r in rows} == {"outer_race"}
     first = datetime.fromisoformat(rows[0]["source_name"][3:].replace("Z", "+00:00")).timestamp()
     assert abs(first - start) < 1e-3  # the window's time is the PLC's timestamp of its first sample
+
+
+def test_server_training_refuses_a_vibration_station_with_the_way_to_fit_it(
+    vibration_model: Path, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from huoyan.server.training import Trainer, TrainingError
+    from huoyan.store.blobs import BlobStore, file_sha256
+
+    blobs = BlobStore(tmp_path / "blobs")
+    sha = file_sha256(vibration_model)
+    blobs.put_file(vibration_model, sha)
+    versions = SimpleNamespace(active=lambda station: {"model_sha256": sha, "path": str(vibration_model), "version": 1})
+    host = SimpleNamespace(station_id="spindle-1")
+    trainer = Trainer(cast(Any, versions), cast(Any, None), lambda: {"spindle-1": cast(Any, host)}, blobs, tmp_path)
+    with pytest.raises(TrainingError, match=r"learns from recordings of healthy running.*--detector vibration"):
+        trainer._train({"station_id": "spindle-1", "params": {}, "id": 1})
+
+
+def test_the_recipe_names_the_machine_and_the_model_must_fit_its_bearing(
+    vibration_model: Path, model_file: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "recorded"
+    folder.mkdir()
+    np.save(folder / "outer.npy", vibration(0.5, "outer_race", 6))
+    source = f"{{type: sensor_replay, path: {folder}, sample_rate: {RATE}, speed: 50}}"
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    other = "machine: {bearing: '6203'}\n"
+    with pytest.raises(ValueError, match=r"machine\.bearing: the model was fitted for SKF 6205-2RS JEM .*not SKF 6203"):
+        open_station(load_recipe(write_recipe(tmp_path, vibration_model, source, other)), db)
+    with pytest.raises(ValueError, match=r"machine\.bearing: bearing '6309' is not shipped"):
+        open_station(load_recipe(write_recipe(tmp_path, vibration_model, source, "machine: {bearing: '6309'}\n")), db)
+    # The same bearing given by its dimensions (mm), and another ISO class for the zone.
+    same = "machine: {bearing: {rolling_elements: 9, element_diameter_mm: 7.94004, pitch_diameter_mm: 39.0398}, "
+    opened = open_station(
+        load_recipe(write_recipe(tmp_path, vibration_model, source, same + "machine_class: II}\n")), db
+    )
+    run_station(opened, status=None)
+    record = query_records(opened.engine)[0]
+    condition = next(e for e in record["evidence"] if e["kind"] == "condition")
+    assert json.loads(opened.store.blobs.get(condition["sha256"]))["iso_limits"] == [1.12, 2.8, 7.1]
+    image_station = f"{{type: hot_folder, path: {tmp_path / 'in'}}}"
+    with pytest.raises(ValueError, match="machine: a 'patchcore' model judges images"):
+        open_station(load_recipe(write_recipe(tmp_path, model_file, image_station, other)), db)

@@ -96,3 +96,19 @@ def test_fit_refuses_bad_bearings_and_files_without_a_rate(plant: Path) -> None:
     assert done.returncode == 2 and "bearing '6309' is not shipped" in done.stderr
     done = _run("fit", "--detector", "vibration", "healthy_a.npy", "-o", "x", cwd=plant)
     assert done.returncode != 0 and "records no sample rate" in done.stderr
+
+
+def test_fit_takes_the_machine_and_the_rate_from_a_station_recipe(plant: Path) -> None:
+    recipe = plant / "station.yaml"
+    recipe.write_text(
+        "station: spindle-1\nproduct: spindle\nrecipe: r\nversion: '1'\nmodel: m.safetensors\n"
+        f"source: {{type: sensor_replay, path: eval, sample_rate: {RATE}, rpm: {RPM}}}\n"
+        "machine: {bearing: {rolling_elements: 8, element_diameter_mm: 6.746, pitch_diameter_mm: 28.499}, "
+        "machine_class: II}\n"
+    )
+    done = _run("fit", "--detector", "vibration", "healthy_a.npy", "-o", "r.safetensors", "--window-s", "0.25",
+                "--recipe", "station.yaml", "--json", cwd=plant)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    card = json.loads(done.stdout)["card"]
+    assert card["details"]["bearing"]["rolling_elements"] == 8 and card["details"]["sample_rate"] == RATE
+    assert card["details"]["rpm"] == RPM and card["details"]["healthy_iso_zone"] in "ABCD"

@@ -81,7 +81,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     images, defects, what = _training_samples(args)
     folder = " ".join(args.train)
     # The parameters this command declares (their defaults are the estimator's own).
-    offered = {name: getattr(args, name) for name in default_params(args.detector) if hasattr(args, name)}
+    # (An option left unset, None, leaves the estimator's own default.)
+    offered = {
+        name: getattr(args, name)
+        for name in default_params(args.detector)
+        if hasattr(args, name) and getattr(args, name) is not None
+    }
     model = new_detector(args.detector, **offered)
     start = time.perf_counter()
     try:

@@ -77,15 +77,42 @@ def add_fit_options(fit: argparse.ArgumentParser) -> None:
     g.add_argument("--hop-s", type=float, default=v["hop_s"], help="window step, seconds")
     g.add_argument("--units", choices=sorted(ACCELERATION_UNITS), default=v["units"], help="of the acceleration")
     g.add_argument(
-        "--machine-class", choices=list(ISO_ZONES), default=v["machine_class"], help="ISO 20816 class for the zone"
+        "--machine-class",
+        choices=list(ISO_ZONES),
+        help=f"ISO 20816 class for the zone (default: the recipe's, else {v['machine_class']})",
     )
     g.add_argument("--scorer", choices=SCORERS, default=v["scorer"], help="covariance of healthy running")
+    g.add_argument(
+        "--recipe",
+        help="a sensor station's recipe: its machine (bearing, class) and source (rate, speed, channel) "
+        "fill what these options leave out",
+    )
+
+
+def from_recipe(args: argparse.Namespace) -> None:
+    """Fill the vibration options left out from a station recipe (``--recipe``)."""
+    from huoyan.cli.common import load_recipe_or_exit
+
+    recipe = load_recipe_or_exit(args.recipe)
+    machine, source = recipe.machine, recipe.source
+    if args.bearing is None and machine is not None and machine.bearing is not None:
+        args.bearing = machine.bearing
+    if args.machine_class is None and machine is not None:
+        args.machine_class = machine.machine_class
+    for name in ("sample_rate", "rpm"):
+        if getattr(args, name) is None and getattr(source, name, None) is not None:
+            setattr(args, name, getattr(source, name))
+    if args.channel is None and source.type == "sensor_replay":  # a live source's channel is only a name
+        args.channel = source.channel
 
 
 def training_windows(args: argparse.Namespace) -> list[Any]:
     """The windows of the healthy recordings named on the command line; unreadable ones are skipped, said why."""
     from huoyan.signals.readers import SignalError, list_recordings, read_recording
     from huoyan.signals.windows import windows
+
+    if args.recipe:
+        from_recipe(args)
 
     paths = list_recordings(args.train)
     if not paths:

@@ -129,6 +129,18 @@ class OpcUaSensorSource(_Strict):
     queue: int = Field(default=16, ge=1)
 
 
+class Machine(_Strict):
+    """The machine a sensor station watches: its bearing (a shipped designation such as
+    ``6205``, or its geometry) and its ISO 20816 class. The model must have been fitted
+    for this bearing (its lines are among the features it scores); the class names the
+    velocity zone. (The shaft speed is the source's ``rpm`` where the samples carry none.)"""
+
+    bearing: str | dict[str, float | int | str] | None = Field(
+        default=None, description="'6205', or {rolling_elements, element_diameter_mm, pitch_diameter_mm, ...}"
+    )
+    machine_class: str | None = Field(default=None, description="I, II, III, IV, group1-rigid, ... (ISO 20816)")
+
+
 SENSOR_SOURCES = (SensorReplaySource, MqttSensorSource, OpcUaSensorSource)
 Source = Annotated[
     HotFolderSource
@@ -397,6 +409,7 @@ class Recipe(_Strict):
     storage: Storage = Storage()
     part_id: PartId = PartId()
     feedback: Feedback = Feedback()
+    machine: Machine | None = Field(default=None, description="sensor stations: the machine watched")
     channels: list[Channel] = Field(
         default_factory=list, description="several channels per part: the part's files, one per channel"
     )
@@ -464,7 +477,7 @@ class Recipe(_Strict):
 # Fields each recipe section gained after the first release (see ``content_sha256``).
 # ("" is the recipe itself.)
 ADDED_LATER: dict[str, tuple[str, ...]] = {
-    "": ("detector", "templates", "channels", "fusion"),
+    "": ("detector", "templates", "machine", "channels", "fusion"),
     "preprocess": ("max_image_pixels",),
 }
 

@@ -16,6 +16,7 @@ from huoyan.core.recipe import SENSOR_SOURCES, Channel, Recipe
 from huoyan.core.records import Arrival, StationEvent
 from huoyan.decision.judge import Policy, decider_for
 from huoyan.detectors import judges_signals, load_station_detector
+from huoyan.signals.detector import VibrationMonitor
 from huoyan.signals.readers import SIGNAL_SUFFIXES, read_recording
 from huoyan.signals.windows import windows
 from huoyan.station.fuse import FusedInspector
@@ -83,6 +84,8 @@ def make_inspector(
             f"source: a {recipe.source.type} source gives windows of a sensor channel; the model must judge them "
             f"(a 'vibration' model), not be a {detector.kind!r} model"
         )
+    if recipe.machine is not None:
+        raise ValueError(f"machine: a {detector.kind!r} model judges images; only sensor stations watch a machine")
     assert isinstance(detector, ImageDetector)
     policy = Policy.of(detector.threshold, recipe.decision, recipe.preprocess.mm_per_px)
     inspector = Inspector(detector, decider_for(detector, policy), recipe, model_sha, decode_image, preview=preview)
@@ -105,6 +108,8 @@ def _signal_inspector(
 ) -> SignalInspector:
     if recipe.decision.ng_if_any_region or recipe.decision.min_region_area_px:
         raise ValueError("decision: sensor windows have no regions; remove ng_if_any_region and min_region_area_px")
+    if recipe.machine is not None and isinstance(detector, VibrationMonitor):
+        detector.for_machine(recipe.machine.bearing, recipe.machine.machine_class)
     policy = Policy.of(detector.threshold, recipe.decision)  # type: ignore[attr-defined]
     return SignalInspector(
         detector, decider_for(detector, policy), recipe, model_sha, on_event=on_event, read_windows=read_windows

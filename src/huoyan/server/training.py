@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from huoyan.core.artifact import artifact_kind
 from huoyan.core.detector import ImageDetector, clone
 from huoyan.core.station import StationHandle
-from huoyan.detectors import load_image_detector
+from huoyan.detectors import detector_class, judges_signals, load_image_detector
 from huoyan.store.blobs import BlobStore
 from huoyan.store.reviews import Labelled, Reviews
 from huoyan.store.versions import JobStatus, ModelVersions, artifact_of
@@ -127,7 +128,18 @@ class Trainer:
         if active is None:
             raise TrainingError("the station has no active model version to take parameters from")
         try:
-            parent = load_image_detector(artifact_of(active, self.artifacts), runtime=self.runtime)
+            path = artifact_of(active, self.artifacts)
+            kind = artifact_kind(path)
+        except FileNotFoundError as exc:
+            raise TrainingError(str(exc)) from exc
+        if judges_signals(detector_class(kind)):
+            # The records keep a few healthy windows, not the healthy running a model is fitted on.
+            raise TrainingError(
+                f"the station's {kind!r} model learns from recordings of healthy running: refit it with "
+                "'huoyan fit --detector vibration HEALTHY_RECORDINGS...' and name the new file in the recipe's model"
+            )
+        try:
+            parent = load_image_detector(path, runtime=self.runtime)
         except FileNotFoundError as exc:
             raise TrainingError(str(exc)) from exc
         if getattr(parent, "names_defects", False):

@@ -190,6 +190,28 @@ class VibrationMonitor(Parameters):
             rpm=self.rpm,
         )
 
+    def for_machine(self, bearing: str | dict[str, Any] | None, machine_class: str | None) -> Self:
+        """This model on the machine a station's recipe describes: the bearing must be the
+        one it was fitted for (its defect lines are among the features), the ISO class
+        may be the recipe's. ``ValueError`` names the recipe's field."""
+        if bearing is not None:
+            try:
+                wanted = _geometry(bearing)
+            except ValueError as exc:
+                raise ValueError(f"machine.bearing: {exc}") from exc
+            fitted = _geometry(self.bearing)
+            if fitted is None or wanted is None or _dimensions(fitted) != _dimensions(wanted):
+                has = "no bearing" if fitted is None else f"{fitted.name} {_dimensions(fitted)}"
+                raise ValueError(
+                    f"machine.bearing: the model was fitted for {has}, not {wanted.name if wanted else bearing} "
+                    f"{_dimensions(wanted) if wanted else ''}; refit it with --bearing for this machine"
+                )
+        if machine_class is not None:
+            if machine_class not in ISO_ZONES:
+                raise ValueError(f"machine.machine_class: one of {', '.join(ISO_ZONES)}")
+            self.set_params(machine_class=machine_class)
+        return self
+
     # -- inputs -----------------------------------------------------------------------
     def _windows(self, samples: Sequence[Any], rate: float | None, length: int | None) -> list[SignalWindow]:
         if len(samples) == 0:
@@ -356,6 +378,16 @@ class VibrationMonitor(Parameters):
             raise ArtifactError(f"{path}: the model's tensors contradict its card ({n} features)")
         model.card_ = card
         return model
+
+
+def _dimensions(g: BearingGeometry) -> tuple[int, float, float, float]:
+    """What makes two geometries the same bearing (their names may differ)."""
+    return (
+        g.rolling_elements,
+        round(g.element_diameter_mm, 3),
+        round(g.pitch_diameter_mm, 3),
+        round(g.contact_angle_deg, 2),
+    )
 
 
 def _frequencies(geometry: BearingGeometry | None, rpm: float | None) -> dict[str, float] | None:
