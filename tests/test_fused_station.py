@@ -163,3 +163,32 @@ def test_a_channelled_recipe_is_checked_field_by_field(model_file: Path, spindle
     path.write_text(text.replace("files: '_side\\.png$'", "files: '(unclosed'"))
     with pytest.raises(RecipeError, match=r"channels.1.files"):
         load_recipe(path)
+
+
+def test_a_part_claimed_before_a_crash_is_recorded_once(line_dir: Path, model_file: Path, tmp_path: Path) -> None:
+    """The station stops (crashes) after a part's record is committed but before its
+    files are archived: on restart the same files are claimed again under the same
+    numbers, gathered under the same key, and only archived."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    recipe = write_recipe(tmp_path, model_file, model_file)
+    recipe.write_text(recipe.read_text().replace(
+        "  - {name: spindle, files: '_spindle\\.npy$', model: " + str(model_file) + f", sample_rate: {RATE}}}\n", ""
+    ))  # fmt: skip
+    assert "spindle" not in recipe.read_text()  # two camera views only
+    drop(inbox, "P7_top.png", good(line_dir, 0))
+    drop(inbox, "P7_side.png", good(line_dir, 1))
+    opened = open_station(load_recipe(recipe))
+    run_station(opened, idle_exit=2.0, status=None)
+    (stored,) = query_records(opened.engine)
+    seq = int(stored["key"].split(":")[-1].rstrip("+"))
+    # As a crash would leave them: both files still claimed, under their numbers.
+    processing = inbox / ".processing"
+    for offset, name in enumerate(("P7_top.png", "P7_side.png")):
+        (inbox / "done" / name).rename(processing / f"{seq + offset:010d}__{name}")
+    again = open_station(load_recipe(recipe))
+    summary = run_station(again, idle_exit=2.0, status=None)
+    assert summary["already_recorded"] == 1 and summary["parts"] == 0
+    assert [r["key"] for r in query_records(again.engine)] == [stored["key"]]
+    assert sorted(p.name for p in (inbox / "done").iterdir()) == ["P7_side.png", "P7_top.png"]
+    assert not list(processing.iterdir())

@@ -222,3 +222,36 @@ def test_the_migrations_build_exactly_the_schema_the_code_declares(db_url: str) 
     with engine.connect() as c:
         diff = compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata)
     assert diff == []
+
+
+def test_measurement_series_are_selected_alike_on_sqlite_and_postgresql(db_url: str, tmp_path: Path) -> None:
+    from huoyan.store.measurements import latest_with_evidence, measurement_names, measurement_series
+    from huoyan.store.records import RecordFilter
+
+    store = make_store(db_url, tmp_path)
+    t = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    records = []
+    for i in range(12):
+        r = full_record(f"w{i}").model_copy(
+            update={
+                "seq": i,
+                "arrived_at": t + timedelta(seconds=i),
+                "verdict": Verdict.NG if i >= 9 else Verdict.OK,
+                "measurements": [
+                    Measurement(channel="DE", name="kurtosis", value=3.0 + i),
+                    Measurement(channel="FE", name="kurtosis", value=-1.0),
+                    Measurement(channel="DE", name="rms", value=0.1 * i),
+                ],
+                "evidence": [] if i % 5 else full_record().evidence[:1],
+            }
+        )
+        records.append(StoredRecord(r, {}))
+    store.write(records)
+    series = measurement_series(store.engine, RecordFilter(station="st-1"), "kurtosis", "DE", limit=5)
+    assert [p.value for p in series] == [10.0, 11.0, 12.0, 13.0, 14.0]  # the newest five, oldest first
+    assert [p.verdict for p in series] == ["OK", "OK", "NG", "NG", "NG"]
+    since = measurement_series(store.engine, RecordFilter(station="st-1", since=t + timedelta(seconds=10)), "rms")
+    assert [round(p.value, 6) for p in since] == [1.0, 1.1]
+    assert measurement_names(store.engine, "st-1") == [("DE", "kurtosis"), ("FE", "kurtosis"), ("DE", "rms")]
+    newest_kept = latest_with_evidence(store.engine, "st-1", "image")
+    assert newest_kept == get_inspection(store.engine, key="w10").id  # type: ignore[union-attr]

@@ -247,15 +247,15 @@ class VibrationMonitor(Parameters):
         healthy = self._windows(samples, None, None)
         rate = healthy[0].sample_rate
         healthy = self._windows(healthy, rate, None)  # one rate for all
-        settings = self.settings()
-        analyses = [analyse(w, settings) for w in healthy]
-        features = np.stack([a.features for a in analyses])
-        kept = np.flatnonzero(np.isfinite(features).all(axis=0))
         if len(healthy) < MIN_FIT_WINDOWS + 2:
             raise ValueError(
                 f"at least {MIN_FIT_WINDOWS + 2} healthy windows are needed, got {len(healthy)}: "
                 "record longer, or shorten window_s or hop_s"
             )
+        settings = self.settings()
+        analyses = [analyse(w, settings) for w in healthy]
+        features = np.stack([a.features for a in analyses])
+        kept = np.flatnonzero(np.isfinite(features).all(axis=0))
         cal_scores = cross_fitted_scores(healthy, features[:, kept], self.scorer, self.folds, MIN_FIT_WINDOWS)
         self.kept_ = kept
         self.healthy_ = HealthyModel.fit(features[:, kept], self.scorer)
