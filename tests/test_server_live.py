@@ -59,3 +59,45 @@ def test_sse_stream_carries_each_part_with_a_preview(
         sender.join(30)
         assert uploaded.get("key") == part["key"]
     assert p.hub.watchers("cell-1") == 0  # the disconnect was noticed and previews stop
+
+
+def test_status_reaches_the_page_every_second_while_parts_flow(
+    line_dir: Path, model_file: Path, tmp_path: Path
+) -> None:
+    """At 5 parts/s the stream never goes quiet for a second, so a status event (counters,
+    state, alarms) must still come at least once a second, not only in a pause."""
+    import time
+
+    from huoyan.core.recipe import load_recipe
+
+    path = tmp_path / "busy.yaml"
+    path.write_text(
+        f"station: busy-1\nproduct: washer\nrecipe: washer-top\nversion: '1'\nmodel: {model_file}\n"
+        f"source: {{type: replay, path: {line_dir / 'test'}, rate: 5, loop: true}}\n"
+        f"storage: {{data_dir: {tmp_path / 'data'}, keep_ok_every: 0}}\n"
+    )
+    app, _, keys = make_platform_app(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, [load_recipe(path)])
+    with live_server(app) as base:
+        times: list[float] = []
+        totals: list[int] = []
+        parts = 0
+        start = time.monotonic()
+        headers = keys.headers(Role.OPERATOR)
+        with httpx.stream("GET", f"{base}/api/stations/busy-1/live", headers=headers, timeout=30) as stream:
+            kind = ""
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    body = json.loads(line[6:])
+                    if kind == "status":
+                        times.append(time.monotonic())
+                        totals.append(sum(body["counts"].values()))
+                    elif kind == "part":
+                        parts += 1
+                if time.monotonic() - start > 5:
+                    break
+    assert parts >= 15, parts  # the line was busy all along
+    gaps = [b - a for a, b in zip(times[1:], times[2:], strict=False)]  # after the first part came
+    assert len(times) >= 4 and max(gaps) < 1.5, (len(times), gaps)
+    assert totals[-1] > totals[1]  # and the counters in them move

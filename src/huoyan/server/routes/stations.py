@@ -122,6 +122,9 @@ async def _inspect(p: Platform, host: StationHandle, form: Upload, name: str) ->
     return UploadResult.model_validate({**body, "heatmap_png_base64": heat})
 
 
+STATUS_EVERY_S = 1.0  # the live stream's status (counters, state, alarms), whatever the part rate
+
+
 @router.get(
     "/api/stations/{station_id}/live",
     responses={**errors(404), 200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
@@ -135,17 +138,21 @@ async def live(station_id: str, request: Request, p: Annotated[Platform, Depends
     async def stream() -> AsyncIterator[str]:
         sub = p.hub.subscribe(station_id)
         pending: asyncio.Task[tuple[str, dict[str, Any]]] | None = None
+        loop = asyncio.get_running_loop()
         try:
             yield sse("status", host.status().model_dump(mode="json"))
+            due = loop.time() + STATUS_EVERY_S
             while not await request.is_disconnected():
                 pending = pending or asyncio.ensure_future(sub.get())
-                done, _ = await asyncio.wait({pending}, timeout=1.0)
+                done, _ = await asyncio.wait({pending}, timeout=max(0.0, due - loop.time()))
                 if done:
                     kind, payload = pending.result()
                     pending = None
                     yield sse(kind, payload)
-                else:
+                # Due whether or not parts keep coming: a busy line never pauses for a second.
+                if loop.time() >= due:
                     yield sse("status", host.status().model_dump(mode="json"))
+                    due = loop.time() + STATUS_EVERY_S
         finally:
             if pending is not None:
                 pending.cancel()
