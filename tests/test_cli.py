@@ -54,14 +54,12 @@ def test_predict_rows_maps_and_errors(model_file: Path, line_dir: Path, tmp_path
     shutil.copytree(line_dir / "test" / "hole", b)
     (b / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnope")
     (b / "readme.txt").write_text("not an image")
-    (tmp_path / "empty").mkdir()
     out = tmp_path / "out"
-    inputs = [str(a), str(b), str(tmp_path / "empty")]
+    inputs = [str(a), str(b)]
     assert main(["predict", str(model_file), *inputs, "--out", str(out), "--mm-per-px", "0.5"]) == 0
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert len(rows) == 1 + 6 + 2 + 2
+    assert len(rows) == 6 + 2 + 2
     by_path = {r["path"]: r for r in rows}
-    assert "no files" in by_path[str(tmp_path / "empty")]["error"]
     assert by_path[str(b / "broken.png")]["verdict"] == "ERROR"
     assert "not a readable image" in by_path[str(b / "readme.txt")]["error"]
     good_map, bad_map = by_path[str(a / "000.png")]["map"], by_path[str(b / "000.png")]["map"]
@@ -94,3 +92,20 @@ def test_clear_errors(tmp_path: Path, model_file: Path) -> None:
         main(["predict", str(bad), str(tmp_path), "--out", str(tmp_path / "o")])
     with pytest.raises(SystemExit, match="not an MVTec"):
         main(["evaluate", str(model_file), str(tmp_path / "empty")])
+
+
+def test_inputs_and_options_are_checked_before_any_work(tmp_path: Path, model_file: Path) -> None:
+    """A missing path, an empty folder or a rate given as a percentage is an error at once,
+    with a non-zero exit, before a model is loaded or a fit starts (#18)."""
+    (tmp_path / "empty").mkdir()
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a model")  # loading it would fail: the inputs are looked at first
+    with pytest.raises(SystemExit, match=r"error: .*missing\.png: no such file or folder"):
+        main(["predict", str(junk), str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit, match=r"error: .*empty: the folder holds nothing to inspect"):
+        main(["predict", str(junk), str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit, match=r"error: .*nowhere: no such folder"):
+        main(["evaluate", str(junk), str(tmp_path / "nowhere")])
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x"), "--false-reject-rate", "5"])
+    assert exc.value.code == 2  # argparse: the option, not the fit

@@ -41,6 +41,10 @@ def test_feed_run_and_records(
     assert len(capsys.readouterr().out.splitlines()) == 8
     assert main(["records", "--recipe", str(recipe), "--since", "2999-01-01T00:00"]) == 0
     assert capsys.readouterr().out == ""
+    # The newest first, as an operator asking for the last few parts means (#18).
+    assert main(["records", "--recipe", str(recipe), "--json", "--limit", "3"]) == 0
+    last = [json.loads(line)["part_id"] for line in capsys.readouterr().out.splitlines()]
+    assert last == ["W00000008", "W00000007", "W00000006"]
 
 
 def test_db_upgrade_and_empty_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -149,11 +149,34 @@ def _judges_signals(model: Any) -> bool:
     return bool(getattr(model, "judges_signals", False))
 
 
+def _existing_inputs(paths: list[str]) -> None:
+    """Inputs that do not exist, or folders with nothing in them, are errors before any work."""
+    for item in paths:
+        p = Path(item)
+        if not p.exists():
+            raise SystemExit(f"error: {item}: no such file or folder")
+        if p.is_dir() and not any(f.is_file() for f in p.rglob("*")):
+            raise SystemExit(f"error: {item}: the folder holds nothing to inspect")
+
+
+def fraction(text: str) -> float:
+    """An option that is a fraction strictly between 0 and 1 (0.005 is 0.5 %)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        hint = f" (did you mean {value / 100:g}?)" if 1 <= value < 100 else ""
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 1{hint}")
+    return value
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from huoyan.core.recipe import Decision
     from huoyan.decision.judge import Policy, decider_for
     from huoyan.runner.files import RESULTS_FILE, predict_files, predict_pairs
 
+    _existing_inputs([*args.inputs, *([args.pairs] if args.pairs else [])])
     model = _load_model(args.model, args)
     if _judges_signals(model):
         from huoyan.cli import vibration
@@ -204,6 +227,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from huoyan.vision.dataset import load_category
     from huoyan.vision.evaluate import evaluate
 
+    where = Path(args.pairs or args.category_dir)
+    if not where.exists():
+        raise SystemExit(f"error: {where}: no such folder")
     model = _load_model(args.model, args)
     if _judges_signals(model):
         from huoyan.cli import vibration
@@ -286,10 +312,23 @@ def add_commands(sub: Any) -> None:
     fit.add_argument("--image-size", type=int, default=d["image_size"])
     fit.add_argument("--coreset-ratio", type=float, default=d["coreset_ratio"])
     fit.add_argument("--coreset-size", type=int, default=d["coreset_size"])
-    fit.add_argument("--false-reject-rate", type=float, default=d["false_reject_rate"])
-    fit.add_argument("--confidence", type=float, default=d["confidence"])
     fit.add_argument(
-        "--calibration-fraction", type=float, default=d["calibration_fraction"], help="share held out for the threshold"
+        "--false-reject-rate",
+        type=fraction,
+        default=d["false_reject_rate"],
+        help=f"good parts the threshold may call NG, as a fraction (default {d['false_reject_rate']}: 0.5 %%)",
+    )
+    fit.add_argument(
+        "--confidence",
+        type=fraction,
+        default=d["confidence"],
+        help="confidence of the stated upper bound on the false-reject rate, as a fraction",
+    )
+    fit.add_argument(
+        "--calibration-fraction",
+        type=fraction,
+        default=d["calibration_fraction"],
+        help="share of the good images held out to set the threshold",
     )
     fit.add_argument(
         "--calibration-in-bank",

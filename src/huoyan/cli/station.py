@@ -77,7 +77,7 @@ def cmd_records(args: argparse.Namespace) -> int:
             f"error: this database has the schema of an earlier release (revision {revision}); "
             "run `huoyan db upgrade` first"
         )
-    rows = query_records(engine, args.station, parse_since(args.since), args.verdict, args.limit)
+    rows = query_records(engine, args.station, parse_since(args.since), args.verdict, args.limit, newest_first=True)
     for row in rows:
         if args.json:
             print(json.dumps(row))
@@ -123,14 +123,14 @@ def add_commands(sub: Any) -> None:
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)
 
-    rec = sub.add_parser("records", help="list stored inspections")
+    rec = sub.add_parser("records", help="list stored inspections, newest first")
     where = rec.add_mutually_exclusive_group()
     where.add_argument("--db", help="database URL")
     where.add_argument("--recipe", help="use this recipe's database")
-    rec.add_argument("--station")
+    rec.add_argument("--station", help="only this station's records")
     rec.add_argument("--since", help="ISO time or age such as 30m, 2h, 7d")
-    rec.add_argument("--verdict", choices=("OK", "NG", "ERROR", "ok", "ng", "error"))
-    rec.add_argument("--limit", type=int)
+    rec.add_argument("--verdict", choices=("OK", "NG", "ERROR", "ok", "ng", "error"), help="only this verdict")
+    rec.add_argument("--limit", type=int, help="the newest N records")
     rec.add_argument("--json", action="store_true", help="one JSON object per line")
     rec.set_defaults(func=cmd_records)
 
