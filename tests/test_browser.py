@@ -123,5 +123,43 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         expect(section.locator(".thr-value")).to_have_text("0.5000")
         section.locator(".thr-reset").click()
         expect(section.locator(".thr-source")).to_have_text("(calibrated)")
+
+        # #18: what an engineer is offered and told on the models page, with no browser alert().
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        expect(section.locator("button.rollback")).to_be_hidden()  # one version: no parent to go back to
+        section.locator(".thr-input").fill("-1")
+        section.locator(".thr-set").click()
+        expect(section.locator(".thr-error")).to_contain_text("raw score above 0")
+        expect(section.locator(".thr-source")).to_have_text("(calibrated)")
+        section.locator(".thr-input").fill("0.7")
+        section.locator(".thr-set").click()
+        expect(section.locator(".thr-value")).to_have_text("0.7000")
+        expect(section.locator(".thr-error")).to_be_hidden()  # the earlier error is gone after a success
+        expect(section.locator(".thr-input")).to_have_value("")  # the field no longer shows a stale value
+        section.locator(".thr-reset").click()
+        expect(section.locator(".thr-source")).to_have_text("(calibrated)")
+        assert dialogs == []
+
+        # An administrator's mistake is said in words, and forgotten after the next success.
+        page.click("#logout")
+        expect(page).to_have_url(f"{base}/login")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page).to_have_url(f"{base}/stations/cell-1")
+        page.goto(f"{base}/admin")
+        form = page.locator("#new-user")
+        form.locator("input[name=username]").fill("李 工")
+        form.locator("input[name=password]").fill("a long password")
+        form.locator("button[type=submit]").click()
+        error = page.locator("#user-error")
+        expect(error).to_contain_text("username: String should match pattern")
+        assert not error.inner_text().lstrip().startswith(("[", "{"))
+        form.locator("input[name=username]").fill("li.gong")
+        form.locator("input[name=password]").fill("a long password")
+        form.locator("button[type=submit]").click()
+        expect(page.locator("#users tbody")).to_contain_text("li.gong")
+        expect(error).to_be_hidden()
         assert not errors, errors
         page.close()

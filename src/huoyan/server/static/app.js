@@ -19,9 +19,27 @@ async function api(path, options = {}) {
   if (!res.ok) {
     let detail = res.statusText;
     try { detail = (await res.json()).detail; } catch (e) { /* not JSON */ }
-    throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+    throw new Error(describe(detail));
   }
   return res.status === 204 ? null : res.json();
+}
+
+// An API error in words: a validation error lists each field and what is wrong with it.
+function describe(detail) {
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) {
+    return detail.map((d) => {
+      const field = (d.loc || []).filter((x) => x !== "body").join(".");
+      return `${field ? field + ": " : ""}${String(d.msg || "").replace(/^Value error, /, "")}`;
+    }).join("; ");
+  }
+  return JSON.stringify(detail);
+}
+
+// Show a message in a page's error element (cleared by an empty one).
+function say(node, message) {
+  node.textContent = message || "";
+  node.hidden = !message;
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -304,6 +322,7 @@ function metricsCell(m) {
 }
 
 pages.models = async () => {
+  const state = {};  // per station: its active version, and whether a threshold is set on the line
   const load = async () => {
     for (const section of document.querySelectorAll(".model-station")) {
       const s = section.dataset.station;
@@ -311,16 +330,19 @@ pages.models = async () => {
         api("/api/models?station=" + encodeURIComponent(s)), api("/api/training-jobs?station=" + encodeURIComponent(s)),
         api("/api/stations/" + encodeURIComponent(s)),
       ]);
+      const active = versions.find((v) => v.status === "active");
+      state[s] = { status, active };
       section.querySelector(".thr-value").textContent = fmt.num(status.threshold, 4);
       section.querySelector(".thr-source").textContent = status.threshold_set ? "(set on the line)" : "(calibrated)";
+      // Rolling back needs a parent: the button is not offered without one.
+      section.querySelector("button.rollback").hidden = !(active && active.parent_id);
       fillRows(section.querySelector(".versions tbody"), versions.map((v) => [
         `v${v.version}`, el("span", { class: "pill " + v.status }, v.status),
         v.parent_id ? "v" + (versions.find((x) => x.id === v.parent_id) || {}).version : "—",
         `${v.trained_on.images ?? "?"} images (${v.trained_on.source || ""})`, metricsCell(v.metrics),
         `${fmt.time(v.created_at)} by ${v.created_by}`,
-        v.status === "active" ? "" : el("button", { type: "button", class: "activate", onclick: async () => {
-          await api(`/api/models/${v.id}/activate`, { method: "POST" }); load();
-        } }, "Activate"),
+        v.status === "active" ? "" : el("button", { type: "button", class: "activate", onclick: () => activate(section, v) },
+          "Activate"),
       ]));
       section.querySelector(".jobs").replaceChildren(...jobs.map((j) =>
         el("li", {}, `#${j.id} ${j.status} · ${j.message || ""} · ${fmt.time(j.created_at)} by ${j.requested_by}`)));
@@ -329,28 +351,48 @@ pages.models = async () => {
     fillRows(document.querySelector("#recipes tbody"), recipes.map((r) => [
       r.recipe_id, r.version, r.content_sha256.slice(0, 12), r.active_on.join(", "), fmt.time(r.created_at)]));
   };
-  const setThreshold = async (section, value) => {
-    try {
-      await api(`/api/stations/${encodeURIComponent(section.dataset.station)}/threshold`,
-        { method: "PUT", json: { threshold: value } });
-    } catch (e) { alert(e.message); }
-    load();
+  const act = async (section, request) => {
+    const error = section.querySelector(".action-error");
+    try { await request(); say(error, ""); } catch (e) { say(error, e.message); }
+    await load();
+  };
+  const activate = (section, v) => {
+    const { status } = state[section.dataset.station] || {};
+    // A threshold set on the line is a score of the old model: say that activation drops it.
+    const dropped = status && status.threshold_set
+      ? ` The threshold set on the line (${fmt.num(status.threshold, 4)}) is dropped: v${v.version} decides at its own calibrated threshold.`
+      : "";
+    if (!confirm(`Activate v${v.version} on ${section.dataset.station}?${dropped}`)) return;
+    act(section, () => api(`/api/models/${v.id}/activate`, { method: "POST" }));
   };
   document.querySelectorAll(".model-station").forEach((section) => {
-    section.querySelector(".thr-set").onclick = () => {
-      const v = parseFloat(section.querySelector(".thr-input").value);
-      if (v > 0) setThreshold(section, v);
+    const input = section.querySelector(".thr-input");
+    const error = section.querySelector(".thr-error");
+    const setThreshold = async (value) => {
+      try {
+        await api(`/api/stations/${encodeURIComponent(section.dataset.station)}/threshold`,
+          { method: "PUT", json: { threshold: value } });
+        say(error, "");
+        input.value = "";
+      } catch (e) { say(error, e.message); }
+      load();
     };
-    section.querySelector(".thr-reset").onclick = () => setThreshold(section, null);
+    section.querySelector(".thr-set").onclick = () => {
+      const v = Number(input.value);
+      if (!input.value.trim() || !Number.isFinite(v) || v <= 0) {
+        say(error, "The threshold is a raw score above 0 (a part scoring above it is NG).");
+        return;
+      }
+      setThreshold(v);
+    };
+    section.querySelector(".thr-reset").onclick = () => setThreshold(null);
+    section.querySelector("button.train").onclick = () => act(section, () =>
+      api("/api/training-jobs", { method: "POST", json: { station_id: section.dataset.station } }));
+    section.querySelector("button.rollback").onclick = () => {
+      if (!confirm(`Roll ${section.dataset.station} back to the parent of its active version?`)) return;
+      act(section, () => api(`/api/stations/${encodeURIComponent(section.dataset.station)}/rollback`, { method: "POST" }));
+    };
   });
-  document.querySelectorAll("button.train").forEach((b) => { b.onclick = async () => {
-    await api("/api/training-jobs", { method: "POST", json: { station_id: b.dataset.station } }); load();
-  }; });
-  document.querySelectorAll("button.rollback").forEach((b) => { b.onclick = async () => {
-    try { await api(`/api/stations/${encodeURIComponent(b.dataset.station)}/rollback`, { method: "POST" }); }
-    catch (e) { alert(e.message); }
-    load();
-  }; });
   await load();
   setInterval(load, 5000);
 };
@@ -361,8 +403,11 @@ pages.admin = async () => {
       api("/api/users"), api("/api/api-keys"), api("/api/audit?limit=100"), api("/api/audit/verify")]);
     fillRows(document.querySelector("#users tbody"), users.map((u) => [u.username, u.role, u.active ? "yes" : "no",
       fmt.time(u.created_at), el("button", { type: "button", onclick: async () => {
-        try { await api(`/api/users/${encodeURIComponent(u.username)}`, { method: "PATCH", json: { active: !u.active } }); }
-        catch (e) { alert(e.message); }
+        const error = document.getElementById("user-error");
+        try {
+          await api(`/api/users/${encodeURIComponent(u.username)}`, { method: "PATCH", json: { active: !u.active } });
+          say(error, "");
+        } catch (e) { say(error, e.message); }
         load();
       } }, u.active ? "Disable" : "Enable")]));
     fillRows(document.querySelector("#keys tbody"), keys.map((k) => [k.id, k.name, k.username, k.scopes.join(", "), k.prefix + "…",
@@ -378,8 +423,12 @@ pages.admin = async () => {
   const userForm = document.getElementById("new-user");
   userForm.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    try { await api("/api/users", { method: "POST", json: Object.fromEntries(new FormData(userForm)) }); userForm.reset(); }
-    catch (e) { document.getElementById("user-error").textContent = e.message; }
+    const error = document.getElementById("user-error");
+    try {
+      await api("/api/users", { method: "POST", json: Object.fromEntries(new FormData(userForm)) });
+      userForm.reset();
+      say(error, "");
+    } catch (e) { say(error, e.message); }
     load();
   });
   const keyForm = document.getElementById("new-key");
