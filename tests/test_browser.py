@@ -66,6 +66,8 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        missing: list[str] = []  # every request the pages make is answered (the favicon too)
+        page.on("response", lambda r: missing.append(r.url) if r.status == 404 and "999999" not in r.url else None)
 
         page.goto(f"{base}/stations/cell-1")
         expect(page).to_have_url(f"{base}/login?next=/stations/cell-1")
@@ -100,6 +102,22 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         expect(page.locator("#verdict")).to_have_text("NG")
         expect(page.locator("#reviews li")).to_contain_text("false alarm")
         page.wait_for_function("document.querySelector('#overlay').naturalWidth > 0")
+
+        # A part the station could not read: its record says so instead of showing a broken image (#18).
+        drop(inbox, "BAD1_part.png", b"\x89PNG\r\n\x1a\n not really")
+        bad = page.locator("#records tbody tr", has_text="BAD1")
+        for _ in range(60):  # until the station has stored it (the records page shows what is stored)
+            page.goto(f"{base}/records?verdict=ERROR")
+            page.wait_for_function("document.querySelector('#page-info').textContent !== ''")
+            if bad.count():
+                break
+            page.wait_for_timeout(500)
+        bad.locator("a").click()
+        expect(page.locator("#verdict")).to_have_text("ERROR")
+        expect(page.locator("#no-image")).to_contain_text("cannot be shown as an image")
+        assert page.eval_on_selector("#overlay", "img => img.hidden")
+        page.goto(f"{base}/records/999999")
+        expect(page.locator("#error-detail")).to_contain_text("no inspection 999999")
 
         response = page.goto(f"{base}/models")
         assert response is not None and response.status == 403
@@ -162,4 +180,5 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         expect(page.locator("#users tbody")).to_contain_text("li.gong")
         expect(error).to_be_hidden()
         assert not errors, errors
+        assert not missing, missing
         page.close()

@@ -347,3 +347,16 @@ def test_upgrade_keeps_the_old_chain_and_limits_old_keys_to_uploads(db_url: str)
     check = log.verify()
     assert check.intact and check.entries == 4 and check.keyed_from_id is not None
     assert [k["scopes"] for k in accounts.api_keys()] == [[Scope.UPLOAD]]
+
+
+def test_an_unknown_page_answers_in_the_dashboards_style_and_an_unknown_api_path_in_json(
+    served_sqlite: tuple[TestClient, Platform, Keys],
+) -> None:
+    client, _, _ = served_sqlite
+    page = client.get("/no/such/page")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert 'id="error-detail"' in page.text and "Not Found" in page.text
+    api = client.get("/api/no/such/thing")
+    assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
+    icon = client.get("/favicon.ico")  # asked for by every browser on every page
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")

@@ -17,6 +17,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from huoyan import __version__
 from huoyan.server.platform import Platform, Settings
@@ -86,8 +87,9 @@ def create_app(settings: Settings, start_platform: bool = True) -> FastAPI:
         log.error("database unavailable: %s", str(exc).splitlines()[0])
         return await errors(request, HTTPException(503, "the database is unavailable; try again shortly"))
 
-    @app.exception_handler(HTTPException)
-    async def errors(request: Request, exc: HTTPException) -> Response:
+    # Starlette's class: the router's own 404 for a path no route has is one too.
+    @app.exception_handler(StarletteHTTPException)
+    async def errors(request: Request, exc: StarletteHTTPException) -> Response:
         if _is_api(request):
             return await http_exception_handler(request, exc)
         return pages.render(request, "error.html", None, exc.status_code, status=exc.status_code, detail=exc.detail)

@@ -73,6 +73,16 @@ def plotly_bundle() -> Response:
     return FileResponse(plotly_js(), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
 
 
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    """The dashboard's own icon (an eye, 火眼), so a browser's request for it is no 404."""
+    return FileResponse(
+        Path(__file__).parent.parent / "static" / "favicon.svg",
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "max-age=86400"},
+    )
+
+
 @router.get("/login")
 def login_page(request: Request, next: str = "/") -> HTMLResponse:
     return render(request, "login.html", None, next=same_site_path(next))

@@ -227,17 +227,32 @@ pages.records = async () => {
 
 pages.record = async () => {
   const id = document.body.dataset.id;
+  const img = document.getElementById("overlay");
+  const noImage = document.getElementById("no-image");
+  // What a station kept of a part it could not read is no picture: say so, not a broken image.
+  img.addEventListener("error", () => {
+    img.hidden = true;
+    noImage.hidden = false;
+    noImage.replaceChildren("The file kept for this part cannot be shown as an image. ",
+      el("a", { href: `/api/inspections/${id}/image` }, "Download it"), " to see what the station received.");
+  });
   const load = async () => {
-    const r = await api(`/api/inspections/${id}`);
+    let r;
+    try {
+      r = await api(`/api/inspections/${id}`);
+    } catch (e) {
+      document.getElementById("record-main").replaceChildren(
+        el("div", { class: "card narrow" }, el("p", { id: "error-detail" }, e.message), el("a", { href: "/records" }, "Records")));
+      return;
+    }
     document.getElementById("title").textContent = r.part_id || r.source_name;
     const v = document.getElementById("verdict");
     v.textContent = r.verdict;
     v.className = "verdict " + r.verdict;
-    const img = document.getElementById("overlay");
     if (r.evidence.some((e) => e.kind === "image")) img.src = `/api/inspections/${id}/overlay`;
     else {
       img.hidden = true;
-      const note = document.getElementById("no-image");
+      const note = noImage;
       note.hidden = false;
       if (r.measurements.length) {  // a sensor window: its picture is its trend and spectrum
         note.replaceChildren("A window of a sensor channel: see ",
