@@ -109,3 +109,23 @@ def test_inputs_and_options_are_checked_before_any_work(tmp_path: Path, model_fi
     with pytest.raises(SystemExit) as exc:
         main(["fit", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x"), "--false-reject-rate", "5"])
     assert exc.value.code == 2  # argparse: the option, not the fit
+
+
+def test_every_option_of_every_command_says_what_it_is() -> None:
+    """`huoyan <command> --help` explains every argument (#18)."""
+    import argparse
+
+    from huoyan.cli import build_parser
+
+    silent: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+            elif not action.help and action.dest != "help":
+                silent.append(" ".join([*path, *(action.option_strings or [action.dest])]))
+
+    walk(build_parser(), ["huoyan"])
+    assert silent == []

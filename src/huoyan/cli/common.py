@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+RUNTIME_HELP = "what runs the CNN: onnx (ONNX Runtime, faster on a CPU) or torch"
+
 
 def print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))

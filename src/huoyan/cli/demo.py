@@ -155,12 +155,12 @@ def serve_demo(
 def add_commands(sub: Any) -> None:
     """Declare this group's commands on the ``huoyan`` parser."""
     demo = sub.add_parser("demo", help="sample line -> train -> hot-folder station -> records -> summary")
-    demo.add_argument("--out", default="huoyan-demo")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", default="huoyan-demo", help="folder for the demo's data, models and database")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the sample line")
     demo.add_argument("--rate", type=float, default=20.0, help="parts per second fed into each hot folder")
     demo.add_argument("--no-serve", action="store_true", help="stop after the summary (no dashboard)")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--host", default="127.0.0.1", help="address the dashboard listens on")
+    demo.add_argument("--port", type=int, default=8000, help="port the dashboard listens on")
     demo.add_argument("--live-rate", type=float, default=2.0, help="parts per second per station while serving")
     demo.add_argument("--password", help="the demo user's password (default: a new random one, printed)")
     demo.set_defaults(func=cmd_demo)

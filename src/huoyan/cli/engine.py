@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from huoyan.cli.common import (
+    RUNTIME_HELP,
     load_good_images,
     print_json,
     train_folder,
@@ -308,10 +309,17 @@ def add_commands(sub: Any) -> None:
     )
     fit.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     fit.add_argument("--detector", default=DEFAULT_KIND, choices=sorted(REGISTRY), help="the detector kind")
-    fit.add_argument("--backbone", default=d["backbone"], choices=sorted(BACKBONES))
-    fit.add_argument("--image-size", type=int, default=d["image_size"])
-    fit.add_argument("--coreset-ratio", type=float, default=d["coreset_ratio"])
-    fit.add_argument("--coreset-size", type=int, default=d["coreset_size"])
+    fit.add_argument("--backbone", default=d["backbone"], choices=sorted(BACKBONES), help="the pretrained CNN")
+    fit.add_argument("--image-size", type=int, default=d["image_size"], help="side the images are resized to, px")
+    fit.add_argument(
+        "--coreset-ratio", type=float, default=d["coreset_ratio"], help="share of the patches kept in the memory bank"
+    )
+    fit.add_argument(
+        "--coreset-size",
+        type=int,
+        default=d["coreset_size"],
+        help="patches kept in the memory bank (instead of a ratio)",
+    )
     fit.add_argument(
         "--false-reject-rate",
         type=fraction,
@@ -340,8 +348,8 @@ def add_commands(sub: Any) -> None:
         "--bank-dtype", choices=("float32", "float16"), default=d["bank_dtype"], help="float16 halves the bank's bytes"
     )
     fit.add_argument("--defects", nargs="*", help="folders of labelled defect images (adds the F1-optimal threshold)")
-    fit.add_argument("--seed", type=int, default=d["seed"])
-    fit.add_argument("--runtime", choices=("onnx", "torch"), default=d["runtime"])
+    fit.add_argument("--seed", type=int, default=d["seed"], help="random seed: the same seed, the same model")
+    fit.add_argument("--runtime", choices=("onnx", "torch"), default=d["runtime"], help=RUNTIME_HELP)
     tpl = fit.add_argument_group("template comparison (--detector template)")
     tpl.add_argument("--pairs", help="CSV of image,template[,annotation] (paths relative to the CSV)")
     tpl.add_argument(
@@ -380,11 +388,11 @@ def add_commands(sub: Any) -> None:
     )
     tpl.add_argument("--workers", type=int, default=t["workers"], help="images compared in parallel")
     vibration.add_fit_options(fit)
-    fit.add_argument("--json", action="store_true")
+    fit.add_argument("--json", action="store_true", help="print the result as JSON")
     fit.set_defaults(func=cmd_fit)
 
     pred = sub.add_parser("predict", help="score, localise and judge images (or windows of recordings)")
-    pred.add_argument("model")
+    pred.add_argument("model", help="the model file (.safetensors)")
     pred.add_argument(
         "inputs",
         nargs="*",
@@ -393,10 +401,10 @@ def add_commands(sub: Any) -> None:
     pred.add_argument("--pairs", help="template models: a CSV of image,template instead of inputs")
     pred.add_argument("--out", required=True, help="folder for results.jsonl and maps/")
     pred.add_argument("--min-area", type=int, default=None, help="minimum region area in pixels")
-    pred.add_argument("--mm-per-px", type=float, default=None)
-    pred.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    pred.add_argument("--mm-per-px", type=float, default=None, help="image scale, to give regions an area in mm²")
+    pred.add_argument("--runtime", choices=("onnx", "torch"), default="onnx", help=RUNTIME_HELP)
     vibration.add_reading_options(pred, fitting=False)
-    pred.add_argument("--json", action="store_true")
+    pred.add_argument("--json", action="store_true", help="print the summary as JSON")
     pred.set_defaults(func=cmd_predict)
 
     ev = sub.add_parser(
@@ -404,7 +412,7 @@ def add_commands(sub: Any) -> None:
         help="metrics on an MVTec-layout category (template models: DeepPCB's protocol on pairs; "
         "vibration models: healthy/ and <fault>/ folders of recordings)",
     )
-    ev.add_argument("model")
+    ev.add_argument("model", help="the model file (.safetensors)")
     ev.add_argument(
         "category_dir",
         nargs="?",
@@ -412,15 +420,15 @@ def add_commands(sub: Any) -> None:
         help="MVTec category; or pairs (folder, split list, CSV); or a folder with healthy/ and <fault>/ recordings",
     )
     ev.add_argument("--pairs", help="template models: a CSV of image,template,annotation")
-    ev.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    ev.add_argument("--runtime", choices=("onnx", "torch"), default="onnx", help=RUNTIME_HELP)
     vibration.add_reading_options(ev, fitting=False)
-    ev.add_argument("--json", action="store_true")
+    ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.set_defaults(func=cmd_evaluate)
 
     line = sub.add_parser("sample-line", help="write the synthetic sample line")
-    line.add_argument("out")
-    line.add_argument("--train", type=int, default=60)
-    line.add_argument("--test-good", type=int, default=20)
-    line.add_argument("--test-defect", type=int, default=6)
-    line.add_argument("--seed", type=int, default=0)
+    line.add_argument("out", help="folder to write the products into")
+    line.add_argument("--train", type=int, default=60, help="good training images per product")
+    line.add_argument("--test-good", type=int, default=20, help="good test images per product")
+    line.add_argument("--test-defect", type=int, default=6, help="test images per product and defect type")
+    line.add_argument("--seed", type=int, default=0, help="random seed: the same seed, the same images")
     line.set_defaults(func=cmd_sample_line)

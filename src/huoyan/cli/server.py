@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from huoyan.cli.common import (
+    RUNTIME_HELP,
     database_options,
     load_recipe_or_exit,
     open_database_or_exit,
@@ -150,7 +151,7 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 def _server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for the plant network)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--db", help="database URL (default: the first recipe's, $HUOYAN_DATABASE_URL, or SQLite)")
     p.add_argument("--data-dir", help="folder for trained model versions (default: the first recipe's data_dir)")
     p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
@@ -164,8 +165,13 @@ def _server_options(p: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="believe X-Forwarded-For from this reverse proxy's address (repeat; default: from none)",
     )
-    p.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--runtime",
+        choices=("onnx", "torch"),
+        default="onnx",
+        help=RUNTIME_HELP,
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="the largest micro-batch when parts queue up")
     p.add_argument("--no-training", action="store_true", help="run no training jobs in this server")
 
 
@@ -181,15 +187,15 @@ def add_commands(sub: Any) -> None:
     user = sub.add_parser("user", help="users of the server and their API keys")
     user_sub = user.add_subparsers(dest="user_command", required=True)
     u_add = user_sub.add_parser("add", help="add a user (password from a prompt, $HUOYAN_PASSWORD or stdin)")
-    u_add.add_argument("username")
-    u_add.add_argument("--role", choices=("operator", "engineer", "admin"), required=True)
+    u_add.add_argument("username", help="the new user's name")
+    u_add.add_argument("--role", choices=("operator", "engineer", "admin"), required=True, help="what the user may do")
     u_set = user_sub.add_parser("set", help="change a user's role, enable or disable them, or set a password")
-    u_set.add_argument("username")
-    u_set.add_argument("--role", choices=("operator", "engineer", "admin"))
-    u_set.add_argument("--active", choices=("yes", "no"))
+    u_set.add_argument("username", help="the user to change")
+    u_set.add_argument("--role", choices=("operator", "engineer", "admin"), help="a new role")
+    u_set.add_argument("--active", choices=("yes", "no"), help="no: the user can no longer log in")
     u_set.add_argument("--password", action="store_true", help="set a new password")
     u_key = user_sub.add_parser("key", help="make an API key acting as this user (printed once)")
-    u_key.add_argument("username")
+    u_key.add_argument("username", help="the user the key acts as")
     u_key.add_argument("--name", required=True, help="what the key is for")
     u_key.add_argument(
         "--scope",

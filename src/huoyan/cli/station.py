@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from huoyan.cli.common import (
+    RUNTIME_HELP,
     load_recipe_or_exit,
     open_database_or_exit,
     parse_since,
@@ -115,12 +116,17 @@ def add_commands(sub: Any) -> None:
     run.add_argument("recipe", help="recipe YAML file")
     run.add_argument("--db", help="database URL (default: the recipe's, $HUOYAN_DATABASE_URL, or SQLite)")
     run.add_argument("--batch-size", type=int, default=8, help="largest micro-batch when parts queue up")
-    run.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    run.add_argument(
+        "--runtime",
+        choices=("onnx", "torch"),
+        default="onnx",
+        help=RUNTIME_HELP,
+    )
     run.add_argument("--idle-exit", type=float, default=None, help="stop after this many seconds without parts")
     run.add_argument("--max-parts", type=int, default=None, help="stop after this many parts")
     run.add_argument("--triggers-from-stdin", action="store_true", help="camera trigger mode: one line per trigger")
     run.add_argument("--quiet", action="store_true", help="no live status line")
-    run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument("-v", "--verbose", action="store_true", help="log what the station does")
     run.set_defaults(func=cmd_run)
 
     rec = sub.add_parser("records", help="list stored inspections, newest first")
@@ -143,7 +149,7 @@ def add_commands(sub: Any) -> None:
     up.set_defaults(func=cmd_db_upgrade)
 
     feed = sub.add_parser("feed", help="copy a folder's images into a hot folder at a fixed rate")
-    feed.add_argument("folder")
-    feed.add_argument("inbox")
+    feed.add_argument("folder", help="folder of images to feed")
+    feed.add_argument("inbox", help="the station's hot folder")
     feed.add_argument("--rate", type=float, default=5.0, help="images per second")
     feed.set_defaults(func=cmd_feed)
