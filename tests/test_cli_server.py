@@ -120,3 +120,44 @@ def test_serve_hosts_the_station_and_stops_cleanly(
     assert proc.returncode in (0, -signal.SIGTERM), out
     assert "Application shutdown complete." in out
     assert f"Huoyan dashboard on http://127.0.0.1:{port}/" in out and url.split("///")[1] in out
+
+
+def test_the_server_says_where_it_is_only_once_it_answers_and_can_keep_request_logs_quiet(tmp_path: Path) -> None:
+    """What the demo relies on (#18): its URL and password are printed last, when the
+    dashboard answers, and no line per request scrolls them away."""
+    port = free_port()
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from huoyan.cli.server import serve\n"
+        "from huoyan.server.platform import Settings\n"
+        f"root = Path({str(tmp_path)!r})\n"
+        "settings = Settings(database_url=f'sqlite:///{root / \"h.db\"}', data_dir=root, recipes=[])\n"
+        f"serve(settings, '127.0.0.1', {port}, on_ready=lambda: print('READY', flush=True), access_log=False)\n"
+    )
+    from huoyan.store.database import make_engine, upgrade
+
+    upgrade(make_engine(f"sqlite:///{tmp_path / 'h.db'}"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.strip() == "READY":
+                break
+        # Told it is ready: it answers at once, no waiting for the port.
+        assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).status_code == 200
+        for _ in range(5):
+            httpx.get(f"http://127.0.0.1:{port}/login", timeout=5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+    assert "READY" in "".join(lines)
+    assert "GET /login" not in rest and "GET /api/health" not in rest, rest

@@ -18,6 +18,19 @@ def _round(value: Any, digits: int = 1) -> Any:
     return None if value is None else round(value, digits)
 
 
+def huoyan_command() -> str:
+    """How to run this very Huoyan from a fresh shell, where its virtual environment is
+    not active: the ``huoyan`` script beside this interpreter (a bare ``huoyan`` would
+    not be found)."""
+    import shlex
+    import sys
+
+    script = Path(sys.executable).with_name("huoyan")
+    if script.is_file():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m huoyan.cli"
+
+
 def demo_recipe(product: str, model: Path, inbox: Path, data_dir: Path) -> str:
     """The recipe the demo writes for each sample-line product."""
     return f"""# Written by `huoyan demo`: a hot-folder station for the sample line's {product}.
@@ -104,7 +117,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     db = (data_dir / "huoyan.db").resolve()
     print(f"summary: {out / 'summary.json'}")
-    print(f"records: huoyan records --db sqlite:///{db} --verdict NG")
+    print(f"records: {huoyan_command()} records --db sqlite:///{db} --verdict NG")
     if args.no_serve:
         return 0
     recipes = [load_recipe(out / "recipes" / f"{root.name}.yaml") for root in roots]
@@ -143,11 +156,14 @@ def serve_demo(
         cycle = itertools.cycle(files)  # the line keeps running: the test parts come round again
         threading.Thread(target=feed_folder, args=(cycle, inbox, args.live_rate, stop), daemon=True).start()
     settings = Settings(database_url=url, data_dir=data_dir, recipes=recipes)
-    print()
-    print(f"dashboard: http://{args.host}:{args.port}/  (login: demo / {password})")
-    print(f"the sample line is fed at {args.live_rate} parts/s per station; Ctrl-C stops", flush=True)
+
+    def ready() -> None:  # last, once the server answers, and with no request log after it
+        print()
+        print(f"dashboard: http://{args.host}:{args.port}/  (login: demo / {password})")
+        print(f"the sample line is fed at {args.live_rate} parts/s per station; Ctrl-C stops", flush=True)
+
     try:
-        serve(settings, args.host, args.port)
+        serve(settings, args.host, args.port, on_ready=ready, access_log=False)
     finally:
         stop.set()
 

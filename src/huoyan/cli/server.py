@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -42,25 +43,44 @@ def serve(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     trusted_proxies: list[str] | None = None,
+    on_ready: Callable[[], None] | None = None,
+    access_log: bool = True,
 ) -> None:
-    """Run the server in the foreground until Ctrl-C or SIGTERM. X-Forwarded-For and
-    -Proto are believed only from ``trusted_proxies``: otherwise any local client could
-    name another address and slip past the per-address login limit."""
+    """Run the server in the foreground until Ctrl-C or SIGTERM; ``on_ready`` is called
+    once it answers (so what it prints is true when printed). X-Forwarded-For and -Proto
+    are believed only from ``trusted_proxies``: otherwise any local client could name
+    another address and slip past the per-address login limit. ``access_log`` False
+    keeps a line per request out of the terminal (the demo's)."""
+    import threading
+    import time
+
     import uvicorn
 
     from huoyan.server.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        ssl_certfile=tls_cert,
-        ssl_keyfile=tls_key,
-        log_level="info",
-        timeout_graceful_shutdown=5,
-        proxy_headers=bool(trusted_proxies),
-        forwarded_allow_ips=",".join(trusted_proxies or []) or None,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=host,
+            port=port,
+            ssl_certfile=tls_cert,
+            ssl_keyfile=tls_key,
+            log_level="info" if access_log else "warning",
+            access_log=access_log,
+            timeout_graceful_shutdown=5,
+            proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=",".join(trusted_proxies or []) or None,
+        )
     )
+
+    def tell_when_ready() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.05)
+        if server.started and on_ready is not None:
+            on_ready()
+
+    threading.Thread(target=tell_when_ready, daemon=True).start()
+    server.run()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -71,8 +91,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     recipes = [load_recipe_or_exit(r) for r in args.recipe or []]
     settings = _server_settings(args, recipes)
     scheme = "https" if args.tls_cert else "http"
-    print(f"Huoyan dashboard on {scheme}://{args.host}:{args.port}/ (database {settings.database_url})", flush=True)
-    serve(settings, args.host, args.port, args.tls_cert, args.tls_key, args.trusted_proxy)
+
+    def ready() -> None:
+        print(f"Huoyan dashboard on {scheme}://{args.host}:{args.port}/ (database {settings.database_url})", flush=True)
+
+    serve(settings, args.host, args.port, args.tls_cert, args.tls_key, args.trusted_proxy, on_ready=ready)
     return 0
 
 
