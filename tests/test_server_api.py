@@ -305,6 +305,34 @@ def test_users_and_api_keys_by_admin(served: tuple[TestClient, Platform, Keys]) 
     assert check["intact"] and check["first_bad_id"] is None and check["problem"] is None
 
 
+def test_user_names_in_any_script_and_one_spelling(served: tuple[TestClient, Platform, Keys]) -> None:
+    """A plant's people are 李 工 and Müller (#18). The same name typed as composed or
+    decomposed Unicode is one user; what a name may not hold is said in words."""
+    import unicodedata
+
+    client, _, keys = served
+    h = keys.headers(ADMIN)
+    for name in ("李 工", "Jürgen Müller"):
+        body = {"username": name, "password": "long-enough-1", "role": "operator"}
+        assert client.post("/api/users", json=body, headers=h).status_code == 201, name
+    decomposed = unicodedata.normalize("NFD", "Jürgen Müller")
+    assert decomposed != "Jürgen Müller"
+    again = client.post(
+        "/api/users", json={"username": decomposed, "password": "long-enough-1", "role": "operator"}, headers=h
+    )
+    assert again.status_code == 409  # already there, in its composed spelling
+    login = client.post("/api/session", json={"username": decomposed, "password": "long-enough-1"})
+    assert login.status_code == 200 and client.get("/api/me").json()["username"] == "Jürgen Müller"
+    client.cookies.clear()
+    assert client.post("/api/session", json={"username": "李 工", "password": "long-enough-1"}).status_code == 200
+    client.cookies.clear()
+    for bad in ("bad/name", " lead", "two  spaces", "tab\there"):
+        refused = client.post("/api/users", json={"username": bad, "password": "long-enough-1", "role": "operator"},
+                              headers=h)  # fmt: skip
+        assert refused.status_code == 422, bad
+        assert "letters or digits (any script)" in refused.json()["detail"][0]["msg"]
+
+
 def test_metrics_count_parts(
     served: tuple[TestClient, Platform, Keys], line_dir: Path, defect_sample: tuple[np.ndarray, np.ndarray]
 ) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from huoyan.core.records import StoredInspection
-from huoyan.store.accounts import DEFAULT_KEY_SCOPES, Role, Scope
+from huoyan.store.accounts import DEFAULT_KEY_SCOPES, AccountError, Role, Scope, username_of
 from huoyan.store.reviews import Outcome
 
 T = TypeVar("T")
@@ -47,9 +47,19 @@ class Me(BaseModel):
 
 
 class NewUser(BaseModel):
-    username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
+    username: str = Field(
+        min_length=1, max_length=100, description="letters or digits of any script, . _ @ -, single inner spaces"
+    )
     password: str = Field(min_length=8, max_length=1000)
     role: Role
+
+    @field_validator("username")
+    @classmethod
+    def _a_user_name(cls, v: str) -> str:
+        try:
+            return username_of(v)
+        except AccountError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class UserChange(BaseModel):

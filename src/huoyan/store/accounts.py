@@ -12,6 +12,7 @@ import hashlib
 import re
 import secrets
 import time
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,7 +28,22 @@ from huoyan.core.records import utcnow
 from huoyan.store.records import UNAVAILABLE, as_utc
 from huoyan.store.schema import ApiKeyRow, SessionRow, UserRow
 
-USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,100}$")
+# Letters and digits of any script (李工, Müller), . _ @ -, single spaces between words.
+USERNAME = re.compile(r"^[\w.@-]+( [\w.@-]+)*$")
+USERNAME_CHARS = 100
+
+
+def username_of(text: str) -> str:
+    """A user name as stored and compared: NFC-normalised (the same name typed on two
+    keyboards is one name), checked; ``AccountError`` says what a name may hold."""
+    name = unicodedata.normalize("NFC", text)
+    if not 1 <= len(name) <= USERNAME_CHARS or not USERNAME.match(name):
+        raise AccountError(
+            f"a user name is 1-{USERNAME_CHARS} letters or digits (any script), . _ @ - and single spaces between words"
+        )
+    return name
+
+
 MIN_PASSWORD = 8
 API_KEY_PREFIX = "hy_"
 OUTAGE_GRACE_S = 12 * 3600.0
@@ -102,8 +118,7 @@ class Accounts:
 
     # -- users ------------------------------------------------------------------------
     def add_user(self, username: str, password: str, role: Role, created_by: str | None = None) -> User:
-        if not USERNAME.match(username):
-            raise AccountError("a username is 1-100 letters, digits or . _ @ -")
+        username = username_of(username)
         if len(password) < MIN_PASSWORD:
             raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
         row = UserRow(
@@ -128,14 +143,14 @@ class Accounts:
 
     def get(self, username: str) -> User | None:
         with Session(self.engine) as s:
-            row = s.scalar(select(UserRow).where(UserRow.username == username))
+            row = s.scalar(select(UserRow).where(UserRow.username == unicodedata.normalize("NFC", username)))
             return None if row is None else _user(row)
 
     def update(
         self, username: str, role: Role | None = None, active: bool | None = None, password: str | None = None
     ) -> User:
         with Session(self.engine) as s, s.begin():
-            row = s.scalar(select(UserRow).where(UserRow.username == username))
+            row = s.scalar(select(UserRow).where(UserRow.username == unicodedata.normalize("NFC", username)))
             if row is None:
                 raise AccountError(f"no user {username!r}")
             if role is not None:
@@ -154,6 +169,7 @@ class Accounts:
 
     def authenticate(self, username: str, password: str) -> User | None:
         """The user if the password is right and the account active, else None."""
+        username = unicodedata.normalize("NFC", username)
         with Session(self.engine) as s, s.begin():
             row = s.scalar(select(UserRow).where(UserRow.username == username))
             if row is None:
@@ -213,7 +229,7 @@ class Accounts:
             raise AccountError("an API key needs at least one scope")
         key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         with Session(self.engine) as s, s.begin():
-            user = s.scalar(select(UserRow).where(UserRow.username == username))
+            user = s.scalar(select(UserRow).where(UserRow.username == unicodedata.normalize("NFC", username)))
             if user is None:
                 raise AccountError(f"no user {username!r}")
             row = ApiKeyRow(
