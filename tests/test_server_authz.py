@@ -19,7 +19,8 @@ from huoyan.server.platform import Platform
 from huoyan.store.accounts import Role
 from serverkit import PASSWORD, Keys, make_platform_app, write_recipe
 
-PUBLIC = {"/api/health", "/api/health/ready", "/login", "/vendor/plotly.min.js", "/api/session:POST"}
+# The icon and plotly are static assets the login page itself needs.
+PUBLIC = {"/api/health", "/api/health/ready", "/login", "/vendor/plotly.min.js", "/favicon.ico", "/api/session:POST"}
 ADMIN_ONLY = re.compile(r"^/(api/(users|api-keys|audit)|admin)")
 ENGINEER_UP = re.compile(
     r"^/(api/(models|training-jobs|recipes)|api/stations/\{station_id\}/(rollback|threshold)|models)"
