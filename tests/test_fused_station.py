@@ -91,7 +91,9 @@ def test_a_part_is_judged_from_its_views_and_its_recording(
         for channel, data in files.items():
             drop(inbox, part + suffix[channel], data)
     drop(inbox, "notes.bmp", good(line_dir, 0))
-    opened = open_station(load_recipe(write_recipe(tmp_path, model_file, spindle_model)))
+    # The machine the sensor channel watches; the camera channels have nothing to do with it.
+    recipe = write_recipe(tmp_path, model_file, spindle_model, "machine: {bearing: '6205'}\n")
+    opened = open_station(load_recipe(recipe))
     summary = run_station(opened, idle_exit=3.0, status=None)
     rows = {r["part_id"] or r["source_name"]: r for r in query_records(opened.engine)}
     assert summary["parts"] == len(rows) == 5

@@ -67,10 +67,12 @@ def make_inspector(
     model_sha: str,
     preview: Previewer | None = None,
     on_event: Callable[[StationEvent], None] | None = None,
+    channel_of_several: bool = False,
 ) -> StationInspector:
     """The station's inspector: the detector scores, the recipe's decision policy judges.
     A model of sensor windows needs a sensor source, an image model any other; a
-    mismatch is refused naming the recipe's field."""
+    mismatch is refused naming the recipe's field. (``channel_of_several``: a camera
+    channel of a station whose recipe names the machine for its sensor channel.)"""
     sensor_source = isinstance(recipe.source, SENSOR_SOURCES)
     if judges_signals(detector):
         if not sensor_source:
@@ -84,7 +86,7 @@ def make_inspector(
             f"source: a {recipe.source.type} source gives windows of a sensor channel; the model must judge them "
             f"(a 'vibration' model), not be a {detector.kind!r} model"
         )
-    if recipe.machine is not None:
+    if recipe.machine is not None and not channel_of_several:
         raise ValueError(f"machine: a {detector.kind!r} model judges images; only sensor stations watch a machine")
     assert isinstance(detector, ImageDetector)
     policy = Policy.of(detector.threshold, recipe.decision, recipe.preprocess.mm_per_px)
@@ -144,7 +146,7 @@ def make_fused_inspector(
                 detector, view, sha, on_event, _recording_windows(detector, channel)
             )
         else:
-            inspectors[channel.name] = make_inspector(detector, view, sha, preview)
+            inspectors[channel.name] = make_inspector(detector, view, sha, preview, channel_of_several=True)
     assert first is not None
     config = {**store_config(recipe, first[0], first[1], models[recipe.channels[0].name]), "channel_models": registered}
     return FusedInspector(inspectors, models, recipe), config
