@@ -194,3 +194,22 @@ def test_a_part_claimed_before_a_crash_is_recorded_once(line_dir: Path, model_fi
     assert [r["key"] for r in query_records(again.engine)] == [stored["key"]]
     assert sorted(p.name for p in (inbox / "done").iterdir()) == ["P7_side.png", "P7_top.png"]
     assert not list(processing.iterdir())
+
+
+def test_a_hosted_station_of_several_channels_starts_again_from_the_servers_copy(
+    model_file: Path, spindle_model: Path, tmp_path: Path
+) -> None:
+    """Hosted, the recipe's model becomes version 1 in the server's blob store, and the
+    next start hands over that copy: the same file, which a fused station accepts; any
+    other model it refuses."""
+    import shutil
+
+    (tmp_path / "inbox").mkdir()
+    recipe = load_recipe(write_recipe(tmp_path, model_file, spindle_model))
+    copy = tmp_path / "blobs" / "copy-of-the-model"
+    copy.parent.mkdir()
+    shutil.copyfile(model_file, copy)
+    opened = open_station(recipe, model_path=copy)
+    assert opened.model_sha256 == opened.line.config["model_sha256"]  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="runs its recipe's models"):
+        open_station(recipe, model_path=spindle_model)

@@ -116,7 +116,8 @@ def open_station(
     model_path = model_path or Path(recipe.model)
     inspector: StationInspector
     if recipe.channels:
-        if model_path != Path(recipe.model):
+        # The server hands over its copy of the recipe's model (a version in its blob store): the same file.
+        if model_path != Path(recipe.model) and file_sha256(model_path) != file_sha256(Path(recipe.model)):
             raise ValueError("a station of several channels runs its recipe's models; it takes no other model")
         inspector, config = make_fused_inspector(recipe, runtime)
         model: Any = None
