@@ -112,6 +112,10 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
             if bad.count():
                 break
             page.wait_for_timeout(500)
+        page.select_option("#filters select[name=verdict]", "NG")
+        page.click("#filters button[type=submit]")
+        expect(page).to_have_url(f"{base}/records?verdict=NG")  # a filtered view can be bookmarked (#18)
+        page.goto(f"{base}/records?verdict=ERROR")
         bad.locator("a").click()
         expect(page.locator("#verdict")).to_have_text("ERROR")
         expect(page.locator("#no-image")).to_contain_text("cannot be shown as an image")

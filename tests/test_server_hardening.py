@@ -360,3 +360,21 @@ def test_an_unknown_page_answers_in_the_dashboards_style_and_an_unknown_api_path
     assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
     icon = client.get("/favicon.ico")  # asked for by every browser on every page
     assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_a_fault_of_ours_is_logged_and_answered_in_the_dashboards_style(tmp_path: Path) -> None:
+    from serverkit import make_platform_app
+
+    app, _, _ = make_platform_app(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, [], start_platform=False)
+
+    @app.get("/boom")
+    @app.get("/api/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    client = TestClient(app, raise_server_exceptions=False)
+    page = client.get("/boom")
+    assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
+    assert 'id="error-detail"' in page.text and "something went wrong" in page.text and "a bug" not in page.text
+    api = client.get("/api/boom")
+    assert api.status_code == 500 and "server's log" in api.json()["detail"]

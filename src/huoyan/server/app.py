@@ -87,6 +87,12 @@ def create_app(settings: Settings, start_platform: bool = True) -> FastAPI:
         log.error("database unavailable: %s", str(exc).splitlines()[0])
         return await errors(request, HTTPException(503, "the database is unavailable; try again shortly"))
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # A fault of ours: logged with its trace; the browser gets the dashboard's page, a client JSON.
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return await errors(request, HTTPException(500, "something went wrong on the server; see the server's log"))
+
     # Starlette's class: the router's own 404 for a path no route has is one too.
     @app.exception_handler(StarletteHTTPException)
     async def errors(request: Request, exc: StarletteHTTPException) -> Response:

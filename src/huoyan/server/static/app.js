@@ -208,6 +208,10 @@ pages.records = async () => {
       if (!v) continue;
       q.set(k, k === "since" || k === "until" ? new Date(v).toISOString() : v);
     }
+    // The filters live in the page's address too: a view can be bookmarked and shared.
+    const shown = new URLSearchParams();
+    for (const [k, v] of new FormData(form)) if (v) shown.set(k, v);
+    history.replaceState(null, "", shown.toString() ? `?${shown}` : location.pathname);
     const page = await api("/api/inspections?" + q);
     fillRows(tbody, page.items.map((r) => [
       el("a", { href: `/records/${r.id}` }, fmt.time(r.arrived_at)), r.station_id, r.part_id || r.source_name,
