@@ -129,3 +129,19 @@ def test_every_option_of_every_command_says_what_it_is() -> None:
 
     walk(build_parser(), ["huoyan"])
     assert silent == []
+
+
+def test_predict_png_writes_overlays_a_person_can_open(model_file: Path, line_dir: Path, tmp_path: Path) -> None:
+    import cv2
+
+    out = tmp_path / "out"
+    holes = line_dir / "test" / "hole"
+    assert main(["predict", str(model_file), str(holes), "--out", str(out), "--png"]) == 0
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert rows and all(r["overlay"].startswith("overlays/") for r in rows)
+    picture = cv2.imread(str(out / rows[0]["overlay"]))
+    assert picture is not None and picture.shape[:2] == (128, 128)
+    plain = cv2.imread(str(holes / Path(rows[0]["path"]).name))
+    assert np.abs(picture.astype(int) - plain.astype(int)).mean() > 1  # the heat map and boxes are on it
+    assert main(["predict", str(model_file), str(holes), "--out", str(tmp_path / "plain")]) == 0
+    assert not (tmp_path / "plain" / "overlays").exists()

@@ -194,9 +194,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             files = _pair_files(Path(args.pairs), args.pairs)
         else:
             files = [f for where in args.inputs for f in _pair_files(Path(where), None)]
-        rows = predict_pairs(model, decider, files, args.out)
+        rows = predict_pairs(model, decider, files, args.out, overlays=args.png)
     else:
-        rows = predict_files(model, decider, args.inputs, args.out)
+        rows = predict_files(model, decider, args.inputs, args.out, overlays=args.png)
     for row in rows:
         counts[row["verdict"]] += 1
         if not args.json and row["verdict"] == "ERROR":
@@ -403,6 +403,11 @@ def add_commands(sub: Any) -> None:
     pred.add_argument("--min-area", type=int, default=None, help="minimum region area in pixels")
     pred.add_argument("--mm-per-px", type=float, default=None, help="image scale, to give regions an area in mm²")
     pred.add_argument("--runtime", choices=("onnx", "torch"), default="onnx", help=RUNTIME_HELP)
+    pred.add_argument(
+        "--png",
+        action="store_true",
+        help="also write each image with its heat map and regions drawn on (overlays/...png) to open and look at",
+    )
     vibration.add_reading_options(pred, fitting=False)
     pred.add_argument("--json", action="store_true", help="print the summary as JSON")
     pred.set_defaults(func=cmd_predict)

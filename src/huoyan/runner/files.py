@@ -13,10 +13,13 @@ Results file (``results.jsonl``, one JSON object per input, in input order):
   ``confidence`` are set by detectors that name defects (template comparison);
 - ``template``: for a pair, the template's path;
 - ``map``: path of the raw (not normalised) anomaly map, float32 ``.npy`` at the
-  original resolution, relative to the output folder.
+  original resolution, relative to the output folder;
+- ``overlay`` (with ``overlays=True``, ``huoyan predict --png``): a PNG a person can
+  open, the image with its heat map (red at and above the threshold) and boxed regions.
 
 Map paths mirror the input paths under ``maps/`` (``a/test/crack/000.png`` becomes
-``maps/a/test/crack/000.png.npy``), so inputs from different folders never collide.
+``maps/a/test/crack/000.png.npy``), so inputs from different folders never collide;
+overlays do the same under ``overlays/`` (``overlays/a/test/crack/000.png.png``).
 """
 
 from __future__ import annotations
@@ -30,19 +33,21 @@ import numpy as np
 
 from huoyan.core.detector import Decider, ImageDetector
 from huoyan.core.models import InspectionResult, Verdict
+from huoyan.station.inspect import heatmap_u8
 from huoyan.vision.imageio import ImageError, list_inputs, read_image
+from huoyan.vision.overlay import encode, render_overlay
 from huoyan.vision.template.pairs import PairFiles, PairsError, load_pair
 
 RESULTS_FILE = "results.jsonl"
 
 
-def map_relpath(path: str | Path) -> Path:
-    """Unambiguous relative location for an input's map, mirroring its path."""
+def map_relpath(path: str | Path, folder: str = "maps", suffix: str = ".npy") -> Path:
+    """Unambiguous relative location for an input's map (or overlay), mirroring its path."""
     parts = [("__" if part == ".." else part) for part in PurePath(path).parts if part not in ("/", ".", "\\")]
     anchor = PurePath(path).anchor.strip("/\\:")
     if anchor:
         parts.insert(0, anchor)
-    return Path("maps", *parts).with_name(Path(*parts).name + ".npy")
+    return Path(folder, *parts).with_name(Path(*parts).name + suffix)
 
 
 def result_row(result: InspectionResult, path: str, threshold: float, map_path: str | None) -> dict[str, Any]:
@@ -56,8 +61,9 @@ def predict_files(
     inputs: Iterable[str | Path],
     out_dir: str | Path,
     batch_size: int = 8,
+    overlays: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """Score and judge every input, writing maps and ``results.jsonl``; yield each row."""
+    """Score and judge every input, writing maps (and overlays) and ``results.jsonl``; yield each row."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths, empty = [], []
@@ -66,7 +72,8 @@ def predict_files(
         if not expanded and Path(item).is_dir():
             empty.append({"path": str(item), "verdict": Verdict.ERROR.value, "error": f"{item}: folder holds no files"})
         paths += expanded
-    yield from _write_results(model, decider, out, empty, [(p, {}, _read_one(p)) for p in paths], batch_size)
+    items: list[tuple[str, dict[str, Any], Loader]] = [(p, {}, _read_one(p)) for p in paths]
+    yield from _write_results(model, decider, out, empty, items, batch_size, overlays)
 
 
 def predict_pairs(
@@ -75,12 +82,13 @@ def predict_pairs(
     pairs: Sequence[PairFiles],
     out_dir: str | Path,
     batch_size: int = 8,
+    overlays: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Like ``predict_files`` for template/test pairs: one row per tested image."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     items = [(str(p.image), {"template": str(p.template)}, _pair_loader(p)) for p in pairs]
-    yield from _write_results(model, decider, out, [], items, batch_size)
+    yield from _write_results(model, decider, out, [], items, batch_size, overlays)
 
 
 Loader = Callable[[], tuple[Any, np.ndarray]]  # -> (the detector's sample, the tested image)
@@ -109,20 +117,25 @@ def _write_results(
     first: list[dict[str, Any]],
     items: list[tuple[str, dict[str, Any], Loader]],
     batch_size: int,
+    overlays: bool,
 ) -> Iterator[dict[str, Any]]:
     with (out / RESULTS_FILE).open("w", encoding="utf-8") as results:
         for row in first:
             results.write(json.dumps(row) + "\n")
             yield row
         for start in range(0, len(items), batch_size):
-            for row in _predict_batch(model, decider, items[start : start + batch_size], out):
+            for row in _predict_batch(model, decider, items[start : start + batch_size], out, overlays):
                 results.write(json.dumps(row) + "\n")
                 results.flush()
                 yield row
 
 
 def _predict_batch(
-    model: ImageDetector, decider: Decider, items: list[tuple[str, dict[str, Any], Loader]], out: Path
+    model: ImageDetector,
+    decider: Decider,
+    items: list[tuple[str, dict[str, Any], Loader]],
+    out: Path,
+    overlays: bool = False,
 ) -> list[dict[str, Any]]:
     rows: dict[int, dict[str, Any]] = {}
     paths = [path for path, _, _ in items]
@@ -155,4 +168,16 @@ def _predict_batch(
                 np.save(out / rel, res.anomaly_map.astype(np.float32))
                 map_path = rel.as_posix()
             rows[i] = {**result_row(res, paths[i], decider.threshold, map_path), **items[i][1]}
+            if overlays and res.anomaly_map is not None:
+                rows[i]["overlay"] = _write_overlay(out, paths[i], images[index.index(i)], res, decider.threshold)
     return [rows[i] for i in range(len(paths))]
+
+
+def _write_overlay(out: Path, path: str, image: np.ndarray, result: InspectionResult, threshold: float) -> str:
+    """The image with its heat map and regions, as the dashboard draws it, in a PNG."""
+    assert result.anomaly_map is not None
+    rel = map_relpath(path, "overlays", ".png")
+    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+    picture = render_overlay(image, heatmap_u8(result.anomaly_map, threshold), result.regions)
+    (out / rel).write_bytes(encode(picture, ".png"))
+    return rel.as_posix()
