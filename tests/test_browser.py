@@ -135,6 +135,14 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         page.fill("input[name=password]", PASSWORD)
         page.click("button[type=submit]")
         expect(page).to_have_url(f"{base}/stations/cell-1")  # home is the first station's live view
+        # Each engineering action asks why (#18): the reason goes to the audit trail.
+        dialogs: list[tuple[str, str]] = []
+
+        def answer(d: object) -> None:
+            dialogs.append((d.type, d.message))  # type: ignore[attr-defined]
+            d.accept("trial of a tighter threshold") if d.type == "prompt" else d.dismiss()  # type: ignore[attr-defined]
+
+        page.on("dialog", answer)
         page.goto(f"{base}/models")
         section = page.locator(".model-station[data-station=cell-1]")
         expect(section.locator(".versions tbody tr")).to_have_count(1)
@@ -147,8 +155,6 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         expect(section.locator(".thr-source")).to_have_text("(calibrated)")
 
         # #18: what an engineer is offered and told on the models page, with no browser alert().
-        dialogs: list[str] = []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         expect(section.locator("button.rollback")).to_be_hidden()  # one version: no parent to go back to
         section.locator(".thr-input").fill("-1")
         section.locator(".thr-set").click()
@@ -161,7 +167,8 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         expect(section.locator(".thr-input")).to_have_value("")  # the field no longer shows a stale value
         section.locator(".thr-reset").click()
         expect(section.locator(".thr-source")).to_have_text("(calibrated)")
-        assert dialogs == []
+        assert {kind for kind, _ in dialogs} == {"prompt"}  # asked why each time, never an alert
+        assert any("set the threshold to 0.7" in message for _, message in dialogs)
 
         # An administrator's mistake is said in words, and forgotten after the next success.
         page.click("#logout")
@@ -183,6 +190,7 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         form.locator("button[type=submit]").click()
         expect(page.locator("#users tbody")).to_contain_text("李 工")
         expect(error).to_be_hidden()
+        expect(page.locator("#audit tbody")).to_contain_text("trial of a tighter threshold")
         assert not errors, errors
         assert not missing, missing
         page.close()

@@ -146,10 +146,20 @@ class ReviewSummary(BaseModel):
     pending: int
 
 
+REASON = Field(default=None, max_length=500, description="why the change is made; written to the audit trail")
+
+
+class ActionIn(BaseModel):
+    """An engineering action's reason (activation, roll-back)."""
+
+    reason: str | None = REASON
+
+
 class ThresholdIn(BaseModel):
     threshold: float | None = Field(
         gt=0, le=1e9, description="raw image score above which a part is NG; null returns to the calibrated one"
     )
+    reason: str | None = REASON
 
 
 class RecipeOut(BaseModel):

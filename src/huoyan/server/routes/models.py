@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import RowId, errors, not_found
-from huoyan.server.schemas import ModelVersionOut, RecipeOut, TrainingJobOut, TrainingRequest
+from huoyan.server.schemas import ActionIn, ModelVersionOut, RecipeOut, TrainingJobOut, TrainingRequest
 from huoyan.server.security import Engineer, Principal
 from huoyan.store.records import as_utc
 from huoyan.store.schema import RecipeRow
@@ -20,8 +20,11 @@ from huoyan.store.versions import artifact_of, version_ref
 router = APIRouter(prefix="/api", tags=["models"])
 
 
-async def switch_to(p: Platform, version: dict[str, Any], principal: Principal, action: str) -> dict[str, Any]:
-    """Make ``version`` its station's running model; answered as 409 when that cannot be."""
+async def switch_to(
+    p: Platform, version: dict[str, Any], principal: Principal, action: str, reason: str | None = None
+) -> dict[str, Any]:
+    """Make ``version`` its station's running model; answered as 409 when that cannot be.
+    The audit trail keeps who, what and the ``reason`` given."""
     host = p.hosts.get(version["station_id"])
     if host is None:
         raise HTTPException(409, f"station {version['station_id']} is not hosted by this server")
@@ -29,11 +32,11 @@ async def switch_to(p: Platform, version: dict[str, Any], principal: Principal, 
         await asyncio.to_thread(artifact_of, version, p.blobs)  # versions from before the store kept models
         await host.activate(version_ref(version))
     except (RuntimeError, FileNotFoundError, ValueError) as exc:
-        p.audit.add(principal.user.username, action, version["station_id"], "failed", error=str(exc))
+        p.audit.add(principal.user.username, action, version["station_id"], "failed", error=str(exc), reason=reason)
         raise HTTPException(409, str(exc)) from exc
     p.versions.mark_active(version["id"])
     p.versions.clear_threshold_override(version["station_id"])  # a raw score of the model before
-    p.audit.add(principal.user.username, action, version["station_id"], version=version["version"])
+    p.audit.add(principal.user.username, action, version["station_id"], version=version["version"], reason=reason)
     current = p.versions.get(version["id"])
     assert current is not None
     return current
@@ -76,14 +79,18 @@ def model(version_id: RowId, p: Annotated[Platform, Depends(platform)], _: Engin
 
 @router.post("/models/{version_id}/activate", response_model=ModelVersionOut, responses=errors(404, 409))
 async def activate(
-    version_id: RowId, p: Annotated[Platform, Depends(platform)], principal: Engineer
+    version_id: RowId,
+    p: Annotated[Platform, Depends(platform)],
+    principal: Engineer,
+    body: ActionIn | None = None,
 ) -> ModelVersionOut:
     """Switch the station to this version: intake pauses, parts in flight finish, the new
     model judges the next part. The version before it is kept and can be activated again."""
     v = p.versions.get(version_id)
     if v is None:
         raise not_found(f"model version {version_id}")
-    return ModelVersionOut.model_validate(await switch_to(p, v, principal, "model-activate"))
+    reason = body.reason if body else None
+    return ModelVersionOut.model_validate(await switch_to(p, v, principal, "model-activate", reason))
 
 
 @router.get("/training-jobs", response_model=list[TrainingJobOut], responses=errors())

@@ -18,7 +18,7 @@ from huoyan.server.live import sse
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import errors, not_found
 from huoyan.server.routes.models import switch_to
-from huoyan.server.schemas import ThresholdIn, UploadResult
+from huoyan.server.schemas import ActionIn, ThresholdIn, UploadResult
 from huoyan.server.security import Engineer, Operator, Uploader
 from huoyan.server.uploads import multipart_body, read_form
 from huoyan.store.records import UNAVAILABLE, get_inspection
@@ -162,14 +162,16 @@ async def live(station_id: str, request: Request, p: Annotated[Platform, Depends
 
 
 @router.post("/api/stations/{station_id}/rollback", response_model=StationStatus, responses=errors(404, 409))
-async def rollback(station_id: str, p: Annotated[Platform, Depends(platform)], principal: Engineer) -> StationStatus:
+async def rollback(
+    station_id: str, p: Annotated[Platform, Depends(platform)], principal: Engineer, body: ActionIn | None = None
+) -> StationStatus:
     """Go back to the active model version's parent."""
     host = _host(p, station_id)
     active = p.versions.active(station_id)
     parent = p.versions.get(active["parent_id"]) if active and active["parent_id"] else None
     if parent is None:
         raise HTTPException(409, "the active version has no parent to roll back to")
-    await switch_to(p, parent, principal, "model-rollback")
+    await switch_to(p, parent, principal, "model-rollback", body.reason if body else None)
     return host.status()
 
 
@@ -187,7 +189,9 @@ async def set_threshold(
     except RuntimeError as exc:
         raise HTTPException(409, str(exc)) from exc
     after = host.status()
-    p.audit.add(principal.user.username, "threshold-set", station_id, before=before, after=after.threshold)
+    p.audit.add(
+        principal.user.username, "threshold-set", station_id, before=before, after=after.threshold, reason=body.reason
+    )
     return after
 
 

@@ -375,22 +375,36 @@ pages.models = async () => {
     try { await request(); say(error, ""); } catch (e) { say(error, e.message); }
     await load();
   };
+  // An engineering action is confirmed by giving its reason, which the audit trail keeps.
+  const reasonFor = (section, question) => {
+    const reason = prompt(`${question}\n\nWhy? (kept in the audit trail)`);
+    if (reason === null) return null;  // cancelled
+    if (!reason.trim()) {
+      say(section.querySelector(".action-error"), "Nothing was changed: give a reason.");
+      return null;
+    }
+    return reason.trim();
+  };
   const activate = (section, v) => {
     const { status } = state[section.dataset.station] || {};
     // A threshold set on the line is a score of the old model: say that activation drops it.
     const dropped = status && status.threshold_set
       ? ` The threshold set on the line (${fmt.num(status.threshold, 4)}) is dropped: v${v.version} decides at its own calibrated threshold.`
       : "";
-    if (!confirm(`Activate v${v.version} on ${section.dataset.station}?${dropped}`)) return;
-    act(section, () => api(`/api/models/${v.id}/activate`, { method: "POST" }));
+    const reason = reasonFor(section, `Activate v${v.version} on ${section.dataset.station}?${dropped}`);
+    if (reason === null) return;
+    act(section, () => api(`/api/models/${v.id}/activate`, { method: "POST", json: { reason } }));
   };
   document.querySelectorAll(".model-station").forEach((section) => {
     const input = section.querySelector(".thr-input");
     const error = section.querySelector(".thr-error");
     const setThreshold = async (value) => {
+      const what = value === null ? "return to the model's calibrated threshold" : `set the threshold to ${value}`;
+      const reason = reasonFor(section, `On ${section.dataset.station}, ${what}?`);
+      if (reason === null) return;
       try {
         await api(`/api/stations/${encodeURIComponent(section.dataset.station)}/threshold`,
-          { method: "PUT", json: { threshold: value } });
+          { method: "PUT", json: { threshold: value, reason } });
         say(error, "");
         input.value = "";
       } catch (e) { say(error, e.message); }
@@ -408,8 +422,10 @@ pages.models = async () => {
     section.querySelector("button.train").onclick = () => act(section, () =>
       api("/api/training-jobs", { method: "POST", json: { station_id: section.dataset.station } }));
     section.querySelector("button.rollback").onclick = () => {
-      if (!confirm(`Roll ${section.dataset.station} back to the parent of its active version?`)) return;
-      act(section, () => api(`/api/stations/${encodeURIComponent(section.dataset.station)}/rollback`, { method: "POST" }));
+      const reason = reasonFor(section, `Roll ${section.dataset.station} back to the parent of its active version?`);
+      if (reason === null) return;
+      act(section, () => api(`/api/stations/${encodeURIComponent(section.dataset.station)}/rollback`,
+        { method: "POST", json: { reason } }));
     };
   });
   await load();
