@@ -145,3 +145,17 @@ def test_predict_png_writes_overlays_a_person_can_open(model_file: Path, line_di
     assert np.abs(picture.astype(int) - plain.astype(int)).mean() > 1  # the heat map and boxes are on it
     assert main(["predict", str(model_file), str(holes), "--out", str(tmp_path / "plain")]) == 0
     assert not (tmp_path / "plain" / "overlays").exists()
+
+
+def test_fit_says_which_files_it_left_out_as_predict_would(
+    line_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file that is no image is an ERROR row in `predict`; `fit` says it left it out (#18)."""
+    folder = tmp_path / "good"
+    shutil.copytree(line_dir / "train" / "good", folder)
+    (folder / "readme.txt").write_text("notes about the parts")
+    (folder / ".hidden.png").write_bytes(b"")  # hidden files are nobody's input
+    out = tmp_path / "m"
+    assert main(["fit", str(folder), "-o", str(out), "--image-size", "64", "--coreset-ratio", "0.5"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped: {folder / 'readme.txt'}: not an image file" in err and ".hidden" not in err

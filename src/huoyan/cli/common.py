@@ -22,12 +22,18 @@ def train_folder(path: Path) -> Path:
 
 
 def load_good_images(folder: Path) -> tuple[list[Any], list[str]]:
-    from huoyan.vision.imageio import ImageError, list_images, read_image
+    """The folder's images, and why each other file in it was left out: what `predict`
+    would call an ERROR (a file that is no image) is said here too, not passed over."""
+    from huoyan.core.models import IMAGE_SUFFIXES
+    from huoyan.vision.imageio import ImageError, read_image
 
     if not folder.is_dir():
         raise SystemExit(f"error: {folder} is not a folder")
     images, errors = [], []
-    for p in list_images(folder):
+    for p in sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")):
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            errors.append(f"{p}: not an image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            continue
         try:
             images.append(read_image(p))
         except ImageError as exc:
