@@ -47,17 +47,19 @@ def write_artifact(
 ) -> Path:
     """Write a model file atomically (temp file + rename) and return its path. The card
     is stored with each tensor's digest in its details (``tensor_sha256``)."""
-    p = Path(path)
-    if p.suffix != SUFFIX:
-        p = p.with_name(p.name + SUFFIX)
     tensors = {name: np.ascontiguousarray(t) for name, t in tensors.items()}
     digests = {name: sha256(t.tobytes()) for name, t in sorted(tensors.items())}
     card = card.model_copy(update={"details": {**card.details, TENSOR_DIGESTS: digests}})
-    write_envelope(p, kind, tensors, card, params)
-    return p
+    return write_envelope(path, kind, tensors, card, params)
 
 
-def write_envelope(p: Path, kind: str, tensors: dict[str, np.ndarray], card: ModelCard, params: dict[str, Any]) -> None:
+def write_envelope(
+    path: str | Path, kind: str, tensors: dict[str, np.ndarray], card: ModelCard, params: dict[str, Any]
+) -> Path:
+    """Write the file atomically (temp file + rename), named ``*.safetensors``; its path."""
+    p = Path(path)
+    if p.suffix != SUFFIX:
+        p = p.with_name(p.name + SUFFIX)
     card_json = card.model_dump_json()
     metadata = {
         "format": FORMAT,
@@ -71,6 +73,7 @@ def write_envelope(p: Path, kind: str, tensors: dict[str, np.ndarray], card: Mod
     tmp = p.with_name(p.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     os.replace(tmp, p)
+    return p
 
 
 def read_metadata(p: Path) -> dict[str, str]:

@@ -81,8 +81,13 @@ def recording_verdict(verdicts: Sequence[Verdict]) -> Verdict:
     return Verdict.OK if Verdict.OK in verdicts else Verdict.ERROR
 
 
+def diagnosis_counts(verdicts: Sequence[Verdict], diagnoses: Sequence[str | None]) -> Counter[str]:
+    """How often each family was diagnosed in the NG windows (in all windows if none is NG)."""
+    ng = [d for v, d in zip(verdicts, diagnoses, strict=True) if v == Verdict.NG]
+    return Counter(d for d in (ng if Verdict.NG in verdicts else diagnoses) if d is not None)
+
+
 def recording_diagnosis(verdicts: Sequence[Verdict], diagnoses: Sequence[str | None]) -> str | None:
     """The family most often diagnosed in the NG windows (all windows if none is NG)."""
-    pool = [d for v, d in zip(verdicts, diagnoses, strict=True) if v == Verdict.NG] or list(diagnoses)
-    counted = Counter(d for d in pool if d is not None)
+    counted = diagnosis_counts(verdicts, diagnoses)
     return counted.most_common(1)[0][0] if counted else None

@@ -28,7 +28,7 @@ from typing import Any
 
 from huoyan.core.detector import Condition, Decider
 from huoyan.core.models import Verdict
-from huoyan.decision.fusion import recording_diagnosis, recording_verdict
+from huoyan.decision.fusion import diagnosis_counts, recording_diagnosis, recording_verdict
 from huoyan.signals.detector import VibrationMonitor
 from huoyan.signals.readers import SignalError, list_recordings, read_recording
 
@@ -104,8 +104,7 @@ def _condition(c: Condition) -> dict[str, Any]:
 def _summary(path: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     verdicts = [Verdict(r["verdict"]) for r in rows]
     diagnoses = [(r["diagnosis"] or {}).get("family") for r in rows]
-    ng = [d for v, d in zip(verdicts, diagnoses, strict=True) if v == Verdict.NG]
-    families = Counter(d for d in (ng if Verdict.NG in verdicts else diagnoses) if d is not None)
+    families = diagnosis_counts(verdicts, diagnoses)
     return {
         "path": path,
         "summary": True,

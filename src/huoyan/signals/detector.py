@@ -153,6 +153,8 @@ class VibrationMonitor(Parameters):
         self.confidence = confidence
         self.folds = folds
         self.seed = seed
+        self._settings: Settings | None = None
+        self._details: tuple[ModelCard, VibrationDetails] | None = None
 
     # -- parameters -------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -176,7 +178,17 @@ class VibrationMonitor(Parameters):
             raise ValueError("folds must be in [2, 20]")
         _geometry(self.bearing)
 
+    def _parameters_changed(self, names: set[str]) -> None:
+        self._settings = None  # built from the parameters
+
     def settings(self) -> Settings:
+        """What the analysis of a window depends on, built once per set of parameters
+        (``score`` runs per window on a live line)."""
+        if self._settings is None:
+            self._settings = self._new_settings()
+        return self._settings
+
+    def _new_settings(self) -> Settings:
         return Settings(
             units=self.units,
             machine_class=self.machine_class,
@@ -216,7 +228,7 @@ class VibrationMonitor(Parameters):
     def _windows(self, samples: Sequence[Any], rate: float | None, length: int | None) -> list[SignalWindow]:
         if len(samples) == 0:
             raise ValueError("no windows given")
-        out = []
+        out: list[SignalWindow] = []
         for i, w in enumerate(samples):
             what = f"window {i}" + (f" ({w.source} at {w.start_s:.3f} s)" if isinstance(w, SignalWindow) else "")
             if not isinstance(w, SignalWindow):
@@ -226,7 +238,8 @@ class VibrationMonitor(Parameters):
                 raise ValueError(f"{what}: expected 1-D float samples, got {getattr(x, 'shape', type(x).__name__)}")
             if not np.isfinite(x).all():
                 raise ValueError(f"{what}: expected finite samples (NaN or inf found)")
-            expected_rate = rate if rate is not None else self.sample_rate
+            # Without a rate of the model's, every window at the first one's: one rate for all.
+            expected_rate = rate if rate is not None else self.sample_rate or (out[0].sample_rate if out else None)
             if expected_rate is not None and abs(w.sample_rate - expected_rate) > 1e-6 * expected_rate:
                 raise ValueError(f"{what}: expected {expected_rate:g} Hz, got {w.sample_rate:g} Hz")
             n = length if length is not None else window_samples(self.window_s, w.sample_rate)
@@ -246,7 +259,6 @@ class VibrationMonitor(Parameters):
         self._check_params()
         healthy = self._windows(samples, None, None)
         rate = healthy[0].sample_rate
-        healthy = self._windows(healthy, rate, None)  # one rate for all
         if len(healthy) < MIN_FIT_WINDOWS + 2:
             raise ValueError(
                 f"at least {MIN_FIT_WINDOWS + 2} healthy windows are needed, got {len(healthy)}: "
@@ -310,7 +322,11 @@ class VibrationMonitor(Parameters):
         return self
 
     def details(self) -> VibrationDetails:
-        return VibrationDetails.model_validate(self._fitted().details)
+        """The card's details, read once per fitted or loaded card."""
+        card = self._fitted()
+        if self._details is None or self._details[0] is not card:
+            self._details = (card, VibrationDetails.model_validate(card.details))
+        return self._details[1]
 
     def score(self, samples: Sequence[Any]) -> Scores:
         """Raw scores and, per window, a ``Condition`` with its diagnosis."""
@@ -319,10 +335,10 @@ class VibrationMonitor(Parameters):
         settings = self.settings()
         analyses = [analyse(w, settings) for w in windows]
         raw = self._raw(np.stack([a.features for a in analyses]))
-        return Scores(raw, [self._condition(a, settings) for a in analyses])
-
-    def _condition(self, a: Analysis, settings: Settings) -> Condition:
         names = settings.feature_names()
+        return Scores(raw, [self._condition(a, names) for a in analyses])
+
+    def _condition(self, a: Analysis, names: list[str]) -> Condition:
         features = {n: float(v) for n, v in zip(names, a.features, strict=True) if np.isfinite(v)}
         return Condition(
             features=features,

@@ -59,8 +59,10 @@ class Gathering(Source):
     def channel_of(self, name: str) -> str | None:
         return next((channel for channel, pattern in self.patterns if pattern.search(name)), None)
 
-    def _gathered(self, p: _Pending, missing: list[str]) -> Arrival:
+    def _gathered(self, p: _Pending) -> Arrival:
+        """The part as it stands: its files, and the channels it has none of."""
         parts = [(c.name, p.parts[c.name]) for c in self.channels if c.name in p.parts]
+        missing = [c.name for c in self.channels if c.name not in p.parts]
         first = min((a for _, a in parts), key=lambda a: a.seq or 0)
         return Arrival(
             key=f"{first.key}+",
@@ -89,7 +91,6 @@ class Gathering(Source):
         queue: asyncio.Queue[Arrival | None] = asyncio.Queue(maxsize=max(4, self.queue_size))
         pump = asyncio.create_task(self._pump(queue))
         pending: dict[str, _Pending] = {}
-        every = [c.name for c in self.channels]
         try:
             ended = False
             while not ended or pending:
@@ -105,7 +106,7 @@ class Gathering(Source):
                         ended = item is None
                 for part_id in [k for k, w in pending.items() if ended or w.deadline <= loop.time()]:
                     late = pending.pop(part_id)
-                    yield self._gathered(late, [c for c in every if c not in late.parts])
+                    yield self._gathered(late)
                 if item is None:
                     continue
                 channel = self.channel_of(item.source_name)
@@ -118,13 +119,13 @@ class Gathering(Source):
                 waiting = pending.get(item.part_id)
                 if waiting is not None and channel in waiting.parts:
                     pending.pop(item.part_id)  # a second file of this channel: the next part of that id
-                    yield self._gathered(waiting, [c for c in every if c not in waiting.parts])
+                    yield self._gathered(waiting)
                     waiting = None
                 if waiting is None:
                     waiting = pending[item.part_id] = _Pending(item.part_id, item, loop.time() + self.wait_s)
                 waiting.parts[channel] = item
-                if len(waiting.parts) == len(every):
-                    yield self._gathered(pending.pop(item.part_id), [])
+                if len(waiting.parts) == len(self.channels):
+                    yield self._gathered(pending.pop(item.part_id))
         finally:
             pump.cancel()
             with contextlib.suppress(BaseException):

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
-from huoyan.core.artifact import SUFFIX, ArtifactError, read_envelope, sha256, write_envelope
+from huoyan.core.artifact import ArtifactError, read_envelope, sha256, write_envelope
 from huoyan.core.models import ModelCard
 from huoyan.vision.backbone import BACKBONES
 
@@ -34,13 +34,9 @@ class PatchCoreDetails(BaseModel):
 
 def save_model(path: str | Path, bank: np.ndarray, card: ModelCard, params: dict[str, Any]) -> Path:
     """Write a PatchCore artifact atomically (temp file + rename) and return its path."""
-    p = Path(path)
-    if p.suffix != SUFFIX:
-        p = p.with_name(p.name + SUFFIX)
     bank = np.ascontiguousarray(bank)
     card = card.model_copy(update={"details": {**card.details, "bank_sha256": sha256(bank.tobytes())}})
-    write_envelope(p, KIND, {"bank": bank}, card, params)
-    return p
+    return write_envelope(path, KIND, {"bank": bank}, card, params)
 
 
 def load_model(path: str | Path) -> tuple[np.ndarray, ModelCard, dict[str, Any]]:
