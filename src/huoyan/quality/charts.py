@@ -508,10 +508,14 @@ def _ewma_series(
         raise ChartError("EWMA: sigma must be positive (the values do not vary)")
     # z_i = lam * x_i + (1 - lam) * z_(i-1), started at z_0 = target, as one linear filter
     z, _ = signal.lfilter([lam], [1.0, lam - 1.0], x, zi=[(1.0 - lam) * target])
-    step = np.arange(1, x.size + 1)
-    spread = sig / np.sqrt(n) * np.sqrt(lam / (2 - lam) * (1 - (1 - lam) ** (2 * step)))
+    spread = ewma_spread(lam, sig / np.sqrt(n), np.arange(1, x.size + 1))
     center = _full(target, x.size)
     return Chart("ewma", z, center, center - width * spread, center + width * spread, spread, limits, LIMITS_ONLY, mask)
+
+
+def ewma_spread(lam: float, sigma: ArrayF | float, step: ArrayF | int) -> ArrayF:
+    """Standard deviation of the EWMA at step i (from 1) of values with standard deviation sigma."""
+    return np.asarray(sigma * np.sqrt(lam / (2 - lam) * (1 - (1 - lam) ** (2 * np.asarray(step)))), dtype=np.float64)
 
 
 def cusum_chart(
