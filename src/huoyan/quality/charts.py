@@ -513,7 +513,7 @@ def _ewma_series(
     return Chart("ewma", z, center, center - width * spread, center + width * spread, spread, limits, LIMITS_ONLY, mask)
 
 
-def ewma_spread(lam: float, sigma: ArrayF | float, step: ArrayF | int) -> ArrayF:
+def ewma_spread(lam: float, sigma: ArrayF | float, step: np.ndarray[Any, Any] | int) -> ArrayF:
     """Standard deviation of the EWMA at step i (from 1) of values with standard deviation sigma."""
     return np.asarray(sigma * np.sqrt(lam / (2 - lam) * (1 - (1 - lam) ** (2 * np.asarray(step)))), dtype=np.float64)
 
