@@ -27,9 +27,14 @@ def good_images(line_dir: Path) -> list[np.ndarray]:
     return [read_image(f) for f in list_images(line_dir / "train" / "good")]
 
 
-def upload(client: TestClient, keys: Keys, data: bytes, name: str, role: Role = OPERATOR) -> dict[str, Any]:
+def upload(
+    client: TestClient, keys: Keys, data: bytes, name: str, role: Role = OPERATOR, lot: str | None = None
+) -> dict[str, Any]:
     r = client.post(
-        "/api/stations/cell-1/inspect", files={"image": (name, data, "image/png")}, headers=keys.headers(role)
+        "/api/stations/cell-1/inspect",
+        files={"image": (name, data, "image/png")},
+        data={"lot": lot} if lot else None,
+        headers=keys.headers(role),
     )
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
@@ -100,8 +105,9 @@ def test_upload_records_filters_and_images(
 ) -> None:
     client, _, keys = served
     goods = good_images(line_dir)[:4]
-    results = [upload(client, keys, png(img), f"G{i}.png") for i, img in enumerate(goods)]
+    results = [upload(client, keys, png(img), f"G{i}.png", lot="L-7" if i < 2 else None) for i, img in enumerate(goods)]
     assert [r["verdict"] for r in results] == ["OK"] * 4
+    assert [r["lot"] for r in results] == ["L-7", "L-7", None, None]
     assert results[0]["part_id"] == "G0" and results[0]["id"] is not None
     bad = upload(client, keys, png(defect_sample[0]), "D1.png")
     assert bad["verdict"] == "NG" and bad["regions"] and bad["normalised_score"] > 1
@@ -118,6 +124,10 @@ def test_upload_records_filters_and_images(
     ng = client.get("/api/inspections", params={"verdict": "NG"}, headers=h).json()
     assert [r["part_id"] for r in ng["items"]] == ["D1"]
     assert client.get("/api/inspections", params={"part_id": "G2"}, headers=h).json()["total"] == 1
+    assert [r["part_id"] for r in client.get("/api/inspections", params={"lot": "L-7"}, headers=h).json()["items"]] == [
+        "G1",
+        "G0",
+    ]
     assert client.get("/api/inspections", params={"station": "elsewhere"}, headers=h).json()["total"] == 0
     assert client.get("/api/inspections", params={"recipe": "washer-top"}, headers=h).json()["total"] == 6
     future = client.get("/api/inspections", params={"since": "2999-01-01T00:00:00Z"}, headers=h).json()

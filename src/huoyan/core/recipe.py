@@ -231,6 +231,25 @@ class PartId(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class LotId(_Strict):
+    """Where each part's lot (batch) comes from, so that NG rates can be charted per lot.
+    A lot given with the part itself always wins: the trigger payload's ``key`` (default
+    ``lot``) or the upload's ``lot`` field. Otherwise ``from: filename`` takes it from the
+    file name with ``pattern`` (group ``lot``, or the whole match)."""
+
+    source: Literal["none", "filename"] = Field(default="none", alias="from")
+    pattern: Regex | None = Field(default=None, description="regex on the file name; group 'lot' or the whole match")
+    key: str = Field(default="lot", description="trigger payload key")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _pattern_for_filename(self) -> LotId:
+        if self.source == "filename" and not self.pattern:
+            raise ValueError("from: filename needs a pattern (a regex with a group 'lot')")
+        return self
+
+
 class Templates(_Strict):
     """Where a template model that compares each part with its own golden template
     (boards imaged in tiles, several products on one line) finds it: ``pattern`` is
@@ -408,6 +427,7 @@ class Recipe(_Strict):
     decision: Decision = Decision()
     storage: Storage = Storage()
     part_id: PartId = PartId()
+    lot: LotId = LotId()
     feedback: Feedback = Feedback()
     machine: Machine | None = Field(default=None, description="sensor stations: the machine watched")
     channels: list[Channel] = Field(

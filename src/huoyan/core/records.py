@@ -128,6 +128,7 @@ class InspectionRecord(Judgement):
     model_sha256: str | None = None
     threshold: float | None = None
     part_id: str | None = None
+    lot: str | None = Field(default=None, description="the lot (batch) the part belongs to")
     arrived_at: datetime
     decided_at: datetime
     stored_at: datetime | None = None
@@ -168,7 +169,7 @@ class InspectionRecord(Judgement):
     def _storable_name(cls, v: str) -> str:
         return safe_text(v, SOURCE_NAME_CHARS)
 
-    @field_validator("part_id")
+    @field_validator("part_id", "lot")
     @classmethod
     def _storable_part_id(cls, v: str | None) -> str | None:
         return None if v is None else safe_text(v, PART_ID_CHARS)

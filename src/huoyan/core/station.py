@@ -76,8 +76,10 @@ class StationHandle(Protocol):
 
     def status(self) -> StationStatus: ...
 
-    def submit(self, data: bytes, name: str, part_id: str | None) -> concurrent.futures.Future[InspectionRecord]:
-        """Inspect an uploaded part; the future ends with its stored record. Raises
+    def submit(
+        self, data: bytes, name: str, part_id: str | None, lot: str | None = None
+    ) -> concurrent.futures.Future[InspectionRecord]:
+        """Inspect an uploaded part (of ``lot``, if given); the future ends with its stored record. Raises
         ``TypeError`` if the station does not take uploads, ``StationBusy`` if not now."""
         ...
 

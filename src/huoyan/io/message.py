@@ -56,6 +56,7 @@ class ResultMessage(BaseModel):
     diagnosis: str | None = Field(default=None, description="the fault family a sensor window shows, if any")
     measurements: list[Measurement] = Field(default_factory=list, description="a sensor window's features")
     channels: list[ChannelVerdict] = Field(default_factory=list, description="each channel's verdict, if several")
+    lot: str | None = Field(default=None, description="the lot (batch) the part belongs to, if known")
 
     @classmethod
     def from_record(cls, record: InspectionRecord, plant: str, line: str) -> ResultMessage:
@@ -82,6 +83,7 @@ class ResultMessage(BaseModel):
             diagnosis=record.diagnosis,
             measurements=record.measurements,
             channels=record.channels,
+            lot=record.lot,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -92,7 +94,7 @@ class ResultMessage(BaseModel):
         return body
 
 
-OPTIONAL_ADDITIONS = ("diagnosis", "measurements", "channels")
+OPTIONAL_ADDITIONS = ("diagnosis", "measurements", "channels", "lot")
 
 
 def event_message(event: StationEvent, plant: str, line: str) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class Capability:
     ppk: Interval
     #: parts per million outside the specification: observed, and expected from the normal
     #: model with each sigma
-    ppm_observed: float
+    ppm_observed: float | None  # None where only summary statistics were given
     ppm_expected_within: float
     ppm_expected_overall: float
 
@@ -105,17 +105,45 @@ def capability(
     x = np.asarray(list(values), dtype=np.float64)
     if x.size < 2 or not np.isfinite(x).all():
         raise ChartError("capability needs at least 2 finite values")
+    within = float(sigma_within) if sigma_within is not None else float(np.abs(np.diff(x)).mean() / K.d2(2))
+    outside = np.zeros(x.size, dtype=bool)
+    if lsl is not None:
+        outside |= x < lsl
+    if usl is not None:
+        outside |= x > usl
+    return capability_of(
+        int(x.size),
+        float(x.mean()),
+        float(x.std(ddof=1)),
+        within,
+        lsl=lsl,
+        usl=usl,
+        confidence=confidence,
+        observed_outside=float(outside.mean()),
+    )
+
+
+def capability_of(
+    n: int,
+    mean: float,
+    sigma_overall: float,
+    sigma_within: float,
+    *,
+    lsl: float | None = None,
+    usl: float | None = None,
+    confidence: float = 0.95,
+    observed_outside: float | None = None,
+) -> Capability:
+    """Indices from summary statistics (what a database aggregates of a month of parts)."""
     if lsl is None and usl is None:
         raise ChartError("capability needs a specification: give LSL, USL or both")
     if lsl is not None and usl is not None and not lsl < usl:
         raise ChartError(f"the lower specification limit ({lsl:g}) must be below the upper ({usl:g})")
     if not 0 < confidence < 1:
         raise ChartError("confidence must be between 0 and 1")
-    n = int(x.size)
-    mean = float(x.mean())
-    overall = float(x.std(ddof=1))
-    within = float(sigma_within) if sigma_within is not None else float(np.abs(np.diff(x)).mean() / K.d2(2))
-    if overall <= 0 or within <= 0:
+    if n < 2:
+        raise ChartError("capability needs at least 2 values")
+    if sigma_overall <= 0 or sigma_within <= 0:
         raise ChartError("the values do not vary; capability is undefined")
 
     def indices(sigma: float) -> tuple[Interval | None, Interval]:
@@ -126,14 +154,13 @@ def capability(
         sides += [(mean - lsl) / (3 * sigma)] if lsl is not None else []
         return spread, k_interval(min(sides), n, confidence)
 
-    cp, cpk = indices(within)
-    pp, ppk = indices(overall)
-    outside = ((x < lsl) if lsl is not None else np.zeros(n, bool)) | ((x > usl) if usl is not None else False)
+    cp, cpk = indices(sigma_within)
+    pp, ppk = indices(sigma_overall)
     return Capability(
         n=n,
         mean=mean,
-        sigma_within=within,
-        sigma_overall=overall,
+        sigma_within=sigma_within,
+        sigma_overall=sigma_overall,
         lsl=lsl,
         usl=usl,
         confidence=confidence,
@@ -141,7 +168,7 @@ def capability(
         cpk=cpk,
         pp=pp,
         ppk=ppk,
-        ppm_observed=float(outside.mean() * 1e6),
-        ppm_expected_within=_expected_ppm(mean, within, lsl, usl),
-        ppm_expected_overall=_expected_ppm(mean, overall, lsl, usl),
+        ppm_observed=None if observed_outside is None else observed_outside * 1e6,
+        ppm_expected_within=_expected_ppm(mean, sigma_within, lsl, usl),
+        ppm_expected_overall=_expected_ppm(mean, sigma_overall, lsl, usl),
     )

@@ -352,34 +352,82 @@ def imr_chart(
     return [individuals, moving]
 
 
-def _subgroups(groups: Sequence[Sequence[float]]) -> list[ArrayF]:
-    out = []
-    for i, group in enumerate(groups):
-        arr = np.asarray(list(group), dtype=np.float64)
-        if arr.size < 2:
-            raise ChartError(f"subgroup {i} has {arr.size} value(s); subgroups need at least 2")
-        if not np.isfinite(arr).all():
-            raise ChartError(f"subgroup {i} holds a value that is not a finite number")
-        out.append(arr)
-    if not out:
-        raise ChartError("no subgroups")
-    return out
+@dataclass(frozen=True)
+class Subgroups:
+    """What the variables charts need of each subgroup: its size, mean and standard
+    deviation, and its range where known. Built from the values (``of``) or from sums a
+    database computed (``of_sums``), so that a chart of a month of parts never loads them."""
+
+    n: ArrayF
+    mean: ArrayF
+    sd: ArrayF
+    range: ArrayF | None = None
+
+    def __len__(self) -> int:
+        return int(self.n.size)
+
+    @classmethod
+    def of(cls, groups: Sequence[Sequence[float]]) -> Subgroups:
+        arrays = []
+        for i, group in enumerate(groups):
+            arr = np.asarray(list(group), dtype=np.float64)
+            if arr.size < 2:
+                raise ChartError(f"subgroup {i} has {arr.size} value(s); subgroups need at least 2")
+            if not np.isfinite(arr).all():
+                raise ChartError(f"subgroup {i} holds a value that is not a finite number")
+            arrays.append(arr)
+        if not arrays:
+            raise ChartError("no subgroups")
+        return cls(
+            n=np.array([a.size for a in arrays], dtype=np.float64),
+            mean=np.array([a.mean() for a in arrays]),
+            sd=np.array([a.std(ddof=1) for a in arrays]),
+            range=np.array([a.max() - a.min() for a in arrays]),
+        )
+
+    @classmethod
+    def of_sums(
+        cls,
+        n: Sequence[float],
+        total: Sequence[float],
+        squares: Sequence[float],
+        low: Sequence[float] | None = None,
+        high: Sequence[float] | None = None,
+    ) -> Subgroups:
+        count = np.asarray(n, dtype=np.float64)
+        if count.size == 0:
+            raise ChartError("no subgroups")
+        small = np.flatnonzero(count < 2)
+        if small.size:
+            raise ChartError(f"subgroup {int(small[0])} has {count[small[0]]:g} value(s); subgroups need at least 2")
+        mean = np.asarray(total, dtype=np.float64) / count
+        # sum of squares about the mean; rounding can take a constant group a hair below 0
+        ss = np.maximum(np.asarray(squares, dtype=np.float64) - count * mean**2, 0.0)
+        spread = None
+        if low is not None and high is not None:
+            spread = np.asarray(high, dtype=np.float64) - np.asarray(low, dtype=np.float64)
+        return cls(count, mean, np.sqrt(ss / (count - 1)), spread)
+
+
+def _summary(subgroups: Sequence[Sequence[float]] | Subgroups) -> Subgroups:
+    return subgroups if isinstance(subgroups, Subgroups) else Subgroups.of(subgroups)
 
 
 def xbar_r_chart(
-    subgroups: Sequence[Sequence[float]],
+    subgroups: Sequence[Sequence[float]] | Subgroups,
     *,
     exclude: Iterable[int] = (),
     frozen: Limits | None = None,
 ) -> list[Chart]:
     """Subgroup means and ranges, subgroups of one size; sigma = R-bar / d2(n)."""
-    groups = _subgroups(subgroups)
-    sizes = {g.size for g in groups}
+    groups = _summary(subgroups)
+    sizes = sorted({int(k) for k in groups.n})
     if len(sizes) != 1:
-        raise ChartError(f"X-bar-R chart: subgroups must have one size (found {sorted(sizes)}); use X-bar-S")
-    n = sizes.pop()
-    means = np.array([g.mean() for g in groups])
-    ranges = np.array([g.max() - g.min() for g in groups])
+        raise ChartError(f"X-bar-R chart: subgroups must have one size (found {sizes}); use X-bar-S")
+    if groups.range is None:
+        raise ChartError("X-bar-R chart: the subgroups' ranges are not known; use X-bar-S")
+    n = sizes[0]
+    means, ranges = groups.mean, groups.range
     mask = _mask(exclude, len(groups))
     keep = ~mask
     params = _params(
@@ -397,31 +445,31 @@ def xbar_r_chart(
     return [xbar, r]
 
 
+def _pooled_sigma(groups: Subgroups, keep: np.ndarray[Any, np.dtype[np.bool_]]) -> float:
+    """Sigma within subgroups: s-bar / c4(n) for one subgroup size (Montgomery 6.3.1), the
+    pooled s weighted by degrees of freedom for varying sizes (Montgomery 6.3.2)."""
+    n, sds = groups.n[keep], groups.sd[keep]
+    if np.unique(n).size == 1:
+        return float(sds.mean() / K.c4(int(n[0])))
+    dof = n - 1
+    return float(math.sqrt((dof * sds**2).sum() / dof.sum()))
+
+
 def xbar_s_chart(
-    subgroups: Sequence[Sequence[float]],
+    subgroups: Sequence[Sequence[float]] | Subgroups,
     *,
     exclude: Iterable[int] = (),
     frozen: Limits | None = None,
 ) -> list[Chart]:
-    """Subgroup means and standard deviations. With one subgroup size, sigma = s-bar / c4(n)
-    (Montgomery 6.3.1); with varying sizes, the pooled s weighted by degrees of freedom
-    (Montgomery 6.3.2), and each point's limits use its own n."""
-    groups = _subgroups(subgroups)
-    n = np.array([g.size for g in groups], dtype=np.float64)
-    means = np.array([g.mean() for g in groups])
-    sds = np.array([g.std(ddof=1) for g in groups])
+    """Subgroup means and standard deviations; each point's limits use its own n."""
+    groups = _summary(subgroups)
+    n, means, sds = groups.n, groups.mean, groups.sd
     mask = _mask(exclude, len(groups))
     keep = ~mask
 
     def estimate() -> dict[str, float]:
-        if np.unique(n[keep]).size == 1:
-            size = int(n[keep][0])
-            sigma = float(sds[keep].mean() / K.c4(size))
-        else:
-            dof = n[keep] - 1
-            sigma = float(math.sqrt((dof * sds[keep] ** 2).sum() / dof.sum()))
         grand = float((n[keep] * means[keep]).sum() / n[keep].sum())
-        return {"mean": grand, "sigma": sigma}
+        return {"mean": grand, "sigma": _pooled_sigma(groups, keep)}
 
     params = _params(frozen, "xbar-s", estimate)
     mean, sigma = params["mean"], params["sigma"]
@@ -436,23 +484,16 @@ def xbar_s_chart(
 
 # -- time-weighted charts ------------------------------------------------------------------
 
+Located = Sequence[float] | Sequence[Sequence[float]] | Subgroups
 
-def _location(
-    values: Sequence[float] | Sequence[Sequence[float]],
-) -> tuple[ArrayF, ArrayF, Callable[[np.ndarray[Any, np.dtype[np.bool_]]], float]]:
+
+def _location(values: Located) -> tuple[ArrayF, ArrayF, Callable[[np.ndarray[Any, np.dtype[np.bool_]]], float]]:
     """Points to chart (values or subgroup means), their sizes, and an estimator of sigma
     for the individual value (moving range for individuals, pooled s for subgroups)."""
-    first = next(iter(values), None)
-    if first is not None and isinstance(first, Sequence | np.ndarray):
-        groups = _subgroups(values)  # type: ignore[arg-type]
-        n = np.array([g.size for g in groups], dtype=np.float64)
-        x = np.array([g.mean() for g in groups])
-        variances = np.array([g.var(ddof=1) for g in groups])
-
-        def pooled(keep: np.ndarray[Any, np.dtype[np.bool_]]) -> float:
-            return float(math.sqrt(((n[keep] - 1) * variances[keep]).sum() / (n[keep] - 1).sum()))
-
-        return x, n, pooled
+    first = None if isinstance(values, Subgroups) else next(iter(values), None)
+    if isinstance(values, Subgroups) or isinstance(first, Sequence | np.ndarray):
+        groups = _summary(values)  # type: ignore[arg-type]
+        return groups.mean, groups.n, lambda keep: _pooled_sigma(groups, keep)
     x = _values(values, "values")  # type: ignore[arg-type]
 
     def moving_range(keep: np.ndarray[Any, np.dtype[np.bool_]]) -> float:
@@ -465,7 +506,7 @@ def _location(
 
 
 def ewma_chart(
-    values: Sequence[float] | Sequence[Sequence[float]],
+    values: Located,
     *,
     lam: float = 0.2,
     width: float = 3.0,
@@ -519,7 +560,7 @@ def ewma_spread(lam: float, sigma: ArrayF | float, step: np.ndarray[Any, Any] | 
 
 
 def cusum_chart(
-    values: Sequence[float] | Sequence[Sequence[float]],
+    values: Located,
     *,
     k: float = 0.5,
     h: float = 5.0,

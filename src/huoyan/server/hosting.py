@@ -275,13 +275,15 @@ class StationHost:
         return self.blobs.get(sha256)
 
     # -- actions ----------------------------------------------------------------------------
-    def submit(self, data: bytes, name: str, part_id: str | None) -> concurrent.futures.Future[InspectionRecord]:
+    def submit(
+        self, data: bytes, name: str, part_id: str | None, lot: str | None = None
+    ) -> concurrent.futures.Future[InspectionRecord]:
         source = self.opened.source if self.opened else None
         if not isinstance(source, HttpUpload):
             raise TypeError(f"station {self.station_id} takes parts from its {self.recipe.source.type} source")
         if not self.running:
             raise SourceBusy(f"station {self.station_id} is not running")
-        return source.submit(data, name, part_id)
+        return source.submit(data, name, part_id, lot)
 
     async def activate(self, model: ModelVersionRef) -> None:
         """Switch the running station to a model version, read from the blob store by sha256."""

@@ -12,8 +12,11 @@ a record.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Protocol
 
 import cv2
@@ -21,7 +24,7 @@ import numpy as np
 
 from huoyan.core.detector import Decider, ImageDetector
 from huoyan.core.models import Judgement, PairedImage, Region, SignalWindow, Verdict
-from huoyan.core.recipe import Recipe
+from huoyan.core.recipe import LotId, Recipe
 from huoyan.core.records import (
     Arrival,
     Evidence,
@@ -76,6 +79,24 @@ class Prepared:
     parts: list[tuple[str, Prepared]] | None = None  # a part of several channels: each channel's
 
 
+def lot_of(a: Arrival, policy: LotId) -> str | None:
+    """The part's lot: given with it (the upload's field, the trigger's payload) or read
+    from its file name by the recipe's rule."""
+    given = a.meta.get("lot") or (a.meta.get("trigger") or {}).get(policy.key)
+    if given not in (None, ""):
+        return str(given)
+    if policy.source == "filename" and policy.pattern:
+        m = _compiled(policy.pattern).search(Path(a.source_name).name)
+        if m is not None:
+            return m.group("lot") if "lot" in m.groupdict() else m.group(0)
+    return None
+
+
+@lru_cache(maxsize=64)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
 def record_for(
     a: Arrival, recipe: Recipe, model_sha256: str | None, threshold: float, **fields: object
 ) -> InspectionRecord:
@@ -91,6 +112,7 @@ def record_for(
         model_sha256=model_sha256,
         threshold=threshold,
         part_id=a.part_id,
+        lot=lot_of(a, recipe.lot),
         source_name=a.source_name,
         arrived_at=a.arrived_at,
         decided_at=decided,

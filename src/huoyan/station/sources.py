@@ -490,8 +490,10 @@ class HttpUpload(Source):
         self._taken: set[str] = set()  # handed to the station, not yet settled
         self._lock = threading.Lock()
 
-    def submit(self, data: bytes, name: str, part_id: str | None = None) -> concurrent.futures.Future[InspectionRecord]:
-        """Queue one uploaded image. Raises ``SourceBusy`` when the queue is full."""
+    def submit(
+        self, data: bytes, name: str, part_id: str | None = None, lot: str | None = None
+    ) -> concurrent.futures.Future[InspectionRecord]:
+        """Queue one uploaded image (of ``lot``, if given). Raises ``SourceBusy`` when the queue is full."""
         future: concurrent.futures.Future[InspectionRecord] = concurrent.futures.Future()
         with self._lock:  # the same lock the end of ``arrivals`` takes: no part slips in after it
             loop, inbox = self._loop, self._inbox
@@ -507,6 +509,7 @@ class HttpUpload(Source):
                 arrived_at=utcnow(),
                 data=data,
                 seq=seq,
+                meta={"lot": lot} if lot else {},
             )
             self._waiting[arrival.key] = future
             loop.call_soon_threadsafe(inbox.put_nowait, arrival)

@@ -475,6 +475,7 @@ class RecordFilter:
     verdict: str | None = None
     recipe: str | None = None
     part_id: str | None = None
+    lot: str | None = None
     extra: Any = None  # another SQL condition, e.g. the review queue's
 
     def apply(self, stmt: Any) -> Any:
@@ -492,6 +493,8 @@ class RecordFilter:
             )
         if self.part_id:
             stmt = stmt.where(InspectionRow.part_id == self.part_id)
+        if self.lot:
+            stmt = stmt.where(InspectionRow.lot == self.lot)
         if self.extra is not None:
             stmt = stmt.where(self.extra)
         return stmt

@@ -56,6 +56,7 @@ class InspectionRow(Base):
         Index("ix_inspections_station_arrived", "station_id", "arrived_at"),
         Index("ix_inspections_verdict", "verdict"),
         Index("ix_inspections_part", "part_id"),
+        Index("ix_inspections_station_lot", "station_id", "lot"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -80,6 +81,7 @@ class InspectionRow(Base):
     rules: Mapped[list[dict[str, object]] | None] = mapped_column(JSON)
     trigger: Mapped[dict[str, object] | None] = mapped_column(JSON)
     diagnosis: Mapped[str | None] = mapped_column(String(64))
+    lot: Mapped[str | None] = mapped_column(String(200))
 
     recipe: Mapped[RecipeRow] = relationship()
     model: Mapped[ModelRow | None] = relationship()
@@ -164,6 +166,39 @@ class EventRow(Base):
     severity: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column()
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ack_comment: Mapped[str | None] = mapped_column(Text)
+
+
+class ControlLimitsRow(Base):
+    """Control limits frozen for Phase II: the parameters a chart's limits come from, with
+    a version per station, metric and chart, and who froze them."""
+
+    __tablename__ = "control_limits"
+    __table_args__ = (UniqueConstraint("station_id", "metric", "chart", "version", name="uq_control_limits_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    station_id: Mapped[str] = mapped_column(String(128))
+    metric: Mapped[str] = mapped_column(String(100))
+    chart: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict[str, float]] = mapped_column(JSON)
+    points: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+    frozen_by: Mapped[str] = mapped_column(String(100))
+    frozen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class PlantSettingRow(Base):
+    """A plant-wide setting (the shift calendar), shared by the CLI and every server."""
+
+    __tablename__ = "plant_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, object]] = mapped_column(JSON)
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 # -- platform: users, reviews, model versions, training jobs, audit ---------------------------

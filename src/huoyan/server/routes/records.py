@@ -48,6 +48,7 @@ def inspections(
     recipe: str | None = None,
     verdict: Verdict | None = None,
     part_id: str | None = None,
+    lot: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -59,6 +60,7 @@ def inspections(
         recipe=recipe,
         verdict=verdict.value if verdict else None,
         part_id=part_id,
+        lot=lot,
         since=since,
         until=until,
     )

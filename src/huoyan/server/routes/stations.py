@@ -51,6 +51,7 @@ class Upload(BaseModel):
 
     image: bytes = Field(description="the part's image (PNG, JPEG, BMP, TIFF …)")
     part_id: str | None = Field(default=None, max_length=200)
+    lot: str | None = Field(default=None, max_length=200, description="the lot (batch) the part belongs to")
 
 
 class RecipeUpload(Upload):
@@ -99,7 +100,7 @@ async def _inspect(p: Platform, host: StationHandle, form: Upload, name: str) ->
     except ImageError:
         pass  # not an image at all: the station records it as an ERROR part
     try:
-        future = host.submit(form.image, name or "upload", form.part_id or None)
+        future = host.submit(form.image, name or "upload", form.part_id or None, form.lot or None)
     except TypeError as exc:
         raise HTTPException(409, str(exc)) from exc
     except StationBusy as exc:

@@ -1,0 +1,90 @@
+"""Plant-wide settings: the shift calendar that shift reports and charts by shift use.
+
+Stored in the database (``plant_settings``), so the CLI and every server read the same.
+A shift runs from its start until the next shift starts, in the plant's time zone; a
+part belongs to the shift in which it arrived, and a shift that starts before midnight
+and ends after it is dated by the day it started.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: Shift starts must fall on a quarter hour: records are bucketed by 15 minutes in SQL.
+BUCKET_S = 900
+
+
+class Shift(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=32)
+    start: time = Field(description="local time the shift starts, on a quarter hour (06:00, 14:30)")
+
+    @field_validator("start")
+    @classmethod
+    def _quarter_hour(cls, v: time) -> time:
+        if v.minute % 15 or v.second or v.microsecond:
+            raise ValueError(f"{v.isoformat()}: a shift must start on a quarter hour (:00, :15, :30, :45)")
+        return v
+
+
+class ShiftCalendar(BaseModel):
+    """The plant's shifts and time zone. The default: three shifts A, B, C from 06:00, 14:00
+    and 22:00, in UTC until the plant sets its own zone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str = Field(default="UTC", description="IANA time zone, e.g. Asia/Shanghai")
+    shifts: list[Shift] = Field(
+        default_factory=lambda: [
+            Shift(name="A", start=time(6)),
+            Shift(name="B", start=time(14)),
+            Shift(name="C", start=time(22)),
+        ],
+        min_length=1,
+        max_length=12,
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not a time zone name (e.g. Asia/Shanghai, Europe/Berlin, UTC)") from None
+        return v
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ShiftCalendar:
+        names = [s.name for s in self.shifts]
+        starts = [s.start for s in self.shifts]
+        if len(set(names)) != len(names):
+            raise ValueError("shifts: each shift needs its own name")
+        if len(set(starts)) != len(starts):
+            raise ValueError("shifts: two shifts start at the same time")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def shift_of(self, at: datetime) -> tuple[date, str, datetime]:
+        """The shift an instant falls in: the local day it started, its name, and its start (UTC-aware)."""
+        local = at.astimezone(self.zone)
+        ordered = sorted(self.shifts, key=lambda s: s.start)
+        day = local.date()
+        current = None
+        for s in ordered:
+            if local.time() >= s.start:
+                current = s
+        if current is None:  # before the first start of the day: the previous day's last shift
+            current, day = ordered[-1], day - timedelta(days=1)
+        start = datetime.combine(day, current.start, tzinfo=self.zone)
+        return day, current.name, start
+
+    def label(self, at: datetime) -> str:
+        day, name, _ = self.shift_of(at)
+        return f"{day.isoformat()} {name}"
