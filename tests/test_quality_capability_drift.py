@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 
+from huoyan.core.calibration import score_quantiles
 from huoyan.quality import constants as K
 from huoyan.quality.capability import capability, k_interval, ratio_interval, within_sigma
 from huoyan.quality.charts import ChartError, imr_chart, xbar_r_chart
-from huoyan.quality.drift import DriftMonitor, Reference, drift, ks, psi, rank_ewma, score_quantiles
+from huoyan.quality.drift import DriftMonitor, Reference, drift, ks, psi, rank_ewma
 
 
 def test_indices_reproduce_the_nist_example() -> None:

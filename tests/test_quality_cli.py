@@ -122,5 +122,5 @@ def test_records_charted_by_shift_from_the_database(tmp_path: Path, capsys: pyte
     assert scores["charts"][1]["chart"] == "s"
     each = run_json(capsys, *base, "--chart", "imr", "--metric", "normalised-score", "--by", "part", "--limit", "40")
     assert len(each["labels"]) == 40
-    with pytest.raises(SystemExit, match="charted on a variables chart, not --chart p"):
+    with pytest.raises(SystemExit, match="score is charted on a variables chart, not on a p chart"):
         main(["spc", *base, "--chart", "p", "--metric", "score"])

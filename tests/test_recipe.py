@@ -46,9 +46,9 @@ def test_fields_added_by_an_upgrade_leave_stored_recipe_hashes_alone(tmp_path: P
     a = parse_recipe(BASE, tmp_path)
     before = a.model_dump(mode="json", by_alias=True, exclude={"feedback"})
     # What earlier releases hashed: without max_image_pixels and detector (#13, #14), templates (#15),
-    # machine, channels and fusion (#16).
+    # machine, channels and fusion (#16), lot and quality (#17).
     del before["preprocess"]["max_image_pixels"], before["detector"], before["templates"]
-    del before["machine"], before["channels"], before["fusion"]
+    del before["machine"], before["channels"], before["fusion"], before["lot"], before["quality"]
     previous = hashlib.sha256(json.dumps(before, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
     assert a.content_sha256() == previous
     limited = parse_recipe(BASE + "preprocess: {max_image_pixels: 1000000}\n", tmp_path)

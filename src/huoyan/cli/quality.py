@@ -178,35 +178,30 @@ def chart_and_report(
     """Chart ``series`` as the options say, print the report (text or JSON), and hand the
     limits to ``freeze`` when the user asked to freeze them."""
     from huoyan.quality.charts import ChartError
-    from huoyan.quality.rules import check, parse_rules
-    from huoyan.quality.series import Options, build, capability_for
+    from huoyan.quality.report import report
+    from huoyan.quality.series import Options
 
+    options = Options(
+        exclude=[p - 1 for p in args.exclude],
+        frozen=getattr(args, "frozen", None),
+        lam=args.lam,
+        width=args.width,
+        k=args.k,
+        h=args.h,
+        target=args.target,
+        sigma=args.sigma,
+    )
     try:
-        rules = parse_rules(args.rules)
-        options = Options(
-            exclude=[p - 1 for p in args.exclude],
-            frozen=getattr(args, "frozen", None),
-            lam=args.lam,
-            width=args.width,
-            k=args.k,
-            h=args.h,
-            target=args.target,
-            sigma=args.sigma,
-        )
-        charts = build(args.kind, series, options)
-        cap = None
-        if args.lsl is not None or args.usl is not None:
-            cap = capability_for(series, charts[0].limits, args.lsl, args.usl)
+        result = report(args.kind, series, title, options, args.rules, args.lsl, args.usl)
     except ChartError as exc:
         raise SystemExit(f"error: {exc}") from None
-    violations = [(chart, v) for chart in charts for v in check(chart, rules)]
     if freeze is not None:
-        frozen = freeze(charts[0].limits)
+        frozen = freeze(result.limits)
         print(f"froze the {frozen.chart} limits as version {frozen.version} (by {frozen.frozen_by})", file=sys.stderr)
     if args.json:
-        print_json(report_json(title, series.labels, charts, violations, cap))
+        print_json(result.as_dict(points_from=1))
     else:
-        print_report(title, series.labels, charts, violations, cap)
+        print_report(result)
     return 0
 
 
@@ -242,26 +237,13 @@ def limits_json(limits: Any) -> dict[str, Any]:
     }
 
 
-def report_json(title: str, labels: list[str], charts: list[Any], violations: list[Any], cap: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"title": title, "labels": labels, "charts": []}
-    for chart in charts:
-        body = chart.as_dict()
-        body["excluded"] = [i + 1 for i in body["excluded"]]
-        out["charts"].append(body)
-    out["violations"] = [
-        {"chart": c.name, "rule": v.rule, "point": v.index + 1, "label": labels[v.index], "text": v.text}
-        for c, v in violations
-    ]
-    out["capability"] = cap.as_dict() if cap is not None else None
-    return out
-
-
 def _fmt(value: float) -> str:
     return "-" if value != value else f"{value:.6g}"  # NaN: no limit at this point
 
 
-def print_report(title: str, labels: list[str], charts: list[Any], violations: list[Any], cap: Any) -> None:
-    for chart in charts:
+def print_report(result: Any) -> None:
+    title, labels, violations, cap = result.title, result.labels, result.violations, result.capability
+    for chart in result.charts:
         limits = chart.limits
         where = (
             f"frozen limits version {limits.version} (by {limits.frozen_by}, {limits.frozen_at:%Y-%m-%d %H:%M})"

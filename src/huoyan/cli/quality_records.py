@@ -48,44 +48,6 @@ def add_records_command(kinds: Any) -> None:
     p.set_defaults(func=cmd_spc_records, kind=None)
 
 
-def records_series(engine: Any, args: argparse.Namespace, calendar: Any) -> Any:
-    """The series of points the options ask for, from the database."""
-    from huoyan.quality.charts import ATTRIBUTE_CHARTS, Subgroups
-    from huoyan.quality.series import Series
-    from huoyan.store import quality as Q
-
-    window = Q.Window(args.station, parse_since(args.since), parse_since(args.until) if args.until else _now())
-    counted = args.metric in Q.COUNT_METRICS
-    if counted != (args.chart in ATTRIBUTE_CHARTS):
-        need = "an attributes chart (p, np, c, u, laney-p)" if counted else "a variables chart"
-        raise SystemExit(f"error: --metric {args.metric} is charted on {need}, not --chart {args.chart}")
-    try:
-        if counted:
-            if args.by == "part":
-                raise SystemExit("error: counts are charted per period or lot; --by part charts measured values")
-            rows = Q.count_aggregates(engine, window, args.metric, args.by, calendar)
-            rows = [r for r in rows if r.judged > 0]
-            counts = [float(r.ng if args.metric == "ng-rate" else r.count) for r in rows]
-            return Series([r.label for r in rows], counts=counts, sizes=[float(r.judged) for r in rows])
-        if args.by == "part":
-            values = Q.values(engine, window, args.metric, args.limit)
-            labels = [at.astimezone(calendar.zone).strftime("%Y-%m-%d %H:%M:%S") for at, _ in values]
-            return Series(labels, groups=[[v] for _, v in values])
-        rows = [r for r in Q.value_aggregates(engine, window, args.metric, args.by, calendar) if r.count >= 2]
-        if not rows:
-            return Series([], groups=[])
-        sub = Subgroups.of_sums(
-            [r.count for r in rows],
-            [r.total for r in rows],
-            [r.squares for r in rows],
-            [r.low for r in rows],
-            [r.high for r in rows],
-        )
-        return Series([r.label for r in rows], subgroups=sub)
-    except Q.QualityQueryError as exc:
-        raise SystemExit(f"error: {exc}") from None
-
-
 def _now() -> Any:
     from datetime import UTC, datetime
 
@@ -101,7 +63,11 @@ def cmd_spc_records(args: argparse.Namespace) -> int:
     args.kind = args.chart
     engine = open_database_or_exit(args)
     calendar = Q.shift_calendar(engine)
-    series = records_series(engine, args, calendar)
+    window = Q.Window(args.station, parse_since(args.since), parse_since(args.until) if args.until else _now())
+    try:
+        series = Q.series_of(engine, window, args.metric, args.chart, args.by, calendar, args.limit)
+    except Q.QualityQueryError as exc:
+        raise SystemExit(f"error: {exc}") from None
     if not series.labels:
         raise SystemExit(f"error: station {args.station} has no {args.metric} records since {args.since}")
     args.frozen = None if args.estimate else Q.frozen_limits(engine, args.station, args.metric, args.chart)

@@ -33,6 +33,13 @@ from sklearn.metrics import precision_recall_curve
 
 from huoyan.core.models import Calibration
 
+#: The quantile levels of the calibration scores a model card keeps (0%, 1%, ..., 100%).
+QUANTILE_LEVELS = np.linspace(0.0, 1.0, 101)
+
+
+def score_quantiles(scores: np.ndarray) -> list[float]:
+    return [float(q) for q in np.quantile(np.asarray(scores, dtype=np.float64), QUANTILE_LEVELS)]
+
 
 def conformal_rank(n: int, rate: float) -> int:
     """1-based rank k of the calibration score used as threshold."""
@@ -75,6 +82,7 @@ def calibrate(
         confidence=confidence,
         n_calibration=n,
         region_threshold=threshold,
+        score_quantiles=score_quantiles(scores),
     )
     if defect_scores is not None and len(defect_scores) > 0:
         f1_thr, f1_metrics = f1_optimal(scores, np.asarray(defect_scores, dtype=np.float64))

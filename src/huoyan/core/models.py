@@ -152,6 +152,11 @@ class Calibration(BaseModel):
     region_threshold: float = Field(description="raw pixel score above which a pixel belongs to a defect region")
     f1_threshold: float | None = None
     f1_metrics: dict[str, float] | None = None
+    score_quantiles: list[float] | None = Field(
+        default=None,
+        description="the calibration scores' 0%, 1%, ..., 100% quantiles: the reference the line's OK "
+        "scores are compared with for drift (absent in models made before it was kept)",
+    )
 
 
 def colourfulness(image: np.ndarray) -> float:

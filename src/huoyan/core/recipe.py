@@ -250,6 +250,31 @@ class LotId(_Strict):
         return self
 
 
+class Spec(_Strict):
+    """Specification limits of a charted value, for capability (Cp, Cpk, Pp, Ppk)."""
+
+    lsl: float | None = None
+    usl: float | None = None
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> Spec:
+        if self.lsl is None and self.usl is None:
+            raise ValueError("give lsl, usl or both")
+        if self.lsl is not None and self.usl is not None and not self.lsl < self.usl:
+            raise ValueError(f"lsl ({self.lsl:g}) must be below usl ({self.usl:g})")
+        return self
+
+
+class QualitySettings(_Strict):
+    """Quality analytics of this station's records."""
+
+    drift: bool = Field(default=True, description="alarm when OK scores drift from the model's calibration")
+    specs: dict[str, Spec] = Field(
+        default_factory=dict,
+        description="specification limits per charted metric, e.g. 'feature:velocity_rms_mm_s': {usl: 4.5}",
+    )
+
+
 class Templates(_Strict):
     """Where a template model that compares each part with its own golden template
     (boards imaged in tiles, several products on one line) finds it: ``pattern`` is
@@ -428,6 +453,7 @@ class Recipe(_Strict):
     storage: Storage = Storage()
     part_id: PartId = PartId()
     lot: LotId = LotId()
+    quality: QualitySettings = QualitySettings()
     feedback: Feedback = Feedback()
     machine: Machine | None = Field(default=None, description="sensor stations: the machine watched")
     channels: list[Channel] = Field(
@@ -497,7 +523,7 @@ class Recipe(_Strict):
 # Fields each recipe section gained after the first release (see ``content_sha256``).
 # ("" is the recipe itself.)
 ADDED_LATER: dict[str, tuple[str, ...]] = {
-    "": ("detector", "templates", "machine", "channels", "fusion"),
+    "": ("detector", "templates", "machine", "channels", "fusion", "lot", "quality"),
     "preprocess": ("max_image_pixels",),
 }
 

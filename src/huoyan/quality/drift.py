@@ -21,31 +21,29 @@ threshold too: F_ref(x) = F(x) / F(threshold).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from scipy import special, stats
 
+from huoyan.core.calibration import QUANTILE_LEVELS
 from huoyan.quality.charts import Chart, ChartError, Limits, ewma_chart, ewma_spread
 
 ArrayF = np.ndarray[Any, np.dtype[np.float64]]
 
-#: Quantile levels a model card keeps of its calibration scores (0%, 1%, ..., 100%).
-LEVELS = np.linspace(0.0, 1.0, 101)
+LEVELS = QUANTILE_LEVELS
 #: EWMA design: lambda 0.1 with L = 2.814 gives an in-control average run length of 500
 #: subgroups for normal data (Lucas and Saccucci 1990, Montgomery table 9.11); subgroups
 #: of 5 consecutive OK parts.
 LAMBDA = 0.1
 WIDTH = 2.814
 SUBGROUP = 5
+#: A model whose card keeps no calibration scores is compared with its first OK scores on
+#: the line, this many: fewer would make the reference itself too uncertain (see ``drift_spread``).
+BASELINE = 1000
 PSI_MODERATE = 0.1
 PSI_SIGNIFICANT = 0.25
-
-
-def score_quantiles(scores: Sequence[float] | ArrayF) -> list[float]:
-    """What a model card keeps of its calibration scores."""
-    return [float(q) for q in np.quantile(np.asarray(scores, dtype=np.float64), LEVELS)]
 
 
 @dataclass(frozen=True)
@@ -137,7 +135,19 @@ def rank_ewma(
     frozen = Limits("ewma", {"target": 0.0, "sigma": 1.0, "lambda": lam, "L": width}, points=reference.size)
     data: Sequence[Any] = groups.tolist() if subgroup > 1 else z.tolist()
     (chart,) = ewma_chart(data, lam=lam, width=width, frozen=frozen)
-    return chart
+    spread = drift_spread(lam, subgroup, np.arange(1, whole + 1), reference.size)
+    return replace(chart, lcl=-width * spread, ucl=width * spread, sigma=spread)
+
+
+def drift_spread(lam: float, subgroup: int, step: Any, reference_size: int) -> ArrayF:
+    """Standard deviation of the drift EWMA at each step: the EWMA's own, plus that of the
+    reference's estimation error. A reference estimated from m scores shifts the mean of
+    the normalised scores by an amount whose variance is 1/m (Hoeffding's identity applied
+    to the empirical distribution function); left out, the chart would alarm too often on
+    a line that matches the reference (ARL 60 instead of 500 for m = 300)."""
+    own = ewma_spread(lam, 1.0 / np.sqrt(subgroup), step)
+    extra = 1.0 / reference_size if reference_size > 0 else 0.0
+    return np.sqrt(own**2 + extra)
 
 
 @dataclass(frozen=True)
@@ -190,7 +200,7 @@ class DriftMonitor:
         self._pending.clear()
         self.steps += 1
         self.ewma = self.lam * mean + (1 - self.lam) * self.ewma
-        limit = self.width * float(ewma_spread(self.lam, 1.0 / np.sqrt(self.subgroup), self.steps))
+        limit = self.width * float(drift_spread(self.lam, self.subgroup, self.steps, self.reference.size))
         out = abs(self.ewma) > limit
         if out == self.out:
             return None

@@ -35,6 +35,7 @@ from huoyan.runner.recipes import (
     window_spec,
     with_threshold,
 )
+from huoyan.station.drift import DriftWatch
 from huoyan.station.fuse import FusedInspector
 from huoyan.station.gather import Gathering
 from huoyan.station.inspect_signals import SignalInspector
@@ -170,6 +171,13 @@ def open_station(
     if feedback.channels:
         station.listeners.append(feedback.on_record)
         station.event_listeners.append(feedback.on_event)
+    if recipe.quality.drift and not recipe.channels:
+
+        def current_card(sha: str) -> dict[str, Any] | None:
+            """The card of the model the line runs now (a server may activate another)."""
+            return line.config.get("model_card") if line.config.get("model_sha256") == sha else None
+
+        station.listeners.append(DriftWatch(recipe.station, station.emit, current_card))
     card = config["model_card"]
     return OpenStation(station, store, source, engine, model_sha, line, feedback, model_path, card)
 

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from huoyan import __version__
 from huoyan.server.platform import Platform, Settings
-from huoyan.server.routes import admin, auth, measurements, models, pages, records, stations
+from huoyan.server.routes import admin, alarms, auth, measurements, models, pages, quality, records, stations
 from huoyan.server.routes.stations import MAX_UPLOAD
 from huoyan.server.security import LoginRequired
 from huoyan.server.uploads import FORM_OVERHEAD, BodyLimit
@@ -32,7 +32,9 @@ ROUTERS = (
     auth.router,
     stations.router,
     records.router,
+    alarms.router,
     measurements.router,
+    quality.router,
     models.router,
     admin.router,
     pages.router,

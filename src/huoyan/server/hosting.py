@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from huoyan.core.models import Region
-from huoyan.core.recipe import Recipe
+from huoyan.core.recipe import QualitySettings, Recipe
 from huoyan.core.records import InspectionRecord, Severity, StationEvent, StoredRecord
 from huoyan.core.station import ModelVersionRef, StationStatus
 from huoyan.runner import OpenStation, open_station, run_station
@@ -85,6 +85,10 @@ class StationHost:
     @property
     def max_image_pixels(self) -> int:
         return self.recipe.preprocess.max_image_pixels
+
+    @property
+    def quality(self) -> QualitySettings:
+        return self.recipe.quality
 
     # -- life cycle ---------------------------------------------------------------------
     def start(self) -> None:

@@ -214,6 +214,9 @@ class EventOut(BaseModel):
     severity: str
     message: str
     active: bool
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    ack_comment: str | None = None
 
 
 class AuditOut(BaseModel):
@@ -267,3 +270,107 @@ class ConditionOut(BaseModel):
     verdict: str
     diagnosis: str | None
     condition: dict[str, Any]
+
+
+# -- quality analytics ---------------------------------------------------------------------
+
+
+class LimitsOut(BaseModel):
+    """The parameters a chart's limits come from: estimated now (version null) or frozen."""
+
+    chart: str
+    params: dict[str, float]
+    points: int = Field(description="how many points the estimate used")
+    version: int | None = Field(default=None, description="the frozen version; null while estimated (Phase I)")
+    frozen_by: str | None = None
+    frozen_at: datetime | None = None
+
+
+class ChartSeriesOut(BaseModel):
+    """One plotted series; per-point arrays, null where a point has no value or limit."""
+
+    chart: str = Field(description="p, np, c, u, laney-p, i, mr, xbar, r, s, ewma or cusum")
+    rules: str = Field(description="'zones': every run rule applies; 'limits': rule 1 only")
+    statistic: list[float | None]
+    lower_statistic: list[float | None] | None = Field(default=None, description="CUSUM's -C-")
+    center: list[float | None]
+    lcl: list[float | None]
+    ucl: list[float | None]
+    sigma: list[float | None]
+    excluded: list[int] = Field(description="indices left out of the limits (Phase I)")
+    limits: LimitsOut
+
+
+class ViolationOut(BaseModel):
+    chart: str
+    rule: str = Field(description="WE1-WE4 (Western Electric) or N1-N8 (Nelson)")
+    point: int = Field(description="index of the point that completes the pattern")
+    label: str
+    text: str
+
+
+class IntervalOut(BaseModel):
+    value: float
+    low: float
+    high: float
+
+
+class CapabilityOut(BaseModel):
+    n: int
+    mean: float
+    sigma_within: float
+    sigma_overall: float
+    lsl: float | None
+    usl: float | None
+    confidence: float
+    cp: IntervalOut | None
+    cpk: IntervalOut
+    pp: IntervalOut | None
+    ppk: IntervalOut
+    ppm_observed: float | None
+    ppm_expected_within: float
+    ppm_expected_overall: float
+
+
+class ChartReportOut(BaseModel):
+    kind: str
+    title: str
+    metric: str
+    by: str
+    labels: list[str] = Field(description="what each point is: a period, a lot or a part's time")
+    charts: list[ChartSeriesOut]
+    violations: list[ViolationOut]
+    capability: CapabilityOut | None = Field(description="against the recipe's specification for the metric, if any")
+
+
+class FreezeIn(BaseModel):
+    """Freeze the limits estimated from these points (Phase I) for Phase II."""
+
+    station: str = Field(min_length=1, max_length=128)
+    metric: str = Field(default="ng-rate", min_length=1, max_length=100)
+    chart: str = Field(default="p", min_length=1, max_length=16)
+    by: str = Field(default="shift", min_length=1, max_length=8)
+    since: datetime
+    until: datetime | None = None
+    exclude: list[int] = Field(default_factory=list, max_length=10_000, description="indices of points to leave out")
+    note: str | None = Field(default=None, max_length=2000, description="why (kept with the limits and in the audit)")
+
+
+class DriftOut(BaseModel):
+    station: str
+    model_sha256: str
+    reference: str = Field(
+        description="'calibration' (the model's held-out good parts) or 'baseline' (its first OK scores)"
+    )
+    reference_size: int
+    recent: int = Field(description="OK scores compared")
+    psi: float = Field(description="population stability index: < 0.1 stable, 0.1-0.25 moderate, > 0.25 significant")
+    ks_statistic: float
+    ks_p_value: float
+    level: str = Field(description="stable, watch or drift")
+    alarm: bool = Field(description="the EWMA of rank-normalised scores is outside its limits now")
+    chart: ChartSeriesOut
+
+
+class AckIn(BaseModel):
+    comment: str = Field(min_length=1, max_length=2000, description="what was seen and done")

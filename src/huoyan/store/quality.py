@@ -14,7 +14,7 @@ Phase II, each version with who froze it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -25,14 +25,18 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from huoyan.core.plant import BUCKET_S, ShiftCalendar
-from huoyan.quality.charts import Limits
+from huoyan.quality.charts import ATTRIBUTE_CHARTS, Limits, Subgroups
+from huoyan.quality.drift import BASELINE, Reference
+from huoyan.quality.series import Series
 from huoyan.store.records import as_utc
 from huoyan.store.schema import (
     ControlLimitsRow,
     InspectionRow,
     MeasurementRow,
+    ModelRow,
     PlantSettingRow,
     RegionRow,
+    RollupRow,
 )
 
 By = Literal["hour", "shift", "day", "lot"]
@@ -108,20 +112,18 @@ class Aggregate:
 
 @dataclass(frozen=True)
 class Window:
+    """A station's parts that arrived from ``since`` (included) to ``until`` (excluded)."""
+
     station: str
     since: datetime
     until: datetime
-    recipe: str | None = None
-    extra: list[Any] = field(default_factory=list)
 
     def where(self) -> Any:
-        conditions = [
+        return and_(
             InspectionRow.station_id == self.station,
             InspectionRow.arrived_at >= self.since,
             InspectionRow.arrived_at < self.until,
-            *self.extra,
-        ]
-        return and_(*conditions)
+        )
 
 
 def _value_column(metric: str) -> tuple[Any, Any, list[Any]]:
@@ -165,6 +167,126 @@ def count_aggregates(engine: Engine, window: Window, metric: str, by: By, calend
     of defect regions found in the judged parts (in ``count``)."""
     if metric not in COUNT_METRICS:
         raise QualityQueryError(f"{metric!r} is not counted; count metrics are {', '.join(COUNT_METRICS)}")
+    with Session(engine) as s:
+        if metric == "ng-rate":
+            rows = _from_rollup(s, window, by, _rollup_counts, _raw_counts)
+        else:
+            rows = _raw_counts(s, window, by)
+            regions = (
+                select(_key(by).label("k"), func.count(RegionRow.id))
+                .join(RegionRow, RegionRow.inspection_id == InspectionRow.id)
+                .where(window.where(), InspectionRow.verdict.in_(("OK", "NG")))
+                .group_by("k")
+            )
+            found = {str(k): int(n) for k, n in s.execute(regions)}
+            for row in rows:
+                row.count = found.get(row.label, 0)
+    return rollup(rows, by, calendar)
+
+
+def value_aggregates(engine: Engine, window: Window, metric: str, by: By, calendar: ShiftCalendar) -> list[Aggregate]:
+    """Per period or lot: how many values, their sum, sum of squares, least and greatest."""
+    with Session(engine) as s:
+        if metric in ROLLED_UP:
+            prefix = ROLLED_UP[metric]
+            rows = _from_rollup(
+                s,
+                window,
+                by,
+                lambda s, w, b: _rollup_values(s, w, b, prefix),
+                lambda s, w, b: _raw_values(s, w, b, metric),
+            )
+        else:
+            rows = _raw_values(s, window, by, metric)
+    return rollup(rows, by, calendar)
+
+
+#: Value metrics the rollup table sums (column prefix there).
+ROLLED_UP = {"score": "score", "normalised-score": "norm"}
+
+Query = Callable[[Session, Any, By], list[Aggregate]]
+
+
+def _from_rollup(s: Session, window: Window, by: By, rolled: Query, raw: Query) -> list[Aggregate]:
+    """The rollup's whole buckets inside the window, and the parts themselves in the
+    partial buckets at its two ends, merged: exact for any window, reading few rows."""
+    first = -(-int(window.since.timestamp()) // BUCKET_S)  # ceil: the first whole bucket
+    end = int(window.until.timestamp()) // BUCKET_S  # floor: past the last whole bucket
+    if first >= end:
+        return raw(s, window, by)
+    pieces = rolled(s, _Buckets(window.station, first, end), by)
+    pieces += raw(s, Window(window.station, window.since, bucket_start(first)), by)
+    pieces += raw(s, Window(window.station, bucket_start(end), window.until), by)
+    merged: dict[str, Aggregate] = {}
+    for row in pieces:
+        if row.label in merged:
+            start = min(merged[row.label].start, row.start)
+            merged[row.label].merge(row)
+            merged[row.label].start = start
+        else:
+            merged[row.label] = row
+    return list(merged.values())
+
+
+@dataclass(frozen=True)
+class _Buckets:
+    station: str
+    first: int
+    end: int
+
+
+def _rollup_key(by: By) -> Any:
+    return RollupRow.lot if by == "lot" else RollupRow.bucket
+
+
+def _rollup_where(b: _Buckets, by: By) -> list[Any]:
+    where = [RollupRow.station_id == b.station, RollupRow.bucket >= b.first, RollupRow.bucket < b.end]
+    if by == "lot":
+        where.append(RollupRow.lot != "")
+    return where
+
+
+def _rollup_counts(s: Session, b: Any, by: By) -> list[Aggregate]:
+    key = _rollup_key(by).label("k")
+    stmt = (
+        select(
+            key,
+            func.min(RollupRow.bucket),
+            func.sum(RollupRow.judged),
+            func.sum(RollupRow.ng),
+            func.sum(RollupRow.errors),
+        )
+        .where(*_rollup_where(b, by))
+        .group_by("k")
+    )
+    return [
+        Aggregate(str(k), bucket_start(int(first)), int(j), int(n), int(e)) for k, first, j, n, e in s.execute(stmt)
+    ]
+
+
+def _rollup_values(s: Session, b: Any, by: By, prefix: str) -> list[Aggregate]:
+    col = {name: getattr(RollupRow, f"{prefix}_{name}") for name in ("n", "sum", "squares", "min", "max")}
+    key = _rollup_key(by).label("k")
+    stmt = (
+        select(
+            key,
+            func.min(RollupRow.bucket),
+            func.sum(col["n"]),
+            func.sum(col["sum"]),
+            func.sum(col["squares"]),
+            func.min(col["min"]),
+            func.max(col["max"]),
+        )
+        .where(*_rollup_where(b, by), col["n"] > 0)
+        .group_by("k")
+    )
+    return [
+        _value_row(k, bucket_start(int(first)), n, total, sq, low, high)
+        for k, first, n, total, sq, low, high in s.execute(stmt)
+    ]
+
+
+def _raw_counts(s: Session, window: Window, by: By) -> list[Aggregate]:
     key = _key(by).label("k")
     verdict = InspectionRow.verdict
     stmt = (
@@ -176,29 +298,17 @@ def count_aggregates(engine: Engine, window: Window, metric: str, by: By, calend
             func.sum(case((verdict == "ERROR", 1), else_=0)),
         )
         .where(window.where())
-        .group_by(key)
+        .group_by("k")
     )
     if by == "lot":
         stmt = stmt.where(InspectionRow.lot.is_not(None))
-    rows = []
-    with Session(engine) as s:
-        for k, first, judged, ng, errors in s.execute(stmt):
-            rows.append(Aggregate(str(k), as_utc(first), int(judged or 0), int(ng or 0), int(errors or 0)))
-        if metric == "defects":
-            regions = (
-                select(key, func.count(RegionRow.id))
-                .join(RegionRow, RegionRow.inspection_id == InspectionRow.id)
-                .where(window.where(), InspectionRow.verdict.in_(("OK", "NG")))
-                .group_by(key)
-            )
-            found = {str(k): int(n) for k, n in s.execute(regions)}
-            for row in rows:
-                row.count = found.get(row.label, 0)
-    return rollup(rows, by, calendar)
+    return [
+        Aggregate(str(k), as_utc(first), int(judged or 0), int(ng or 0), int(errors or 0))
+        for k, first, judged, ng, errors in s.execute(stmt)
+    ]
 
 
-def value_aggregates(engine: Engine, window: Window, metric: str, by: By, calendar: ShiftCalendar) -> list[Aggregate]:
-    """Per period or lot: how many values, their sum, sum of squares, least and greatest."""
+def _raw_values(s: Session, window: Window, by: By, metric: str) -> list[Aggregate]:
     column, table, conditions = _value_column(metric)
     key = _key(by).label("k")
     stmt = select(
@@ -210,24 +320,26 @@ def value_aggregates(engine: Engine, window: Window, metric: str, by: By, calend
         func.min(column),
         func.max(column),
     )
-    stmt = _joined(stmt, table).where(window.where(), *conditions).group_by(key)
+    stmt = _joined(stmt, table).where(window.where(), *conditions).group_by("k")
     if by == "lot":
         stmt = stmt.where(InspectionRow.lot.is_not(None))
-    rows = []
-    with Session(engine) as s:
-        for k, first, n, total, squares, low, high in s.execute(stmt):
-            rows.append(
-                Aggregate(
-                    str(k),
-                    as_utc(first),
-                    count=int(n),
-                    total=float(total or 0.0),
-                    squares=float(squares or 0.0),
-                    low=float(low) if low is not None else float("inf"),
-                    high=float(high) if high is not None else float("-inf"),
-                )
-            )
-    return rollup(rows, by, calendar)
+    return [
+        _value_row(k, as_utc(first), n, total, squares, low, high)
+        for k, first, n, total, squares, low, high in s.execute(stmt)
+        if n
+    ]
+
+
+def _value_row(key: Any, start: datetime, n: Any, total: Any, squares: Any, low: Any, high: Any) -> Aggregate:
+    return Aggregate(
+        str(key),
+        start,
+        count=int(n),
+        total=float(total or 0.0),
+        squares=float(squares or 0.0),
+        low=float(low) if low is not None else float("inf"),
+        high=float(high) if high is not None else float("-inf"),
+    )
 
 
 def values(engine: Engine, window: Window, metric: str, limit: int = 10_000) -> list[tuple[datetime, float]]:
@@ -243,6 +355,47 @@ def values(engine: Engine, window: Window, metric: str, limit: int = 10_000) -> 
     with Session(engine) as s:
         rows = [(as_utc(at), float(v)) for at, v in s.execute(stmt) if v is not None]
     return rows[::-1]
+
+
+def series_of(
+    engine: Engine,
+    window: Window,
+    metric: str,
+    chart: str,
+    by: str,
+    calendar: ShiftCalendar,
+    limit: int = 10_000,
+) -> Series:
+    """The points of a chart of ``metric`` from the records: counts per period or lot for an
+    attributes chart, each part's value (``by`` part, the newest ``limit``) or the sums of
+    a period's or lot's values for a variables chart. Periods without parts are no points."""
+    counted = metric in COUNT_METRICS
+    if counted != (chart in ATTRIBUTE_CHARTS):
+        need = "an attributes chart (p, np, c, u, laney-p)" if counted else "a variables chart"
+        raise QualityQueryError(f"{metric} is charted on {need}, not on a {chart} chart")
+    if by not in GROUPINGS:
+        raise QualityQueryError(f"unknown grouping {by!r}; group by {', '.join(GROUPINGS)}")
+    if counted:
+        if by == "part":
+            raise QualityQueryError("counts are charted per period or lot; one point per part charts measured values")
+        rows = [r for r in count_aggregates(engine, window, metric, by, calendar) if r.judged > 0]  # type: ignore[arg-type]
+        counts = [float(r.ng if metric == "ng-rate" else r.count) for r in rows]
+        return Series([r.label for r in rows], counts=counts, sizes=[float(r.judged) for r in rows])
+    if by == "part":
+        found = values(engine, window, metric, limit)
+        labels = [at.astimezone(calendar.zone).strftime("%Y-%m-%d %H:%M:%S") for at, _ in found]
+        return Series(labels, groups=[[v] for _, v in found])
+    rows = [r for r in value_aggregates(engine, window, metric, by, calendar) if r.count >= 2]  # type: ignore[arg-type]
+    if not rows:
+        return Series([], groups=[])
+    sums = Subgroups.of_sums(
+        [r.count for r in rows],
+        [r.total for r in rows],
+        [r.squares for r in rows],
+        [r.low for r in rows],
+        [r.high for r in rows],
+    )
+    return Series([r.label for r in rows], subgroups=sums)
 
 
 def rollup(rows: Iterable[Aggregate], by: By, calendar: ShiftCalendar) -> list[Aggregate]:
@@ -345,6 +498,19 @@ def freeze_limits(
     return frozen
 
 
+def limits_history(engine: Engine, station: str, metric: str, chart: str) -> list[Limits]:
+    """Every frozen version, newest first."""
+    stmt = (
+        select(ControlLimitsRow)
+        .where(
+            ControlLimitsRow.station_id == station, ControlLimitsRow.metric == metric, ControlLimitsRow.chart == chart
+        )
+        .order_by(ControlLimitsRow.version.desc())
+    )
+    with Session(engine) as s:
+        return [_limits(row) for row in s.scalars(stmt)]
+
+
 def frozen_limits(engine: Engine, station: str, metric: str, chart: str, version: int | None = None) -> Limits | None:
     """The newest frozen limits (or the version asked for), or None if none were frozen."""
     stmt = select(ControlLimitsRow).where(
@@ -356,3 +522,64 @@ def frozen_limits(engine: Engine, station: str, metric: str, chart: str, version
     with Session(engine) as s:
         row = s.scalars(stmt.limit(1)).first()
         return None if row is None else _limits(row)
+
+
+# -- drift of the model's view -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DriftInputs:
+    model_sha256: str
+    reference: Reference
+    reference_source: str  # 'calibration' (the model card's) or 'baseline' (its first OK scores here)
+    recent: list[float]
+
+
+def drift_inputs(engine: Engine, station: str, recent: int = 2000, baseline: int = BASELINE) -> DriftInputs | None:
+    """What the drift view compares: the newest OK scores of the station's current model
+    (the model of its newest judged part) against that model's calibration scores, or
+    against the first ``baseline`` OK scores it gave at this station; None if there is
+    nothing to compare yet."""
+    with Session(engine) as s:
+        newest = s.execute(
+            select(InspectionRow.model_pk, InspectionRow.threshold)
+            .where(
+                InspectionRow.station_id == station,
+                InspectionRow.model_pk.is_not(None),
+                InspectionRow.verdict != "ERROR",
+            )
+            .order_by(InspectionRow.arrived_at.desc(), InspectionRow.id.desc())
+            .limit(1)
+        ).first()
+        if newest is None:
+            return None
+        model_pk, threshold = newest
+        model = s.get(ModelRow, model_pk)
+        if model is None:
+            return None
+        ok = [
+            InspectionRow.station_id == station,
+            InspectionRow.model_pk == model_pk,
+            InspectionRow.verdict == "OK",
+            InspectionRow.score.is_not(None),
+        ]
+        latest = s.scalars(
+            select(InspectionRow.score)
+            .where(*ok)
+            .order_by(InspectionRow.arrived_at.desc(), InspectionRow.id.desc())
+            .limit(recent)
+        ).all()[::-1]
+        card: dict[str, Any] = dict(model.card or {})
+        calibration = card.get("calibration") or {}
+        quantiles = calibration.get("score_quantiles")
+        if quantiles:
+            size = int(calibration.get("n_calibration") or 0)
+            reference = Reference.of_quantiles(quantiles, size, threshold)
+            return DriftInputs(model.sha256, reference, "calibration", [float(v) for v in latest if v is not None])
+        first = s.scalars(
+            select(InspectionRow.score).where(*ok).order_by(InspectionRow.arrived_at, InspectionRow.id).limit(baseline)
+        ).all()
+    if len(first) < baseline:
+        return None
+    reference = Reference.of_scores([float(v) for v in first if v is not None], threshold=threshold)
+    return DriftInputs(model.sha256, reference, "baseline", [float(v) for v in latest if v is not None])

@@ -569,18 +569,45 @@ def query_events(
     if limit:
         stmt = stmt.limit(limit)
     with Session(engine) as s:
-        return [
-            {
-                "id": e.id,
-                "station_id": e.station_id,
-                "at": as_utc(e.at).isoformat(),
-                "kind": e.kind,
-                "severity": e.severity,
-                "message": e.message,
-                "active": e.active,
-            }
-            for e in s.scalars(stmt)
-        ]
+        return [_event_dict(e) for e in s.scalars(stmt)]
+
+
+def get_event(engine: Engine, event_id: int) -> dict[str, Any] | None:
+    with Session(engine) as s:
+        row = s.get(EventRow, event_id)
+        return None if row is None else _event_dict(row)
+
+
+def _event_dict(e: EventRow) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "station_id": e.station_id,
+        "at": as_utc(e.at).isoformat(),
+        "kind": e.kind,
+        "severity": e.severity,
+        "message": e.message,
+        "active": e.active,
+        "acknowledged_by": e.acknowledged_by,
+        "acknowledged_at": as_utc(e.acknowledged_at).isoformat() if e.acknowledged_at else None,
+        "ack_comment": e.ack_comment,
+    }
+
+
+class AckRefused(ValueError):
+    """An event that cannot be acknowledged (none, not an alarm, or already acknowledged)."""
+
+
+def acknowledge(engine: Engine, event_id: int, by: str, comment: str) -> None:
+    """Mark a raised alarm as seen by ``by``, now, with ``comment``; once."""
+    with Session(engine) as s, s.begin():
+        row = s.get(EventRow, event_id)
+        if row is None:
+            raise LookupError(f"event {event_id}")
+        if row.severity != "alarm" or not row.active:
+            raise AckRefused(f"event {event_id} is not a raised alarm; only alarms are acknowledged")
+        if row.acknowledged_by is not None:
+            raise AckRefused(f"alarm {event_id} was acknowledged by {row.acknowledged_by} already")
+        row.acknowledged_by, row.acknowledged_at, row.ack_comment = by, utcnow(), comment
 
 
 def data_paths(data_dir: Path) -> tuple[Path, Path]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -169,6 +169,31 @@ class EventRow(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(100))
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ack_comment: Mapped[str | None] = mapped_column(Text)
+
+
+class RollupRow(Base):
+    """Per station, 15-minute bucket of arrival (seconds since 1970 // 900) and lot ('' for
+    none): verdict counts and sums of OK parts' scores. Kept by a database trigger on every
+    insert into ``inspections`` (migration 0007), so that charts read buckets, not parts."""
+
+    __tablename__ = "inspection_rollup"
+
+    station_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    lot: Mapped[str] = mapped_column(String(200), primary_key=True)
+    judged: Mapped[int] = mapped_column(Integer)
+    ng: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    score_n: Mapped[int] = mapped_column(Integer)
+    norm_n: Mapped[int] = mapped_column(Integer)
+    score_sum: Mapped[float] = mapped_column(Float)
+    score_squares: Mapped[float] = mapped_column(Float)
+    score_min: Mapped[float | None] = mapped_column(Float)
+    score_max: Mapped[float | None] = mapped_column(Float)
+    norm_sum: Mapped[float] = mapped_column(Float)
+    norm_squares: Mapped[float] = mapped_column(Float)
+    norm_min: Mapped[float | None] = mapped_column(Float)
+    norm_max: Mapped[float | None] = mapped_column(Float)
 
 
 class ControlLimitsRow(Base):

@@ -1,4 +1,4 @@
-"""Inspection records (filtered, paged), their images and overlays, reviews and events."""
+"""Inspection records (filtered, paged), their images and overlays, and reviews."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from huoyan.core.records import Evidence, EvidenceKind, StoredInspection, media_
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import RowId, errors, not_found, with_reviews
 from huoyan.server.schemas import (
-    EventOut,
     InspectionDetail,
     InspectionOut,
     Page,
@@ -23,7 +22,7 @@ from huoyan.server.schemas import (
     ReviewSummary,
 )
 from huoyan.server.security import Operator, Reviewer
-from huoyan.store.records import RecordFilter, count_records, get_inspection, query_events, query_records
+from huoyan.store.records import RecordFilter, count_records, get_inspection, query_records
 from huoyan.store.reviews import ReviewError
 from huoyan.vision.imageio import ImageError, decode_image
 from huoyan.vision.overlay import encode, render_overlay
@@ -219,16 +218,3 @@ def review_queue(
 @router.get("/reviews/summary", response_model=ReviewSummary, responses=errors())
 def review_summary(p: Annotated[Platform, Depends(platform)], _: Operator, station: str | None = None) -> ReviewSummary:
     return ReviewSummary.model_validate(p.reviews.counts(station))
-
-
-@router.get("/events", response_model=list[EventOut], responses=errors())
-def events(
-    p: Annotated[Platform, Depends(platform)],
-    _: Operator,
-    station: str | None = None,
-    severity: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[EventOut]:
-    """Station events and alarms, newest first."""
-    rows = query_events(p.engine, station, severity, limit, newest_first=True)
-    return [EventOut.model_validate(e) for e in rows]
