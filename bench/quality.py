@@ -27,7 +27,6 @@ import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 CALENDAR = ShiftCalendar(
     timezone="Asia/Shanghai",
-    shifts=[Shift(name="A", start=dtime(8)), Shift(name="B", start=dtime(16)), Shift(name="C", start=dtime(0))],
+    shifts=[Shift(name="A", start="08:00"), Shift(name="B", start="16:00"), Shift(name="C", start="00:00")],
 )
 END = datetime(2026, 12, 1, tzinfo=UTC)
 DAYS = 30

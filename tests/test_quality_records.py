@@ -23,7 +23,7 @@ from test_store import make_store
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Two 12-hour shifts; the night shift crosses midnight and is dated by the day it began.
 CALENDAR = ShiftCalendar(
-    timezone="Asia/Shanghai", shifts=[Shift(name="Day", start=time(8)), Shift(name="Night", start=time(20))]
+    timezone="Asia/Shanghai", shifts=[Shift(name="Day", start="08:00"), Shift(name="Night", start="20:00")]
 )
 START = datetime(2026, 11, 30, 6, 0, tzinfo=SHANGHAI)  # 06:00 local: the end of the 29th's night shift
 
@@ -174,11 +174,11 @@ def test_a_shift_calendar_refuses_what_it_cannot_mean() -> None:
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="quarter hour"):
-        Shift(name="A", start=time(6, 10))
+        Shift(name="A", start="06:10")
     with pytest.raises(ValidationError, match="not a time zone"):
         ShiftCalendar(timezone="Mars/Olympus")
     with pytest.raises(ValidationError, match="start at the same time"):
-        ShiftCalendar(shifts=[Shift(name="A", start=time(6)), Shift(name="B", start=time(6))])
+        ShiftCalendar(shifts=[Shift(name="A", start="06:00"), Shift(name="B", start="06:00")])
     with pytest.raises(Q.QualityQueryError, match="unknown metric 'colour'"):
         Q.value_aggregates(None, window(), "colour", "hour", CALENDAR)  # type: ignore[arg-type]
 
@@ -239,3 +239,16 @@ def test_records_stored_before_the_rollup_are_rolled_up_by_the_migration(
         s.execute(delete(RollupRow))
     emptied = Q.count_aggregates(engine, window(), "ng-rate", "day", CALENDAR)
     assert sum(a.judged for a in emptied) == 0  # the charts do read the rollup
+
+
+def test_a_shift_starts_at_a_local_wall_clock_time() -> None:
+    from pydantic import ValidationError
+
+    assert Shift(name="A", start=time(6)).start == "06:00"  # a time object is written as HH:MM
+    with pytest.raises(ValidationError):
+        Shift(name="A", start="25:00")
+    # 06:00 in Berlin is 05:00 UTC in winter and 04:00 UTC in summer: the same shift
+    berlin = ShiftCalendar(timezone="Europe/Berlin")
+    assert berlin.label(datetime(2026, 1, 15, 5, 30, tzinfo=UTC)) == "2026-01-15 A"
+    assert berlin.label(datetime(2026, 7, 15, 4, 30, tzinfo=UTC)) == "2026-07-15 A"
+    assert berlin.label(datetime(2026, 7, 15, 3, 30, tzinfo=UTC)) == "2026-07-14 C"

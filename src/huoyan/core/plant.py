@@ -21,14 +21,27 @@ class Shift(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=32)
-    start: time = Field(description="local time the shift starts, on a quarter hour (06:00, 14:30)")
+    # Local wall-clock time, HH:MM: JSON Schema's "time" format would demand a UTC offset,
+    # which a shift that starts at 06:00 all year round does not have.
+    start: str = Field(
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="local time the shift starts, HH:MM on a quarter hour"
+    )
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _as_text(cls, v: object) -> object:
+        return v.strftime("%H:%M") if isinstance(v, time) else v
 
     @field_validator("start")
     @classmethod
-    def _quarter_hour(cls, v: time) -> time:
-        if v.minute % 15 or v.second or v.microsecond:
-            raise ValueError(f"{v.isoformat()}: a shift must start on a quarter hour (:00, :15, :30, :45)")
+    def _quarter_hour(cls, v: str) -> str:
+        if int(v[3:]) % 15:
+            raise ValueError(f"{v}: a shift must start on a quarter hour (:00, :15, :30, :45)")
         return v
+
+    @property
+    def at(self) -> time:
+        return time(int(self.start[:2]), int(self.start[3:]))
 
 
 class ShiftCalendar(BaseModel):
@@ -40,9 +53,9 @@ class ShiftCalendar(BaseModel):
     timezone: str = Field(default="UTC", description="IANA time zone, e.g. Asia/Shanghai")
     shifts: list[Shift] = Field(
         default_factory=lambda: [
-            Shift(name="A", start=time(6)),
-            Shift(name="B", start=time(14)),
-            Shift(name="C", start=time(22)),
+            Shift(name="A", start="06:00"),
+            Shift(name="B", start="14:00"),
+            Shift(name="C", start="22:00"),
         ],
         min_length=1,
         max_length=12,
@@ -60,7 +73,7 @@ class ShiftCalendar(BaseModel):
     @model_validator(mode="after")
     def _distinct(self) -> ShiftCalendar:
         names = [s.name for s in self.shifts]
-        starts = [s.start for s in self.shifts]
+        starts = [s.at for s in self.shifts]
         if len(set(names)) != len(names):
             raise ValueError("shifts: each shift needs its own name")
         if len(set(starts)) != len(starts):
@@ -74,15 +87,15 @@ class ShiftCalendar(BaseModel):
     def shift_of(self, at: datetime) -> tuple[date, str, datetime]:
         """The shift an instant falls in: the local day it started, its name, and its start (UTC-aware)."""
         local = at.astimezone(self.zone)
-        ordered = sorted(self.shifts, key=lambda s: s.start)
+        ordered = sorted(self.shifts, key=lambda s: s.at)
         day = local.date()
         current = None
         for s in ordered:
-            if local.time() >= s.start:
+            if local.time() >= s.at:
                 current = s
         if current is None:  # before the first start of the day: the previous day's last shift
             current, day = ordered[-1], day - timedelta(days=1)
-        start = datetime.combine(day, current.start, tzinfo=self.zone)
+        start = datetime.combine(day, current.at, tzinfo=self.zone)
         return day, current.name, start
 
     def label(self, at: datetime) -> str:

@@ -42,6 +42,8 @@ SUBGROUP = 5
 #: A model whose card keeps no calibration scores is compared with its first OK scores on
 #: the line, this many: fewer would make the reference itself too uncertain (see ``drift_spread``).
 BASELINE = 1000
+PSI_BINS = 10
+PSI_ALPHA = 0.01
 PSI_MODERATE = 0.1
 PSI_SIGNIFICANT = 0.25
 
@@ -91,15 +93,17 @@ class Reference:
         return np.asarray(special.ndtri(self.cdf(np.asarray(scores, dtype=np.float64))), dtype=np.float64)
 
 
-def psi(reference: Reference, recent: Sequence[float] | ArrayF, bins: int = 10) -> float:
+def psi(reference: Reference, recent: Sequence[float] | ArrayF, bins: int = PSI_BINS) -> float:
     """Population stability index of ``recent`` over the reference's equal-probability bins."""
     x = np.asarray(recent, dtype=np.float64)
     if x.size == 0:
         raise ChartError("PSI needs recent scores")
     u = reference.cdf(x)
-    observed = np.histogram(u, bins=np.linspace(0.0, 1.0, bins + 1))[0] / x.size
+    counts = np.histogram(u, bins=np.linspace(0.0, 1.0, bins + 1))[0]
+    # Half a part added to every bin (Laplace smoothing): an empty bin would make the index
+    # infinite, and a tiny floor would let one empty bin of a small sample dominate it.
+    observed = (counts + 0.5) / (x.size + 0.5 * bins)
     expected = np.full(bins, 1.0 / bins)
-    observed = np.maximum(observed, 1e-4)  # an empty bin would make the index infinite
     return float(np.sum((observed - expected) * np.log(observed / expected)))
 
 
@@ -163,10 +167,19 @@ class Drift:
         return bool(self.chart.beyond()[-1])
 
     @property
+    def psi_beyond_noise(self) -> bool:
+        """Whether the PSI is more than a sample of this size shows by chance: n * PSI is
+        about chi-square with bins - 1 degrees of freedom on an unchanged line, so a PSI of
+        0.15 from 100 scores is noise while from 2000 it is not."""
+        return self.psi * self.n > float(stats.chi2.ppf(1 - PSI_ALPHA, PSI_BINS - 1))
+
+    @property
     def level(self) -> str:
-        if self.alarm or self.psi > PSI_SIGNIFICANT:
+        """'drift' when the EWMA alarms or the PSI is significant (> 0.25), 'watch' for a
+        moderate PSI (> 0.1), 'stable' otherwise; a PSI within its sampling noise counts for nothing."""
+        if self.alarm or (self.psi > PSI_SIGNIFICANT and self.psi_beyond_noise):
             return "drift"
-        return "watch" if self.psi > PSI_MODERATE else "stable"
+        return "watch" if self.psi > PSI_MODERATE and self.psi_beyond_noise else "stable"
 
 
 def drift(reference: Reference, recent: Sequence[float] | ArrayF, *, subgroup: int = SUBGROUP) -> Drift:

@@ -38,6 +38,7 @@ def render(
         ("Stations", "/stations", Role.OPERATOR),
         ("Records", "/records", Role.OPERATOR),
         ("Sensors", "/sensors", Role.OPERATOR),
+        ("Quality", "/quality", Role.OPERATOR),
         ("Review", "/review", Role.OPERATOR),
         ("Models", "/models", Role.ENGINEER),
         ("Admin", "/admin", Role.ADMIN),
@@ -129,6 +130,24 @@ def sensor_page(
 ) -> Response:
     """Any station whose records measure something: it may run on another PC."""
     return render(request, "sensors.html", principal, stations=list(p.hosts), station=station_id)
+
+
+@router.get("/quality")
+def quality_page(request: Request, p: Annotated[Platform, Depends(platform)], principal: OperatorPage) -> Response:
+    return _quality(request, p, principal, "")
+
+
+@router.get("/quality/{station_id}")
+def station_quality_page(
+    station_id: str, request: Request, p: Annotated[Platform, Depends(platform)], principal: OperatorPage
+) -> Response:
+    """Control charts, capability, score drift and alarms of a station (it may run on another PC)."""
+    return _quality(request, p, principal, station_id)
+
+
+def _quality(request: Request, p: Platform, principal: Principal, station: str) -> Response:
+    engineer = principal.user.role.allows(Role.ENGINEER)
+    return render(request, "quality.html", principal, stations=list(p.hosts), station=station, engineer=engineer)
 
 
 @router.get("/review")
