@@ -74,6 +74,13 @@ def test_the_quality_page_charts_marks_acknowledges_and_freezes(
         # a chart the data cannot make says why, in words
         page.goto(f"{base}/quality/st-1?chart=p&metric=score")
         expect(page.locator(".quality-error")).to_contain_text("score is charted on a variables chart")
+        # the records page exports what its filters select
+        page.goto(f"{base}/records?station=st-1&verdict=NG&lot=L01")
+        expect(page.locator("#page-info")).to_contain_text("of")
+        href = page.get_attribute("#export-csv", "href")
+        assert href is not None and "lot=L01" in href and "verdict=NG" in href
+        exported = page.request.get(base + href).text().lstrip("\ufeff").splitlines()
+        assert len(exported) - 1 == sum(r.verdict == "NG" and r.lot == "L01" for r in records) > 0
         assert not errors, errors
         page.close()
     assert p.audit.entries(limit=2)[0]["action"] == "control-limits-frozen"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 
 from huoyan.core.models import Verdict
 from huoyan.core.records import Evidence, EvidenceKind, StoredInspection, media_type_of
@@ -22,6 +23,7 @@ from huoyan.server.schemas import (
     ReviewSummary,
 )
 from huoyan.server.security import Operator, Reviewer
+from huoyan.store.export import csv_chunks, write_xlsx
 from huoyan.store.records import RecordFilter, count_records, get_inspection, query_records
 from huoyan.store.reviews import ReviewError
 from huoyan.vision.imageio import ImageError, decode_image
@@ -39,10 +41,7 @@ def _page(p: Platform, where: RecordFilter, limit: int, offset: int) -> Page[Ins
     )
 
 
-@router.get("/inspections", response_model=Page[InspectionOut], responses=errors())
-def inspections(
-    p: Annotated[Platform, Depends(platform)],
-    _: Operator,
+def record_filter(
     station: str | None = None,
     recipe: str | None = None,
     verdict: Verdict | None = None,
@@ -50,20 +49,49 @@ def inspections(
     lot: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+) -> RecordFilter:
+    """The records page's filters, the same for listing and exporting."""
+    verdict_text = verdict.value if verdict else None
+    return RecordFilter(
+        station=station, recipe=recipe, verdict=verdict_text, part_id=part_id, lot=lot, since=since, until=until
+    )
+
+
+Filters = Annotated[RecordFilter, Depends(record_filter)]
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@router.get("/inspections", response_model=Page[InspectionOut], responses=errors())
+def inspections(
+    p: Annotated[Platform, Depends(platform)],
+    _: Operator,
+    where: Filters,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Page[InspectionOut]:
     """Inspections, newest first."""
-    where = RecordFilter(
-        station=station,
-        recipe=recipe,
-        verdict=verdict.value if verdict else None,
-        part_id=part_id,
-        lot=lot,
-        since=since,
-        until=until,
-    )
     return _page(p, where, limit, offset)
+
+
+@router.get(
+    "/inspections/export",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}, XLSX: {}}, "description": "the records, oldest first"}, **errors()},
+)
+def export(
+    p: Annotated[Platform, Depends(platform)],
+    _: Operator,
+    where: Filters,
+    format: Literal["csv", "xlsx"] = "csv",
+) -> Response:
+    """Every record the filters select, as CSV (UTF-8) or Excel, streamed from the database
+    in constant memory; the columns are the record's own."""
+    name = f"huoyan-records-{where.station or 'all'}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    if format == "csv":
+        headers = {"Content-Disposition": f'attachment; filename="{name}.csv"'}
+        return StreamingResponse(csv_chunks(p.engine, where), media_type="text/csv; charset=utf-8", headers=headers)
+    path = write_xlsx(p.engine, where)
+    return FileResponse(path, media_type=XLSX, filename=f"{name}.xlsx", background=BackgroundTask(path.unlink))
 
 
 def _record(p: Platform, inspection_id: RowId) -> StoredInspection:

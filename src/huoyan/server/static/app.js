@@ -212,6 +212,12 @@ pages.records = async () => {
     const shown = new URLSearchParams();
     for (const [k, v] of new FormData(form)) if (v) shown.set(k, v);
     history.replaceState(null, "", shown.toString() ? `?${shown}` : location.pathname);
+    const filters = new URLSearchParams(q);
+    filters.delete("limit");
+    filters.delete("offset");
+    document.getElementById("export-csv").href = `/api/inspections/export?${filters}`;
+    filters.set("format", "xlsx");
+    document.getElementById("export-xlsx").href = `/api/inspections/export?${filters}`;
     const page = await api("/api/inspections?" + q);
     fillRows(tbody, page.items.map((r) => [
       el("a", { href: `/records/${r.id}` }, fmt.time(r.arrived_at)), r.station_id, r.part_id || r.source_name,
