@@ -191,8 +191,10 @@ def run_lengths(z_means: np.ndarray, limit_sd: np.ndarray) -> np.ndarray:
     return out
 
 
-def arl(dist: Any, m: int, runs: int, shift_sd: float, steps: int, rng: np.random.Generator, rank: bool) -> float:
-    limit_sd = drift_spread(LAMBDA, SUBGROUP, np.arange(1, steps + 1), m)
+def arl(
+    dist: Any, m: int, runs: int, shift_sd: float, steps: int, rng: np.random.Generator, rank: bool, n: int = SUBGROUP
+) -> float:
+    limit_sd = drift_spread(LAMBDA, n, np.arange(1, steps + 1), m)
     sd = float(dist.std())
     lengths = []
     for lo in range(0, runs, 100):
@@ -200,12 +202,12 @@ def arl(dist: Any, m: int, runs: int, shift_sd: float, steps: int, rng: np.rando
         z = np.empty((block, steps))
         for r in range(block):
             reference_scores = dist.rvs(m, random_state=rng)
-            scores = dist.rvs(steps * SUBGROUP, random_state=rng) + shift_sd * sd
+            scores = dist.rvs(steps * n, random_state=rng) + shift_sd * sd
             if rank:
                 zz = Reference.of_scores(reference_scores).normalise(scores)
             else:  # normal theory: standardise by the reference's mean and SD
                 zz = (scores - reference_scores.mean()) / reference_scores.std(ddof=1)
-            z[r] = zz.reshape(steps, SUBGROUP).mean(axis=1)
+            z[r] = zz.reshape(steps, n).mean(axis=1)
         lengths.append(run_lengths(z, limit_sd))
     return float(np.concatenate(lengths).mean())
 
@@ -222,6 +224,14 @@ def drift_run_lengths(runs: int, sizes: list[int], seed: int = 1) -> dict[str, A
                 "arl1_normal_theory_ewma": round(arl(dist, m, runs, 1.0, 200, rng, rank=False), 2),
             }
             print(name, m, out[f"{name}, m={m}"], flush=True)
+        # one part per point: where the scores' skew reaches the chart undiluted by averaging
+        out[f"{name}, m=1000, subgroup 1"] = {
+            "arl0_rank_ewma": round(arl(dist, 1000, runs, 0.0, 6000, rng, rank=True, n=1), 1),
+            "arl1_rank_ewma": round(arl(dist, 1000, runs, 1.0, 200, rng, rank=True, n=1), 2),
+            "arl0_normal_theory_ewma": round(arl(dist, 1000, runs, 0.0, 6000, rng, rank=False, n=1), 1),
+            "arl1_normal_theory_ewma": round(arl(dist, 1000, runs, 1.0, 200, rng, rank=False, n=1), 2),
+        }
+        print(name, "subgroup 1", out[f"{name}, m=1000, subgroup 1"], flush=True)
     return out
 
 

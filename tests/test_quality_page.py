@@ -74,6 +74,14 @@ def test_the_quality_page_charts_marks_acknowledges_and_freezes(
         # a chart the data cannot make says why, in words
         page.goto(f"{base}/quality/st-1?chart=p&metric=score")
         expect(page.locator(".quality-error")).to_contain_text("score is charted on a variables chart")
+        # the report of the latest shift, offered from the chart by shift
+        page.goto(f"{base}/quality/st-1?chart=p&by=shift")
+        page.wait_for_function("document.querySelector('#chart-main .main-svg') !== null")
+        shift = page.input_value("#report-pick input[name=period]")
+        assert shift == page.eval_on_selector("#chart-main", "d => d.data[0].x[d.data[0].x.length - 1]")
+        with page.expect_download() as download:
+            page.click("#report-pick button[value=pdf]")
+        assert download.value.suggested_filename.endswith(".pdf")
         # the records page exports what its filters select
         page.goto(f"{base}/records?station=st-1&verdict=NG&lot=L01")
         expect(page.locator("#page-info")).to_contain_text("of")

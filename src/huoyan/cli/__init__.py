@@ -1,7 +1,7 @@
 """The ``huoyan`` command line, one module per command group.
 
 ``engine``: fit, predict, evaluate, sample-line. ``station``: run, records, db, feed.
-``server``: serve, user, audit. ``quality``: spc. ``demo``: the sample line end to end. Each module
+``server``: serve, user, audit. ``quality``: spc. ``report``: report. ``demo``: the sample line end to end. Each module
 declares its own commands and options (``add_commands``); this one assembles them.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 
 from huoyan import __version__
-from huoyan.cli import demo, engine, quality, server, station
+from huoyan.cli import demo, engine, quality, report, server, station
 
-GROUPS = (engine, demo, station, server, quality)
+GROUPS = (engine, demo, station, server, quality, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ and ends after it is dated by the day it started.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -101,3 +101,21 @@ class ShiftCalendar(BaseModel):
     def label(self, at: datetime) -> str:
         day, name, _ = self.shift_of(at)
         return f"{day.isoformat()} {name}"
+
+    def period(self, label: str) -> tuple[datetime, datetime]:
+        """The start and end (UTC-aware) of the shift a label such as '2026-11-30 A' names."""
+        day_text, _, name = label.partition(" ")
+        try:
+            day = date.fromisoformat(day_text)
+        except ValueError:
+            raise ValueError(f"{label!r}: name a shift as 'YYYY-MM-DD NAME', e.g. '2026-11-30 A'") from None
+        ordered = sorted(self.shifts, key=lambda s: s.at)
+        names = [s.name for s in ordered]
+        if name not in names:
+            raise ValueError(f"{label!r}: no shift {name!r}; the shifts are {', '.join(names)}")
+        i = names.index(name)
+        start = datetime.combine(day, ordered[i].at, tzinfo=self.zone)
+        following = ordered[(i + 1) % len(ordered)]
+        end_day = day if i + 1 < len(ordered) else day + timedelta(days=1)
+        end = datetime.combine(end_day, following.at, tzinfo=self.zone)
+        return start.astimezone(UTC), end.astimezone(UTC)

@@ -9,12 +9,13 @@ The live view and the records browser draw with the same function.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
 
 from huoyan.core.models import Region
+from huoyan.core.records import InspectionRecord
 
 BOX_COLOUR = (255, 40, 40)  # RGB
 
@@ -65,3 +66,25 @@ def encode(picture: np.ndarray, fmt: str = ".jpg", quality: int = 80) -> bytes:
     if not ok:
         raise ValueError(f"cannot encode {fmt}")
     return buf.tobytes()
+
+
+def record_overlay(
+    record: InspectionRecord,
+    read_blob: Callable[[str], bytes],
+    max_side: int | None = None,
+    channel: str | None = None,
+    fmt: str = ".png",
+) -> bytes:
+    """A stored record's image with its heat map and regions drawn on, encoded: what the
+    records browser shows and what a shift report prints. ``read_blob`` reads a blob by
+    sha256 (FileNotFoundError if gone); a record without a kept image is a LookupError."""
+    from huoyan.core.records import EvidenceKind
+    from huoyan.vision.imageio import decode_image
+
+    picture_ev = record.evidence_of(EvidenceKind.IMAGE, channel)
+    if picture_ev is None:
+        raise LookupError("no image kept for this inspection (see storage.keep_ok_every)")
+    heat_ev = record.evidence_of(EvidenceKind.ANOMALY_MAP, channel)
+    picture = decode_image(read_blob(picture_ev.sha256), "image")
+    heat = decode_image(read_blob(heat_ev.sha256), "heatmap")[..., 0] if heat_ev else None
+    return encode(render_overlay(np.asarray(picture), heat, record.regions, max_side=max_side), fmt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import HTTPException, Path
 from pydantic import BaseModel
@@ -30,3 +31,10 @@ def not_found(what: str) -> HTTPException:
 def with_reviews(p: Platform, rows: list[dict[str, Any]]) -> list[InspectionOut]:
     latest = p.reviews.latest([r["id"] for r in rows])
     return [InspectionOut.model_validate({**r, "review": latest.get(r["id"])}) for r in rows]
+
+
+def attachment(filename: str) -> dict[str, str]:
+    """A download's Content-Disposition: an ASCII name for old clients and the UTF-8 one
+    (RFC 6266/5987) for the rest, so a station or shift named in Chinese downloads whole."""
+    ascii_name = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in filename)
+    return {"Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"}

@@ -5,21 +5,28 @@ the plant's shift calendar. Charts are built by ``huoyan.quality.report`` from a
 from __future__ import annotations
 
 import asyncio
+import io
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import Response
 
 from huoyan.core.plant import ShiftCalendar
+from huoyan.core.records import StoredInspection
 from huoyan.quality.charts import CHARTS, ChartError
 from huoyan.quality.drift import drift
+from huoyan.quality.html import render_html
+from huoyan.quality.pdf import render_pdf
 from huoyan.quality.report import Report, report
 from huoyan.quality.series import Options
 from huoyan.server.platform import Platform, platform
-from huoyan.server.routes.common import errors, not_found
+from huoyan.server.routes.common import attachment, errors, not_found
 from huoyan.server.schemas import ChartReportOut, ChartSeriesOut, DriftOut, FreezeIn, LimitsOut
 from huoyan.server.security import Admin, Engineer, Operator
 from huoyan.store import quality as Q
+from huoyan.store.reporting import shift_report
+from huoyan.vision.overlay import record_overlay
 
 router = APIRouter(prefix="/api", tags=["quality"])
 StationId = Annotated[str, Query(min_length=1, max_length=128)]
@@ -174,6 +181,51 @@ async def score_drift(
         alarm=found.alarm,
         chart=ChartSeriesOut.model_validate(found.chart.as_dict()),
     )
+
+
+PDF = "application/pdf"
+
+
+@router.get(
+    "/quality/report",
+    response_class=Response,
+    responses={200: {"content": {PDF: {}, "text/html": {}}, "description": "the report"}, **errors(404, 422)},
+)
+async def shift_report_file(
+    p: Annotated[Platform, Depends(platform)],
+    principal: Operator,
+    station: StationId,
+    shift: Annotated[str | None, Query(max_length=80, description="e.g. '2026-11-30 A'")] = None,
+    lot: Annotated[str | None, Query(max_length=200)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    format: Literal["pdf", "html"] = "pdf",
+) -> Response:
+    """A shift, lot or period report of a station: yield, NG by defect type with examples,
+    control charts, alarms, the recipe and model versions, reviewer agreement."""
+
+    def picture(record: StoredInspection) -> bytes:
+        return record_overlay(record, lambda sha: p.blob(record.station_id, sha), max_side=480, fmt=".jpg")
+
+    def build() -> bytes:
+        data = shift_report(
+            p.engine, picture, station, shift=shift, lot=lot, since=since, until=until, by=principal.user.username
+        )
+        if format == "html":
+            return render_html(data).encode("utf-8")
+        out = io.BytesIO()
+        render_pdf(data, out)
+        return out.getvalue()
+
+    try:
+        body = await asyncio.to_thread(build)
+    except LookupError as exc:
+        raise not_found(str(exc).removeprefix("station ")) from exc
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    name = f"huoyan-{station}-{(shift or lot or 'period').replace(' ', '_')}.{format}"
+    media = PDF if format == "pdf" else "text/html; charset=utf-8"
+    return Response(body, media_type=media, headers=attachment(name))
 
 
 @router.get("/plant/shifts", response_model=ShiftCalendar, responses=errors())

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
@@ -13,7 +12,7 @@ from starlette.background import BackgroundTask
 from huoyan.core.models import Verdict
 from huoyan.core.records import Evidence, EvidenceKind, StoredInspection, media_type_of
 from huoyan.server.platform import Platform, platform
-from huoyan.server.routes.common import RowId, errors, not_found, with_reviews
+from huoyan.server.routes.common import RowId, attachment, errors, not_found, with_reviews
 from huoyan.server.schemas import (
     InspectionDetail,
     InspectionOut,
@@ -26,8 +25,8 @@ from huoyan.server.security import Operator, Reviewer
 from huoyan.store.export import csv_chunks, write_xlsx
 from huoyan.store.records import RecordFilter, count_records, get_inspection, query_records
 from huoyan.store.reviews import ReviewError
-from huoyan.vision.imageio import ImageError, decode_image
-from huoyan.vision.overlay import encode, render_overlay
+from huoyan.vision.imageio import ImageError
+from huoyan.vision.overlay import record_overlay
 
 router = APIRouter(prefix="/api", tags=["records"])
 OCTET_STREAM = "application/octet-stream"
@@ -88,10 +87,12 @@ def export(
     in constant memory; the columns are the record's own."""
     name = f"huoyan-records-{where.station or 'all'}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     if format == "csv":
-        headers = {"Content-Disposition": f'attachment; filename="{name}.csv"'}
-        return StreamingResponse(csv_chunks(p.engine, where), media_type="text/csv; charset=utf-8", headers=headers)
+        media = "text/csv; charset=utf-8"
+        return StreamingResponse(csv_chunks(p.engine, where), media_type=media, headers=attachment(f"{name}.csv"))
     path = write_xlsx(p.engine, where)
-    return FileResponse(path, media_type=XLSX, filename=f"{name}.xlsx", background=BackgroundTask(path.unlink))
+    return FileResponse(
+        path, media_type=XLSX, headers=attachment(f"{name}.xlsx"), background=BackgroundTask(path.unlink)
+    )
 
 
 def _record(p: Platform, inspection_id: RowId) -> StoredInspection:
@@ -193,17 +194,14 @@ def overlay(
 ) -> Response:
     """The image with its heat map and regions drawn on."""
     record = _record(p, inspection_id)
-    picture_ev = _evidence(record, EvidenceKind.IMAGE, channel)
-    heat_ev = record.evidence_of(EvidenceKind.ANOMALY_MAP, channel)
+    _evidence(record, EvidenceKind.IMAGE, channel)  # a 404 that says what is missing
     try:
-        picture = decode_image(_blob(p, record, picture_ev), "image")
-        heat = decode_image(_blob(p, record, heat_ev), "heatmap")[..., 0] if heat_ev else None
+        png = record_overlay(record, lambda sha: p.blob(record.station_id, sha), max_side, channel)
+    except FileNotFoundError as exc:
+        raise not_found(f"file of the image or heat map of inspection {inspection_id}") from exc
     except ImageError as exc:
         raise HTTPException(409, f"stored image cannot be read: {exc}") from exc
-    return Response(
-        encode(render_overlay(np.asarray(picture), heat, record.regions, max_side=max_side), ".png"),
-        media_type="image/png",
-    )
+    return Response(png, media_type="image/png")
 
 
 @router.post(

@@ -111,6 +111,11 @@ pages.quality = async () => {
           `${fmt.num(c.sigma_overall, 4)}; spec ${c.lsl ?? "—"} to ${c.usl ?? "—"}; expected ` +
           `${fmt.num(c.ppm_expected_overall, 0)} ppm out of spec.`;
       }
+      const reportForm = document.getElementById("report-pick");
+      if ((f.by.value === "shift" || f.by.value === "lot") && r.labels.length && !reportForm.elements.period.value) {
+        reportForm.elements.kind.value = f.by.value;
+        reportForm.elements.period.value = r.labels[r.labels.length - 1];
+      }
       const freeze = document.getElementById("freeze");
       if (freeze) freeze.hidden = !f.estimate.checked;
       if (f.estimate.checked && !main.dataset.clicks) {
@@ -169,6 +174,12 @@ pages.quality = async () => {
     }));
   };
 
+  document.getElementById("report-pick").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const r = e.target.elements;
+    const q = new URLSearchParams({ station, [r.kind.value]: r.period.value.trim(), format: e.submitter.value });
+    location.href = `/api/quality/report?${q}`;
+  });
   const freeze = document.getElementById("freeze");
   if (freeze) {
     freeze.onclick = async () => {
