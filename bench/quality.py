@@ -127,6 +127,54 @@ def in_python(engine: Engine, window: Q.Window) -> dict[str, list[int]]:
     return out
 
 
+EXPORT = """
+import json, resource, sys, time
+from datetime import timedelta
+from huoyan.store.database import make_engine
+from huoyan.store.export import csv_chunks
+from huoyan.store.records import RecordFilter
+sys.path.insert(0, "{bench}")
+from quality import END
+engine = make_engine("{url}")
+since = None if "{since}" == "None" else END - timedelta(days=1)
+t = time.perf_counter()
+size = rows = 0
+for chunk in csv_chunks(engine, RecordFilter(station="st-1", since=since)):
+    size += len(chunk)
+    rows += chunk.count(b"\n")
+print(json.dumps({{"seconds": round(time.perf_counter() - t, 2), "rows": rows - 1, "megabytes": round(size / 1e6, 1),
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}}))
+"""
+
+
+def export_in_subprocess(url: str, since: str | None) -> dict[str, Any]:
+    """The CSV export in a fresh process, so its peak memory is its own."""
+    import subprocess
+
+    code = EXPORT.format(bench=Path(__file__).resolve().parent, url=url, since=since)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def time_report(engine: Engine) -> tuple[float, int]:
+    """A shift's report (about 11,000 parts) rendered to PDF."""
+    import io
+
+    from huoyan.quality.pdf import render_pdf
+    from huoyan.store.reporting import shift_report
+
+    Q.set_shift_calendar(engine, CALENDAR, "bench")
+
+    def no_picture(record: Any) -> bytes:
+        raise LookupError("the bench keeps no images")
+
+    t = time.perf_counter()
+    data = shift_report(engine, no_picture, "st-1", shift="2026-11-20 A")
+    out = io.BytesIO()
+    render_pdf(data, out)
+    return time.perf_counter() - t, len(out.getvalue())
+
+
 def charts_at_scale(url: str, n: int) -> dict[str, Any]:
     engine = make_engine(url)
     upgrade(engine)
@@ -147,6 +195,8 @@ def charts_at_scale(url: str, n: int) -> dict[str, Any]:
     lot_s, _ = median_time(lambda: Q.count_aggregates(engine, window, "ng-rate", "lot", CALENDAR))
     xs_s, _ = median_time(xbar_s_by_shift)
     ref_s, ref = median_time(lambda: in_python(engine, window), repeats=1)
+    exports = {name: export_in_subprocess(url, since) for name, since in (("all", None), ("last day", "1d"))}
+    report_s, pdf_bytes = time_report(engine)
     sql_rows = Q.count_aggregates(engine, window, "ng-rate", "shift", CALENDAR)
     agree = {r.label: [r.judged, r.ng] for r in sql_rows} == ref
     engine.dispose()
@@ -161,6 +211,13 @@ def charts_at_scale(url: str, n: int) -> dict[str, Any]:
         "reference_rows_into_python_s": round(ref_s, 3),
         "speedup_over_reference": round(ref_s / p_s, 1),
         "same_counts_as_reference": agree,
+        "csv_export_all_s": exports["all"]["seconds"],
+        "csv_export_all_rows": exports["all"]["rows"],
+        "csv_export_all_peak_rss_mb": exports["all"]["peak_rss_mb"],
+        "csv_export_last_day_rows": exports["last day"]["rows"],
+        "csv_export_last_day_peak_rss_mb": exports["last day"]["peak_rss_mb"],
+        "shift_report_pdf_s": round(report_s, 2),
+        "shift_report_pdf_kb": round(pdf_bytes / 1024, 1),
     }
 
 

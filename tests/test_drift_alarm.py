@@ -86,3 +86,53 @@ def test_a_station_watches_its_models_scores(model_file: Path, tmp_path: Path) -
     card = watches[0].card_of(opened.model_sha256)
     assert card is not None and len(card["calibration"]["score_quantiles"]) == 101
     opened.store.engine.dispose()
+
+
+def test_an_hour_that_breaks_the_ng_rate_rules_raises_the_alarm(db_url: str, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from huoyan.core.records import StoredRecord
+    from huoyan.quality.charts import Limits
+    from huoyan.runner.rule_watch import KIND as RULE_KIND
+    from huoyan.runner.rule_watch import RuleWatch
+    from huoyan.store.quality import freeze_limits
+    from test_quality_records import START, parts
+    from test_store import make_store
+
+    store = make_store(db_url, tmp_path)
+    records = parts(400)  # 7 minutes apart, about 12% NG
+    store.write([StoredRecord(r) for r in records])
+    events: list[StationEvent] = []
+    watch = RuleWatch(store.engine, "st-1", events.append)
+    first_hour = START.astimezone(UTC) + timedelta(hours=3)
+    assert watch.check(first_hour) is None  # no frozen limits: nothing to test against
+    freeze_limits(store.engine, "st-1", "ng-rate", Limits("p", {"p_bar": 0.12}, 40), "qe")
+    assert watch.check(first_hour) is None  # an ordinary hour
+    bad_hour = records[-1].arrived_at.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    burst = [
+        r.model_copy(
+            update={"key": f"burst-{i}", "verdict": Verdict.NG, "arrived_at": bad_hour + timedelta(minutes=2 * i)}
+        )
+        for i, r in enumerate(records[:20])
+    ]
+    store.write([StoredRecord(r) for r in burst])
+    alarm = watch.check(bad_hour + timedelta(hours=1))
+    assert alarm is not None and alarm.kind == RULE_KIND and alarm.active and "WE1" in alarm.message
+    calm = [
+        r.model_copy(
+            update={
+                "key": f"calm-{i}",
+                "verdict": Verdict.OK,
+                "arrived_at": bad_hour + timedelta(hours=1, minutes=2 * i),
+            }
+        )
+        for i, r in enumerate(records[:20])
+    ]
+    store.write([StoredRecord(r) for r in calm])
+    cleared = watch.check(bad_hour + timedelta(hours=2))
+    assert cleared is not None and not cleared.active
+    # as a listener: the first part of a new hour tests the hour before, off the station's thread
+    watch(calm[0])
+    watch(calm[-1].model_copy(update={"arrived_at": bad_hour + timedelta(hours=3)}))
+    watch._pool.shutdown(wait=True)
+    watch.close()

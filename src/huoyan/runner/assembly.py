@@ -35,6 +35,7 @@ from huoyan.runner.recipes import (
     window_spec,
     with_threshold,
 )
+from huoyan.runner.rule_watch import RuleWatch
 from huoyan.station.drift import DriftWatch
 from huoyan.station.fuse import FusedInspector
 from huoyan.station.gather import Gathering
@@ -178,6 +179,7 @@ def open_station(
             return line.config.get("model_card") if line.config.get("model_sha256") == sha else None
 
         station.listeners.append(DriftWatch(recipe.station, station.emit, current_card))
+    station.listeners.append(RuleWatch(engine, recipe.station, station.emit))
     card = config["model_card"]
     return OpenStation(station, store, source, engine, model_sha, line, feedback, model_path, card)
 
