@@ -252,3 +252,34 @@ def test_a_shift_starts_at_a_local_wall_clock_time() -> None:
     assert berlin.label(datetime(2026, 1, 15, 5, 30, tzinfo=UTC)) == "2026-01-15 A"
     assert berlin.label(datetime(2026, 7, 15, 4, 30, tzinfo=UTC)) == "2026-07-15 A"
     assert berlin.label(datetime(2026, 7, 15, 3, 30, tzinfo=UTC)) == "2026-07-14 C"
+
+
+def test_a_defect_types_rate_counts_what_reviewers_said(recorded: tuple[object, list[InspectionRecord]]) -> None:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from huoyan.store.schema import InspectionRow, ReviewRow
+
+    engine, records = recorded
+    with Session(engine) as s, s.begin():  # type: ignore[arg-type]
+        ids = {key: i for key, i in s.execute(select(InspectionRow.key, InspectionRow.id))}
+        ng = [r for r in records if r.verdict == Verdict.NG]
+        ok = [r for r in records if r.verdict == Verdict.OK]
+
+        def review(r: InspectionRecord, outcome: str, label: str | None) -> None:
+            s.add(ReviewRow(inspection_id=ids[r.key], outcome=outcome, label=label, reviewer="qe", at=START))
+
+        for r in ng[:3]:
+            review(r, "defect", "scratch")
+        review(ng[3], "defect", "dent")
+        review(ng[3], "defect", "scratch")  # the latest review counts
+        for r in ng[4:6]:
+            review(r, "false_alarm", None)
+        review(ok[0], "missed_defect", "scratch")
+    by_lot = Q.count_aggregates(engine, window(), "defect:scratch", "lot", CALENDAR)
+    assert sum(a.ng for a in by_lot) == 5  # 3 + the re-reviewed one + a missed defect
+    assert sum(a.judged for a in by_lot) == sum(r.verdict != Verdict.ERROR for r in records)
+    plain = Q.count_aggregates(engine, window(), "defect:defect", "shift", CALENDAR)
+    assert sum(a.ng for a in plain) == len(ng) - 4 - 2  # unlabelled NG parts, less the false alarms
+    series = Q.series_of(engine, window(), "defect:scratch", "p", "day", CALENDAR)
+    assert series.counts is not None and sum(series.counts) == 5

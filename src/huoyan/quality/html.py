@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 import plotly.graph_objects as go
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from huoyan.quality.pdf import DEFECTS_NOTE
+
 _env = Environment(
     loader=FileSystemLoader(str(Path(__file__).parent / "templates")), autoescape=select_autoescape(["html"])
 )
@@ -59,6 +61,8 @@ def render_html(data: Any) -> str:
         charts.append((title, _figure(result, first=not charts), violations))
     return _env.get_template("report.html").render(
         r=data,
+        defects_note=DEFECTS_NOTE,
+        defects_total=max(1, sum(n for _, n in data.defect_types)),
         charts=charts,
         local=lambda t: t.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
         pct=lambda x: "—" if x is None else f"{100 * x:.2f}%",

@@ -29,6 +29,10 @@ from reportlab.platypus import Image, PageBreak, Paragraph, SimpleDocTemplate, S
 from huoyan.quality.charts import Chart
 
 FONT = "STSong-Light"
+DEFECTS_NOTE = (
+    "NG parts a reviewer did not call a false alarm, and OK parts a reviewer flagged as missed defects; "
+    "the type is the reviewer's label, else the detector's, else 'defect'."
+)
 _registered = False
 
 
@@ -177,10 +181,11 @@ def render_pdf(data: Any, out: BinaryIO) -> None:
     story.append(
         Paragraph(f"{data.reviewed} parts reviewed ({outcomes}); verdicts upheld: {agreement}.", styles["Normal"])
     )
-    story.append(Paragraph("NG parts by defect type", styles["Heading2"]))
-    ng = max(1, c.get("NG", 0))
-    rows = [["Defect type", "NG parts", "Share of NG"]] + [[k, n, _pct(n / ng)] for k, n in data.defect_types]
-    story.append(_table(rows) if data.defect_types else Paragraph("No NG parts.", styles["Normal"]))
+    story.append(Paragraph("Defects by type", styles["Heading2"]))
+    story.append(Paragraph(DEFECTS_NOTE, styles["Small"]))
+    total = max(1, sum(n for _, n in data.defect_types))
+    rows = [["Defect type", "Parts", "Share of defects"]] + [[k, n, _pct(n / total)] for k, n in data.defect_types]
+    story.append(_table(rows) if data.defect_types else Paragraph("No defects.", styles["Normal"]))
     story.append(Paragraph("Alarms", styles["Heading2"]))
     if data.alarms:
         rows = [["Raised", "Kind", "Message", "Acknowledged"]]

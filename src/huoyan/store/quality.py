@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Float, Integer, and_, case, func, select
+from sqlalchemy import Engine, Float, Integer, and_, case, func, literal, or_, select
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -36,6 +36,7 @@ from huoyan.store.schema import (
     ModelRow,
     PlantSettingRow,
     RegionRow,
+    ReviewRow,
     RollupRow,
 )
 
@@ -45,8 +46,45 @@ GROUPINGS: tuple[str, ...] = ("part", "hour", "shift", "day", "lot")
 #: Metrics of measured values: OK parts' scores, defect regions' areas, sensor features.
 VALUE_METRICS = ("score", "normalised-score", "region-area", "region-area-mm2")
 FEATURE_PREFIX = "feature:"
-#: Metrics of counts: NG parts among judged parts; defect regions per judged part.
+#: Metrics of counts: NG parts among judged parts; defect regions per judged part; and
+#: ``defect:<type>``, the parts of one defect type among judged parts (``typed_defects``).
 COUNT_METRICS = ("ng-rate", "defects")
+DEFECT_PREFIX = "defect:"
+
+
+def is_counted(metric: str) -> bool:
+    return metric in COUNT_METRICS or metric.startswith(DEFECT_PREFIX)
+
+
+def typed_defects(stmt: Any) -> tuple[Any, Any]:
+    """``stmt`` (a select over inspections) joined to what says a part's defect type, the
+    type's column, and the condition that the part is a defect at all. A part is a defect
+    if it was judged NG and its latest review does not call it a false alarm, or a reviewer
+    flagged it a missed defect; its type is that review's label, else its first named
+    region's, else 'defect'. The shift report and the ``defect:<type>`` charts both count so."""
+    latest = (
+        select(ReviewRow.inspection_id, func.max(ReviewRow.id).label("rid"))
+        .group_by(ReviewRow.inspection_id)
+        .subquery()
+    )
+    review = aliased(ReviewRow)
+    named = (
+        select(RegionRow.inspection_id, func.min(RegionRow.label).label("label"))
+        .where(RegionRow.label.is_not(None))
+        .group_by(RegionRow.inspection_id)
+        .subquery()
+    )
+    joined = (
+        stmt.outerjoin(latest, latest.c.inspection_id == InspectionRow.id)
+        .outerjoin(review, review.id == latest.c.rid)
+        .outerjoin(named, named.c.inspection_id == InspectionRow.id)
+    )
+    kind = func.coalesce(review.label, named.c.label, literal("defect"))
+    is_defect = or_(
+        and_(InspectionRow.verdict == "NG", or_(review.outcome.is_(None), review.outcome != "false_alarm")),
+        review.outcome == "missed_defect",
+    )
+    return joined, (kind, is_defect)
 
 
 class QualityQueryError(ValueError):
@@ -165,11 +203,22 @@ def _key(by: By) -> Any:
 def count_aggregates(engine: Engine, window: Window, metric: str, by: By, calendar: ShiftCalendar) -> list[Aggregate]:
     """Per period or lot: judged parts, NG parts, ERROR parts; for ``defects``, the number
     of defect regions found in the judged parts (in ``count``)."""
-    if metric not in COUNT_METRICS:
-        raise QualityQueryError(f"{metric!r} is not counted; count metrics are {', '.join(COUNT_METRICS)}")
+    if not is_counted(metric):
+        raise QualityQueryError(
+            f"{metric!r} is not counted; count metrics are {', '.join(COUNT_METRICS)} and {DEFECT_PREFIX}<type>"
+        )
     with Session(engine) as s:
         if metric == "ng-rate":
             rows = _from_rollup(s, window, by, _rollup_counts, _raw_counts)
+        elif metric.startswith(DEFECT_PREFIX):
+            # judged parts from the rollup; the parts of the type counted among them (in ``ng``)
+            rows = _from_rollup(s, window, by, _rollup_counts, _raw_counts)
+            key = _key(by).label("k")
+            stmt, (kind, is_defect) = typed_defects(select(key, func.count()).select_from(InspectionRow))
+            stmt = stmt.where(window.where(), is_defect, kind == metric[len(DEFECT_PREFIX) :]).group_by("k")
+            found = {str(k): int(n) for k, n in s.execute(stmt)}
+            for row in rows:
+                row.ng = found.get(row.label, 0)
         else:
             rows = _raw_counts(s, window, by)
             regions = (
@@ -369,7 +418,7 @@ def series_of(
     """The points of a chart of ``metric`` from the records: counts per period or lot for an
     attributes chart, each part's value (``by`` part, the newest ``limit``) or the sums of
     a period's or lot's values for a variables chart. Periods without parts are no points."""
-    counted = metric in COUNT_METRICS
+    counted = is_counted(metric)
     if counted != (chart in ATTRIBUTE_CHARTS):
         need = "an attributes chart (p, np, c, u, laney-p)" if counted else "a variables chart"
         raise QualityQueryError(f"{metric} is charted on {need}, not on a {chart} chart")
@@ -379,7 +428,7 @@ def series_of(
         if by == "part":
             raise QualityQueryError("counts are charted per period or lot; one point per part charts measured values")
         rows = [r for r in count_aggregates(engine, window, metric, by, calendar) if r.judged > 0]  # type: ignore[arg-type]
-        counts = [float(r.ng if metric == "ng-rate" else r.count) for r in rows]
+        counts = [float(r.count if metric == "defects" else r.ng) for r in rows]
         return Series([r.label for r in rows], counts=counts, sizes=[float(r.judged) for r in rows])
     if by == "part":
         found = values(engine, window, metric, limit)

@@ -28,7 +28,7 @@ from huoyan.quality.report import Report, report
 from huoyan.quality.series import Options
 from huoyan.store import quality as Q
 from huoyan.store.records import RecordFilter, as_utc, get_inspection, query_events
-from huoyan.store.schema import InspectionRow, ModelRow, RecipeRow, RegionRow, ReviewRow
+from huoyan.store.schema import InspectionRow, ModelRow, RecipeRow, ReviewRow
 
 log = logging.getLogger(__name__)
 
@@ -187,43 +187,17 @@ def _lot_span(engine: Engine, station: str, lot: str) -> tuple[datetime, datetim
 
 
 def _defect_types(s: Session, where: RecordFilter) -> tuple[list[tuple[str, int]], dict[str, list[int]]]:
-    """NG parts by defect type, most frequent first, and some of each type's part ids.
-    A part's type: its reviewer's label, else its first named region's, else 'defect'."""
-    ng = RecordFilter(**{**vars(where), "verdict": "NG"})
-    latest_review = (
-        select(ReviewRow.inspection_id, func.max(ReviewRow.id).label("rid"))
-        .group_by(ReviewRow.inspection_id)
-        .subquery()
-    )
-    reviewed = dict(
-        s.execute(
-            ng.apply(
-                select(InspectionRow.id, ReviewRow.label)
-                .join(latest_review, latest_review.c.inspection_id == InspectionRow.id)
-                .join(ReviewRow, ReviewRow.id == latest_review.c.rid)
-                .where(ReviewRow.label.is_not(None))
-            )
-        ).all()
-    )
-    first_label = (
-        select(RegionRow.inspection_id, func.min(RegionRow.label).label("label"))
-        .where(RegionRow.label.is_not(None))
-        .group_by(RegionRow.inspection_id)
-        .subquery()
-    )
+    """Defective parts by type (``huoyan.store.quality.typed_defects``), most frequent
+    first, and each type's part ids, newest first."""
+    stmt, (kind, is_defect) = Q.typed_defects(select(InspectionRow.id).add_columns())
     rows = s.execute(
-        ng.apply(
-            select(InspectionRow.id, first_label.c.label)
-            .outerjoin(first_label, first_label.c.inspection_id == InspectionRow.id)
-            .order_by(InspectionRow.arrived_at.desc())
-        )
+        where.apply(stmt.add_columns(kind).where(is_defect).order_by(InspectionRow.arrived_at.desc()))
     ).all()
     counts: Counter[str] = Counter()
     ids: dict[str, list[int]] = {}
     for inspection_id, label in rows:
-        kind = reviewed.get(inspection_id) or label or "defect"
-        counts[kind] += 1
-        ids.setdefault(kind, []).append(int(inspection_id))
+        counts[label] += 1
+        ids.setdefault(label, []).append(int(inspection_id))
     return counts.most_common(), ids
 
 
