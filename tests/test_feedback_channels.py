@@ -261,7 +261,7 @@ def test_modbus_trigger_result_acknowledge_and_a_slow_plc() -> None:
             regs = (await ir()).registers
             assert regs[mb.RESULT_CODE] == 1 and regs[mb.SEQ_LO] == 1 and regs[mb.RPART_LO] == 4711
             assert (await di()).bits[mb.OK] and not (await di()).bits[mb.NG]
-            assert line.triggers[0]["part_id"] == "4711"
+            assert line.triggers[0]["part_id"] == "4711" and "lot" not in line.triggers[0]
             await client.write_coil(mb.RESULT_ACK, True, device_id=1)
             await wait_bit(mb.RESULT_READY, False)
 
@@ -279,6 +279,15 @@ def test_modbus_trigger_result_acknowledge_and_a_slow_plc() -> None:
             assert seen == [(2, 2), (3, 1), (4, 2)]
             assert not (await di()).bits[mb.RESULT_READY]
 
+            # The lot: written once, carried by every later trigger until changed.
+            await client.write_registers(mb.LOT_HI, [1, 2607], device_id=1)
+            for _ in range(2):
+                await wait_bit(mb.READY, True)
+                await client.write_coil(mb.TRIGGER, True, device_id=1)
+                await wait_bit(mb.BUSY, False)
+                await client.write_coil(mb.RESULT_ACK, True, device_id=1)
+            assert [t["lot"] for t in line.triggers[-2:]] == [str((1 << 16) | 2607)] * 2
+
             # Recipe switch by index; an unknown index is reported, not fatal.
             await client.write_register(mb.RECIPE_REQUEST, 2, device_id=1)
             await until(lambda: _reg(ir(), mb.ACTIVE_RECIPE, 2))
@@ -291,7 +300,7 @@ def test_modbus_trigger_result_acknowledge_and_a_slow_plc() -> None:
             await channel.stop()
 
     asyncio.run(plc())
-    assert times.summary()["modbus"]["n"] == 4
+    assert times.summary()["modbus"]["n"] == 6
 
 
 async def _bit(read: Any, bit: int, value: bool) -> bool:

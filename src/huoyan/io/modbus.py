@@ -20,6 +20,8 @@ Discrete inputs (station writes)
 Holding registers (PLC writes)
     0 RecipeRequest   recipe index to switch to (the station's recipe table); 0: no request
     1-2 PartNumber    part number for the next trigger (unsigned 32-bit, high word first); 0: none
+    3-4 LotNumber     lot of the parts triggered from now on (unsigned 32-bit, high word first), kept
+                      until changed and stored on each record as its lot; 0: none
 Input registers (station writes)
     0 ResultCode      0 none, 1 OK, 2 NG, 3 ERROR
     1 ActiveRecipe    index of the recipe in use (0 if it is not in the table)
@@ -57,7 +59,7 @@ TRIGGER, RESULT_ACK, ERROR_RESET = 0, 1, 2
 # Discrete inputs
 READY, BUSY, RESULT_READY, OK, NG, ERROR, ALARM, TRIGGER_ERROR = range(8)
 # Holding registers
-RECIPE_REQUEST, PART_HI, PART_LO = 0, 1, 2
+RECIPE_REQUEST, PART_HI, PART_LO, LOT_HI, LOT_LO = 0, 1, 2, 3, 4
 # Input registers
 RESULT_CODE, ACTIVE_RECIPE, SEQ_HI, SEQ_LO, SCORE, REGION_COUNT, PENDING, RECIPE_STATUS, RPART_HI, RPART_LO = range(10)
 RESULT_CODES = {Verdict.OK: 1, Verdict.NG: 2, Verdict.ERROR: 3}
@@ -220,6 +222,9 @@ class ModbusChannel:
         payload: dict[str, Any] = {"source": "modbus", "part_number": part}
         if part:
             payload["part_id"] = str(part)
+        lot = (s.holding[LOT_HI] << 16) | s.holding[LOT_LO]
+        if lot:
+            payload["lot"] = str(lot)
         s.busy = True
         self.control.trigger(payload)
 
