@@ -177,6 +177,9 @@ def test_a_shift_calendar_refuses_what_it_cannot_mean() -> None:
         Shift(name="A", start="06:10")
     with pytest.raises(ValidationError, match="not a time zone"):
         ShiftCalendar(timezone="Mars/Olympus")
+    for odd in ("0" * 300, "../../etc/passwd", "UTC\x00", "Europe"):  # found by the API fuzzer: a long name was a 500
+        with pytest.raises(ValidationError):
+            ShiftCalendar(timezone=odd)
     with pytest.raises(ValidationError, match="start at the same time"):
         ShiftCalendar(shifts=[Shift(name="A", start="06:00"), Shift(name="B", start="06:00")])
     with pytest.raises(Q.QualityQueryError, match="unknown metric 'colour'"):

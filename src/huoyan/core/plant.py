@@ -50,7 +50,7 @@ class ShiftCalendar(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timezone: str = Field(default="UTC", description="IANA time zone, e.g. Asia/Shanghai")
+    timezone: str = Field(default="UTC", max_length=64, description="IANA time zone, e.g. Asia/Shanghai")
     shifts: list[Shift] = Field(
         default_factory=lambda: [
             Shift(name="A", start="06:00"),
@@ -66,7 +66,7 @@ class ShiftCalendar(BaseModel):
     def _known_zone(cls, v: str) -> str:
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name no file system takes
             raise ValueError(f"{v!r} is not a time zone name (e.g. Asia/Shanghai, Europe/Berlin, UTC)") from None
         return v
 
