@@ -3,6 +3,7 @@ drift, alarm acknowledgement and the shift calendar, each behind its role."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,17 @@ def test_the_shift_calendar_is_set_by_an_admin(served: tuple[TestClient, Platfor
     assert client.get("/api/plant/shifts", headers=keys.headers(OPERATOR)).json()["shifts"][1]["name"] == "夜班"
     bad = client.put("/api/plant/shifts", json={**calendar, "timezone": "Mars/Olympus"}, headers=keys.headers(ADMIN))
     assert bad.status_code == 422 and "not a time zone" in bad.text
+
+
+def test_a_report_with_capability_fits_the_api_schema() -> None:
+    from huoyan.quality.report import report
+    from huoyan.quality.series import Series
+    from huoyan.server.schemas import ChartReportOut
+
+    rng = np.random.default_rng(3)
+    series = Series([str(i) for i in range(30)], groups=[[float(v)] for v in rng.normal(10, 1, 30)])
+    body = report("imr", series, "values", lsl=6.0, usl=14.0).as_dict()
+    out = ChartReportOut.model_validate({**body, "metric": "feature:rms", "by": "part"})
+    assert out.capability is not None and out.capability.cp is not None
+    assert out.capability.cp.value == pytest.approx(body["capability"]["cp"]["value"])
+    assert "Capability" in json.dumps(ChartReportOut.model_json_schema())

@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, Field, field_validator
 
 from huoyan.core.records import StoredInspection
+from huoyan.quality.capability import Capability
 from huoyan.store.accounts import DEFAULT_KEY_SCOPES, AccountError, Role, Scope, username_of
 from huoyan.store.reviews import Outcome
 
@@ -309,29 +310,6 @@ class ViolationOut(BaseModel):
     text: str
 
 
-class IntervalOut(BaseModel):
-    value: float
-    low: float
-    high: float
-
-
-class CapabilityOut(BaseModel):
-    n: int
-    mean: float
-    sigma_within: float
-    sigma_overall: float
-    lsl: float | None
-    usl: float | None
-    confidence: float
-    cp: IntervalOut | None
-    cpk: IntervalOut
-    pp: IntervalOut | None
-    ppk: IntervalOut
-    ppm_observed: float | None
-    ppm_expected_within: float
-    ppm_expected_overall: float
-
-
 class ChartReportOut(BaseModel):
     kind: str
     title: str
@@ -340,7 +318,7 @@ class ChartReportOut(BaseModel):
     labels: list[str] = Field(description="what each point is: a period, a lot or a part's time")
     charts: list[ChartSeriesOut]
     violations: list[ViolationOut]
-    capability: CapabilityOut | None = Field(description="against the recipe's specification for the metric, if any")
+    capability: Capability | None = Field(description="against the recipe's specification for the metric, if any")
 
 
 class FreezeIn(BaseModel):
