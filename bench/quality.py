@@ -141,7 +141,7 @@ t = time.perf_counter()
 size = rows = 0
 for chunk in csv_chunks(engine, RecordFilter(station="st-1", since=since)):
     size += len(chunk)
-    rows += chunk.count(b"\n")
+    rows += chunk.count(b"\\n")
 print(json.dumps({{"seconds": round(time.perf_counter() - t, 2), "rows": rows - 1, "megabytes": round(size / 1e6, 1),
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}}))
 """
@@ -152,7 +152,9 @@ def export_in_subprocess(url: str, since: str | None) -> dict[str, Any]:
     import subprocess
 
     code = EXPORT.format(bench=Path(__file__).resolve().parent, url=url, since=since)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the export failed: {done.stderr[-2000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 

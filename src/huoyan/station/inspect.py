@@ -82,7 +82,8 @@ class Prepared:
 def lot_of(a: Arrival, policy: LotId) -> str | None:
     """The part's lot: given with it (the upload's field, the trigger's payload) or read
     from its file name by the recipe's rule."""
-    given = a.meta.get("lot") or (a.meta.get("trigger") or {}).get(policy.key)
+    trigger = a.meta.get("trigger")
+    given = a.meta.get("lot") or (trigger.get(policy.key) if isinstance(trigger, dict) else None)
     if given not in (None, ""):
         return str(given)
     if policy.source == "filename" and policy.pattern:
