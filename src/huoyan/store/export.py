@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import os
 import tempfile
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import xlsxwriter
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, String, func, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from huoyan.core.records import InspectionRecord
-from huoyan.store.records import RECORD_COLUMNS, RecordFilter, as_utc
+from huoyan.store.records import RECORD_COLUMNS, RecordFilter
 from huoyan.store.schema import InspectionRow, ModelRow, RecipeRow, RegionRow
 
 CHUNK = 5000
@@ -37,14 +40,47 @@ def export_columns() -> list[str]:
     return [*names, "regions"]
 
 
-def export_rows(engine: Engine, where: RecordFilter) -> Iterator[list[Any]]:
-    """The filtered records, oldest first, one list of cell values per record."""
+class IsoUtc(FunctionElement[str]):
+    """A UTC timestamp column as ISO 8601 text, formatted by the database: formatting a
+    million datetimes in Python took longer than the rest of the export."""
+
+    type = String()
+    inherit_cache = True
+    name = "iso_utc"
+
+
+@compiles(IsoUtc, "sqlite")
+def _iso_sqlite(element: IsoUtc, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    # SQLite keeps a DateTime as UTC text, 'YYYY-MM-DD HH:MM:SS.ffffff'
+    return f"(replace({compiler.process(column, **kw)}, ' ', 'T') || '+00:00')"
+
+
+@compiles(IsoUtc, "postgresql")
+def _iso_postgresql(element: IsoUtc, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return f"""to_char({compiler.process(column, **kw)} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+
+
+_TIMES = {"arrived_at", "decided_at", "stored_at"}
+
+
+def _cell(column: str, regions: Any) -> Any:
+    if column in _REFERENCES:
+        return _REFERENCES[column]
+    if column == "regions":
+        return regions
+    if column in _TIMES:
+        return IsoUtc(getattr(InspectionRow, column))
+    return getattr(InspectionRow, column)
+
+
+def export_rows(engine: Engine, where: RecordFilter) -> Iterator[Sequence[Any]]:
+    """The filtered records, oldest first, one row of cell values per record (times as
+    ISO 8601 text in UTC)."""
     columns = export_columns()
     regions = select(func.count(RegionRow.id)).where(RegionRow.inspection_id == InspectionRow.id).scalar_subquery()
-    exprs = [
-        _REFERENCES[c] if c in _REFERENCES else regions if c == "regions" else getattr(InspectionRow, c)
-        for c in columns
-    ]
+    exprs = [_cell(c, regions) for c in columns]
     stmt = (
         select(*exprs)
         .join(RecipeRow, RecipeRow.id == InspectionRow.recipe_pk)
@@ -53,9 +89,7 @@ def export_rows(engine: Engine, where: RecordFilter) -> Iterator[list[Any]]:
     )
     stmt = where.apply(stmt)
     with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=CHUNK).execute(stmt)
-        for row in result:
-            yield [as_utc(v).isoformat() if isinstance(v, datetime) else v for v in row]
+        yield from conn.execution_options(stream_results=True, yield_per=CHUNK).execute(stmt)
 
 
 def csv_chunks(engine: Engine, where: RecordFilter) -> Iterator[bytes]:
@@ -65,13 +99,14 @@ def csv_chunks(engine: Engine, where: RecordFilter) -> Iterator[bytes]:
     writer = csv.writer(buffer)
     buffer.write("\ufeff")
     writer.writerow(export_columns())
-    for i, row in enumerate(export_rows(engine, where), start=1):
-        writer.writerow(row)
-        if i % CHUNK == 0:
-            yield buffer.getvalue().encode("utf-8")
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue().encode("utf-8")
+    rows = export_rows(engine, where)
+    while chunk := list(itertools.islice(rows, CHUNK)):
+        writer.writerows(chunk)
+        yield buffer.getvalue().encode("utf-8")
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue().encode("utf-8")
 
 
 #: Excel's last row is 1,048,576; a sheet holds this many records under its header row.
