@@ -63,6 +63,10 @@ def test_single_job_cycle_and_forbidden_transitions(model_file: Path, tmp_path: 
 
             part = ua.PartIdDataType(Id="P-42")
             meas = ua.MeasIdDataType(Id="M-7")
+            # The lot every part triggered from now on belongs to (Huoyan's namespace).
+            own = await client.get_namespace_index("urn:huoyan:station:st-1")
+            system = await browse(client, "st-1")
+            await (await system.get_child(f"{own}:Lot")).write_value(ua.Variant("L-2026-118", ua.VariantType.String))
             job, error = await auto.call_method(
                 f"{mv}:StartSingleJob",
                 meas,
@@ -112,7 +116,7 @@ def test_single_job_cycle_and_forbidden_transitions(model_file: Path, tmp_path: 
     assert result.ExternalRecipeId.Id == "washer-top" and result.ExternalRecipeId.Version == "1"
     assert result.InternalConfigurationId.Id == opened.model_sha256
     rows = query_records(opened.engine)
-    assert [r["part_id"] for r in rows] == ["P-42"]
+    assert [r["part_id"] for r in rows] == ["P-42"] and rows[0]["lot"] == "L-2026-118"
     assert content["key"] == rows[0]["key"] and content["verdict"] == rows[0]["verdict"]
 
 

@@ -169,6 +169,12 @@ class OpcUaChannel:
         for name, (owner, handler) in handlers.items():
             inputs, outputs = args[name]
             await owner.add_method(sid(name), qn(name), self._guard(name, handler), inputs, outputs)
+        # Not in OPC 40100: the lot of the parts triggered from now on, written by the PLC or
+        # MES and kept until changed; each record stores it (charts and reports per lot).
+        self.lot = await self.system.add_variable(
+            sid("Lot"), ua.QualifiedName("Lot", own), ua.Variant("", ua.VariantType.String)
+        )
+        await self.lot.set_writable()
         self.ready_event = await self.server.get_event_generator(t.nid(ids.RESULT_READY_EVENT_TYPE), self.system.nodeid)
         await self._write_state(self.top_sm, "Preoperational", ids.TOP_STATES)
         await self._write_state(self.auto_sm, "Initialized", ids.AUTO_STATES)
@@ -262,6 +268,9 @@ class OpcUaChannel:
             payload["part_id"] = _id_of(part)
         if _id_of(meas):
             payload["meas_id"] = _id_of(meas)
+        lot = await self.lot.read_value()
+        if lot:
+            payload["lot"] = str(lot)
         await self._enter_auto("SingleExecution")
         self.control.resume()
         self.control.trigger(payload)
