@@ -40,6 +40,17 @@ def test_a_filtered_csv_export_round_trips(line: Any) -> None:  # noqa: F811
         assert int(got["id"]) == api["id"] and got["key"] == api["key"] and got["lot"] == "L01"
         assert float(got["score"]) == pytest.approx(api["score"]) and got["verdict"] == "NG"
         assert int(got["regions"]) == len(api["regions"]) and got["recipe_id"] == "line-2-top"
+    # a time window, and values that are SQL to a careless exporter, are filters like any other
+    since = {
+        "station": "st-1",
+        "since": records[100].arrived_at.isoformat(),
+        "until": records[200].arrived_at.isoformat(),
+    }
+    window = client.get("/api/inspections/export", params=since, headers=keys.headers(OPERATOR)).content
+    assert window.decode("utf-8-sig").count("\n") == 100 + 1
+    odd = {"station": "st-1", "lot": "L01'; DROP TABLE inspections; --"}
+    quoted = client.get("/api/inspections/export", params=odd, headers=keys.headers(OPERATOR))
+    assert quoted.status_code == 200 and quoted.content.decode("utf-8-sig").count("\n") == 1
     everything = client.get("/api/inspections/export", params={"station": "st-1"}, headers=keys.headers(OPERATOR))
     assert everything.content.decode("utf-8-sig").count("\n") == len(records) + 1
     assert client.get("/api/inspections/export").status_code == 401

@@ -75,38 +75,63 @@ def _cell(column: str, regions: Any) -> Any:
     return getattr(InspectionRow, column)
 
 
-def export_rows(engine: Engine, where: RecordFilter) -> Iterator[Sequence[Any]]:
-    """The filtered records, oldest first, one row of cell values per record (times as
-    ISO 8601 text in UTC)."""
+def export_statement(where: RecordFilter) -> Any:
+    """The export's query: the filtered records' cells, oldest first."""
     columns = export_columns()
     regions = select(func.count(RegionRow.id)).where(RegionRow.inspection_id == InspectionRow.id).scalar_subquery()
-    exprs = [_cell(c, regions) for c in columns]
     stmt = (
-        select(*exprs)
+        select(*[_cell(c, regions) for c in columns])
         .join(RecipeRow, RecipeRow.id == InspectionRow.recipe_pk)
         .outerjoin(ModelRow, ModelRow.id == InspectionRow.model_pk)
         .order_by(InspectionRow.arrived_at, InspectionRow.id)
     )
-    stmt = where.apply(stmt)
+    return where.apply(stmt)
+
+
+def export_rows(engine: Engine, where: RecordFilter) -> Iterator[Sequence[Any]]:
+    """The filtered records, oldest first, one row of cell values per record (times as
+    ISO 8601 text in UTC)."""
     with engine.connect() as conn:
-        yield from conn.execution_options(stream_results=True, yield_per=CHUNK).execute(stmt)
+        yield from conn.execution_options(stream_results=True, yield_per=CHUNK).execute(export_statement(where))
+
+
+def _header() -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(export_columns())
+    # The byte-order mark lets Excel read Chinese text in the file as UTF-8.
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
 def csv_chunks(engine: Engine, where: RecordFilter) -> Iterator[bytes]:
-    """The records as UTF-8 CSV with a header row, a chunk of rows at a time. The byte-order
-    mark lets Excel read Chinese text in it as UTF-8."""
+    """The records as UTF-8 CSV with a header row, a chunk of rows at a time. PostgreSQL
+    writes the CSV itself (COPY ... TO STDOUT), which is several times faster than
+    Python's csv module; elsewhere the rows come through a cursor and ``csv`` writes them."""
+    yield _header()
+    if engine.dialect.name == "postgresql":
+        yield from _copy_csv(engine, where)
+        return
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    buffer.write("\ufeff")
-    writer.writerow(export_columns())
+    writer = csv.writer(buffer, lineterminator="\n")
     rows = export_rows(engine, where)
     while chunk := list(itertools.islice(rows, CHUNK)):
         writer.writerows(chunk)
         yield buffer.getvalue().encode("utf-8")
         buffer.seek(0)
         buffer.truncate()
-    if buffer.tell():
-        yield buffer.getvalue().encode("utf-8")
+
+
+def _copy_csv(engine: Engine, where: RecordFilter) -> Iterator[bytes]:
+    # COPY takes no parameters: the filter's values are rendered into the statement by
+    # SQLAlchemy's PostgreSQL compiler, which quotes them.
+    sql = str(export_statement(where).compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:  # type: ignore[attr-defined]
+            for block in copy:
+                yield bytes(block)
+    finally:
+        raw.close()
 
 
 #: Excel's last row is 1,048,576; a sheet holds this many records under its header row.
