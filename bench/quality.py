@@ -14,9 +14,14 @@
    signals: in control (ARL0, target >= 370) and after a shift of one standard deviation
    of the score distribution from the first subgroup (ARL1, target <= 10). Reference in
    the same run: the same EWMA on the raw scores standardised by the reference's mean and
-   SD (what a normal-theory chart does).
+   SD (what a normal-theory chart does). Also with one part per point (subgroups of 1),
+   where the scores' skew reaches the chart undiluted.
 
-    .venv/bin/python bench/quality.py [--records 1000000] [--runs 2000] [--out bench/out/quality.json]
+    .venv/bin/python bench/quality.py [--records 1000000] [--runs 2000] [--reference-sizes 200,1000]
+                                      [--skip-records] [--skip-postgres] [--skip-drift] [--out bench/out/quality.json]
+
+The CSV export runs in a process of its own, so its peak memory is its own; a day's
+export beside the whole month's shows whether memory grows with the rows.
 """
 
 from __future__ import annotations
