@@ -67,10 +67,19 @@ def test_the_quality_page_charts_marks_acknowledges_and_freezes(
         # Phase I, frozen for Phase II
         page.goto(f"{base}/quality/st-1?chart=p&by=hour&estimate=1")
         page.wait_for_function("document.querySelector('#chart-main .main-svg') !== null")
+        # leaving a point out (a click on it) re-estimates the limits without it
+        before = page.eval_on_selector("#chart-main", "d => d.data[1].y[0]")
+        page.eval_on_selector("#chart-main", "d => d.emit('plotly_click', {points: [{pointIndex: 2, curveNumber: 0}]})")
+        expect(page.locator("#limits-note")).to_contain_text(f"estimated from {hours - 1} of {hours} points")
+        assert "exclude=2" in page.url
+        after = page.eval_on_selector("#chart-main", "d => d.data[1].y[0]")
+        assert after != before
+        assert page.eval_on_selector("#chart-main", "d => d.data[5].x.length") == 1  # drawn as excluded
         page.locator("#freeze").click()
         expect(page.locator("#limits-note")).to_contain_text("Froze version 1")
         page.goto(f"{base}/quality/st-1?chart=p&by=hour")
         expect(page.locator("#limits-note")).to_contain_text("frozen limits version 1, frozen by engineer")
+        expect(page.locator("#limits-note")).to_contain_text(f"from {hours - 1} points")
         # a chart the data cannot make says why, in words
         page.goto(f"{base}/quality/st-1?chart=p&metric=score")
         expect(page.locator(".quality-error")).to_contain_text("score is charted on a variables chart")
