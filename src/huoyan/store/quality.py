@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import Engine, Float, Integer, and_, case, func, literal, or_, select
@@ -474,11 +474,6 @@ def _local_floor(local: datetime, fmt: str) -> tuple[str, datetime]:
     else:
         start = local.replace(hour=0, minute=0, second=0, microsecond=0)
     return local.strftime(fmt), start
-
-
-def window_of(station: str, since: datetime | None, until: datetime | None, hours: float = 8.0) -> Window:
-    end = until or datetime.now(UTC)
-    return Window(station, since or end - timedelta(hours=hours), end)
 
 
 # -- plant settings ------------------------------------------------------------------------
