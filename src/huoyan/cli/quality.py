@@ -150,22 +150,11 @@ def read_series(args: argparse.Namespace) -> Any:
 
 
 def read_limits(path: Path) -> Any:
-    from datetime import datetime
-
     from huoyan.quality.charts import Limits
 
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        data = doc["limits"] if "limits" in doc else doc["charts"][0]["limits"]
-        frozen_at = data.get("frozen_at")
-        return Limits(
-            chart=str(data["chart"]),
-            params={str(k): float(v) for k, v in data["params"].items()},
-            points=int(data["points"]),
-            version=data.get("version"),
-            frozen_by=data.get("frozen_by"),
-            frozen_at=datetime.fromisoformat(frozen_at) if frozen_at else None,
-        )
+        return Limits.from_dict(doc["limits"] if "limits" in doc else doc["charts"][0]["limits"])
     except FileNotFoundError:
         raise SystemExit(f"error: --limits {path}: no such file") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -220,21 +209,10 @@ def freeze_to_file(args: argparse.Namespace) -> Callable[[Any], Any]:
                     f"error: --freeze {args.freeze}: exists and is not a limits file; not overwritten"
                 ) from None
         frozen = limits.freeze(version, args.who or getpass.getuser(), datetime.now(UTC))
-        args.freeze.write_text(json.dumps({"limits": limits_json(frozen)}, indent=2) + "\n", encoding="utf-8")
+        args.freeze.write_text(json.dumps({"limits": frozen.as_dict()}, indent=2) + "\n", encoding="utf-8")
         return frozen
 
     return freeze
-
-
-def limits_json(limits: Any) -> dict[str, Any]:
-    return {
-        "chart": limits.chart,
-        "params": limits.params,
-        "points": limits.points,
-        "version": limits.version,
-        "frozen_by": limits.frozen_by,
-        "frozen_at": limits.frozen_at.isoformat() if limits.frozen_at else None,
-    }
 
 
 def _fmt(value: float) -> str:

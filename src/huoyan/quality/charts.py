@@ -59,6 +59,30 @@ class Limits:
     def freeze(self, version: int, by: str, at: datetime) -> Limits:
         return replace(self, version=version, frozen_by=by, frozen_at=at)
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON, as ``from_dict`` reads it back."""
+        return {
+            "chart": self.chart,
+            "params": dict(self.params),
+            "points": self.points,
+            "version": self.version,
+            "frozen_by": self.frozen_by,
+            "frozen_at": self.frozen_at.isoformat() if self.frozen_at else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Limits:
+        """Limits from ``as_dict``'s JSON; KeyError, TypeError or ValueError if it is not that."""
+        frozen_at = data.get("frozen_at")
+        return cls(
+            chart=str(data["chart"]),
+            params={str(k): float(v) for k, v in data["params"].items()},
+            points=int(data["points"]),
+            version=data.get("version"),
+            frozen_by=data.get("frozen_by"),
+            frozen_at=datetime.fromisoformat(frozen_at) if frozen_at else None,
+        )
+
 
 @dataclass(frozen=True)
 class Chart:
@@ -93,7 +117,6 @@ class Chart:
         def clean(a: ArrayF | None) -> list[float | None] | None:
             return None if a is None else [None if not math.isfinite(v) else float(v) for v in a]
 
-        limits = self.limits
         return {
             "chart": self.name,
             "rules": self.rules,
@@ -104,14 +127,7 @@ class Chart:
             "ucl": clean(self.ucl),
             "sigma": clean(self.sigma),
             "excluded": [int(i) for i in np.flatnonzero(self.excluded)],
-            "limits": {
-                "chart": limits.chart,
-                "params": dict(limits.params),
-                "points": limits.points,
-                "version": limits.version,
-                "frozen_by": limits.frozen_by,
-                "frozen_at": limits.frozen_at.isoformat() if limits.frozen_at else None,
-            },
+            "limits": self.limits.as_dict(),
         }
 
 

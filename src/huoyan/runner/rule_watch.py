@@ -22,9 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from huoyan.core.records import InspectionRecord, Severity, StationEvent
 from huoyan.quality.charts import ChartError
-from huoyan.quality.report import report
 from huoyan.quality.rules import DEFAULT_RULES
-from huoyan.quality.series import Options
 from huoyan.store import quality as Q
 
 log = logging.getLogger(__name__)
@@ -71,22 +69,21 @@ class RuleWatch:
 
     def check(self, until: datetime) -> StationEvent | None:
         """Test the hour before ``until``; the event to emit, if the alarm changes."""
-        frozen = Q.frozen_limits(self.engine, self.station_id, "ng-rate", "p")
-        if frozen is None:
-            return None
         window = Q.Window(self.station_id, until - timedelta(hours=HOURS), until)
         calendar = Q.shift_calendar(self.engine)
-        series = Q.series_of(self.engine, window, "ng-rate", "p", "hour", calendar)
-        if not series.labels:
+        result = Q.records_report(
+            self.engine, window, "ng-rate", "p", "hour", calendar, title="NG rate by hour", rules=DEFAULT_RULES
+        )
+        if result is None or not result.limits.frozen:
             return None
-        result = report("p", series, "NG rate by hour", Options(frozen=frozen), DEFAULT_RULES)
-        newest = len(series.labels) - 1
+        frozen, labels = result.limits, result.labels
+        newest = len(labels) - 1
         broken = [v for _, v in result.violations if v.index == newest]
         last_hour = (until - timedelta(hours=1)).astimezone(calendar.zone).strftime("%Y-%m-%d %H:00")
-        if broken and series.labels[newest] == last_hour:
+        if broken and labels[newest] == last_hour:
             self._raised = True
             rules = "; ".join(f"{v.rule} {v.text}" for v in broken)
-            p = series.counts[newest] / series.sizes[newest] if series.counts and series.sizes else float("nan")
+            p = float(result.charts[0].statistic[newest])
             message = (
                 f"NG rate {p:.2%} in the hour from {last_hour}: {rules} "
                 f"(p chart on frozen limits version {frozen.version}, centre {frozen.params['p_bar']:.2%})"

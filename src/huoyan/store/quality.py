@@ -13,8 +13,8 @@ Phase II, each version with who froze it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -27,7 +27,8 @@ from sqlalchemy.sql.functions import FunctionElement
 from huoyan.core.plant import BUCKET_S, ShiftCalendar
 from huoyan.quality.charts import ATTRIBUTE_CHARTS, Limits, Subgroups
 from huoyan.quality.drift import BASELINE, Reference
-from huoyan.quality.series import Series
+from huoyan.quality.report import Report, report
+from huoyan.quality.series import Options, Series
 from huoyan.store.records import as_utc
 from huoyan.store.schema import (
     ControlLimitsRow,
@@ -445,6 +446,32 @@ def series_of(
         [r.high for r in rows],
     )
     return Series([r.label for r in rows], subgroups=sums)
+
+
+def records_report(
+    engine: Engine,
+    window: Window,
+    metric: str,
+    kind: str,
+    by: str,
+    calendar: ShiftCalendar,
+    *,
+    title: str,
+    options: Options | None = None,
+    rules: str | Sequence[str] = "western-electric",
+    estimate: bool = False,
+    lsl: float | None = None,
+    usl: float | None = None,
+) -> Report | None:
+    """A chart of the station's records with its violations (and capability, given a
+    specification), on the newest limits frozen for the station, metric and chart unless
+    ``estimate`` (Phase I); None when the window holds no point. What the API, the shift
+    report and the hourly rule alarm chart."""
+    series = series_of(engine, window, metric, kind, by, calendar)
+    if not series.labels:
+        return None
+    frozen = None if estimate else frozen_limits(engine, window.station, metric, kind)
+    return report(kind, series, title, replace(options or Options(), frozen=frozen), rules, lsl, usl)
 
 
 def rollup(rows: Iterable[Aggregate], by: By, calendar: ShiftCalendar) -> list[Aggregate]:

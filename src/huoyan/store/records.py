@@ -558,6 +558,8 @@ def query_events(
     severity: str | None = None,
     limit: int | None = None,
     newest_first: bool = False,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[dict[str, Any]]:
     stmt = select(EventRow).order_by(
         *((EventRow.at.desc(), EventRow.id.desc()) if newest_first else (EventRow.at, EventRow.id))
@@ -566,6 +568,10 @@ def query_events(
         stmt = stmt.where(EventRow.station_id == station)
     if severity:
         stmt = stmt.where(EventRow.severity == severity)
+    if since:
+        stmt = stmt.where(EventRow.at >= since)
+    if until:
+        stmt = stmt.where(EventRow.at < until)
     if limit:
         stmt = stmt.limit(limit)
     with Session(engine) as s:

@@ -24,8 +24,7 @@ from sqlalchemy.orm import Session
 from huoyan.core.plant import ShiftCalendar
 from huoyan.core.records import StoredInspection
 from huoyan.quality.charts import ChartError
-from huoyan.quality.report import Report, report
-from huoyan.quality.series import Options
+from huoyan.quality.report import Report
 from huoyan.store import quality as Q
 from huoyan.store.records import RecordFilter, as_utc, get_inspection, query_events
 from huoyan.store.schema import InspectionRow, ModelRow, RecipeRow, ReviewRow
@@ -146,13 +145,9 @@ def shift_report(
     notes: list[str] = []
     examples = _examples(engine, picture, types, examples_of, notes)
     window = Q.Window(station, start, end)
-    ng_chart = _chart(engine, window, calendar, station, "ng-rate", "p", notes)
-    score_chart = _chart(engine, window, calendar, station, "normalised-score", "xbar-s", notes)
-    alarms = [
-        e
-        for e in query_events(engine, station, "alarm", None)
-        if start <= datetime.fromisoformat(e["at"]) < end and e["active"]
-    ]
+    ng_chart = _chart(engine, window, calendar, "ng-rate", "p", notes)
+    score_chart = _chart(engine, window, calendar, "normalised-score", "xbar-s", notes)
+    alarms = [e for e in query_events(engine, station, "alarm", since=start, until=end) if e["active"]]
     return ShiftReport(
         station=station,
         title=title,
@@ -242,14 +237,10 @@ def _examples(
 
 
 def _chart(
-    engine: Engine, window: Q.Window, calendar: ShiftCalendar, station: str, metric: str, kind: str, notes: list[str]
+    engine: Engine, window: Q.Window, calendar: ShiftCalendar, metric: str, kind: str, notes: list[str]
 ) -> Report | None:
     try:
-        series = Q.series_of(engine, window, metric, kind, "hour", calendar)
-        if not series.labels:
-            return None
-        frozen = Q.frozen_limits(engine, station, metric, kind)
-        return report(kind, series, f"{metric} by hour", Options(frozen=frozen))
+        return Q.records_report(engine, window, metric, kind, "hour", calendar, title=f"{metric} by hour")
     except (ChartError, Q.QualityQueryError) as exc:
         notes.append(f"{metric} chart: {exc}")
         return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -18,7 +19,7 @@ from huoyan.quality.charts import CHARTS, ChartError
 from huoyan.quality.drift import drift
 from huoyan.quality.html import render_html
 from huoyan.quality.pdf import render_pdf
-from huoyan.quality.report import Report, report
+from huoyan.quality.report import Report
 from huoyan.quality.series import Options
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import attachment, errors, not_found
@@ -57,24 +58,24 @@ def _chart(
 ) -> Report:
     end = until or datetime.now(UTC)
     window = Q.Window(station, since or end - timedelta(hours=DEFAULT_HOURS), end)
-    calendar = Q.shift_calendar(p.engine)
-    series = Q.series_of(p.engine, window, metric, kind, by, calendar)
-    if not series.labels:
-        raise not_found(f"{metric} records of station {station!r} in this period")
-    frozen = None if estimate else Q.frozen_limits(p.engine, station, metric, kind)
     lsl, usl = _spec(p, station, metric)
-    opts = Options(
-        exclude=exclude,
-        frozen=frozen,
-        lam=options.lam,
-        width=options.width,
-        k=options.k,
-        h=options.h,
-        target=options.target,
-        sigma=options.sigma,
+    result = Q.records_report(
+        p.engine,
+        window,
+        metric,
+        kind,
+        by,
+        Q.shift_calendar(p.engine),
+        title=f"{metric} of {station} by {by}",
+        options=replace(options, exclude=exclude),
+        rules=rules,
+        estimate=estimate,
+        lsl=lsl,
+        usl=usl,
     )
-    title = f"{metric} of {station} by {by}"
-    return report(kind, series, title, opts, rules, lsl, usl)
+    if result is None:
+        raise not_found(f"{metric} records of station {station!r} in this period")
+    return result
 
 
 @router.get("/quality/charts", response_model=ChartReportOut, responses=errors(404, 422))
