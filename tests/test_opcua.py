@@ -50,6 +50,7 @@ def test_single_job_cycle_and_forbidden_transitions(model_file: Path, tmp_path: 
             await client.load_data_type_definitions()
             top = await browse(client, "st-1", "VisionStateMachine")
             mv = await client.get_namespace_index(ids.NAMESPACE_URI)
+            hy = await client.get_namespace_index(ids.HUOYAN_URI)
             auto = await top.get_child(f"{mv}:AutomaticModeStateMachine")
             assert await state(top) == "Operational" and await state(auto) == "Ready"
             state_id = await (await auto.get_child("0:CurrentState")).get_child("0:Id")
@@ -85,7 +86,8 @@ def test_single_job_cycle_and_forbidden_transitions(model_file: Path, tmp_path: 
 
             await until(result_for_part)
             result = await last.read_value()
-            content = json.loads(result.ResultContent[0].Value)
+            content = json.loads(result.ResultContent[1].Value)
+            verdict = await (await last.get_child(f"{hy}:Verdict")).read_value()
             await until(lambda: _is(auto, "Ready"))
 
             # Halted: every automatic-mode method is refused until Reset and SelectModeAutomatic.
@@ -106,16 +108,21 @@ def test_single_job_cycle_and_forbidden_transitions(model_file: Path, tmp_path: 
             await top.call_method(f"{mv}:Reset", ua.Variant(0, ua.VariantType.Int32), "")
             await top.call_method(f"{mv}:SelectModeAutomatic")
             assert await state(top) == "Operational" and await state(auto) == "Ready"
-            return {"job": job.Id, "result": result, "content": content}
+            return {"job": job.Id, "result": result, "content": content, "verdict": verdict}
 
     with station_thread(opened, port):
         got = asyncio.run(plc())
     result, content = got["result"], got["content"]
     assert result.PartId.Id == "P-42" and result.MeasId.Id == "M-7" and result.JobId.Id == got["job"]
-    assert result.ResultState in (1, 2)
+    rows = query_records(opened.engine)
+    # ResultState says the result is complete (1) whatever the verdict; the verdict is in
+    # the structured content and in Huoyan's Verdict variable.
+    assert result.ResultState == ids.RESULT_COMPLETED
+    structured = result.ResultContent[0].Value
+    assert structured.Verdict == ids.VERDICTS[rows[0]["verdict"]] == got["verdict"]
+    assert structured.RecordKey == rows[0]["key"] and structured.Regions == len(content["regions"])
     assert result.ExternalRecipeId.Id == "washer-top" and result.ExternalRecipeId.Version == "1"
     assert result.InternalConfigurationId.Id == opened.model_sha256
-    rows = query_records(opened.engine)
     assert [r["part_id"] for r in rows] == ["P-42"] and rows[0]["lot"] == "L-2026-118"
     assert content["key"] == rows[0]["key"] and content["verdict"] == rows[0]["verdict"]
 
@@ -174,7 +181,8 @@ def test_prepare_recipe_switches_the_station(model_file: Path, tmp_path: Path) -
     with station_thread(opened, port):
         internal_id, result = asyncio.run(plc())
     assert internal_id == "washer-bottom:1"
-    assert result.ExternalRecipeId.Id == "washer-bottom" and result.ResultState == 1  # its threshold passes all
+    assert result.ExternalRecipeId.Id == "washer-bottom"
+    assert result.ResultContent[0].Value.Verdict == ids.VERDICTS["OK"]  # its threshold passes all
     rows = query_records(opened.engine)
     assert [(r["part_id"], r["recipe_id"]) for r in rows] == [("Q-1", "washer-bottom")]
 
@@ -231,42 +239,60 @@ def test_security_users_and_encryption(model_file: Path, tmp_path: Path, monkeyp
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
-def test_node_opcua_reads_a_result_and_calls_a_method(model_file: Path, tmp_path: Path) -> None:
+def test_node_opcua_gets_results_by_events_on_the_server_object_and_by_filter(model_file: Path, tmp_path: Path) -> None:
     if not (PEER / "node_modules" / "node-opcua-client").is_dir():
         if os.environ.get("CI"):
             pytest.fail("node-opcua is not installed; .ci/run runs npm ci in tests/opcua_peer")
         pytest.skip("run `npm ci --prefix tests/opcua_peer` first")
     port = free_port()
-    recipe = opcua_recipe(tmp_path, model_file, port, "anonymous: true, security: [none]")
+    # Every part NG: a conforming client must still read the result as Completed.
+    recipe = opcua_recipe(
+        tmp_path, model_file, port, "anonymous: true, security: [none]", extra="decision: {threshold: 1.0e-6}\n"
+    )
     opened = open_station(recipe, f"sqlite:///{tmp_path / 'r.db'}")
-
-    async def single_job() -> None:
-        async with Client(f"opc.tcp://127.0.0.1:{port}/huoyan/") as client:
-            await client.load_data_type_definitions()
-            mv = await client.get_namespace_index(ids.NAMESPACE_URI)
-            auto = await browse(client, "st-1", "VisionStateMachine", "AutomaticModeStateMachine")
-            await auto.call_method(
-                f"{mv}:StartSingleJob",
-                ua.MeasIdDataType(Id=""),
-                ua.PartIdDataType(Id="N-1"),
-                ua.RecipeIdExternalDataType(Id=""),
-                ua.ProductIdDataType(Id=""),
-                ua.Variant([], ua.VariantType.Variant),
-            )
-            await until(lambda: _is(auto, "Ready"))
-
     with station_thread(opened, port):
-        asyncio.run(single_job())
         out = subprocess.run(
-            ["node", str(PEER / "peer.js"), f"opc.tcp://127.0.0.1:{port}/huoyan/", "st-1"],
+            ["node", str(PEER / "peer.js"), f"opc.tcp://127.0.0.1:{port}/huoyan/", "st-1", "3"],
             capture_output=True,
             text=True,
             timeout=120,
         )
     assert out.returncode == 0, out.stderr + out.stdout
     peer = json.loads(next(line for line in out.stdout.splitlines() if line.startswith('{"namespaceIndex"')))
-    assert peer["namespaceIndex"] > 0
-    assert json.loads(peer["resultContent"][0])["part_id"] == "N-1"
-    assert peer["resultState"] in (1, 2)
+    rows = {r["key"]: r for r in query_records(opened.engine)}
+    assert len(rows) == 3 and {r["verdict"] for r in rows.values()} == {"NG"}
+
+    # One ResultReady event per part, received on the Server object, every mandatory field set.
+    events = peer["resultEvents"]
+    assert [e["partId"] for e in events] == ["N-1", "N-2", "N-3"]
+    assert [e["jobId"] for e in events] == peer["jobIds"] and len(set(peer["jobIds"])) == 3
+    for e in events:
+        row = rows[e["resultId"]]
+        assert e["sourceName"] == "st-1" and e["isPartial"] is False and e["creationTime"]
+        assert e["resultState"] == ids.RESULT_COMPLETED
+        assert e["internalRecipeId"] == "washer-top:1"
+        assert e["internalConfigurationId"] == opened.model_sha256
+        assert e["verdict"] == ids.VERDICTS["NG"] and e["message"]["verdict"] == "NG" == row["verdict"]
+    # The state changes of each job came as transition events too.
+    assert peer["transitions"].count("ReadyToSingleExecution") == 3
+    assert peer["transitions"].count("SingleExecutionToReadyAuto") == 3
+
+    assert peer["resultState"] == ids.RESULT_COMPLETED and peer["verdictInContent"] == ids.VERDICTS["NG"]
+    assert json.loads(peer["resultContent"][1])["part_id"] == "N-3"
+    # GetResultListFiltered: newest first, filtered by state, part and job, paged.
+    assert peer["all"]["parts"] == ["N-3", "N-2", "N-1"] and peer["all"]["isComplete"] is True
+    assert peer["completed"]["count"] == 3 and peer["failed"]["count"] == 0
+    assert peer["byPart"]["parts"] == ["N-2"] and peer["byJob"]["parts"] == ["N-1"]
+    assert peer["firstTwo"]["parts"] == ["N-3", "N-2"] and peer["firstTwo"]["isComplete"] is False
+    assert peer["all"]["handle"] > 0
+    assert peer["components"] == {
+        "count": 17,
+        "resultState": ids.RESULT_COMPLETED,
+        "partId": "N-1",
+        "jobId": peer["jobIds"][0],
+        "internalConfigurationId": opened.model_sha256,
+    }
+    assert peer["releaseStatus"] == "Good" and peer["releaseAgainStatus"] == "BadInvalidArgument"
     assert peer["haltStatus"] == "Good" and peer["stateAfterHalt"] == "Halted"
+    assert peer["autoStatusWhileHalted"] == "BadStateNotActive"
     assert peer["stopInHalted"] == "BadInvalidState"

@@ -8,16 +8,28 @@ Address space, under Objects: a ``VisionSystemType`` object named after the stat
 - ``RecipeManagement`` with PrepareRecipe, UnprepareRecipe, PrepareProduct and
   GetRecipeListFiltered over the station's recipe table;
 - ``ResultManagement`` with ``Results/LastResult`` (a ``ResultType`` variable whose
-  value and components are each new result) and GetResultById over recent results.
+  value and components are each new result), GetResultById, GetResultComponentsById,
+  GetResultListFiltered and ReleaseResultHandle over the recent results.
 
-Each result also fires a ``ResultReadyEventType`` event from the vision system. A
-result carries the part id, the PLC's JobId and MeasId, the recipe (ExternalRecipeId:
-id, version, recipe sha256) and the model (InternalConfigurationId: the artifact's
-sha256). ResultState is 1 OK, 2 NG, 3 ERROR. ResultContent holds the full
-``huoyan.result/1`` JSON message (scores, regions, threshold).
+Each result fires a ``ResultReadyEventType`` event, and each state change a
+``StateChangedEventType`` event, from the vision system; the Server object is its
+notifier, so a client subscribed there receives them too. A result carries the part id,
+the PLC's JobId and MeasId (from StartSingleJob, or from StartContinuous for every part
+of a continuous job), the recipe (ExternalRecipeId: id, version, recipe sha256) and the
+model (InternalConfigurationId: the artifact's sha256).
 
-A method called in a state that does not allow it answers ``Bad_InvalidState`` and
-changes nothing; bad arguments answer ``Bad_InvalidArgument``.
+ResultState says whether the result is complete: 1 Completed for an OK or NG part, 4
+Failed for an ERROR (the part could not be judged). The verdict is in the result content
+(``ResultContent[0]``, an ``InspectionResultDataType`` of Huoyan's namespace; ``[1]`` is
+the ``huoyan.result/1`` JSON message) and in ``LastResult/Verdict`` (``VerdictDataType``:
+OK 1, NG 2, ERROR 3).
+
+A lost camera, a database outage or a recipe whose model cannot be loaded moves the
+vision system to Error, with the reason in ``ErrorReason`` and an ``ErrorEventType``
+event; Reset recovers, and a fault that clears by itself (the camera or the database
+back) returns it to Operational. A method called in a state that does not allow it
+answers ``Bad_InvalidState`` and changes nothing; bad arguments answer
+``Bad_InvalidArgument``.
 """
 
 from __future__ import annotations
@@ -26,12 +38,13 @@ import asyncio
 import itertools
 import json
 import logging
-from collections import OrderedDict
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from asyncua import Node, Server, ua
+from asyncua.common.instantiate_util import instantiate
 
 from huoyan.core.control import LineControl, RecipeInfo, RecipeSwitchError
 from huoyan.core.models import Verdict
@@ -39,35 +52,46 @@ from huoyan.core.recipe import OpcUaFeedback
 from huoyan.core.records import InspectionRecord, Severity, StationEvent
 from huoyan.io.feedback import SignalTimes
 from huoyan.io.opcua import nodeids as ids
+from huoyan.io.opcua.events import VisionEvents
+from huoyan.io.opcua.results import HeldResults
 from huoyan.io.opcua.security import configure_security
+from huoyan.io.opcua.statemachine import AUTO, TOP, StateMachines
 from huoyan.io.opcua.types import MachineVisionTypes, build_types, method_args
 
 log = logging.getLogger(__name__)
 
-RESULT_STATES = {Verdict.OK: 1, Verdict.NG: 2, Verdict.ERROR: 3}
-KEEP_RESULTS = 200
+V = ua.VariantType
+RESULT_STATES = {Verdict.OK: ids.RESULT_COMPLETED, Verdict.NG: ids.RESULT_COMPLETED, Verdict.ERROR: ids.RESULT_FAILED}
+KEEP_RESULTS = 1000
+# Station events that stop the vision system until they clear or the PLC resets it.
+FAULTS = ("camera-disconnected", "database-unavailable")
+EXECUTING = ("SingleExecution", "ContinuousExecution")
 
-# method -> {from state: to state}; top-level methods look at the top state, the rest
-# at the automatic mode's state (and need the top state Operational).
-TOP_TRANSITIONS = {
-    "Halt": {"Preoperational": "Halted", "Operational": "Halted", "Error": "Halted"},
-    "Reset": {"Halted": "Preoperational", "Error": "Preoperational"},
-    "SelectModeAutomatic": {"Preoperational": "Operational"},
-}
-AUTO_TRANSITIONS = {
-    "StartSingleJob": {"Ready": "SingleExecution"},
-    "StartContinuous": {"Ready": "ContinuousExecution"},
-    "Stop": {"SingleExecution": "Ready", "ContinuousExecution": "Ready"},
-    "Abort": {"SingleExecution": "Ready", "ContinuousExecution": "Ready"},
-    "PrepareRecipe": {"Initialized": "Ready", "Ready": "Ready"},
-    "PrepareProduct": {"Initialized": "Ready", "Ready": "Ready"},
-    "UnprepareRecipe": {"Ready": "Initialized"},
+
+def _callers(table: dict[str, ids.Transition]) -> dict[str, set[str]]:
+    """Each method and the states it may be called in: those its transitions leave."""
+    out: dict[str, set[str]] = {}
+    for transition in table.values():
+        if transition.cause is not None:
+            out.setdefault(transition.cause, set()).add(transition.from_state)
+    return out
+
+
+TOP_CALLS = _callers(ids.TOP_TRANSITIONS)
+# A recipe may also be prepared again while Ready (the automatic mode stays Ready).
+AUTO_CALLS = {
+    name: states | ({"Ready"} if name in ("PrepareRecipe", "PrepareProduct") else set())
+    for name, states in _callers(ids.AUTO_TRANSITIONS).items()
 }
 Handler = Callable[..., Awaitable[list[ua.Variant]]]
 
 
 def bad(code: int) -> ua.UaStatusCodeError:
     return ua.UaStatusCodeError(code)
+
+
+def ok() -> ua.Variant:
+    return ua.Variant(0, V.Int32)
 
 
 class OpcUaChannel:
@@ -82,13 +106,21 @@ class OpcUaChannel:
         self.times = times
         self.cert_dir = Path(cfg.certificate_dir or data_dir / "opcua")
         self.server = Server()
-        self.top = "Preoperational"
-        self.auto = "Initialized"
         self.prepared: RecipeInfo | None = control.active_recipe()
-        self.results: OrderedDict[str, Any] = OrderedDict()
+        self.results = HeldResults(KEEP_RESULTS)
         self._jobs = itertools.count(1)
-        self._job: str = ""
+        self._job = ""  # the job of the current execution
+        self._meas = ""  # the MeasId StartContinuous gave, for every part of its job
+        self._faults: dict[str, str] = {}  # active faults: kind -> reason
         self.t: MachineVisionTypes | None = None
+
+    @property
+    def top(self) -> str:
+        return self.sm.top
+
+    @property
+    def auto(self) -> str:
+        return self.sm.auto
 
     # -- building -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -100,6 +132,7 @@ class OpcUaChannel:
         self.own = await self.server.register_namespace(f"urn:huoyan:station:{self.station}")
         await self._build(self.own)
         await self.server.start()
+        await self.sm.start()
         await self._enter_top("Operational")  # PreoperationalToOperationalAuto once the model is loaded
         log.info("opcua: serving %s on %s", self.station, self.cfg.endpoint)
 
@@ -107,77 +140,65 @@ class OpcUaChannel:
         t = self.t
         assert t is not None
         sid = lambda path: ids.node_id(f"{self.station}.{path}", own)  # noqa: E731
-        qn = lambda name: ua.QualifiedName(name, t.ns)  # noqa: E731
-        objects = self.server.nodes.objects
-        self.system = await objects.add_object(sid("VisionSystem"), qn(self.station), t.nid(ids.VISION_SYSTEM_TYPE))
-        await self.system.write_attribute(
-            ua.AttributeIds.EventNotifier, ua.DataValue(ua.Variant(1, ua.VariantType.Byte))
+        mv = lambda name: ua.QualifiedName(name, t.ns)  # noqa: E731
+        hy = lambda name: ua.QualifiedName(name, t.huoyan_ns)  # noqa: E731
+        self.system = await self.server.nodes.objects.add_object(
+            sid("VisionSystem"), mv(self.station), t.nid(ids.VISION_SYSTEM_TYPE)
         )
-        self.top_sm = await self.system.add_object(
-            sid("VisionStateMachine"), qn("VisionStateMachine"), t.nid(ids.VISION_STATE_MACHINE_TYPE)
+        top_sm = await self.system.get_child(mv("VisionStateMachine"))
+        auto_sm = await top_sm.get_child(mv("AutomaticModeStateMachine"))
+        recipes = await self.system.get_child(mv("RecipeManagement"))
+        results = await self.system.get_child(mv("ResultManagement"))
+        folder = await results.get_child(mv("Results"))
+        made = await instantiate(
+            folder, self.server.get_node(t.nid(ids.RESULT_TYPE)), sid("Results.LastResult"), mv("LastResult")
         )
-        self.auto_sm = await self.top_sm.add_object(
-            sid("AutomaticModeStateMachine"),
-            qn("AutomaticModeStateMachine"),
-            t.nid(ids.VISION_AUTOMATIC_MODE_STATE_MACHINE_TYPE),
+        self.last = self.server.get_node(made[0])
+        self.last_parts = {name: await self.last.get_child(mv(name)) for name in ids.RESULT_FIELDS}
+        # Not in OPC 40100: the verdict, the reason for the Error state, and the lot of the
+        # parts triggered from now on (written by the PLC or MES, kept until changed).
+        self.verdict = await self.last.add_variable(
+            sid("Results.LastResult.Verdict"), hy("Verdict"), ua.Variant(0, V.Int32),
+            datatype=ids.node_id(ids.VERDICT_DATA_TYPE, t.huoyan_ns),
+        )  # fmt: skip
+        self.error_reason = await self.system.add_variable(
+            sid("ErrorReason"), hy("ErrorReason"), ua.Variant("", V.String)
         )
-        recipes = await self.system.add_object(
-            sid("RecipeManagement"), qn("RecipeManagement"), t.nid(ids.RECIPE_MANAGEMENT_TYPE)
-        )
-        results = await self.system.add_object(
-            sid("ResultManagement"), qn("ResultManagement"), t.nid(ids.RESULT_MANAGEMENT_TYPE)
-        )
-        folder = await results.add_object(sid("Results"), qn("Results"), t.nid(ids.RESULT_FOLDER_TYPE))
-        self.last = await folder.add_variable(
-            sid("Results.LastResult"), qn("LastResult"), ua.Variant(None), datatype=t.nid(ids.RESULT_DATA)
-        )
-        self.last_parts: dict[str, Node] = {}
-        for name, value, datatype in (
-            ("ResultId", None, ids.RESULT_ID),
-            ("PartId", None, ids.PART_ID),
-            ("JobId", None, ids.JOB_ID),
-            ("MeasId", None, ids.MEAS_ID),
-            ("ExternalRecipeId", None, ids.RECIPE_ID_EXTERNAL),
-            ("InternalRecipeId", None, ids.RECIPE_ID_INTERNAL),
-            ("InternalConfigurationId", None, ids.CONFIGURATION_ID),
-            ("ResultState", ua.Variant(0, ua.VariantType.Int32), ids.RESULT_STATE),
-            ("IsPartial", ua.Variant(False, ua.VariantType.Boolean), None),
-            ("CreationTime", ua.Variant(None, ua.VariantType.DateTime), None),
-            ("ResultContent", ua.Variant([], ua.VariantType.String), None),
-        ):
-            self.last_parts[name] = await self.last.add_variable(
-                sid(f"Results.LastResult.{name}"),
-                qn(name),
-                value if value is not None else ua.Variant(None),
-                datatype=t.nid(datatype) if datatype else None,
-            )
-        args = method_args(t)
+        self.lot = await self.system.add_variable(sid("Lot"), ua.QualifiedName("Lot", own), ua.Variant("", V.String))
+        await self.lot.set_writable()
+
         handlers: dict[str, tuple[Node, Handler]] = {
-            "Halt": (self.top_sm, self._halt),
-            "Reset": (self.top_sm, self._reset),
-            "SelectModeAutomatic": (self.top_sm, self._select_automatic),
-            "StartSingleJob": (self.auto_sm, self._start_single),
-            "StartContinuous": (self.auto_sm, self._start_continuous),
-            "Stop": (self.auto_sm, self._stop),
-            "Abort": (self.auto_sm, self._stop),
+            "Halt": (top_sm, self._halt),
+            "Reset": (top_sm, self._reset),
+            "SelectModeAutomatic": (top_sm, self._select_automatic),
+            "StartSingleJob": (auto_sm, self._start_single),
+            "StartContinuous": (auto_sm, self._start_continuous),
+            "Stop": (auto_sm, self._stop),
+            "Abort": (auto_sm, self._abort),
             "PrepareRecipe": (recipes, self._prepare_recipe),
             "UnprepareRecipe": (recipes, self._unprepare_recipe),
             "PrepareProduct": (recipes, self._prepare_product),
             "GetRecipeListFiltered": (recipes, self._recipe_list),
             "GetResultById": (results, self._result_by_id),
+            "GetResultComponentsById": (results, self._result_components),
+            "GetResultListFiltered": (results, self._result_list),
+            "ReleaseResultHandle": (results, self._release_results),
         }
+        assert set(handlers) == set(method_args(t)), "every declared method has a handler"
+        methods: dict[str, Node] = {}
         for name, (owner, handler) in handlers.items():
-            inputs, outputs = args[name]
-            await owner.add_method(sid(name), qn(name), self._guard(name, handler), inputs, outputs)
-        # Not in OPC 40100: the lot of the parts triggered from now on, written by the PLC or
-        # MES and kept until changed; each record stores it (charts and reports per lot).
-        self.lot = await self.system.add_variable(
-            sid("Lot"), ua.QualifiedName("Lot", own), ua.Variant("", ua.VariantType.String)
-        )
-        await self.lot.set_writable()
-        self.ready_event = await self.server.get_event_generator(t.nid(ids.RESULT_READY_EVENT_TYPE), self.system.nodeid)
-        await self._write_state(self.top_sm, "Preoperational", ids.TOP_STATES)
-        await self._write_state(self.auto_sm, "Initialized", ids.AUTO_STATES)
+            methods[name] = await owner.get_child(mv(name))
+            self.server.link_method(methods[name], self._guard(name, handler))
+        self.events = VisionEvents(self.server, self.system)
+        await self.events.start()
+        self.sm = StateMachines(t, top_sm, auto_sm, self.events, methods, self._allowed)
+
+    def _allowed(self, name: str) -> bool:
+        if name in TOP_CALLS:
+            return self.sm.top in TOP_CALLS[name]
+        if name in AUTO_CALLS:
+            return self.sm.top == "Operational" and self.sm.auto in AUTO_CALLS[name]
+        return True
 
     def _guard(self, name: str, handler: Handler) -> Callable[..., Awaitable[list[ua.Variant] | ua.StatusCode]]:
         """State check and error containment: a refused call answers a Bad status (asyncua
@@ -185,12 +206,7 @@ class OpcUaChannel:
 
         async def call(parent: ua.NodeId, *args: ua.Variant) -> list[ua.Variant] | ua.StatusCode:
             try:
-                if name in TOP_TRANSITIONS:
-                    if self.top not in TOP_TRANSITIONS[name]:
-                        raise bad(ua.StatusCodes.BadInvalidState)
-                elif name in AUTO_TRANSITIONS and (
-                    self.top != "Operational" or self.auto not in AUTO_TRANSITIONS[name]
-                ):
+                if not self._allowed(name):
                     raise bad(ua.StatusCodes.BadInvalidState)
                 try:
                     return await handler(*[a.Value if isinstance(a, ua.Variant) else a for a in args])
@@ -204,65 +220,70 @@ class OpcUaChannel:
         return call
 
     # -- states ---------------------------------------------------------------------------
-    async def _write_state(self, machine: Node, state: str, table: dict[str, tuple[int, int, int]]) -> None:
-        assert self.t is not None
-        node_number, _, number = table[state]
-        current = await machine.get_child(ua.QualifiedName("CurrentState", 0))
-        await current.write_value(ua.Variant(ua.LocalizedText(state), ua.VariantType.LocalizedText))
-        state_id = await current.get_child(ua.QualifiedName("Id", 0))
-        await state_id.write_value(ua.Variant(self.t.nid(node_number), ua.VariantType.NodeId))
-        try:
-            state_number = await current.get_child(ua.QualifiedName("Number", 0))
-        except ua.UaError:
-            state_number = await current.add_property(
-                ids.node_id(f"{self.station}.{table is ids.TOP_STATES}.CurrentState.Number", self.own),
-                ua.QualifiedName("Number", 0),
-                ua.Variant(number, ua.VariantType.UInt32),
-            )
-        await state_number.write_value(ua.Variant(number, ua.VariantType.UInt32))
-
-    async def _enter_top(self, state: str) -> None:
-        log.info("opcua: %s -> %s", self.top, state)
-        self.top = state
-        await self._write_state(self.top_sm, state, ids.TOP_STATES)
-        if state == "Operational":
-            await self._enter_auto("Ready" if self.prepared is not None else "Initialized")
-            if self.auto == "Ready" and not self.control.triggerable:
-                await self._enter_auto("ContinuousExecution")  # ReadyToContinuousExecutionAuto
-                self.control.resume()
-        else:
+    async def _enter_top(self, state: str, cause: str | None = None) -> None:
+        if state != "Operational" and self.auto in EXECUTING:
+            await self._enter_auto("Ready")  # a job ends when the vision system stops operating
+        await self.sm.move(TOP, state, cause)
+        if state != "Operational":
             self.control.pause()
+            return
+        await self._enter_auto("Ready" if self.prepared is not None else "Initialized")
+        if self.auto == "Ready" and not self.control.triggerable:
+            await self._start_job("ContinuousExecution", None, "")  # ReadyToContinuousExecutionAuto
 
-    async def _enter_auto(self, state: str) -> None:
-        if state != self.auto:
-            log.info("opcua: automatic mode %s -> %s", self.auto, state)
-        self.auto = state
-        await self._write_state(self.auto_sm, state, ids.AUTO_STATES)
+    async def _enter_auto(self, state: str, cause: str | None = None) -> None:
+        before = self.auto
+        await self.sm.move(AUTO, state, cause)
+        if before in EXECUTING and state == "Ready":
+            assert self.t is not None
+            job = self.t.new("JobIdDataType", Id=self._job)
+            await self.events.fire(self.t.nid(ids.READY_EVENT_TYPE), {"JobId": job}, f"job {self._job} ended")
+
+    async def _start_job(self, state: str, cause: str | None, meas: str) -> Any:
+        """Enter Single or ContinuousExecution with a new JobId, and say so (JobStartedEventType)."""
+        assert self.t is not None
+        self._job = f"{self.station}-job-{next(self._jobs)}"
+        self._meas = meas if state == "ContinuousExecution" else ""
+        await self._enter_auto(state, cause)
+        job = self.t.new("JobIdDataType", Id=self._job)
+        await self.events.fire(self.t.nid(ids.JOB_STARTED_EVENT_TYPE), {"JobId": job}, f"job {self._job} started")
+        self.control.resume()
+        return job
+
+    async def _enter_error(self, reason: str) -> None:
+        """OperationalToErrorAuto or PreoperationalToErrorAuto, with the reason."""
+        assert self.t is not None
+        if self.top not in ("Operational", "Preoperational"):
+            return
+        await self.error_reason.write_value(ua.Variant(reason, V.String))
+        await self._enter_top("Error")
+        await self.events.fire(self.t.nid(ids.ERROR_EVENT_TYPE), self._transition_fields("Error"), reason)
+
+    def _transition_fields(self, to: str) -> dict[str, Any]:
+        assert self.t is not None
+        return {"ToState": ua.LocalizedText(to), "ToState/Id": self.t.nid(ids.TOP_STATES[to][0])}
 
     # -- methods --------------------------------------------------------------------------
     async def _halt(self, cause: int = 0, why: str = "") -> list[ua.Variant]:
-        await self._enter_top("Halted")
-        return [ua.Variant(0, ua.VariantType.Int32)]
+        await self._enter_top("Halted", "Halt")
+        return [ok()]
 
     async def _reset(self, cause: int = 0, why: str = "") -> list[ua.Variant]:
-        await self._enter_top("Preoperational")
-        return [ua.Variant(0, ua.VariantType.Int32)]
+        self._faults.clear()  # the PLC has taken note; a fault that is still there is reported again
+        await self.error_reason.write_value(ua.Variant("", V.String))
+        await self._enter_top("Preoperational", "Reset")
+        return [ok()]
 
     async def _select_automatic(self) -> list[ua.Variant]:
-        await self._enter_top("Operational")
-        return [ua.Variant(0, ua.VariantType.Int32)]
-
-    def _new_job(self) -> Any:
-        assert self.t is not None
-        self._job = f"{self.station}-job-{next(self._jobs)}"
-        return self.t.new("JobIdDataType", Id=self._job)
+        await self._enter_top("Operational", "SelectModeAutomatic")
+        return [ok()]
 
     async def _start_single(self, meas: Any, part: Any, recipe: Any, product: Any, params: Any) -> list[ua.Variant]:
         if not self.control.triggerable:
             log.warning("opcua: StartSingleJob needs a triggered source; this station runs continuously")
             raise bad(ua.StatusCodes.BadNotSupported)
-        await self._check_recipe(recipe)
-        job = self._new_job()
+        self._check_recipe(recipe)
+        job = await self._start_job("SingleExecution", "StartSingleJob", "")
         payload: dict[str, Any] = {"source": "opcua", "job_id": self._job}
         if _id_of(part):
             payload["part_id"] = _id_of(part)
@@ -271,25 +292,27 @@ class OpcUaChannel:
         lot = await self.lot.read_value()
         if lot:
             payload["lot"] = str(lot)
-        await self._enter_auto("SingleExecution")
-        self.control.resume()
         self.control.trigger(payload)
-        return [ua.Variant(job), ua.Variant(0, ua.VariantType.Int32)]
+        return [ua.Variant(job), ok()]
 
     async def _start_continuous(self, meas: Any, part: Any, recipe: Any, product: Any, params: Any) -> list[ua.Variant]:
-        await self._check_recipe(recipe)
-        job = self._new_job()
-        await self._enter_auto("ContinuousExecution")
-        self.control.resume()
-        return [ua.Variant(job), ua.Variant(0, ua.VariantType.Int32)]
+        self._check_recipe(recipe)
+        job = await self._start_job("ContinuousExecution", "StartContinuous", _id_of(meas))
+        return [ua.Variant(job), ok()]
 
     async def _stop(self, cause: int = 0, why: str = "") -> list[ua.Variant]:
+        return await self._end_job("Stop")
+
+    async def _abort(self, cause: int = 0, why: str = "") -> list[ua.Variant]:
+        return await self._end_job("Abort")
+
+    async def _end_job(self, how: str) -> list[ua.Variant]:
         if not self.control.triggerable:
             self.control.pause()  # a running line stops taking parts; those taken are finished
-        await self._enter_auto("Ready")
-        return [ua.Variant(0, ua.VariantType.Int32)]
+        await self._enter_auto("Ready", how)
+        return [ok()]
 
-    async def _check_recipe(self, recipe: Any) -> None:
+    def _check_recipe(self, recipe: Any) -> None:
         """A start naming a recipe other than the prepared one is refused (prepare it first)."""
         wanted = _id_of(recipe)
         if wanted and self.prepared is not None and wanted != self.prepared.recipe_id:
@@ -305,28 +328,51 @@ class OpcUaChannel:
             HashAlgorithm="SHA-256",
         )
 
-    async def _switch(self, key: str | int) -> RecipeInfo:
+    async def _switch(self, key: str, cause: str) -> RecipeInfo:
+        known = any(key in (r.recipe_id, f"product:{r.product}") for r in self.control.recipes())
+        if not known:
+            log.error("opcua: no recipe %r in this station's table", key)
+            raise bad(ua.StatusCodes.BadInvalidArgument)  # nothing changes
         try:
             info = await self.control.prepare_recipe(key)
         except RecipeSwitchError as exc:
+            # A recipe of the table that cannot be run (its file or model is broken): the
+            # station keeps its previous recipe, and the PLC must see that it is not ready.
             log.error("opcua: recipe %r not prepared: %s", key, exc)
-            raise bad(ua.StatusCodes.BadInvalidArgument) from exc
+            await self._enter_error(f"recipe {key} could not be prepared: {exc}")
+            raise bad(ua.StatusCodes.BadConfigurationError) from exc
         self.prepared = info
-        await self._enter_auto("Ready")
+        await self._enter_auto("Ready", cause)
+        assert self.t is not None
+        await self.events.fire(
+            self.t.nid(ids.RECIPE_PREPARED_EVENT_TYPE),
+            {"InternalId": self._internal_id(info), "ExternalId": self._external_id(info)},
+            f"recipe {info.recipe_id} v{info.version} prepared",
+        )
         return info
+
+    def _external_id(self, info: RecipeInfo) -> Any:
+        assert self.t is not None
+        return self.t.new(
+            "RecipeIdExternalDataType",
+            Id=info.recipe_id,
+            Version=info.version,
+            Hash=bytes.fromhex(info.sha256),
+            HashAlgorithm="SHA-256",
+        )
 
     async def _prepare_recipe(self, external: Any, internal: Any) -> list[ua.Variant]:
         key = _id_of(external) or _id_of(internal).split(":")[0]
         if not key:
             raise bad(ua.StatusCodes.BadInvalidArgument)
-        info = await self._switch(key)
-        return [ua.Variant(self._internal_id(info)), ua.Variant(True), ua.Variant(0, ua.VariantType.Int32)]
+        info = await self._switch(key, "PrepareRecipe")
+        return [ua.Variant(self._internal_id(info)), ua.Variant(True), ok()]
 
     async def _prepare_product(self, product: Any) -> list[ua.Variant]:
         if not _id_of(product):
             raise bad(ua.StatusCodes.BadInvalidArgument)
-        info = await self._switch(f"product:{_id_of(product)}")
-        return [ua.Variant(self._internal_id(info)), ua.Variant(0, ua.VariantType.Int32)]
+        info = await self._switch(f"product:{_id_of(product)}", "PrepareProduct")
+        return [ua.Variant(self._internal_id(info)), ok()]
 
     async def _unprepare_recipe(self, external: Any, internal: Any) -> list[ua.Variant]:
         if self.prepared is None:
@@ -334,24 +380,115 @@ class OpcUaChannel:
         info = self.prepared
         self.prepared = None
         self.control.pause()
-        await self._enter_auto("Initialized")
-        return [ua.Variant(self._internal_id(info)), ua.Variant(0, ua.VariantType.Int32)]
+        await self._enter_auto("Initialized", "UnprepareRecipe")
+        return [ua.Variant(self._internal_id(info)), ok()]
 
-    async def _recipe_list(self, *args: Any) -> list[ua.Variant]:
-        listed = [self._internal_id(r) for r in self.control.recipes()]
+    async def _recipe_list(
+        self, external: Any, product: Any, prepared: int, max_results: int, start: int, timeout: int = 0
+    ) -> list[ua.Variant]:
+        def wanted(info: RecipeInfo) -> bool:
+            is_prepared = self.prepared is not None and info.recipe_id == self.prepared.recipe_id
+            return (
+                (not _id_of(external) or _id_of(external) == info.recipe_id)
+                and (not _id_of(product) or _id_of(product) == info.product)
+                and (prepared == 2 or bool(prepared) == is_prepared)  # TriStateBoolean: 2 is DONTCARE
+            )
+
+        matching = [self._internal_id(r) for r in self.control.recipes() if wanted(r)]
+        listed = matching[start : start + max_results] if max_results else matching[start:]
         return [
-            ua.Variant(True),
-            ua.Variant(len(listed), ua.VariantType.UInt32),
-            ua.Variant(0, ua.VariantType.UInt32),
-            ua.Variant(listed),
-            ua.Variant(0, ua.VariantType.Int32),
+            ua.Variant(start + len(listed) >= len(matching)),
+            ua.Variant(len(listed), V.UInt32),
+            ua.Variant(0, V.UInt32),  # nothing is held for a recipe list: no handle to release
+            ua.Variant(listed, V.ExtensionObject),
+            ok(),
         ]
 
-    async def _result_by_id(self, result_id: Any, timeout: int = 0) -> list[ua.Variant]:
+    def _found(self, result_id: Any) -> Any:
         found = self.results.get(_id_of(result_id))
         if found is None:
             raise bad(ua.StatusCodes.BadNotFound)
-        return [ua.Variant(0, ua.VariantType.UInt32), ua.Variant(found), ua.Variant(0, ua.VariantType.Int32)]
+        return found
+
+    async def _result_by_id(self, result_id: Any, timeout: int = 0) -> list[ua.Variant]:
+        found = self._found(result_id)
+        handle = self.results.hold([found.ResultId.Id])
+        return [ua.Variant(handle, V.UInt32), ua.Variant(found), ok()]
+
+    async def _result_components(self, result_id: Any, timeout: int = 0) -> list[ua.Variant]:
+        r = self._found(result_id)
+        handle = self.results.hold([r.ResultId.Id])
+        return [
+            ua.Variant(bool(r.HasTransferableDataOnFile), V.Boolean),
+            ua.Variant(handle, V.UInt32),
+            ua.Variant(r.IsPartial, V.Boolean),
+            ua.Variant(bool(r.IsSimulated), V.Boolean),
+            ua.Variant(r.ResultState, V.Int32),
+            *(
+                ua.Variant(getattr(r, name), V.ExtensionObject)
+                for name in (
+                    "MeasId",
+                    "PartId",
+                    "ExternalRecipeId",
+                    "InternalRecipeId",
+                    "ProductId",
+                    "ExternalConfigurationId",
+                    "InternalConfigurationId",
+                    "JobId",
+                )
+            ),
+            ua.Variant(r.CreationTime, V.DateTime),
+            ua.Variant(r.ProcessingTimes, V.ExtensionObject),
+            ua.Variant(r.ResultContent or [], V.Variant),
+            ok(),
+        ]
+
+    async def _result_list(
+        self,
+        state: int,
+        meas: Any,
+        part: Any,
+        external_recipe: Any,
+        internal_recipe: Any,
+        external_config: Any,
+        internal_config: Any,
+        product: Any,
+        job: Any,
+        max_results: int,
+        start: int,
+        timeout: int = 0,
+    ) -> list[ua.Variant]:
+        wanted = {
+            "MeasId": _id_of(meas),
+            "PartId": _id_of(part),
+            "ExternalRecipeId": _id_of(external_recipe),
+            "InternalRecipeId": _id_of(internal_recipe),
+            "ExternalConfigurationId": _id_of(external_config),
+            "InternalConfigurationId": _id_of(internal_config),
+            "ProductId": _id_of(product),
+            "JobId": _id_of(job),
+        }
+        filters = {name: value for name, value in wanted.items() if value}
+
+        def match(r: Any) -> bool:
+            if state and r.ResultState != state:
+                return False
+            return all(_id_of(getattr(r, name)) == value for name, value in filters.items())
+
+        page, complete = self.results.page(match, start, max_results)
+        handle = self.results.hold([r.ResultId.Id for r in page])
+        return [
+            ua.Variant(complete, V.Boolean),
+            ua.Variant(len(page), V.UInt32),
+            ua.Variant(handle, V.UInt32),
+            ua.Variant(page, V.ExtensionObject),
+            ok(),
+        ]
+
+    async def _release_results(self, handle: int) -> list[ua.Variant]:
+        if not self.results.release(handle):
+            raise bad(ua.StatusCodes.BadInvalidArgument)
+        return [ok()]
 
     # -- results and events ------------------------------------------------------------------
     def _result_value(self, record: InspectionRecord, message: dict[str, Any]) -> dict[str, Any]:
@@ -359,13 +496,25 @@ class OpcUaChannel:
         assert t is not None
         trigger = record.trigger or {}
         info = self.control.active_recipe()
-        return {
+        continuous = self.auto == "ContinuousExecution"
+        model = record.model_sha256 or ""
+        content = t.new(
+            "InspectionResultDataType",
+            Verdict=ids.VERDICTS[record.verdict.value],
+            Score=_number(record.score),
+            Threshold=_number(record.threshold),
+            Regions=len(record.regions),
+            RecordKey=record.key,
+            Error=record.error or "",
+        )
+        fields: dict[str, Any] = {
             "ResultId": t.new("ResultIdDataType", Id=record.key),
             "IsPartial": False,
+            "IsSimulated": False,
             "ResultState": RESULT_STATES[record.verdict],
             "PartId": t.new("PartIdDataType", Id=record.part_id or ""),
-            "MeasId": t.new("MeasIdDataType", Id=str(trigger.get("meas_id", ""))),
-            "JobId": t.new("JobIdDataType", Id=str(trigger.get("job_id", ""))),
+            "MeasId": t.new("MeasIdDataType", Id=str(trigger.get("meas_id") or (self._meas if continuous else ""))),
+            "JobId": t.new("JobIdDataType", Id=str(trigger.get("job_id") or (self._job if continuous else ""))),
             "ExternalRecipeId": t.new(
                 "RecipeIdExternalDataType",
                 Id=record.recipe_id,
@@ -378,42 +527,41 @@ class OpcUaChannel:
                 Id=f"{record.recipe_id}:{record.recipe_version}",
                 Version=record.recipe_version,
             ),
+            "ProductId": t.new("ProductIdDataType", Id=info.product if info.recipe_id == record.recipe_id else ""),
             "InternalConfigurationId": t.new(
                 "ConfigurationIdDataType",
-                Id=record.model_sha256 or "",
+                Id=model,
+                Hash=bytes.fromhex(model) if model else None,
                 HashAlgorithm="SHA-256 of the model artifact",
             ),
             "CreationTime": record.decided_at,
-            "ResultContent": [json.dumps(message)],
+            "ProcessingTimes": t.new(
+                "ProcessingTimesDataType",
+                StartTime=record.arrived_at,
+                EndTime=record.decided_at,
+                ProcessingDuration=record.latency_ms,
+            ),
+            "ResultContent": [ua.Variant(content, V.ExtensionObject), ua.Variant(json.dumps(message), V.String)],
         }
+        return fields
 
     async def _publish(self, record: InspectionRecord, message: dict[str, Any]) -> None:
         t = self.t
         assert t is not None
         fields = self._result_value(record, message)
-        content = fields["ResultContent"]
-        result = t.new(
-            "ResultDataType", **{**fields, "ResultContent": [ua.Variant(c, ua.VariantType.String) for c in content]}
-        )
-        self.results[record.key] = result
-        while len(self.results) > KEEP_RESULTS:
-            self.results.popitem(last=False)
+        result = t.new("ResultDataType", **fields)
+        self.results.add(record.key, result)
         for name, node in self.last_parts.items():
-            value = fields[name]
-            if name == "ResultState":
-                value = ua.Variant(value, ua.VariantType.Int32)
-            elif name == "ResultContent":
-                value = ua.Variant(content, ua.VariantType.String)
-            await node.write_value(value)
+            if name in fields:
+                await node.write_value(_variant(name, fields[name]))
+        await self.verdict.write_value(ua.Variant(ids.VERDICTS[record.verdict.value], V.Int32))
         await self.last.write_value(ua.Variant(result))
         self.times.signalled(self.name, record.key, record.part_id, record.decided_at)
-        ev = self.ready_event.event
-        for name in ("ResultId", "IsPartial", "PartId", "MeasId", "JobId", "ExternalRecipeId", "InternalRecipeId"):
-            setattr(ev, name, fields[name])
-        ev.ResultState = ua.Variant(fields["ResultState"], ua.VariantType.Int32)
-        ev.CreationTime = fields["CreationTime"]
-        ev.ResultContent = content
-        await self.ready_event.trigger(message=f"result {record.verdict.value} for part {record.part_id}")
+        await self.events.fire(
+            t.nid(ids.RESULT_READY_EVENT_TYPE),
+            fields,
+            f"result {record.verdict.value} for part {record.part_id}",
+        )
         if self.auto == "SingleExecution" and (record.trigger or {}).get("source") == "opcua":
             await self._enter_auto("Ready")  # SingleExecutionToReadyAuto
 
@@ -422,17 +570,45 @@ class OpcUaChannel:
         task.add_done_callback(_log_failure)
 
     def event(self, event: StationEvent, message: dict[str, Any]) -> None:
-        # A lost camera stops the vision system: Error until it is back (ErrorToOperationalAuto).
-        if event.kind != "camera-disconnected":
+        # A lost camera or database stops the vision system: Error until it is back
+        # (ErrorToOperationalAuto) or the PLC resets it.
+        if event.kind not in FAULTS:
             return
         loop = asyncio.get_running_loop()
-        if event.active and event.severity == Severity.ALARM and self.top == "Operational":
-            loop.create_task(self._enter_top("Error")).add_done_callback(_log_failure)
-        elif not event.active and self.top == "Error":
-            loop.create_task(self._enter_top("Operational")).add_done_callback(_log_failure)
+        if event.active and event.severity == Severity.ALARM:
+            self._faults[event.kind] = event.message
+            loop.create_task(self._enter_error(event.message)).add_done_callback(_log_failure)
+        elif not event.active and self._faults.pop(event.kind, None) is not None:
+            loop.create_task(self._resolved()).add_done_callback(_log_failure)
+
+    async def _resolved(self) -> None:
+        if self.top != "Error" or self._faults:
+            return
+        assert self.t is not None
+        await self.error_reason.write_value(ua.Variant("", V.String))
+        await self._enter_top("Operational")
+        await self.events.fire(
+            self.t.nid(ids.ERROR_RESOLVED_EVENT_TYPE), self._transition_fields("Operational"), "fault cleared"
+        )
 
     async def stop(self) -> None:
         await self.server.stop()
+
+
+def _variant(name: str, value: Any) -> ua.Variant:
+    if name == "ResultState":
+        return ua.Variant(value, V.Int32)
+    if name in ("IsPartial", "IsSimulated"):
+        return ua.Variant(value, V.Boolean)
+    if name == "CreationTime":
+        return ua.Variant(value, V.DateTime)
+    if name == "ResultContent":
+        return ua.Variant(value, V.Variant)
+    return ua.Variant(value, V.ExtensionObject)
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

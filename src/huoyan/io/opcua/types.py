@@ -1,19 +1,25 @@
 """The Machine Vision type system (OPC 40100-1), built in code on an asyncua server.
 
-Creates, under the specification's namespace and NodeIds: the data types a PLC
-exchanges with a vision system (ids of jobs, parts, recipes, products, results and
-``ResultDataType``), the two state machine types with their states and StateNumbers,
-the method declarations of the automatic mode and of recipe and result management,
-``ResultType`` and ``ResultReadyEventType``. Where Huoyan departs from the NodeSet it
-says so: id fields are ``String`` rather than the ``TrimmedString`` subtype, the
-recipe id structures carry their abstract base's fields directly, and the transition
-objects of the state machines are not modelled (``CurrentState`` with ``Id`` and
-``Number`` is).
+Creates, under the specification's namespace and NodeIds (``nodeids``): the data types a
+PLC exchanges with a vision system (``TrimmedString``, ``Handle``, ``ResultStateDataType``,
+``TriStateBooleanDataType``, the id structures derived from ``BinaryIdBaseDataType`` and
+``ResultDataType``); the object types a station instantiates with their instance
+declarations and modelling rules (``VisionSystemType`` with its mandatory
+``VisionStateMachine``, recipe and result management, ``ResultFolderType``); the two state
+machine types with their states, transitions and StateNumbers / TransitionNumbers;
+``ResultType`` with its components; the event types the server fires; and the namespace's
+metadata object. Only what Huoyan implements is declared: optional children it does not
+offer (configuration management, file transfer, step models, simulation mode) are left
+out of the types, as the specification allows.
+
+Huoyan's own namespace adds ``VerdictDataType`` (OK 1, NG 2, ERROR 3) and
+``InspectionResultDataType``, the structured result content that carries the verdict.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from asyncua import Node, Server, ua
@@ -24,11 +30,15 @@ from huoyan.io.opcua import nodeids as ids
 
 V = ua.VariantType
 BASE_DATA_TYPE = ids.node_id(ua.ObjectIds.BaseDataType)
+RULES = {ids.MANDATORY: ua.ObjectIds.ModellingRule_Mandatory, ids.OPTIONAL: ua.ObjectIds.ModellingRule_Optional}
+# Above every NodeId of the specification's namespace: ids asyncua generates start here.
+GENERATED_IDS_FROM = 100_000
 
 
 @dataclass
 class MachineVisionTypes:
-    ns: int
+    ns: int  # the specification's namespace
+    huoyan_ns: int  # Huoyan's types
     classes: dict[str, Any]  # generated structure classes, by data type name
 
     def nid(self, number: int) -> ua.NodeId:
@@ -55,6 +65,7 @@ INT32 = ua.ObjectIds.Int32
 STRING = ua.ObjectIds.String
 BOOLEAN = ua.ObjectIds.Boolean
 UINT32 = ua.ObjectIds.UInt32
+UTC_TIME = ua.ObjectIds.UtcTime
 
 
 def method_args(t: MachineVisionTypes) -> dict[str, tuple[list[ua.Argument], list[ua.Argument]]]:
@@ -70,6 +81,41 @@ def method_args(t: MachineVisionTypes) -> dict[str, tuple[list[ua.Argument], lis
         arg("Parameters", BASE_DATA_TYPE, array=True),
     ]
     recipe_in = [arg("ExternalId", n(ids.RECIPE_ID_EXTERNAL)), arg("InternalIdIn", n(ids.RECIPE_ID_INTERNAL))]
+    handle = arg("ResultHandle", n(ids.HANDLE))
+    result_query = [arg("ResultId", n(ids.RESULT_ID)), arg("Timeout", INT32)]
+    components = [
+        arg("HasTransferableDataOnFile", BOOLEAN),
+        handle,
+        arg("IsPartial", BOOLEAN),
+        arg("IsSimulated", BOOLEAN),
+        arg("ResultState", n(ids.RESULT_STATE)),
+        arg("MeasId", n(ids.MEAS_ID)),
+        arg("PartId", n(ids.PART_ID)),
+        arg("ExternalRecipeId", n(ids.RECIPE_ID_EXTERNAL)),
+        arg("InternalRecipeId", n(ids.RECIPE_ID_INTERNAL)),
+        arg("ProductId", n(ids.PRODUCT_ID)),
+        arg("ExternalConfigurationId", n(ids.CONFIGURATION_ID)),
+        arg("InternalConfigurationId", n(ids.CONFIGURATION_ID)),
+        arg("JobId", n(ids.JOB_ID)),
+        arg("CreationTime", UTC_TIME),
+        arg("ProcessingTimes", n(ids.PROCESSING_TIMES)),
+        arg("ResultContent", BASE_DATA_TYPE, array=True),
+        *error,
+    ]
+    result_filter = [
+        arg("ResultState", n(ids.RESULT_STATE)),
+        arg("MeasId", n(ids.MEAS_ID)),
+        arg("PartId", n(ids.PART_ID)),
+        arg("ExternalRecipeId", n(ids.RECIPE_ID_EXTERNAL)),
+        arg("InternalRecipeId", n(ids.RECIPE_ID_INTERNAL)),
+        arg("ExternalConfigurationId", n(ids.CONFIGURATION_ID)),
+        arg("InternalConfigurationId", n(ids.CONFIGURATION_ID)),
+        arg("ProductId", n(ids.PRODUCT_ID)),
+        arg("JobId", n(ids.JOB_ID)),
+        arg("MaxResults", UINT32),
+        arg("StartIndex", UINT32),
+        arg("Timeout", INT32),
+    ]
     return {
         "Halt": (cause, error),
         "Reset": (cause, error),
@@ -91,7 +137,7 @@ def method_args(t: MachineVisionTypes) -> dict[str, tuple[list[ua.Argument], lis
             [
                 arg("ExternalId", n(ids.RECIPE_ID_EXTERNAL)),
                 arg("ProductId", n(ids.PRODUCT_ID)),
-                arg("IsPrepared", INT32),
+                arg("IsPrepared", n(ids.TRI_STATE_BOOLEAN)),
                 arg("MaxResults", UINT32),
                 arg("StartIndex", UINT32),
                 arg("Timeout", INT32),
@@ -99,62 +145,129 @@ def method_args(t: MachineVisionTypes) -> dict[str, tuple[list[ua.Argument], lis
             [
                 arg("IsComplete", BOOLEAN),
                 arg("ResultCount", UINT32),
-                arg("RecipeHandle", UINT32),
+                arg("RecipeHandle", n(ids.HANDLE)),
                 arg("RecipeList", n(ids.RECIPE_ID_INTERNAL), array=True),
                 *error,
             ],
         ),
-        "GetResultById": (
-            [arg("ResultId", n(ids.RESULT_ID)), arg("Timeout", INT32)],
-            [arg("ResultHandle", UINT32), arg("Result", n(ids.RESULT_DATA)), *error],
+        "GetResultById": (result_query, [handle, arg("Result", n(ids.RESULT_DATA)), *error]),
+        "GetResultComponentsById": (result_query, components),
+        "GetResultListFiltered": (
+            result_filter,
+            [
+                arg("IsComplete", BOOLEAN),
+                arg("ResultCount", UINT32),
+                handle,
+                arg("ResultList", n(ids.RESULT_DATA), array=True),
+                *error,
+            ],
         ),
+        "ReleaseResultHandle": ([handle], error),
     }
 
 
+async def _reserve_generated_ids(server: Server, ns: int) -> None:
+    """asyncua numbers a node made without a NodeId after the highest number it finds in
+    the namespace the first time it needs one. Make that above the specification's range,
+    so a generated id never takes a NodeId the specification gives a node created later."""
+    marker = await server.nodes.objects.add_folder(ids.node_id(GENERATED_IDS_FROM, ns), "reserve")
+    generated = await server.nodes.objects.add_folder(ids.new_node_id(ns), "generated")
+    await server.delete_nodes([generated, marker])
+
+
 async def _struct(
-    server: Server, ns: int, name: str, numbers: tuple[int, int], fields: list[ua.StructureField]
-) -> None:
-    """A structure data type with the specification's NodeIds for itself and its binary encoding."""
+    server: Server,
+    ns: int,
+    name: str,
+    numbers: tuple[int, int | None],
+    fields: list[ua.StructureField],
+    base: Node | None = None,
+    abstract: bool = False,
+) -> Node:
+    """A structure data type with the specification's NodeIds for itself and its binary
+    encoding. A subtype's definition lists its base's fields first (OPC 10000-3, 8.48)."""
     data_type, encoding = numbers
-    base = server.nodes.base_structure_type
-    dtype = await create_data_type(base, ids.node_id(data_type, ns), ua.QualifiedName(name, ns))
-    enc = await create_encoding(dtype, ids.node_id(encoding, ns), ua.QualifiedName("Default Binary", 0))
+    parent = base or server.nodes.base_structure_type
+    dtype = await create_data_type(parent, ids.node_id(data_type, ns), ua.QualifiedName(name, ns))
+    if abstract:
+        await dtype.write_attribute(ua.AttributeIds.IsAbstract, ua.DataValue(ua.Variant(True, V.Boolean)))
     sdef = ua.StructureDefinition()
-    sdef.BaseDataType = server.nodes.base_structure_type.nodeid
+    sdef.BaseDataType = parent.nodeid
     optional = any(f.IsOptional for f in fields)
     sdef.StructureType = ua.StructureType.StructureWithOptionalFields if optional else ua.StructureType.Structure
     sdef.Fields = fields
-    sdef.DefaultEncodingId = enc.nodeid
+    if encoding is not None:
+        enc = await create_encoding(dtype, ids.node_id(encoding, ns), ua.QualifiedName("Default Binary", 0))
+        sdef.DefaultEncodingId = enc.nodeid
     await dtype.write_data_type_definition(sdef)
+    return dtype
 
 
-async def _structs(server: Server, ns: int) -> None:
+async def _enum(parent: Node, node: ua.NodeId, name: ua.QualifiedName, values: dict[str, int]) -> None:
+    dtype = await parent.add_data_type(node, name)
+    edef = ua.EnumDefinition()
+    for text, value in values.items():
+        field = ua.EnumField()
+        field.Name = text
+        field.Value = value
+        field.DisplayName = ua.LocalizedText(text)
+        edef.Fields.append(field)
+    await dtype.write_data_type_definition(edef)
+    enum_values = [ua.EnumValueType(Value=v, DisplayName=ua.LocalizedText(k)) for k, v in values.items()]
+    await dtype.add_property(
+        ids.new_node_id(node.NamespaceIndex),
+        ua.QualifiedName("EnumValues", 0),
+        ua.Variant(enum_values, V.ExtensionObject),
+        datatype=ids.node_id(ua.ObjectIds.EnumValueType),
+    )
+
+
+async def _data_types(server: Server, ns: int) -> None:
     n = lambda i: ids.node_id(i, ns)  # noqa: E731
+    qn = lambda name: ua.QualifiedName(name, ns)  # noqa: E731
+    await server.get_node(ua.ObjectIds.String).add_data_type(n(ids.TRIMMED_STRING), qn("TrimmedString"))
+    await server.get_node(ua.ObjectIds.UInt32).add_data_type(n(ids.HANDLE), qn("Handle"))
+    # OPC UA 1.05 added TrimmedString and Handle to namespace 0; asyncua then skips the
+    # specification's types of the same names and cannot decode a structure using them.
+    ua.basetype_by_datatype[n(ids.TRIMMED_STRING)] = "TrimmedString"
+    ua.basetype_by_datatype[n(ids.HANDLE)] = "Handle"
+    await server.get_node(ua.ObjectIds.Int32).add_data_type(n(ids.RESULT_STATE), qn("ResultStateDataType"))
+    await _enum(
+        server.nodes.enum_data_type,
+        n(ids.TRI_STATE_BOOLEAN),
+        qn("TriStateBooleanDataType"),
+        {"FALSE_0": 0, "TRUE_1": 1, "DONTCARE_2": 2},
+    )
     f = new_struct_field
-    described = [f("Id", V.String), f("Description", V.LocalizedText, optional=True)]
+    trimmed = n(ids.TRIMMED_STRING)
+    described = [f("Id", trimmed), f("Description", V.LocalizedText, optional=True)]
     binary_id = [
-        f("Id", V.String),
-        f("Version", V.String, optional=True),
+        f("Id", trimmed),
+        f("Version", trimmed, optional=True),
         f("Hash", V.ByteString, optional=True),
         f("HashAlgorithm", V.String, optional=True),
         f("Description", V.LocalizedText, optional=True),
     ]
+    base = await _struct(server, ns, "BinaryIdBaseDataType", (ids.BINARY_ID_BASE, None), binary_id, abstract=True)
+    for name, numbers in (
+        ("RecipeIdExternalDataType", (ids.RECIPE_ID_EXTERNAL, 5002)),
+        ("RecipeIdInternalDataType", (ids.RECIPE_ID_INTERNAL, 5268)),
+        ("ConfigurationIdDataType", (ids.CONFIGURATION_ID, 5090)),
+    ):
+        await _struct(server, ns, name, numbers, binary_id, base=base)
     simple = {
         "MeasIdDataType": ((ids.MEAS_ID, 5006), described),
         "PartIdDataType": ((ids.PART_ID, 5013), described),
         "ProductIdDataType": ((ids.PRODUCT_ID, 5224), described),
-        "JobIdDataType": ((ids.JOB_ID, 5008), [f("Id", V.String)]),
-        "ResultIdDataType": ((ids.RESULT_ID, 5274), [f("Id", V.String)]),
-        "RecipeIdExternalDataType": ((ids.RECIPE_ID_EXTERNAL, 5002), binary_id),
-        "RecipeIdInternalDataType": ((ids.RECIPE_ID_INTERNAL, 5268), binary_id),
-        "ConfigurationIdDataType": ((ids.CONFIGURATION_ID, 5090), binary_id),
+        "JobIdDataType": ((ids.JOB_ID, 5008), [f("Id", trimmed)]),
+        "ResultIdDataType": ((ids.RESULT_ID, 5274), [f("Id", trimmed)]),
         "ProcessingTimesDataType": (
             (ids.PROCESSING_TIMES, 5016),
             [
-                f("StartTime", V.DateTime),
-                f("EndTime", V.DateTime),
-                f("AcquisitionDuration", V.Double, optional=True),
-                f("ProcessingDuration", V.Double, optional=True),
+                f("StartTime", ids.node_id(ua.ObjectIds.UtcTime)),
+                f("EndTime", ids.node_id(ua.ObjectIds.UtcTime)),
+                f("AcquisitionDuration", ids.node_id(ua.ObjectIds.Duration), optional=True),
+                f("ProcessingDuration", ids.node_id(ua.ObjectIds.Duration), optional=True),
             ],
         ),
     }
@@ -170,7 +283,7 @@ async def _structs(server: Server, ns: int) -> None:
             f("HasTransferableDataOnFile", V.Boolean, optional=True),
             f("IsPartial", V.Boolean),
             f("IsSimulated", V.Boolean, optional=True),
-            f("ResultState", V.Int32),
+            f("ResultState", n(ids.RESULT_STATE)),
             f("MeasId", n(ids.MEAS_ID), optional=True),
             f("PartId", n(ids.PART_ID), optional=True),
             f("ExternalRecipeId", n(ids.RECIPE_ID_EXTERNAL), optional=True),
@@ -179,11 +292,37 @@ async def _structs(server: Server, ns: int) -> None:
             f("ExternalConfigurationId", n(ids.CONFIGURATION_ID), optional=True),
             f("InternalConfigurationId", n(ids.CONFIGURATION_ID)),
             f("JobId", n(ids.JOB_ID)),
-            f("CreationTime", V.DateTime),
+            f("CreationTime", ids.node_id(ua.ObjectIds.UtcTime)),
             f("ProcessingTimes", n(ids.PROCESSING_TIMES), optional=True),
             f("ResultContent", BASE_DATA_TYPE, array=True, optional=True),
         ],
     )
+
+
+async def _huoyan_types(server: Server, hns: int) -> None:
+    """The verdict and the structured result content, in Huoyan's namespace."""
+    verdict = ids.node_id(ids.VERDICT_DATA_TYPE, hns)
+    await _enum(server.nodes.enum_data_type, verdict, ua.QualifiedName("VerdictDataType", hns), ids.VERDICTS)
+    f = new_struct_field
+    await _struct(
+        server,
+        hns,
+        "InspectionResultDataType",
+        ids.INSPECTION_RESULT_DATA_TYPE,
+        [
+            f("Verdict", verdict, description="OK 1, NG 2, ERROR 3"),
+            f("Score", V.Double, description="raw anomaly score (NaN when there is none)"),
+            f("Threshold", V.Double, description="the score above which a part is NG (NaN when there is none)"),
+            f("Regions", V.UInt32, description="number of defect regions found"),
+            f("RecordKey", V.String, description="the key of the stored inspection record"),
+            f("Error", V.String, description="why the inspection failed (empty unless ERROR)"),
+        ],
+    )
+
+
+async def _declare(node: Node, rule: str) -> Node:
+    await node.add_reference(RULES[rule], ua.ObjectIds.HasModellingRule, True, False)
+    return node
 
 
 async def _states(server: Server, machine_type: Node, ns: int, states: dict[str, tuple[int, int, int]]) -> None:
@@ -198,70 +337,264 @@ async def _states(server: Server, machine_type: Node, ns: int, states: dict[str,
         )
 
 
+async def _transitions(
+    server: Server, machine_type: Node, ns: int, transitions: dict[str, ids.Transition], methods: dict[str, Node]
+) -> None:
+    states = {**ids.TOP_STATES, **ids.AUTO_STATES}
+    for name, tr in transitions.items():
+        node = await machine_type.add_object(
+            ids.node_id(tr.node, ns), ua.QualifiedName(name, ns), objecttype=ua.ObjectIds.TransitionType
+        )
+        for made in await node.get_children():
+            await server.delete_nodes([made])
+        await node.add_property(
+            ids.node_id(tr.number_property, ns),
+            ua.QualifiedName("TransitionNumber", 0),
+            ua.Variant(tr.number, V.UInt32),
+        )
+        await node.add_reference(ids.node_id(states[tr.from_state][0], ns), ua.ObjectIds.FromState)
+        await node.add_reference(ids.node_id(states[tr.to_state][0], ns), ua.ObjectIds.ToState)
+        await node.add_reference(ids.node_id(ids.STATE_CHANGED_EVENT_TYPE, ns), ua.ObjectIds.HasEffect)
+        if tr.cause in methods:
+            await node.add_reference(methods[tr.cause].nodeid, ua.ObjectIds.HasCause)
+
+
 async def _not_on_type(parent: ua.NodeId, *args: ua.Variant) -> list[ua.Variant]:
     raise ua.UaStatusCodeError(ua.StatusCodes.BadMethodInvalid)  # call the instance's method
 
 
+async def _event_types(server: Server, ns: int, types: MachineVisionTypes) -> None:
+    n = lambda i: ids.node_id(i, ns)  # noqa: E731
+    qn = lambda name: ua.QualifiedName(name, ns)  # noqa: E731
+    base = server.get_node(ua.ObjectIds.BaseEventType)
+    transition = server.get_node(ua.ObjectIds.TransitionEventType)
+    for number, name in (
+        (ids.STATE_CHANGED_EVENT_TYPE, "StateChangedEventType"),
+        (ids.ERROR_EVENT_TYPE, "ErrorEventType"),
+        (ids.ERROR_RESOLVED_EVENT_TYPE, "ErrorResolvedEventType"),
+    ):
+        await transition.add_object_type(n(number), qn(name))
+    for number, name in ((ids.JOB_STARTED_EVENT_TYPE, "JobStartedEventType"), (ids.READY_EVENT_TYPE, "ReadyEventType")):
+        event_type = await base.add_object_type(n(number), qn(name))
+        await _property(
+            event_type,
+            n(ids.JOB_ID_PROPERTIES[number]),
+            qn("JobId"),
+            _default(types, ids.JOB_ID),
+            n(ids.JOB_ID),
+            ids.MANDATORY,
+        )
+    prepared = await base.add_object_type(n(ids.RECIPE_PREPARED_EVENT_TYPE), qn("RecipePreparedEventType"))
+    for name, (number, prepared_type, rule) in ids.RECIPE_PREPARED_PROPERTIES.items():
+        await _property(prepared, n(number), qn(name), _default(types, prepared_type), n(prepared_type), rule)
+    ready = await base.add_object_type(n(ids.RESULT_READY_EVENT_TYPE), qn("ResultReadyEventType"))
+    for name, (_, property_number, datatype, rule) in ids.RESULT_FIELDS.items():
+        if property_number is not None:
+            await _property(
+                ready,
+                n(property_number),
+                qn(name),
+                _default(types, datatype),
+                _datatype(datatype, ns),
+                rule,
+                array=name == "ResultContent",
+            )
+
+
+ID_STRUCTS = {
+    ids.RESULT_ID: "ResultIdDataType",
+    ids.MEAS_ID: "MeasIdDataType",
+    ids.PART_ID: "PartIdDataType",
+    ids.JOB_ID: "JobIdDataType",
+    ids.PRODUCT_ID: "ProductIdDataType",
+    ids.RECIPE_ID_EXTERNAL: "RecipeIdExternalDataType",
+    ids.RECIPE_ID_INTERNAL: "RecipeIdInternalDataType",
+    ids.CONFIGURATION_ID: "ConfigurationIdDataType",
+}
+
+
+def _default(types: MachineVisionTypes, datatype: int | str) -> ua.Variant:
+    """A typed empty value: asyncua takes an event field's encoding from its type's default."""
+    if datatype in ID_STRUCTS:
+        return ua.Variant(types.new(ID_STRUCTS[datatype], Id=""))
+    return {
+        ids.RESULT_STATE: ua.Variant(0, V.Int32),
+        ids.PROCESSING_TIMES: ua.Variant(None, V.ExtensionObject),
+        "Boolean": ua.Variant(False, V.Boolean),
+        "UtcTime": ua.Variant(None, V.DateTime),
+        "BaseDataType": ua.Variant([], V.Variant),
+    }[datatype]
+
+
+def _datatype(datatype: int | str, ns: int) -> ua.NodeId:
+    if isinstance(datatype, str):
+        return ids.node_id(getattr(ua.ObjectIds, datatype))
+    return ids.node_id(datatype, ns)
+
+
+async def _property(
+    owner: Node,
+    node: ua.NodeId,
+    name: ua.QualifiedName,
+    value: ua.Variant,
+    datatype: ua.NodeId,
+    rule: str,
+    array: bool = False,
+) -> Node:
+    prop = await owner.add_property(node, name, value, datatype=datatype)
+    if array:
+        await prop.write_value_rank(ua.ValueRank.OneDimension)
+    return await _declare(prop, rule)
+
+
+async def _result_type(server: Server, ns: int) -> None:
+    n = lambda i: ids.node_id(i, ns)  # noqa: E731
+    data_variable = server.get_node(ua.ObjectIds.BaseDataVariableType)
+    result_type = await data_variable.add_variable_type(
+        n(ids.RESULT_TYPE), ua.QualifiedName("ResultType", ns), n(ids.RESULT_DATA)
+    )
+    for name, (number, _, datatype, rule) in ids.RESULT_FIELDS.items():
+        var = await result_type.add_variable(
+            n(number), ua.QualifiedName(name, ns), ua.Variant(None), datatype=_datatype(datatype, ns)
+        )
+        if name == "ResultContent":
+            await var.write_value_rank(ua.ValueRank.OneDimension)
+        await _declare(var, rule)
+
+
+async def _namespace_metadata(server: Server, ns: int) -> None:
+    """The NamespaceMetadata object of the specification's namespace, under Server/Namespaces."""
+    number, props = ids.NAMESPACE_METADATA
+    namespaces = server.get_node(ua.ObjectIds.Server_Namespaces)
+    meta = await namespaces.add_object(
+        ids.node_id(number, ns), ua.QualifiedName(ids.NAMESPACE_URI, ns), objecttype=ua.ObjectIds.NamespaceMetadataType
+    )
+    published = datetime.fromisoformat(ids.NAMESPACE_PUBLICATION.replace("Z", "+00:00"))
+    values = {
+        "IsNamespaceSubset": ua.Variant(True, V.Boolean),  # only what Huoyan implements is declared
+        "NamespacePublicationDate": ua.Variant(published, V.DateTime),
+        "NamespaceUri": ua.Variant(ids.NAMESPACE_URI, V.String),
+        "NamespaceVersion": ua.Variant(ids.NAMESPACE_VERSION, V.String),
+        "StaticNodeIdTypes": ua.Variant([ua.IdType.Numeric], V.Int32),
+    }
+    for made in await meta.get_children():
+        await server.delete_nodes([made])
+    for name, value in values.items():
+        await meta.add_property(ids.node_id(props[name], ns), ua.QualifiedName(name, 0), value)
+
+
 async def build_types(server: Server) -> MachineVisionTypes:
     ns = await server.register_namespace(ids.NAMESPACE_URI)
+    hns = await server.register_namespace(ids.HUOYAN_URI)
+    await _reserve_generated_ids(server, ns)
+    await _reserve_generated_ids(server, hns)
     n = lambda i: ids.node_id(i, ns)  # noqa: E731
     qn = lambda name: ua.QualifiedName(name, ns)  # noqa: E731
 
-    int32 = server.get_node(ua.ObjectIds.Int32)
-    await int32.add_data_type(n(ids.RESULT_STATE), qn("ResultStateDataType"))
-    await _structs(server, ns)
+    await _data_types(server, ns)
+    await _huoyan_types(server, hns)
     classes = await server.load_data_type_definitions()
-    types = MachineVisionTypes(ns, classes)
+    types = MachineVisionTypes(ns, hns, classes)
     args = method_args(types)
 
     fsm = server.get_node(ua.ObjectIds.FiniteStateMachineType)
-    top = await fsm.add_object_type(n(ids.VISION_STATE_MACHINE_TYPE), qn("VisionStateMachineType"))
-    await _states(server, top, ns, ids.TOP_STATES)
-    auto = await fsm.add_object_type(
-        n(ids.VISION_AUTOMATIC_MODE_STATE_MACHINE_TYPE), qn("VisionAutomaticModeStateMachineType")
-    )
-    await _states(server, auto, ns, ids.AUTO_STATES)
     base = server.get_node(ua.ObjectIds.BaseObjectType)
-    await base.add_object_type(n(ids.VISION_SYSTEM_TYPE), qn("VisionSystemType"))
-    recipes = await base.add_object_type(n(ids.RECIPE_MANAGEMENT_TYPE), qn("RecipeManagementType"))
-    results = await base.add_object_type(n(ids.RESULT_MANAGEMENT_TYPE), qn("ResultManagementType"))
-    folder = server.get_node(ua.ObjectIds.FolderType)
-    await folder.add_object_type(n(ids.RESULT_FOLDER_TYPE), qn("ResultFolderType"))
     owners = {
-        "Halt": top,
-        "Reset": top,
-        "SelectModeAutomatic": top,
-        "StartSingleJob": auto,
-        "StartContinuous": auto,
-        "Stop": auto,
-        "Abort": auto,
-        "PrepareRecipe": recipes,
-        "UnprepareRecipe": recipes,
-        "PrepareProduct": recipes,
-        "GetRecipeListFiltered": recipes,
-        "GetResultById": results,
+        ids.VISION_STATE_MACHINE_TYPE: await fsm.add_object_type(
+            n(ids.VISION_STATE_MACHINE_TYPE), qn("VisionStateMachineType")
+        ),
+        ids.VISION_AUTOMATIC_MODE_STATE_MACHINE_TYPE: await fsm.add_object_type(
+            n(ids.VISION_AUTOMATIC_MODE_STATE_MACHINE_TYPE), qn("VisionAutomaticModeStateMachineType")
+        ),
+        ids.VISION_SYSTEM_TYPE: await base.add_object_type(n(ids.VISION_SYSTEM_TYPE), qn("VisionSystemType")),
+        ids.RECIPE_MANAGEMENT_TYPE: await base.add_object_type(
+            n(ids.RECIPE_MANAGEMENT_TYPE), qn("RecipeManagementType")
+        ),
+        ids.RESULT_MANAGEMENT_TYPE: await base.add_object_type(
+            n(ids.RESULT_MANAGEMENT_TYPE), qn("ResultManagementType")
+        ),
+        ids.RESULT_FOLDER_TYPE: await server.get_node(ua.ObjectIds.FolderType).add_object_type(
+            n(ids.RESULT_FOLDER_TYPE), qn("ResultFolderType")
+        ),
     }
-    for name, owner in owners.items():
-        inputs, outputs = args[name]
-        await owner.add_method(n(ids.METHODS[name]), qn(name), _not_on_type, inputs, outputs)
+    top, auto = owners[ids.VISION_STATE_MACHINE_TYPE], owners[ids.VISION_AUTOMATIC_MODE_STATE_MACHINE_TYPE]
+    await _states(server, top, ns, ids.TOP_STATES)
+    await _states(server, auto, ns, ids.AUTO_STATES)
+    await _event_types(server, ns, types)
+    await _result_type(server, ns)
+    await _namespace_metadata(server, ns)
 
-    data_variable = server.get_node(ua.ObjectIds.BaseDataVariableType)
-    await data_variable.add_variable_type(n(ids.RESULT_TYPE), qn("ResultType"), n(ids.RESULT_DATA))
-    event_type = await server.get_node(ua.ObjectIds.BaseEventType).add_object_type(
-        n(ids.RESULT_READY_EVENT_TYPE), qn("ResultReadyEventType")
-    )
-    empty = {"Id": ""}
-    for number, name, value, datatype in (
-        (6295, "ResultId", types.new("ResultIdDataType", **empty), n(ids.RESULT_ID)),
-        (6296, "IsPartial", False, None),
-        (6298, "ResultState", ua.Variant(0, V.Int32), n(ids.RESULT_STATE)),
-        (6299, "MeasId", types.new("MeasIdDataType", **empty), n(ids.MEAS_ID)),
-        (6300, "JobId", types.new("JobIdDataType", **empty), n(ids.JOB_ID)),
-        (6301, "ExternalRecipeId", types.new("RecipeIdExternalDataType", **empty), n(ids.RECIPE_ID_EXTERNAL)),
-        (6302, "InternalRecipeId", types.new("RecipeIdInternalDataType", **empty), n(ids.RECIPE_ID_INTERNAL)),
-        (6303, "CreationTime", ua.Variant(None, V.DateTime), None),
-        (6304, "PartId", types.new("PartIdDataType", **empty), n(ids.PART_ID)),
-        (6306, "ResultContent", ua.Variant([], V.String), None),
-    ):
-        await event_type.add_property(n(number), qn(name), value, datatype=datatype)
+    method_owner = {
+        **dict.fromkeys(("Halt", "Reset", "SelectModeAutomatic"), top),
+        **dict.fromkeys(("StartSingleJob", "StartContinuous", "Stop", "Abort"), auto),
+        **dict.fromkeys(
+            ("PrepareRecipe", "UnprepareRecipe", "PrepareProduct", "GetRecipeListFiltered"),
+            owners[ids.RECIPE_MANAGEMENT_TYPE],
+        ),
+        **dict.fromkeys(
+            ("GetResultById", "GetResultComponentsById", "GetResultListFiltered", "ReleaseResultHandle"),
+            owners[ids.RESULT_MANAGEMENT_TYPE],
+        ),
+    }
+    methods: dict[str, Node] = {}
+    for name, owner in method_owner.items():
+        number, rule = ids.METHODS[name]
+        method = await owner.add_method(n(number), qn(name), _not_on_type)
+        await _add_arguments(method, *args[name])
+        methods[name] = await _declare(method, rule)
+    await _transitions(server, top, ns, ids.TOP_TRANSITIONS, methods)
+    await _transitions(server, auto, ns, ids.AUTO_TRANSITIONS, methods)
+    for owner_type, number, name, typedef, rule in ids.OBJECT_DECLARATIONS:
+        owner = owners[owner_type]
+        child = await owner.add_object(n(number), qn(name), objecttype=n(typedef))
+        await _declare(child, rule)
+        await _rules_as_on_type(child, await _children_of_type(server.get_node(n(typedef))))
     return types
+
+
+async def _name(node: Node) -> tuple[int, str]:
+    bn = await node.read_browse_name()
+    return bn.NamespaceIndex, bn.Name
+
+
+async def _children_of_type(type_node: Node) -> dict[tuple[int, str], Node]:
+    """A type's instance declarations, its supertypes' included (the nearest wins)."""
+    out: dict[tuple[int, str], Node] = {}
+    node: Node | None = type_node
+    while node is not None:
+        for child in await node.get_children():
+            out.setdefault(await _name(child), child)
+        supertypes = await node.get_referenced_nodes(ua.ObjectIds.HasSubtype, ua.BrowseDirection.Inverse)
+        node = supertypes[0] if supertypes else None
+    return out
+
+
+async def _rules_as_on_type(node: Node, template: dict[tuple[int, str], Node]) -> None:
+    """asyncua instantiates a type's children without their modelling rules; an instance
+    declaration needs them (an instance made from the outer type would skip its children
+    otherwise). Each descendant takes the rule of the declaration it was made from."""
+    for child in await node.get_children():
+        source = template.get(await _name(child))
+        if source is None:
+            continue
+        rules = await source.get_referenced_nodes(ua.ObjectIds.HasModellingRule)
+        if rules and not await child.get_referenced_nodes(ua.ObjectIds.HasModellingRule):
+            await child.add_reference(rules[0].nodeid, ua.ObjectIds.HasModellingRule, True, False)
+        inner = {await _name(c): c for c in await source.get_children()}
+        await _rules_as_on_type(child, inner)
+
+
+async def _add_arguments(method: Node, inputs: list[ua.Argument], outputs: list[ua.Argument]) -> None:
+    """InputArguments and OutputArguments, Mandatory so that an instance's method gets them."""
+    ns = method.nodeid.NamespaceIndex
+    for name, arguments in (("InputArguments", inputs), ("OutputArguments", outputs)):
+        if not arguments:
+            continue
+        prop = await method.add_property(
+            ids.new_node_id(ns),
+            ua.QualifiedName(name, 0),
+            ua.Variant(arguments, V.ExtensionObject),
+            datatype=ids.node_id(ua.ObjectIds.Argument),
+        )
+        await prop.write_value_rank(ua.ValueRank.OneDimension)
+        await _declare(prop, ids.MANDATORY)
