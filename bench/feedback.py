@@ -5,7 +5,9 @@ A station on the synthetic washer line is fed by a replay source at ``--rate`` p
 this process beside it, each in its own thread or loop, and stamp the moment they see
 each result:
 
-- OPC UA: an asyncua client subscribed (publishing interval 0) to ``LastResult.ResultContent``;
+- OPC UA: an asyncua client subscribed (publishing interval 0) to ``LastResult.ResultContent``,
+  and with ``--opcua-events`` another to ResultReadyEventType events on the Server object
+  (what a MES connector subscribes to), both reading the JSON of ``ResultContent[1]``;
 - Modbus: a pymodbus client polling ResultReady every 2 ms, reading the registers and
   acknowledging, as a PLC task would;
 - MQTT: a paho subscriber at QoS 1 on a private Mosquitto broker;
@@ -83,19 +85,27 @@ def start_mqtt(port: int, seen: Seen) -> paho.Client:
     return sub
 
 
-async def opcua_peer(url: str, seen: Seen, stop: asyncio.Event) -> None:
+async def opcua_peer(url: str, seen: Seen, stop: asyncio.Event, events: bool) -> None:
     class Handler:
         def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
             if val:
-                body = json.loads(val[0])
+                body = json.loads(val[1].Value)
                 seen["opcua"].append((body["key"], ms_since(body["decided_at"])))
 
+        def event_notification(self, event: Any) -> None:
+            body = json.loads(event.ResultContent[1].Value)
+            seen["opcua-event"].append((body["key"], ms_since(body["decided_at"])))
+
     async with Client(url) as client:
+        await client.load_data_type_definitions()
         ns = await client.get_namespace_index("http://opcfoundation.org/UA/MachineVision")
         path = ["bench", "ResultManagement", "Results", "LastResult", "ResultContent"]
         node = await client.nodes.objects.get_child([f"{ns}:{p}" for p in path])
         sub = await client.create_subscription(0, Handler())
         await sub.subscribe_data_change(node)
+        if events:
+            on_server = await client.create_subscription(0, Handler())
+            await on_server.subscribe_events(client.nodes.server, client.get_node(f"ns={ns};i=1024"))
         await stop.wait()
 
 
@@ -119,6 +129,7 @@ def main() -> None:
     ap.add_argument("--parts", type=int, default=200)
     ap.add_argument("--rate", type=float, default=10.0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--opcua-events", action="store_true", help="also subscribe to ResultReady events")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="huoyan-bench-feedback-"))
     generate_line(work / "line", products=("washer",), n_train=40, n_test_good=20, n_test_defect=10, size=224, seed=1)
@@ -126,7 +137,7 @@ def main() -> None:
     PatchCore(image_size=224, seed=0).fit(images).save(work / "washer.safetensors")
     broker = Mosquitto(work / "broker")
     broker.start()
-    seen: Seen = {"opcua": [], "modbus_seq": [], "mqtt": [], "webhook": []}
+    seen: Seen = {"opcua": [], "opcua-event": [], "modbus_seq": [], "mqtt": [], "webhook": []}
     hook, hook_port = start_webhook(seen)
     sub = start_mqtt(broker.port, seen)
     ua_port, mb_port = free_port(), free_port()
@@ -150,7 +161,7 @@ feedback:
 
     async def peers(stop: asyncio.Event) -> None:
         await asyncio.gather(
-            opcua_peer(f"opc.tcp://127.0.0.1:{ua_port}/huoyan/", seen, stop),
+            opcua_peer(f"opc.tcp://127.0.0.1:{ua_port}/huoyan/", seen, stop, args.opcua_events),
             modbus_peer(mb_port, seen, stop),
         )
 
@@ -168,19 +179,19 @@ feedback:
     seen["modbus"] = [(s, (t - decided[int(s)]) * 1000) for s, t in seen.pop("modbus_seq") if int(s) in decided]
     station_side = opened.feedback.times.summary() if opened.feedback else {}
     rows = {}
-    for channel in ("opcua", "modbus", "mqtt", "webhook"):
+    for channel in ("opcua", *(["opcua-event"] if args.opcua_events else []), "modbus", "mqtt", "webhook"):
         lat = np.array([ms for _, ms in seen[channel]]) if seen[channel] else np.array([np.nan])
         rows[channel] = {
             "parts": len(seen[channel]),
             "peer_p50_ms": round(float(np.nanpercentile(lat, 50)), 2),
             "peer_p99_ms": round(float(np.nanpercentile(lat, 99)), 2),
-            "station_p50_ms": station_side.get(channel, {}).get("p50_ms"),
-            "station_p99_ms": station_side.get(channel, {}).get("p99_ms"),
+            "station_p50_ms": station_side.get(channel.removesuffix("-event"), {}).get("p50_ms"),
+            "station_p99_ms": station_side.get(channel.removesuffix("-event"), {}).get("p99_ms"),
         }
-    print(f"{'channel':8} {'parts':>6} {'peer p50':>9} {'peer p99':>9} {'station p50':>12} {'station p99':>12}")
+    print(f"{'channel':11} {'parts':>6} {'peer p50':>9} {'peer p99':>9} {'station p50':>12} {'station p99':>12}")
     for channel, r in rows.items():
         print(
-            f"{channel:8} {r['parts']:6d} {r['peer_p50_ms']:9.2f} {r['peer_p99_ms']:9.2f} "
+            f"{channel:11} {r['parts']:6d} {r['peer_p50_ms']:9.2f} {r['peer_p99_ms']:9.2f} "
             f"{r['station_p50_ms']!s:>12} {r['station_p99_ms']!s:>12}"
         )
     if args.json:

@@ -150,9 +150,15 @@ class OpcUaChannel:
         recipes = await self.system.get_child(mv("RecipeManagement"))
         results = await self.system.get_child(mv("ResultManagement"))
         folder = await results.get_child(mv("Results"))
-        made = await instantiate(
-            folder, self.server.get_node(t.nid(ids.RESULT_TYPE)), sid("Results.LastResult"), mv("LastResult")
-        )
+        # asyncua warns that a VariableType has no access level to copy; it has none by design.
+        quiet = logging.getLogger("asyncua.common.copy_node_util")
+        level, quiet.level = quiet.level, logging.ERROR
+        try:
+            made = await instantiate(
+                folder, self.server.get_node(t.nid(ids.RESULT_TYPE)), sid("Results.LastResult"), mv("LastResult")
+            )
+        finally:
+            quiet.setLevel(level)
         self.last = self.server.get_node(made[0])
         self.last_parts = {name: await self.last.get_child(mv(name)) for name in ids.RESULT_FIELDS}
         # Not in OPC 40100: the verdict, the reason for the Error state, and the lot of the
@@ -551,17 +557,19 @@ class OpcUaChannel:
         fields = self._result_value(record, message)
         result = t.new("ResultDataType", **fields)
         self.results.add(record.key, result)
+        # Straight into the address space (no write service, no checks): this runs per part.
+        write = self.server.write_attribute_value
         for name, node in self.last_parts.items():
             if name in fields:
-                await node.write_value(_variant(name, fields[name]))
-        await self.verdict.write_value(ua.Variant(ids.VERDICTS[record.verdict.value], V.Int32))
-        await self.last.write_value(ua.Variant(result))
-        self.times.signalled(self.name, record.key, record.part_id, record.decided_at)
+                await write(node.nodeid, ua.DataValue(_variant(name, fields[name])))
+        await write(self.verdict.nodeid, ua.DataValue(ua.Variant(ids.VERDICTS[record.verdict.value], V.Int32)))
+        await write(self.last.nodeid, ua.DataValue(ua.Variant(result)))
         await self.events.fire(
             t.nid(ids.RESULT_READY_EVENT_TYPE),
             fields,
             f"result {record.verdict.value} for part {record.part_id}",
         )
+        self.times.signalled(self.name, record.key, record.part_id, record.decided_at)
         if self.auto == "SingleExecution" and (record.trigger or {}).get("source") == "opcua":
             await self._enter_auto("Ready")  # SingleExecutionToReadyAuto
 
