@@ -21,7 +21,7 @@ from huoyan.io.opcua import nodeids as ids
 from huoyan.runner import open_station
 from linepeers import free_port, station_thread, until
 from test_opcua import PEER, browse, opcua_recipe, state
-from test_station import write_recipe
+from test_station import load, write_recipe
 
 NODESET = PEER / "node_modules" / "node-opcua-nodesets" / "nodesets" / "Opc.Ua.MachineVision.NodeSet2.xml"
 UA = "{http://opcfoundation.org/UA/2011/03/UANodeSet.xsd}"
@@ -441,7 +441,9 @@ def test_state_machine_walk_with_a_transition_event_per_change(model_file: Path,
                 except ua.UaStatusCodeError as exc:
                     return exc.code
 
+            seen["select_in_operational"] = await call(top, "SelectModeAutomatic")
             assert await call(top, "Reset", *cause) == 0  # OperationalToPreoperational
+            seen["reset_in_preoperational"] = await call(top, "Reset", *cause)
             seen["auto_while_preoperational"] = (await auto_state.read_data_value(raise_on_bad_status=False)).StatusCode
             seen["executable_preoperational"] = {
                 "SelectModeAutomatic": await executable(top, "SelectModeAutomatic", mv),
@@ -509,6 +511,7 @@ def test_state_machine_walk_with_a_transition_event_per_change(model_file: Path,
     assert seen["auto_while_preoperational"].value == ua.StatusCodes.BadStateNotActive
     assert seen["executable_preoperational"] == {"SelectModeAutomatic": True, "StartSingleJob": False}
     assert seen["halt_in_halted"] == seen["select_in_halted"] == ua.StatusCodes.BadInvalidState
+    assert seen["select_in_operational"] == seen["reset_in_preoperational"] == ua.StatusCodes.BadInvalidState
     assert seen["auto_when_operational"].is_good()
     assert seen["prepare_broken"] == ua.StatusCodes.BadConfigurationError
     assert seen["state_after_broken"] == "Error" and "washer-broken" in seen["reason"]
@@ -561,8 +564,6 @@ def test_continuous_results_carry_the_job_and_measurement_of_start_continuous(mo
         f"feedback:\n  opcua: {{endpoint: 'opc.tcp://127.0.0.1:{port}/huoyan/', anonymous: true, security: [none]}}\n"
     )
     recipe_path = write_recipe(tmp_path, model_file, f"{{type: camera, device: {video}, rate: 20}}", feedback)
-    from test_station import load
-
     opened = open_station(load(recipe_path), f"sqlite:///{tmp_path / 'r.db'}")
 
     async def plc() -> dict[str, Any]:
@@ -603,3 +604,91 @@ def test_continuous_results_carry_the_job_and_measurement_of_start_continuous(mo
         got = asyncio.run(plc())
     assert got["error"] == 0 and got["automatic"] and got["automatic"] != got["job"]
     assert got["result"].JobId.Id == got["job"] and got["result"].MeasId.Id == "M-9"
+
+
+def test_confirm_all_acknowledges_alarms_and_the_line_adds_and_removes_recipes(
+    model_file: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    recipe = opcua_recipe(
+        tmp_path, model_file, port, "anonymous: true, security: [none]", extra=f"  recipe_dir: {folder}\n"
+    )
+    body = (tmp_path / "recipe.yaml").read_text().split("feedback:")[0]
+    for name in ("washer-side", "washer-back"):
+        (folder / f"{name}.yaml").write_text(body.replace("recipe: washer-top", f"recipe: {name}"))
+    (folder / "washer-other-station.yaml").write_text(
+        body.replace("recipe: washer-top", "recipe: washer-other-station").replace("station: st-1", "station: st-2")
+    )
+    opened = open_station(recipe, f"sqlite:///{tmp_path / 'r.db'}")
+
+    async def line(loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+        async with Client(f"opc.tcp://127.0.0.1:{port}/huoyan/") as client:
+            await client.load_data_type_definitions()
+            mv = await client.get_namespace_index(ids.NAMESPACE_URI)
+            top = await browse(client, "st-1", "VisionStateMachine")
+            recipes = await browse(client, "st-1", "RecipeManagement")
+            for message in ("camera cable loose", "NG rate above the limit"):
+                alarm = StationEvent(station_id="st-1", kind="test-alarm", severity=Severity.ALARM, message=message)
+                loop.call_soon_threadsafe(opened.station.emit, alarm)
+            await asyncio.sleep(0.5)
+            await top.call_method(f"{mv}:ConfirmAll", ua.LocalizedText("seen at line 3"))
+            out: dict[str, Any] = {}
+
+            async def call(node: Node, method: str, *args: Any) -> Any:
+                try:
+                    return await node.call_method(f"{mv}:{method}", *args)
+                except ua.UaStatusCodeError as exc:
+                    return exc.code
+
+            def ext(name: str) -> Any:
+                return ua.RecipeIdExternalDataType(Id=name)
+
+            product = ua.ProductIdDataType(Id="")
+            out["added"] = await call(recipes, "AddRecipe", ext("washer-side"), product)
+            out["back"] = await call(recipes, "AddRecipe", ext("washer-back"), product)
+            out["again"] = await call(recipes, "AddRecipe", ext("washer-side"), product)
+            out["missing"] = await call(recipes, "AddRecipe", ext("washer-none"), product)
+            out["escape"] = await call(recipes, "AddRecipe", ext("../recipes/washer-side"), product)
+            out["other_station"] = await call(recipes, "AddRecipe", ext("washer-other-station"), product)
+            out["prepared"] = await call(
+                recipes, "PrepareRecipe", ext("washer-side"), ua.RecipeIdInternalDataType(Id="")
+            )
+            out["remove_active"] = await call(recipes, "RemoveRecipe", ext("washer-side"))
+            out["remove_back"] = await call(recipes, "RemoveRecipe", ext("washer-back"))
+            out["remove_again"] = await call(recipes, "RemoveRecipe", ext("washer-back"))
+            listed = await call(
+                recipes,
+                "GetRecipeListFiltered",
+                ext(""),
+                product,
+                ua.Variant(2, ua.VariantType.Int32),
+                ua.Variant(0, ua.VariantType.UInt32),
+                ua.Variant(0, ua.VariantType.UInt32),
+                ua.Variant(0, ua.VariantType.Int32),
+            )
+            out["listed"] = sorted(r.Id for r in listed[3])
+            return out
+
+    with station_thread(opened, port) as box:
+        out = asyncio.run(line(box["loop"]))
+    from huoyan.store.records import query_events
+
+    alarms = [e for e in query_events(opened.engine, station="st-1") if e["kind"] == "test-alarm"]
+    assert len(alarms) == 2
+    assert all(e["acknowledged_by"] == "opcua" and e["ack_comment"] == "seen at line 3" for e in alarms)
+    internal, recipe_node, product_node, transfer, error = out["added"]
+    assert internal.Id == "washer-side:1" and transfer is False and error == 0
+    assert recipe_node == product_node == ua.NodeId()  # no Recipes folder to point into
+    assert out["again"] == out["escape"] == out["other_station"] == ua.StatusCodes.BadInvalidArgument
+    assert out["missing"] == out["remove_again"] == ua.StatusCodes.BadNotFound
+    assert out["prepared"][2] == 0
+    assert out["remove_active"] == ua.StatusCodes.BadInvalidState
+    assert out["remove_back"] == 0
+    assert "washer-side:1" in out["listed"] and "washer-back:1" not in out["listed"]
+
+    # The table's changes outlive a restart.
+    again = open_station(load(tmp_path / "recipe.yaml"), f"sqlite:///{tmp_path / 'r.db'}")
+    assert again.line is not None
+    assert {r.recipe_id for r in again.line.recipes()} == {"washer-top", "washer-side"}

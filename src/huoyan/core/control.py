@@ -53,3 +53,16 @@ class LineControl(Protocol):
         """Switch to the recipe with this id (str), index (int) or product id ("product:<id>").
         Raises ``RecipeSwitchError``."""
         ...
+
+    async def add_recipe(self, recipe_id: str) -> RecipeInfo:
+        """Add ``<recipe_dir>/<recipe_id>.yaml`` to the recipe table (kept across restarts).
+        Raises ``RecipeSwitchError`` (``LookupError`` when there is no such file)."""
+        ...
+
+    async def remove_recipe(self, recipe_id: str) -> None:
+        """Take a recipe off the table; not the active one. Raises ``RecipeSwitchError``."""
+        ...
+
+    async def acknowledge_alarms(self, by: str, comment: str) -> int:
+        """Acknowledge every raised alarm of the station; how many there were."""
+        ...

@@ -424,6 +424,10 @@ class Feedback(_Strict):
     mqtt: MqttFeedback | None = None
     webhook: WebhookFeedback | None = None
     recipes: list[RecipeSlot] = Field(default_factory=list, description="recipes the PLC may switch to")
+    recipe_dir: Path | None = Field(
+        default=None,
+        description="folder of recipe files (<recipe id>.yaml) the line may add to the table (OPC UA AddRecipe)",
+    )
 
     @field_validator("recipes")
     @classmethod

@@ -5,7 +5,10 @@ thresholds set on the line, each done between parts."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +29,11 @@ from huoyan.station.inspect_signals import SignalInspector
 from huoyan.station.pipeline import Station
 from huoyan.station.sources import Camera
 from huoyan.store.blobs import file_sha256
-from huoyan.store.records import RecipeConflict, RecordStore
+from huoyan.store.records import RecipeConflict, RecordStore, acknowledge_all
 
 log = logging.getLogger(__name__)
+
+RECIPE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class StationLine:
@@ -37,7 +42,9 @@ class StationLine:
     The recipe table comes from the recipe's ``feedback.recipes``; each entry must be
     for the same station and source (a switch changes what is judged and how, not where
     parts come from). A switch pauses intake, waits for the parts in flight, loads the
-    new model, registers recipe and model with the store and resumes.
+    new model, registers recipe and model with the store and resumes. The line may add
+    recipes from ``feedback.recipe_dir`` and remove them; those changes are kept in
+    ``<data_dir>/recipe-table.json`` and applied over the recipe's table at each start.
     """
 
     def __init__(self, station: Station, store: RecordStore, recipe: Recipe, model_sha: str, runtime: str) -> None:
@@ -48,7 +55,13 @@ class StationLine:
         self.config: dict[str, Any] = {}  # what the store was last told (set by open_station)
         self.runtime = runtime
         self.table = {slot.index: Path(slot.file) for slot in recipe.feedback.recipes}
+        self.changes_file = Path(recipe.storage.data_dir) / "recipe-table.json"
+        self.changes = self._read_changes()
+        for added in self.changes["added"].values():
+            self.table.setdefault(int(added["index"]), Path(added["file"]))
         self.catalogue = self._read_table()
+        for index in [i for i, r in self.catalogue.items() if r.recipe in self.changes["removed"]]:
+            del self.catalogue[index], self.table[index]
         self._active = self._info(recipe, model_sha)
         self._lock = asyncio.Lock()
         self.preview: Previewer | None = None
@@ -62,6 +75,21 @@ class StationLine:
             except RecipeError as exc:
                 log.warning("recipe table entry %d: %s", index, exc)
         return out
+
+    def _read_changes(self) -> dict[str, Any]:
+        try:
+            changes = json.loads(self.changes_file.read_text())
+            return {"added": dict(changes.get("added", {})), "removed": list(changes.get("removed", []))}
+        except FileNotFoundError:
+            return {"added": {}, "removed": []}
+        except (OSError, ValueError, AttributeError) as exc:
+            log.error("%s is unreadable (%s); the recipe file's table is used as it is", self.changes_file, exc)
+            return {"added": {}, "removed": []}
+
+    def _save_changes(self) -> None:
+        tmp = self.changes_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.changes, indent=2))
+        os.replace(tmp, self.changes_file)
 
     def _index_of(self, recipe: Recipe) -> int:
         for index, other in self.catalogue.items():
@@ -169,6 +197,53 @@ class StationLine:
             self._active = self._info(recipe, config["model_sha256"], index)
             log.info("recipe switched to %s v%s (index %d)", recipe.recipe, recipe.version, index)
             return self._active
+
+    async def add_recipe(self, recipe_id: str) -> RecipeInfo:
+        async with self._lock:
+            folder = self.recipe.feedback.recipe_dir
+            if folder is None:
+                raise RecipeSwitchError("this station has no feedback.recipe_dir to add recipes from")
+            if not RECIPE_ID.fullmatch(recipe_id):
+                raise RecipeSwitchError(f"{recipe_id!r} is not a recipe id")
+            if any(r.recipe == recipe_id for r in self.catalogue.values()):
+                raise RecipeSwitchError(f"recipe {recipe_id} is in the table already")
+            path = Path(folder) / f"{recipe_id}.yaml"
+            if not path.is_file():
+                raise LookupError(f"no recipe file {path}")
+            try:
+                recipe = await asyncio.to_thread(load_recipe, path)
+            except RecipeError as exc:
+                raise RecipeSwitchError(str(exc)) from exc
+            if recipe.recipe != recipe_id:
+                raise RecipeSwitchError(f"{path} holds recipe {recipe.recipe}, not {recipe_id}")
+            if recipe.station != self.recipe.station or recipe.source != self.recipe.source:
+                raise RecipeSwitchError(f"{path}: a recipe of the table keeps the station id and the source")
+            index = max(self.table, default=0) + 1
+            self.table[index], self.catalogue[index] = path, recipe
+            self.changes["added"][recipe_id] = {"index": index, "file": str(path)}
+            self.changes["removed"] = [r for r in self.changes["removed"] if r != recipe_id]
+            self._save_changes()
+            log.info("recipe %s added to the table as index %d", recipe_id, index)
+            return self._info(recipe, "", index)
+
+    async def remove_recipe(self, recipe_id: str) -> None:
+        async with self._lock:
+            found = [i for i, r in self.catalogue.items() if r.recipe == recipe_id]
+            if not found:
+                raise LookupError(f"no recipe {recipe_id} in the table")
+            if self._active.recipe_id == recipe_id:
+                raise RecipeSwitchError(f"recipe {recipe_id} is the active one; prepare another first")
+            for index in found:
+                del self.table[index], self.catalogue[index]
+            if self.changes["added"].pop(recipe_id, None) is None:
+                self.changes["removed"].append(recipe_id)
+            self._save_changes()
+            log.info("recipe %s removed from the table", recipe_id)
+
+    async def acknowledge_alarms(self, by: str, comment: str) -> int:
+        count = await asyncio.to_thread(acknowledge_all, self.store.engine, self.recipe.station, by, comment)
+        log.info("%d alarms acknowledged by %s: %s", count, by, comment)
+        return count
 
     async def use_model(self, model_path: Path) -> str:
         """Judge from now on with another model under the same recipe (a model version

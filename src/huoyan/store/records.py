@@ -616,6 +616,23 @@ def acknowledge(engine: Engine, event_id: int, by: str, comment: str) -> None:
         row.acknowledged_by, row.acknowledged_at, row.ack_comment = by, utcnow(), comment
 
 
+def acknowledge_all(engine: Engine, station: str, by: str, comment: str) -> int:
+    """Acknowledge every raised, unacknowledged alarm of ``station`` at once; how many there were."""
+    with Session(engine) as s, s.begin():
+        rows = s.scalars(
+            select(EventRow).where(
+                EventRow.station_id == station,
+                EventRow.severity == "alarm",
+                EventRow.active.is_(True),
+                EventRow.acknowledged_by.is_(None),
+            )
+        ).all()
+        now = utcnow()
+        for row in rows:
+            row.acknowledged_by, row.acknowledged_at, row.ack_comment = by, now, comment
+        return len(rows)
+
+
 def data_paths(data_dir: Path) -> tuple[Path, Path]:
     """Blob and spool folders inside a station's data folder."""
     return data_dir / "blobs", data_dir / "spool"

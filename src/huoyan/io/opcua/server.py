@@ -177,6 +177,7 @@ class OpcUaChannel:
             "Halt": (top_sm, self._halt),
             "Reset": (top_sm, self._reset),
             "SelectModeAutomatic": (top_sm, self._select_automatic),
+            "ConfirmAll": (top_sm, self._confirm_all),
             "StartSingleJob": (auto_sm, self._start_single),
             "StartContinuous": (auto_sm, self._start_continuous),
             "Stop": (auto_sm, self._stop),
@@ -185,6 +186,8 @@ class OpcUaChannel:
             "UnprepareRecipe": (recipes, self._unprepare_recipe),
             "PrepareProduct": (recipes, self._prepare_product),
             "GetRecipeListFiltered": (recipes, self._recipe_list),
+            "AddRecipe": (recipes, self._add_recipe),
+            "RemoveRecipe": (recipes, self._remove_recipe),
             "GetResultById": (results, self._result_by_id),
             "GetResultComponentsById": (results, self._result_components),
             "GetResultListFiltered": (results, self._result_list),
@@ -283,6 +286,17 @@ class OpcUaChannel:
     async def _select_automatic(self) -> list[ua.Variant]:
         await self._enter_top("Operational", "SelectModeAutomatic")
         return [ok()]
+
+    async def _confirm_all(self, comment: Any = None) -> list[ua.Variant]:
+        """The operator at the line has seen the station's alarms: acknowledge them all in the records."""
+        text = str(getattr(comment, "Text", None) or "")
+        try:
+            count = await self.control.acknowledge_alarms("opcua", text or "ConfirmAll from the line")
+        except Exception as exc:  # the database is away (whatever its driver raises): nothing acknowledged
+            log.error("opcua: ConfirmAll: %s", exc)
+            raise bad(ua.StatusCodes.BadResourceUnavailable) from exc
+        log.info("opcua: ConfirmAll acknowledged %d alarms", count)
+        return []
 
     async def _start_single(self, meas: Any, part: Any, recipe: Any, product: Any, params: Any) -> list[ua.Variant]:
         if not self.control.triggerable:
@@ -388,6 +402,30 @@ class OpcUaChannel:
         self.control.pause()
         await self._enter_auto("Initialized", "UnprepareRecipe")
         return [ua.Variant(self._internal_id(info)), ok()]
+
+    async def _add_recipe(self, external: Any, product: Any) -> list[ua.Variant]:
+        """A recipe file of ``feedback.recipe_dir`` joins the table (no transfer: the file is on the station)."""
+        try:
+            info = await self.control.add_recipe(_id_of(external))
+        except LookupError as exc:
+            log.error("opcua: AddRecipe: %s", exc)
+            raise bad(ua.StatusCodes.BadNotFound) from exc
+        except RecipeSwitchError as exc:
+            log.error("opcua: AddRecipe: %s", exc)
+            raise bad(ua.StatusCodes.BadInvalidArgument) from exc
+        null = ua.Variant(ua.NodeId(), V.NodeId)  # Huoyan has no Recipes folder to point into
+        return [ua.Variant(self._internal_id(info)), null, null, ua.Variant(False, V.Boolean), ok()]
+
+    async def _remove_recipe(self, external: Any) -> list[ua.Variant]:
+        if _id_of(external) == self.control.active_recipe().recipe_id:
+            raise bad(ua.StatusCodes.BadInvalidState)  # prepare another recipe first
+        try:
+            await self.control.remove_recipe(_id_of(external))
+        except LookupError as exc:
+            raise bad(ua.StatusCodes.BadNotFound) from exc
+        except RecipeSwitchError as exc:
+            raise bad(ua.StatusCodes.BadInvalidArgument) from exc
+        return [ok()]
 
     async def _recipe_list(
         self, external: Any, product: Any, prepared: int, max_results: int, start: int, timeout: int = 0

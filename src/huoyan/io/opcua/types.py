@@ -120,6 +120,7 @@ def method_args(t: MachineVisionTypes) -> dict[str, tuple[list[ua.Argument], lis
         "Halt": (cause, error),
         "Reset": (cause, error),
         "SelectModeAutomatic": ([], error),
+        "ConfirmAll": ([arg("Comment", ua.ObjectIds.LocalizedText)], []),
         "StartSingleJob": (start, [arg("JobId", n(ids.JOB_ID)), *error]),
         "StartContinuous": (start, [arg("JobId", n(ids.JOB_ID)), *error]),
         "Stop": (cause, error),
@@ -129,6 +130,17 @@ def method_args(t: MachineVisionTypes) -> dict[str, tuple[list[ua.Argument], lis
             [arg("InternalIdOut", n(ids.RECIPE_ID_INTERNAL)), arg("IsCompleted", BOOLEAN), *error],
         ),
         "UnprepareRecipe": (recipe_in, [arg("InternalIdOut", n(ids.RECIPE_ID_INTERNAL)), *error]),
+        "AddRecipe": (
+            [arg("ExternalId", n(ids.RECIPE_ID_EXTERNAL)), arg("ProductId", n(ids.PRODUCT_ID))],
+            [
+                arg("InternalId", n(ids.RECIPE_ID_INTERNAL)),
+                arg("Recipe", ua.ObjectIds.NodeId),
+                arg("Product", ua.ObjectIds.NodeId),
+                arg("TransferRequired", BOOLEAN),
+                *error,
+            ],
+        ),
+        "RemoveRecipe": ([arg("ExternalId", n(ids.RECIPE_ID_EXTERNAL))], error),
         "PrepareProduct": (
             [arg("ProductId", n(ids.PRODUCT_ID))],
             [arg("InternalId", n(ids.RECIPE_ID_INTERNAL)), *error],
@@ -525,10 +537,17 @@ async def build_types(server: Server) -> MachineVisionTypes:
     await _namespace_metadata(server, ns)
 
     method_owner = {
-        **dict.fromkeys(("Halt", "Reset", "SelectModeAutomatic"), top),
+        **dict.fromkeys(("Halt", "Reset", "SelectModeAutomatic", "ConfirmAll"), top),
         **dict.fromkeys(("StartSingleJob", "StartContinuous", "Stop", "Abort"), auto),
         **dict.fromkeys(
-            ("PrepareRecipe", "UnprepareRecipe", "PrepareProduct", "GetRecipeListFiltered"),
+            (
+                "PrepareRecipe",
+                "UnprepareRecipe",
+                "PrepareProduct",
+                "GetRecipeListFiltered",
+                "AddRecipe",
+                "RemoveRecipe",
+            ),
             owners[ids.RECIPE_MANAGEMENT_TYPE],
         ),
         **dict.fromkeys(
