@@ -35,6 +35,17 @@ async def browse(client: Client, *path: str) -> Any:
     return await client.nodes.objects.get_child([f"{ns}:{p}" for p in path])
 
 
+def start_args(meas: str = "", part: str = "") -> tuple[Any, ...]:
+    """StartSingleJob's or StartContinuous's arguments: MeasId, PartId, no recipe or product, no parameters."""
+    return (
+        ua.MeasIdDataType(Id=meas),
+        ua.PartIdDataType(Id=part),
+        ua.RecipeIdExternalDataType(Id=""),
+        ua.ProductIdDataType(Id=""),
+        ua.Variant([], ua.VariantType.Variant),
+    )
+
+
 async def state(node: Any) -> str:
     current = await node.get_child("0:CurrentState")
     return (await current.read_value()).Text
@@ -62,20 +73,11 @@ def test_single_job_cycle_and_forbidden_transitions(model_file: Path, tmp_path: 
             assert denied.value.code == ua.StatusCodes.BadInvalidState
             assert await state(auto) == "Ready"
 
-            part = ua.PartIdDataType(Id="P-42")
-            meas = ua.MeasIdDataType(Id="M-7")
             # The lot every part triggered from now on belongs to (Huoyan's namespace).
             own = await client.get_namespace_index("urn:huoyan:station:st-1")
             system = await browse(client, "st-1")
             await (await system.get_child(f"{own}:Lot")).write_value(ua.Variant("L-2026-118", ua.VariantType.String))
-            job, error = await auto.call_method(
-                f"{mv}:StartSingleJob",
-                meas,
-                part,
-                ua.RecipeIdExternalDataType(Id=""),
-                ua.ProductIdDataType(Id=""),
-                ua.Variant([], ua.VariantType.Variant),
-            )
+            job, error = await auto.call_method(f"{mv}:StartSingleJob", *start_args(meas="M-7", part="P-42"))
             assert error == 0 and job.Id
             last = await browse(client, "st-1", "ResultManagement", "Results", "LastResult")
             part_node = await last.get_child(f"{mv}:PartId")
@@ -94,14 +96,7 @@ def test_single_job_cycle_and_forbidden_transitions(model_file: Path, tmp_path: 
             await top.call_method(f"{mv}:Halt", ua.Variant(0, ua.VariantType.Int32), "maintenance")
             assert await state(top) == "Halted"
             with pytest.raises(ua.UaStatusCodeError) as halted:
-                await auto.call_method(
-                    f"{mv}:StartSingleJob",
-                    meas,
-                    part,
-                    ua.RecipeIdExternalDataType(Id=""),
-                    ua.ProductIdDataType(Id=""),
-                    ua.Variant([], ua.VariantType.Variant),
-                )
+                await auto.call_method(f"{mv}:StartSingleJob", *start_args(meas="M-7", part="P-42"))
             assert halted.value.code == ua.StatusCodes.BadInvalidState
             with pytest.raises(ua.UaStatusCodeError):
                 await top.call_method(f"{mv}:SelectModeAutomatic")
@@ -161,14 +156,7 @@ def test_prepare_recipe_switches_the_station(model_file: Path, tmp_path: Path) -
             )
             assert completed and error == 0
             auto = await browse(client, "st-1", "VisionStateMachine", "AutomaticModeStateMachine")
-            await auto.call_method(
-                f"{mv}:StartSingleJob",
-                ua.MeasIdDataType(Id=""),
-                ua.PartIdDataType(Id="Q-1"),
-                ua.RecipeIdExternalDataType(Id=""),
-                ua.ProductIdDataType(Id=""),
-                ua.Variant([], ua.VariantType.Variant),
-            )
+            await auto.call_method(f"{mv}:StartSingleJob", *start_args(part="Q-1"))
             last = await browse(client, "st-1", "ResultManagement", "Results", "LastResult")
 
             async def done() -> bool:

@@ -20,7 +20,7 @@ from huoyan.core.records import Severity, StationEvent
 from huoyan.io.opcua import nodeids as ids
 from huoyan.runner import open_station
 from linepeers import free_port, station_thread, until
-from test_opcua import PEER, browse, opcua_recipe, state
+from test_opcua import PEER, browse, opcua_recipe, start_args, state
 from test_station import load, write_recipe
 
 NODESET = PEER / "node_modules" / "node-opcua-nodesets" / "nodesets" / "Opc.Ua.MachineVision.NodeSet2.xml"
@@ -245,13 +245,18 @@ async def conformance(port: int, ns: NodeSet) -> list[str]:
             if ours != theirs:
                 problems.append(f"{what}: server has {ours!r}, NodeSet has {theirs!r}")
 
-        for number in (*INSTANTIATED, *EVENT_TYPES):
+        async def type_on_server(number: int) -> tuple[str, Node, str]:
+            """A type of the NodeSet on the server: its NodeId there, browse name and supertype checked."""
             nid = f"ns=1;i={number}"
             node = client.get_node(srv.node_id(nid))
             name = ns.name(nid)
             check(f"{name} BrowseName", (await node.read_browse_name()).Name, name)
             supertypes = await node.get_referenced_nodes(ua.ObjectIds.HasSubtype, ua.BrowseDirection.Inverse)
             check(f"{name} supertype", [srv.text(s.nodeid) for s in supertypes], ns.supertypes(nid))
+            return nid, node, name
+
+        for number in (*INSTANTIATED, *EVENT_TYPES):
+            nid, node, name = await type_on_server(number)
             ours = await srv.children(node)
             theirs = {c.name: c for c in ns.children(nid)}
             for c in theirs.values():
@@ -322,12 +327,7 @@ async def conformance(port: int, ns: NodeSet) -> list[str]:
                             check(f"{name} instance/{c.name} {attr}", getattr(mine, attr), getattr(c, attr))
 
         for number in DATA_TYPES:
-            nid = f"ns=1;i={number}"
-            node = client.get_node(srv.node_id(nid))
-            name = ns.name(nid)
-            check(f"{name} BrowseName", (await node.read_browse_name()).Name, name)
-            supertypes = await node.get_referenced_nodes(ua.ObjectIds.HasSubtype, ua.BrowseDirection.Inverse)
-            check(f"{name} supertype", [srv.text(s.nodeid) for s in supertypes], ns.supertypes(nid))
+            nid, node, name = await type_on_server(number)
             definition = ns.nodes[nid].find(f"{UA}Definition")
             if definition is None:
                 continue
@@ -583,14 +583,7 @@ def test_continuous_results_carry_the_job_and_measurement_of_start_continuous(mo
             assert await state(auto) == "ContinuousExecution"
             await auto.call_method(f"{mv}:Stop", ua.Variant(0, ua.VariantType.Int32), "")
             assert await state(auto) == "Ready"
-            job, error = await auto.call_method(
-                f"{mv}:StartContinuous",
-                ua.MeasIdDataType(Id="M-9"),
-                ua.PartIdDataType(Id=""),
-                ua.RecipeIdExternalDataType(Id=""),
-                ua.ProductIdDataType(Id=""),
-                ua.Variant([], ua.VariantType.Variant),
-            )
+            job, error = await auto.call_method(f"{mv}:StartContinuous", *start_args(meas="M-9"))
 
             async def of_new_job() -> bool:
                 return (await last.read_value()).JobId.Id == job.Id

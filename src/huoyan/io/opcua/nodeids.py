@@ -162,7 +162,8 @@ OBJECT_DECLARATIONS = (
     (VISION_SYSTEM_TYPE, 5020, "ResultManagement", RESULT_MANAGEMENT_TYPE, OPTIONAL),
 )
 
-# The fields of a result: (ResultType component, ResultReadyEventType property, data type, rule).
+# The fields of a result, in ResultDataType's order: (ResultType component, ResultReadyEventType
+# property, data type, rule). A Mandatory component is a field the structure always has.
 # Data types are this namespace's numbers, or ns=0 names.
 RESULT_FIELDS: dict[str, tuple[int, int | None, int | str, str]] = {
     "ResultId": (6046, 6295, RESULT_ID, MANDATORY),

@@ -56,7 +56,7 @@ from huoyan.io.opcua.events import VisionEvents
 from huoyan.io.opcua.results import HeldResults
 from huoyan.io.opcua.security import configure_security
 from huoyan.io.opcua.statemachine import AUTO, TOP, StateMachines
-from huoyan.io.opcua.types import MachineVisionTypes, build_types, method_args
+from huoyan.io.opcua.types import MachineVisionTypes, build_types, method_args, variant_type
 
 log = logging.getLogger(__name__)
 
@@ -461,31 +461,9 @@ class OpcUaChannel:
 
     async def _result_components(self, result_id: Any, timeout: int = 0) -> list[ua.Variant]:
         r = self._found(result_id)
-        handle = self.results.hold([r.ResultId.Id])
-        return [
-            ua.Variant(bool(r.HasTransferableDataOnFile), V.Boolean),
-            ua.Variant(handle, V.UInt32),
-            ua.Variant(r.IsPartial, V.Boolean),
-            ua.Variant(bool(r.IsSimulated), V.Boolean),
-            ua.Variant(r.ResultState, V.Int32),
-            *(
-                ua.Variant(getattr(r, name), V.ExtensionObject)
-                for name in (
-                    "MeasId",
-                    "PartId",
-                    "ExternalRecipeId",
-                    "InternalRecipeId",
-                    "ProductId",
-                    "ExternalConfigurationId",
-                    "InternalConfigurationId",
-                    "JobId",
-                )
-            ),
-            ua.Variant(r.CreationTime, V.DateTime),
-            ua.Variant(r.ProcessingTimes, V.ExtensionObject),
-            ua.Variant(r.ResultContent or [], V.Variant),
-            ok(),
-        ]
+        handle = ua.Variant(self.results.hold([r.ResultId.Id]), V.UInt32)
+        values = [_variant(name, getattr(r, name)) for name in ids.RESULT_FIELDS]
+        return [values[1], handle, *values[2:], ok()]  # the fields but ResultId, the handle second
 
     async def _result_list(
         self,
@@ -642,15 +620,11 @@ class OpcUaChannel:
 
 
 def _variant(name: str, value: Any) -> ua.Variant:
-    if name == "ResultState":
-        return ua.Variant(value, V.Int32)
-    if name in ("IsPartial", "IsSimulated"):
-        return ua.Variant(value, V.Boolean)
-    if name == "CreationTime":
-        return ua.Variant(value, V.DateTime)
-    if name == "ResultContent":
-        return ua.Variant(value, V.Variant)
-    return ua.Variant(value, V.ExtensionObject)
+    """A result field as a Variant of its type; an absent optional Boolean is false, an absent array empty."""
+    kind = variant_type(ids.RESULT_FIELDS[name][2])
+    if value is None and kind in (V.Boolean, V.Variant):
+        value = False if kind == V.Boolean else []
+    return ua.Variant(value, kind)
 
 
 def _number(value: float | None) -> float:

@@ -65,7 +65,6 @@ INT32 = ua.ObjectIds.Int32
 STRING = ua.ObjectIds.String
 BOOLEAN = ua.ObjectIds.Boolean
 UINT32 = ua.ObjectIds.UInt32
-UTC_TIME = ua.ObjectIds.UtcTime
 
 
 def method_args(t: MachineVisionTypes) -> dict[str, tuple[list[ua.Argument], list[ua.Argument]]]:
@@ -83,25 +82,12 @@ def method_args(t: MachineVisionTypes) -> dict[str, tuple[list[ua.Argument], lis
     recipe_in = [arg("ExternalId", n(ids.RECIPE_ID_EXTERNAL)), arg("InternalIdIn", n(ids.RECIPE_ID_INTERNAL))]
     handle = arg("ResultHandle", n(ids.HANDLE))
     result_query = [arg("ResultId", n(ids.RESULT_ID)), arg("Timeout", INT32)]
-    components = [
-        arg("HasTransferableDataOnFile", BOOLEAN),
-        handle,
-        arg("IsPartial", BOOLEAN),
-        arg("IsSimulated", BOOLEAN),
-        arg("ResultState", n(ids.RESULT_STATE)),
-        arg("MeasId", n(ids.MEAS_ID)),
-        arg("PartId", n(ids.PART_ID)),
-        arg("ExternalRecipeId", n(ids.RECIPE_ID_EXTERNAL)),
-        arg("InternalRecipeId", n(ids.RECIPE_ID_INTERNAL)),
-        arg("ProductId", n(ids.PRODUCT_ID)),
-        arg("ExternalConfigurationId", n(ids.CONFIGURATION_ID)),
-        arg("InternalConfigurationId", n(ids.CONFIGURATION_ID)),
-        arg("JobId", n(ids.JOB_ID)),
-        arg("CreationTime", UTC_TIME),
-        arg("ProcessingTimes", n(ids.PROCESSING_TIMES)),
-        arg("ResultContent", BASE_DATA_TYPE, array=True),
-        *error,
+    # GetResultComponentsById: the result's fields but its id, with the handle after the first.
+    fields = [
+        arg(name, _datatype(dt, t.ns), array=name == "ResultContent")
+        for name, (_, _, dt, _) in ids.RESULT_FIELDS.items()
     ]
+    components = [fields[1], handle, *fields[2:], *error]
     result_filter = [
         arg("ResultState", n(ids.RESULT_STATE)),
         arg("MeasId", n(ids.MEAS_ID)),
@@ -291,22 +277,8 @@ async def _data_types(server: Server, ns: int) -> None:
         "ResultDataType",
         (ids.RESULT_DATA, 5018),
         [
-            f("ResultId", n(ids.RESULT_ID)),
-            f("HasTransferableDataOnFile", V.Boolean, optional=True),
-            f("IsPartial", V.Boolean),
-            f("IsSimulated", V.Boolean, optional=True),
-            f("ResultState", n(ids.RESULT_STATE)),
-            f("MeasId", n(ids.MEAS_ID), optional=True),
-            f("PartId", n(ids.PART_ID), optional=True),
-            f("ExternalRecipeId", n(ids.RECIPE_ID_EXTERNAL), optional=True),
-            f("InternalRecipeId", n(ids.RECIPE_ID_INTERNAL)),
-            f("ProductId", n(ids.PRODUCT_ID), optional=True),
-            f("ExternalConfigurationId", n(ids.CONFIGURATION_ID), optional=True),
-            f("InternalConfigurationId", n(ids.CONFIGURATION_ID)),
-            f("JobId", n(ids.JOB_ID)),
-            f("CreationTime", ids.node_id(ua.ObjectIds.UtcTime)),
-            f("ProcessingTimes", n(ids.PROCESSING_TIMES), optional=True),
-            f("ResultContent", BASE_DATA_TYPE, array=True, optional=True),
+            f(name, _datatype(dt, ns), array=name == "ResultContent", optional=rule == ids.OPTIONAL)
+            for name, (_, _, dt, rule) in ids.RESULT_FIELDS.items()
         ],
     )
 
@@ -425,17 +397,20 @@ ID_STRUCTS = {
 }
 
 
+def variant_type(datatype: int | str) -> ua.VariantType:
+    """How a value of one of ``RESULT_FIELDS``' data types travels in a Variant."""
+    if isinstance(datatype, int) and datatype != ids.RESULT_STATE:
+        return V.ExtensionObject
+    return {ids.RESULT_STATE: V.Int32, "Boolean": V.Boolean, "UtcTime": V.DateTime, "BaseDataType": V.Variant}[datatype]
+
+
 def _default(types: MachineVisionTypes, datatype: int | str) -> ua.Variant:
     """A typed empty value: asyncua takes an event field's encoding from its type's default."""
     if datatype in ID_STRUCTS:
         return ua.Variant(types.new(ID_STRUCTS[datatype], Id=""))
-    return {
-        ids.RESULT_STATE: ua.Variant(0, V.Int32),
-        ids.PROCESSING_TIMES: ua.Variant(None, V.ExtensionObject),
-        "Boolean": ua.Variant(False, V.Boolean),
-        "UtcTime": ua.Variant(None, V.DateTime),
-        "BaseDataType": ua.Variant([], V.Variant),
-    }[datatype]
+    empty = {V.Int32: 0, V.Boolean: False, V.Variant: []}
+    kind = variant_type(datatype)
+    return ua.Variant(empty.get(kind), kind)
 
 
 def _datatype(datatype: int | str, ns: int) -> ua.NodeId:
