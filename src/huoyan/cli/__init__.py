@@ -1,7 +1,8 @@
 """The ``huoyan`` command line, one module per command group.
 
 ``engine``: fit, predict, evaluate, sample-line. ``station``: run, records, db, feed.
-``server``: serve, user, audit. ``quality``: spc. ``report``: report. ``demo``: the sample line end to end. Each module
+``server``: serve, user, audit. ``quality``: spc. ``report``: report. ``share``: keys, pkg.
+``demo``: the sample line end to end. Each module
 declares its own commands and options (``add_commands``); this one assembles them.
 """
 
@@ -10,9 +11,9 @@ from __future__ import annotations
 import argparse
 
 from huoyan import __version__
-from huoyan.cli import demo, engine, quality, report, server, station
+from huoyan.cli import demo, engine, quality, report, server, share, station
 
-GROUPS = (engine, demo, station, server, quality, report)
+GROUPS = (engine, demo, station, server, quality, report, share)
 
 
 def build_parser() -> argparse.ArgumentParser:

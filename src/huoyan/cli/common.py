@@ -88,6 +88,17 @@ def open_database_or_exit(args: argparse.Namespace) -> Any:
         raise SystemExit(f"error: {exc}") from exc
 
 
+def audit_log(args: argparse.Namespace, engine: Any) -> Any:
+    """The audit trail, keyed as the server keys it (``--data-dir``, else the recipe's data_dir)."""
+    from huoyan.store.audit import AuditLog, audit_key
+
+    if args.data_dir:
+        data_dir = Path(args.data_dir)
+    else:
+        data_dir = Path(load_recipe_or_exit(args.recipe).storage.data_dir) if args.recipe else Path("huoyan-data")
+    return AuditLog(engine, audit_key(data_dir))
+
+
 def database_options(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--db", help="database URL")

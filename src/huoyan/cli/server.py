@@ -11,6 +11,7 @@ from typing import Any
 
 from huoyan.cli.common import (
     RUNTIME_HELP,
+    audit_log,
     database_options,
     load_recipe_or_exit,
     open_database_or_exit,
@@ -122,23 +123,12 @@ def _accounts(args: argparse.Namespace) -> Any:
     return Accounts(engine)
 
 
-def _audit_log(args: argparse.Namespace, engine: Any) -> Any:
-    """The audit trail, keyed as the server keys it (``--data-dir``, else the recipe's data_dir)."""
-    from huoyan.store.audit import AuditLog, audit_key
-
-    if args.data_dir:
-        data_dir = Path(args.data_dir)
-    else:
-        data_dir = Path(load_recipe_or_exit(args.recipe).storage.data_dir) if args.recipe else Path("huoyan-data")
-    return AuditLog(engine, audit_key(data_dir))
-
-
 def cmd_audit(args: argparse.Namespace) -> int:
     from huoyan.store.database import upgrade
 
     engine = open_database_or_exit(args)
     upgrade(engine)
-    check = _audit_log(args, engine).verify()
+    check = audit_log(args, engine).verify()
     print_json(asdict(check))
     return 0 if check.intact else 1
 
@@ -147,7 +137,7 @@ def cmd_user(args: argparse.Namespace) -> int:
     from huoyan.store.accounts import DEFAULT_KEY_SCOPES, AccountError, Role
 
     accounts = _accounts(args)
-    audit = _audit_log(args, accounts.engine)
+    audit = audit_log(args, accounts.engine)
     try:
         if args.user_command == "add":
             user = accounts.add_user(args.username, _password(args), Role(args.role), "cli")

@@ -1,0 +1,126 @@
+"""`huoyan keys` and `huoyan pkg`: a plant's signing keys, its trust store, signed packages.
+
+Every export, import and refusal, and every key trusted, goes to the audit trail of the
+database named by ``--db`` (or ``--recipe``)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from pathlib import Path
+from typing import Any
+
+from huoyan.cli.common import audit_log, database_options, open_database_or_exit
+
+TRUST_FILE = "trust.json"
+
+
+def _audit(args: argparse.Namespace) -> Any:
+    from huoyan.store.database import upgrade
+
+    engine = open_database_or_exit(args)
+    upgrade(engine)
+    return audit_log(args, engine)
+
+
+def _trust_path(args: argparse.Namespace) -> Path:
+    return Path(args.trust) if args.trust else Path(args.data_dir or "huoyan-data") / TRUST_FILE
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from huoyan.share.keys import KeyError_, Role, TrustStore, new_keypair, passphrase_from
+
+    try:
+        if args.keys_command == "new":
+            private, public = new_keypair(args.name, Path(args.dir), passphrase_from(args.passphrase_env))
+            print(f"private key {private} (keep it on this plant's signing machine)\npublic key {public}")
+            return 0
+        path = _trust_path(args)
+        store = TrustStore.load(path)
+        if args.keys_command == "trust":
+            entry = store.trust(args.name, Path(args.public_key).read_bytes(), [Role(r) for r in args.role])
+            store.save(path)
+            _audit(args).add(
+                getpass.getuser(), "key-trusted", entry.name, fingerprint=entry.fingerprint, roles=args.role
+            )
+        for k in store.keys:
+            print(f"{k.name:20} {k.fingerprint[:16]}…  {', '.join(r.value for r in k.roles)}")
+    except (KeyError_, OSError) as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    return 0
+
+
+def cmd_pkg(args: argparse.Namespace) -> int:
+    from huoyan.share.keys import KeyError_, TrustStore, passphrase_from
+    from huoyan.share.package import PackageRefused, export_package, import_package
+
+    who = getpass.getuser()
+    audit = _audit(args)
+    if args.pkg_command == "export":
+        try:
+            manifest = export_package(
+                Path(args.out),
+                name=args.name,
+                version=args.version,
+                publisher=args.publisher,
+                private_key=Path(args.key),
+                passphrase=passphrase_from(args.passphrase_env),
+                model=Path(args.model),
+                recipe=Path(args.recipe_file) if args.recipe_file else None,
+                exported_by=who,
+                valid_days=args.valid_days,
+            )
+        except (KeyError_, OSError, ValueError) as exc:
+            raise SystemExit(f"error: {exc}") from exc
+        audit.add(who, "package-exported", f"{manifest.name} v{manifest.version}", files=sorted(manifest.files))
+        print(f"signed package {args.out}: {manifest.name} v{manifest.version}, {len(manifest.files)} files")
+        return 0
+    try:
+        target = import_package(Path(args.package), TrustStore.load(_trust_path(args)), Path(args.into))
+    except (PackageRefused, KeyError_) as exc:
+        audit.add(who, "package-refused", str(args.package), outcome="refused", reason=str(exc))
+        raise SystemExit(f"refused: {exc}") from exc
+    audit.add(who, "package-imported", str(target))
+    print(f"installed in {target}")
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    keys = sub.add_parser("keys", help="this plant's signing keys and the trust store of other plants' keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    new = keys_sub.add_parser("new", help="make an ECDSA P-256 key pair (<name>.key, <name>.pub)")
+    new.add_argument("name")
+    new.add_argument("--dir", default=".", help="folder to write the two files to (default: here)")
+    new.add_argument("--passphrase-env", help="environment variable holding the private key's passphrase")
+    trust = keys_sub.add_parser("trust", help="trust another plant's public key for some roles")
+    trust.add_argument("name", help="who holds the key, e.g. plant-a")
+    trust.add_argument("public_key", help="the .pub file")
+    trust.add_argument(
+        "--role", action="append", required=True, choices=["publish-models", "receive-data"],
+        help="what the key's holder is trusted for (repeat for several)",
+    )  # fmt: skip
+    listed = keys_sub.add_parser("list", help="the trusted keys")
+    for p in (trust, listed):
+        p.add_argument("--trust", help="trust store file (default: <data-dir>/trust.json)")
+        database_options(p)
+    keys.set_defaults(func=cmd_keys)
+
+    pkg = sub.add_parser("pkg", help="signed packages of a model and its recipe, between plants")
+    pkg_sub = pkg.add_subparsers(dest="pkg_command", required=True)
+    export = pkg_sub.add_parser("export", help="bundle and sign a model and its recipe")
+    export.add_argument("out", help="package folder to make (must not exist)")
+    export.add_argument("--name", required=True, help="package name, e.g. the recipe id")
+    export.add_argument("--version", type=int, required=True, help="must grow with every package of this name")
+    export.add_argument("--publisher", required=True, help="this plant's name, as others trust its key")
+    export.add_argument("--key", required=True, help="this plant's private key (.key)")
+    export.add_argument("--passphrase-env", help="environment variable holding the key's passphrase")
+    export.add_argument("--model", required=True, help="model artifact (.safetensors)")
+    export.add_argument("--recipe-file", help="recipe file to include")
+    export.add_argument("--valid-days", type=int, default=365, help="days until the package expires")
+    imp = pkg_sub.add_parser("import", help="verify a package and install it; a refused one changes nothing")
+    imp.add_argument("package")
+    imp.add_argument("--into", required=True, help="folder of installed packages (<publisher>/<name>/<version>)")
+    imp.add_argument("--trust", help="trust store file (default: <data-dir>/trust.json)")
+    for p in (export, imp):
+        database_options(p)
+    pkg.set_defaults(func=cmd_pkg)

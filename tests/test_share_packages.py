@@ -1,0 +1,184 @@
+"""Signed packages between plants: a tamper suite, each case refused with its reason, and the
+OpenSSF model_signing tool verifying a Huoyan-signed package on its own."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from huoyan.cli import main
+from huoyan.share.keys import Role, TrustStore, new_keypair
+from huoyan.share.package import CONTENT, MANIFEST, SIGNATURE, PackageRefused, export_package, import_package
+
+PASS_ENV = "HUOYAN_TEST_KEY_PASSPHRASE"
+
+
+@pytest.fixture
+def plant_a(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    monkeypatch.setenv(PASS_ENV, "correct horse battery staple")
+    return new_keypair("plant-a", tmp_path / "keys", b"correct horse battery staple")
+
+
+def make(tmp: Path, key: Path, model: Path, version: int = 1, valid_days: int = 365, name: str = "pkg") -> Path:
+    recipe = tmp / "washer-top.yaml"
+    recipe.write_text("station: st-1\nrecipe: washer-top\n")
+    out = tmp / f"{name}-v{version}"
+    export_package(
+        out,
+        name="washer-top",
+        version=version,
+        publisher="plant-a",
+        private_key=key,
+        passphrase=b"correct horse battery staple",
+        model=model,
+        recipe=recipe,
+        exported_by="engineer@plant-a",
+        valid_days=valid_days,
+    )
+    return out
+
+
+def trusted(public: Path, roles: list[Role] | None = None) -> TrustStore:
+    store = TrustStore()
+    store.trust("plant-a", public.read_bytes(), roles or [Role.PUBLISH_MODELS])
+    return store
+
+
+def test_a_signed_package_installs_once_and_an_older_or_same_version_is_a_replay(
+    model_file: Path, tmp_path: Path, plant_a: tuple[Path, Path]
+) -> None:
+    key, public = plant_a
+    into = tmp_path / "plant-b"
+    v2 = make(tmp_path, key, model_file, version=2)
+    target = import_package(v2, trusted(public), into)
+    assert (target / "model" / model_file.name).read_bytes() == model_file.read_bytes()
+    manifest = json.loads((target / MANIFEST).read_text())
+    assert manifest["version"] == 2 and manifest["publisher"] == "plant-a"
+    assert manifest["lineage"]["kind"] == "patchcore" and len(manifest["lineage"]["train_content_sha256"]) == 64
+    assert manifest["software"].startswith("huoyan ")
+    for replay in (v2, make(tmp_path, key, model_file, version=1)):
+        with pytest.raises(PackageRefused, match="not newer than version 2"):
+            import_package(replay, trusted(public), into)
+
+
+def _byte(pkg: Path) -> None:
+    model = next((pkg / CONTENT / "model").iterdir())
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 1
+    model.write_bytes(bytes(data))
+
+
+def _rename(pkg: Path) -> None:
+    recipe = next((pkg / CONTENT / "recipe").iterdir())
+    recipe.rename(recipe.with_name("washer-bottom.yaml"))
+
+
+def _add(pkg: Path) -> None:
+    (pkg / CONTENT / "recipe" / "extra.yaml").write_text("threshold: 0\n")
+
+
+def _remove(pkg: Path) -> None:
+    next((pkg / CONTENT / "recipe").iterdir()).unlink()
+
+
+def _manifest(pkg: Path) -> None:
+    path = pkg / CONTENT / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["version"] = 99
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    [
+        (_byte, "does not verify"),
+        (_rename, "does not verify"),
+        (_add, "does not verify"),
+        (_remove, "does not verify"),
+        (_manifest, "does not verify"),
+    ],
+    ids=["byte-changed", "file-renamed", "file-added", "file-removed", "manifest-edited"],
+)
+def test_a_tampered_package_is_refused_and_installs_nothing(
+    model_file: Path, tmp_path: Path, plant_a: tuple[Path, Path], tamper: Callable[[Path], None], reason: str
+) -> None:
+    key, public = plant_a
+    pkg = make(tmp_path, key, model_file)
+    tamper(pkg)
+    into = tmp_path / "plant-b"
+    with pytest.raises(PackageRefused, match=reason):
+        import_package(pkg, trusted(public), into)
+    assert not into.exists()
+
+
+def test_expired_unknown_signer_and_signer_without_the_publishing_role_are_refused(
+    model_file: Path, tmp_path: Path, plant_a: tuple[Path, Path]
+) -> None:
+    key, public = plant_a
+    pkg = make(tmp_path, key, model_file, valid_days=1)
+    later = datetime.now(UTC) + timedelta(days=2)
+    with pytest.raises(PackageRefused, match="expired on"):
+        import_package(pkg, trusted(public), tmp_path / "b", now=later)
+    _, stranger = new_keypair("stranger", tmp_path / "other", None)
+    with pytest.raises(PackageRefused, match="unknown signer"):
+        import_package(pkg, trusted(stranger), tmp_path / "b")
+    with pytest.raises(PackageRefused, match="may not publish models"):
+        import_package(pkg, trusted(public, [Role.RECEIVE_DATA]), tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_the_model_signing_tool_verifies_a_huoyan_signed_package(
+    model_file: Path, tmp_path: Path, plant_a: tuple[Path, Path]
+) -> None:
+    key, public = plant_a
+    pkg = make(tmp_path, key, model_file)
+    tool = Path(sys.executable).with_name("model_signing")
+    verify = [str(tool), "verify", "key", "--signature", str(pkg / SIGNATURE), "--public_key", str(public)]
+    ok = subprocess.run([*verify, str(pkg / CONTENT)], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    _byte(pkg)
+    bad = subprocess.run([*verify, str(pkg / CONTENT)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0
+
+
+def test_cli_keys_trust_export_import_and_refusal_in_the_audit_trail(
+    model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(PASS_ENV, "s3cret passphrase")
+    data = tmp_path / "data"
+    db = f"sqlite:///{tmp_path / 'audit.db'}"
+    common = ["--db", db, "--data-dir", str(data)]
+    assert main(["keys", "new", "plant-a", "--dir", str(tmp_path / "keys"), "--passphrase-env", PASS_ENV]) == 0
+    with pytest.raises(SystemExit, match="exists already"):
+        main(["keys", "new", "plant-a", "--dir", str(tmp_path / "keys"), "--passphrase-env", PASS_ENV])
+    pub = tmp_path / "keys" / "plant-a.pub"
+    assert main(["keys", "trust", "plant-a", str(pub), "--role", "publish-models", *common]) == 0
+    assert "plant-a" in capsys.readouterr().out
+    recipe = tmp_path / "washer-top.yaml"
+    recipe.write_text("station: st-1\n")
+    pkg = tmp_path / "pkg"
+    export = ["pkg", "export", str(pkg), "--name", "washer-top", "--version", "3", "--publisher", "plant-a"]
+    key = ["--key", str(tmp_path / "keys" / "plant-a.key"), "--passphrase-env", PASS_ENV]
+    assert main([*export, *key, "--model", str(model_file), "--recipe-file", str(recipe), *common]) == 0
+    tampered = tmp_path / "tampered"
+    shutil.copytree(pkg, tampered)
+    _add(tampered)
+    assert main(["pkg", "import", str(pkg), "--into", str(tmp_path / "installed"), *common]) == 0
+    with pytest.raises(SystemExit) as refused:
+        main(["pkg", "import", str(tampered), "--into", str(tmp_path / "installed"), *common])
+    assert "does not verify" in str(refused.value)
+    assert main(["audit", "verify", *common]) == 0
+    from huoyan.store.audit import AuditLog, audit_key
+    from huoyan.store.database import make_engine
+
+    entries = AuditLog(make_engine(db), audit_key(data)).entries()
+    actions = [(e["action"], e["outcome"]) for e in entries]
+    assert ("key-trusted", "ok") in actions and ("package-exported", "ok") in actions
+    assert ("package-imported", "ok") in actions and ("package-refused", "refused") in actions
