@@ -89,7 +89,7 @@ def add_commands(sub: Any) -> None:
     keys = sub.add_parser("keys", help="this plant's signing keys and the trust store of other plants' keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     new = keys_sub.add_parser("new", help="make an ECDSA P-256 key pair (<name>.key, <name>.pub)")
-    new.add_argument("name")
+    new.add_argument("name", help="the key's name, e.g. this plant's (plant-a)")
     new.add_argument("--dir", default=".", help="folder to write the two files to (default: here)")
     new.add_argument("--passphrase-env", help="environment variable holding the private key's passphrase")
     trust = keys_sub.add_parser("trust", help="trust another plant's public key for some roles")
@@ -118,7 +118,7 @@ def add_commands(sub: Any) -> None:
     export.add_argument("--recipe-file", help="recipe file to include")
     export.add_argument("--valid-days", type=int, default=365, help="days until the package expires")
     imp = pkg_sub.add_parser("import", help="verify a package and install it; a refused one changes nothing")
-    imp.add_argument("package")
+    imp.add_argument("package", help="package folder (content/ and content.sig)")
     imp.add_argument("--into", required=True, help="folder of installed packages (<publisher>/<name>/<version>)")
     imp.add_argument("--trust", help="trust store file (default: <data-dir>/trust.json)")
     for p in (export, imp):
