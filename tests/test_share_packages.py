@@ -69,10 +69,7 @@ def test_a_signed_package_installs_once_and_an_older_or_same_version_is_a_replay
 
 
 def _byte(pkg: Path) -> None:
-    model = next((pkg / CONTENT / "model").iterdir())
-    data = bytearray(model.read_bytes())
-    data[len(data) // 2] ^= 1
-    model.write_bytes(bytes(data))
+    _flip(next((pkg / CONTENT / "model").iterdir()))
 
 
 def _rename(pkg: Path) -> None:
@@ -156,21 +153,35 @@ def test_cli_keys_trust_export_import_and_refusal_in_the_audit_trail(
     db = f"sqlite:///{tmp_path / 'audit.db'}"
     common = ["--db", db, "--data-dir", str(data)]
     assert main(["keys", "new", "plant-a", "--dir", str(tmp_path / "keys"), "--passphrase-env", PASS_ENV]) == 0
-    with pytest.raises(SystemExit, match="exists already"):
+    with pytest.raises(SystemExit, match="exist already"):
         main(["keys", "new", "plant-a", "--dir", str(tmp_path / "keys"), "--passphrase-env", PASS_ENV])
     pub = tmp_path / "keys" / "plant-a.pub"
+    roles = ["--role", "publish-models", "--role", "receive-data"]
     assert main(["keys", "trust", "plant-a", str(pub), "--role", "publish-models", *common]) == 0
     assert "plant-a" in capsys.readouterr().out
     recipe = tmp_path / "washer-top.yaml"
     recipe.write_text("station: st-1\n")
     pkg = tmp_path / "pkg"
-    export = ["pkg", "export", str(pkg), "--name", "washer-top", "--version", "3", "--publisher", "plant-a"]
+
+    def export(out: Path, version: int) -> list[str]:
+        return ["pkg", "export", str(out), "--name", "washer-top", "--version", str(version), "--publisher", "plant-a"]
+
     key = ["--key", str(tmp_path / "keys" / "plant-a.key"), "--passphrase-env", PASS_ENV]
-    assert main([*export, *key, "--model", str(model_file), "--recipe-file", str(recipe), *common]) == 0
+    assert main([*export(pkg, 3), *key, "--model", str(model_file), "--recipe-file", str(recipe), *common]) == 0
     tampered = tmp_path / "tampered"
     shutil.copytree(pkg, tampered)
     _add(tampered)
     assert main(["pkg", "import", str(pkg), "--into", str(tmp_path / "installed"), *common]) == 0
+    # Sealed for a receiver: plant A trusts its own box key to receive (a second site of its own).
+    box_pub = tmp_path / "keys" / "plant-a.box.pub"
+    assert main(["keys", "trust", "plant-a", str(pub), "--box-key", str(box_pub), *roles, *common]) == 0
+    sealed = tmp_path / "sealed"
+    assert main([*export(sealed, 4), *key, "--model", str(model_file), "--for", "plant-a", *common]) == 0
+    box = ["--box-key", str(tmp_path / "keys" / "plant-a.box.key"), "--passphrase-env", PASS_ENV]
+    with pytest.raises(SystemExit, match="give this plant's box key"):
+        main(["pkg", "import", str(sealed), "--into", str(tmp_path / "installed"), *common])
+    assert main(["pkg", "import", str(sealed), "--into", str(tmp_path / "installed"), *box, *common]) == 0
+    assert (tmp_path / "installed" / "plant-a" / "washer-top" / "4" / "model" / model_file.name).is_file()
     with pytest.raises(SystemExit) as refused:
         main(["pkg", "import", str(tampered), "--into", str(tmp_path / "installed"), *common])
     assert "does not verify" in str(refused.value)
@@ -182,3 +193,61 @@ def test_cli_keys_trust_export_import_and_refusal_in_the_audit_trail(
     actions = [(e["action"], e["outcome"]) for e in entries]
     assert ("key-trusted", "ok") in actions and ("package-exported", "ok") in actions
     assert ("package-imported", "ok") in actions and ("package-refused", "refused") in actions
+
+
+def test_a_package_sealed_for_plant_b_opens_only_with_plant_bs_box_key(
+    model_file: Path, tmp_path: Path, plant_a: tuple[Path, Path]
+) -> None:
+    from huoyan.share.keys import box_private
+    from huoyan.share.package import CIPHERTEXT, SEALED, SEALED_SIGNATURE
+
+    key, public = plant_a
+    new_keypair("plant-b", tmp_path / "b-keys", None)
+    new_keypair("plant-c", tmp_path / "c-keys", None)
+    at_a = trusted(public)  # plant A's view: B receives data
+    at_a.trust(
+        "plant-b",
+        (tmp_path / "b-keys" / "plant-b.pub").read_bytes(),
+        [Role.RECEIVE_DATA],
+        (tmp_path / "b-keys" / "plant-b.box.pub").read_bytes(),
+    )
+    recipe = tmp_path / "washer-top.yaml"
+    recipe.write_text("station: st-1\n")
+    sealed = tmp_path / "sealed"
+    export_package(
+        sealed, name="washer-top", version=1, publisher="plant-a", private_key=key,
+        passphrase=b"correct horse battery staple", model=model_file, recipe=recipe,
+        exported_by="engineer", seal_for=at_a.named("plant-b"),
+    )  # fmt: skip
+    # Nothing of the model is readable in the sealed package.
+    assert sorted(p.name for p in sealed.iterdir()) == [SEALED, SEALED_SIGNATURE]
+    assert b"__metadata__" not in (sealed / SEALED / CIPHERTEXT).read_bytes()
+    with pytest.raises(ValueError, match="not trusted to receive data"):
+        export_package(
+            tmp_path / "to-a", name="x", version=1, publisher="plant-a", private_key=key,
+            passphrase=b"correct horse battery staple", model=model_file, recipe=None, exported_by="e",
+            seal_for=at_a.named("plant-a"),
+        )  # fmt: skip
+
+    at_b = trusted(public)  # plant B trusts A to publish
+    into = tmp_path / "installed"
+    b_box = box_private(tmp_path / "b-keys" / "plant-b.box.key", None)
+    c_box = box_private(tmp_path / "c-keys" / "plant-c.box.key", None)
+    with pytest.raises(PackageRefused, match="sealed for plant-b, not for this plant's key"):
+        import_package(sealed, at_b, into, box_key=c_box)
+    with pytest.raises(PackageRefused, match="give this plant's box key"):
+        import_package(sealed, at_b, into)
+    tampered = tmp_path / "tampered"
+    shutil.copytree(sealed, tampered)
+    _flip(tampered / SEALED / CIPHERTEXT)
+    with pytest.raises(PackageRefused, match="does not verify"):
+        import_package(tampered, at_b, into, box_key=b_box)
+    assert not into.exists()
+    target = import_package(sealed, at_b, into, box_key=b_box)
+    assert (target / "model" / model_file.name).read_bytes() == model_file.read_bytes()
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))

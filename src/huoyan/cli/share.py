@@ -38,7 +38,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
         path = _trust_path(args)
         store = TrustStore.load(path)
         if args.keys_command == "trust":
-            entry = store.trust(args.name, Path(args.public_key).read_bytes(), [Role(r) for r in args.role])
+            box = Path(args.box_key).read_bytes() if args.box_key else None
+            entry = store.trust(args.name, Path(args.public_key).read_bytes(), [Role(r) for r in args.role], box)
             store.save(path)
             _audit(args).add(
                 getpass.getuser(), "key-trusted", entry.name, fingerprint=entry.fingerprint, roles=args.role
@@ -51,12 +52,18 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_pkg(args: argparse.Namespace) -> int:
-    from huoyan.share.keys import KeyError_, TrustStore, passphrase_from
+    from huoyan.share.keys import KeyError_, TrustStore, box_private, passphrase_from
     from huoyan.share.package import PackageRefused, export_package, import_package
 
     who = getpass.getuser()
     audit = _audit(args)
+    trust = TrustStore.load(_trust_path(args))
     if args.pkg_command == "export":
+        recipient = None
+        if args.seal_for:
+            recipient = trust.named(args.seal_for)
+            if recipient is None:
+                raise SystemExit(f"error: {args.seal_for} is not in the trust store {_trust_path(args)}")
         try:
             manifest = export_package(
                 Path(args.out),
@@ -69,14 +76,19 @@ def cmd_pkg(args: argparse.Namespace) -> int:
                 recipe=Path(args.recipe_file) if args.recipe_file else None,
                 exported_by=who,
                 valid_days=args.valid_days,
+                seal_for=recipient,
             )
         except (KeyError_, OSError, ValueError) as exc:
             raise SystemExit(f"error: {exc}") from exc
-        audit.add(who, "package-exported", f"{manifest.name} v{manifest.version}", files=sorted(manifest.files))
+        audit.add(
+            who, "package-exported", f"{manifest.name} v{manifest.version}", files=sorted(manifest.files),
+            sealed_for=args.seal_for,
+        )  # fmt: skip
         print(f"signed package {args.out}: {manifest.name} v{manifest.version}, {len(manifest.files)} files")
         return 0
     try:
-        target = import_package(Path(args.package), TrustStore.load(_trust_path(args)), Path(args.into))
+        box = box_private(Path(args.box_key), passphrase_from(args.passphrase_env)) if args.box_key else None
+        target = import_package(Path(args.package), trust, Path(args.into), box_key=box)
     except (PackageRefused, KeyError_) as exc:
         audit.add(who, "package-refused", str(args.package), outcome="refused", reason=str(exc))
         raise SystemExit(f"refused: {exc}") from exc
@@ -99,6 +111,7 @@ def add_commands(sub: Any) -> None:
         "--role", action="append", required=True, choices=["publish-models", "receive-data"],
         help="what the key's holder is trusted for (repeat for several)",
     )  # fmt: skip
+    trust.add_argument("--box-key", help="its .box.pub: packages sealed for it are encrypted to this key")
     listed = keys_sub.add_parser("list", help="the trusted keys")
     for p in (trust, listed):
         p.add_argument("--trust", help="trust store file (default: <data-dir>/trust.json)")
@@ -117,10 +130,13 @@ def add_commands(sub: Any) -> None:
     export.add_argument("--model", required=True, help="model artifact (.safetensors)")
     export.add_argument("--recipe-file", help="recipe file to include")
     export.add_argument("--valid-days", type=int, default=365, help="days until the package expires")
+    export.add_argument("--for", dest="seal_for", help="seal (encrypt) for this trusted receiver (receive-data role)")
     imp = pkg_sub.add_parser("import", help="verify a package and install it; a refused one changes nothing")
     imp.add_argument("package", help="package folder (content/ and content.sig)")
     imp.add_argument("--into", required=True, help="folder of installed packages (<publisher>/<name>/<version>)")
-    imp.add_argument("--trust", help="trust store file (default: <data-dir>/trust.json)")
+    imp.add_argument("--box-key", help="this plant's .box.key, to open a package sealed for it")
+    imp.add_argument("--passphrase-env", help="environment variable holding the box key's passphrase")
     for p in (export, imp):
+        p.add_argument("--trust", help="trust store file (default: <data-dir>/trust.json)")
         database_options(p)
     pkg.set_defaults(func=cmd_pkg)

@@ -1,9 +1,11 @@
 """A plant's signing keys and the trust store of other plants' public keys.
 
-Keys are ECDSA P-256 (``cryptography``): the curve the OpenSSF ``model_signing`` tool
-verifies, so a package a plant signs can be checked with that tool as well as with
-Huoyan. The private key is PEM (PKCS#8), encrypted with a passphrase taken from an
-environment variable when one is named, and written readable by its owner only.
+Signing keys are ECDSA P-256 (``cryptography``): the curve the OpenSSF ``model_signing``
+tool verifies, so a package a plant signs can be checked with that tool as well as with
+Huoyan. Each plant also has an X25519 key that packages sealed for it are encrypted to
+(``<name>.box.key``, ``<name>.box.pub``). Private keys are PEM (PKCS#8), encrypted with a
+passphrase taken from an environment variable when one is named, and written readable by
+their owner only.
 
 The trust store is a JSON file of named public keys, each with the roles its holder is
 trusted for: ``publish-models`` (packages with models and recipes a plant may install)
@@ -21,7 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -49,13 +51,8 @@ def passphrase_from(env: str | None) -> bytes | None:
     return value.encode()
 
 
-def new_keypair(name: str, folder: Path, passphrase: bytes | None) -> tuple[Path, Path]:
-    """``<name>.key`` (private, 0600) and ``<name>.pub`` in ``folder``; refuses to overwrite."""
-    folder.mkdir(parents=True, exist_ok=True)
-    private, public = folder / f"{name}.key", folder / f"{name}.pub"
-    if private.exists() or public.exists():
-        raise KeyError_(f"{private} or {public} exists already; keys are never overwritten")
-    key = ec.generate_private_key(ec.SECP256R1())
+def _write_pair(private: Path, public: Path, key: ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey,
+                passphrase: bytes | None) -> None:  # fmt: skip
     encryption = serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
     fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -64,7 +61,28 @@ def new_keypair(name: str, folder: Path, passphrase: bytes | None) -> tuple[Path
     public.write_bytes(
         key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
-    return private, public
+
+
+def new_keypair(name: str, folder: Path, passphrase: bytes | None) -> tuple[Path, Path]:
+    """``<name>.key`` (private, 0600) and ``<name>.pub`` for signing, and ``<name>.box.key`` and
+    ``<name>.box.pub`` for receiving sealed packages, in ``folder``; never overwrites."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}{suffix}" for suffix in (".key", ".pub", ".box.key", ".box.pub")]
+    if any(p.exists() for p in paths):
+        raise KeyError_(f"keys named {name} exist already in {folder}; keys are never overwritten")
+    _write_pair(paths[0], paths[1], ec.generate_private_key(ec.SECP256R1()), passphrase)
+    _write_pair(paths[2], paths[3], x25519.X25519PrivateKey.generate(), passphrase)
+    return paths[0], paths[1]
+
+
+def box_private(path: Path, passphrase: bytes | None) -> x25519.X25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), passphrase)
+    except (ValueError, TypeError, OSError) as exc:
+        raise KeyError_(f"{path}: not a readable private key ({exc})") from exc
+    if not isinstance(key, x25519.X25519PrivateKey):
+        raise KeyError_(f"{path}: an X25519 key (<name>.box.key) is needed")
+    return key
 
 
 def public_of(private: Path, passphrase: bytes | None) -> bytes:
@@ -84,6 +102,7 @@ class TrustedKey(BaseModel):
     fingerprint: str
     public_key: str = Field(description="PEM")
     roles: list[Role]
+    box_key: str | None = Field(default=None, description="PEM of the X25519 key sealed packages are encrypted to")
     added_at: datetime
 
 
@@ -107,17 +126,27 @@ class TrustStore(BaseModel):
         tmp.write_text(self.model_dump_json(indent=2))
         os.replace(tmp, path)
 
-    def trust(self, name: str, public_pem: bytes, roles: list[Role]) -> TrustedKey:
-        """Add (or replace, by name) a key with its roles."""
+    def trust(self, name: str, public_pem: bytes, roles: list[Role], box_pem: bytes | None = None) -> TrustedKey:
+        """Add (or replace, by name) a key with its roles, and the key to seal packages for it."""
         try:
             print_ = fingerprint(public_pem)
+            if box_pem is not None:
+                fingerprint(box_pem)
         except ValueError as exc:
             raise KeyError_(f"not a PEM public key: {exc}") from exc
         entry = TrustedKey(
-            name=name, fingerprint=print_, public_key=public_pem.decode(), roles=roles, added_at=datetime.now(UTC)
+            name=name,
+            fingerprint=print_,
+            public_key=public_pem.decode(),
+            roles=roles,
+            box_key=box_pem.decode() if box_pem else None,
+            added_at=datetime.now(UTC),
         )
         self.keys = [k for k in self.keys if k.name != name and k.fingerprint != print_] + [entry]
         return entry
 
     def find(self, fingerprint_: str) -> TrustedKey | None:
         return next((k for k in self.keys if k.fingerprint == fingerprint_), None)
+
+    def named(self, name: str) -> TrustedKey | None:
+        return next((k for k in self.keys if k.name == name), None)

@@ -10,8 +10,22 @@ A package is a folder::
         content.sig         a Sigstore bundle made by the OpenSSF model_signing library (ECDSA P-256)
 
 so ``model_signing verify key --signature <package>/content.sig --public_key plant-a.pub
-<package>/content`` checks it without Huoyan. Import verifies everything before anything
-is installed: the manifest names a key of the trust store that holds the
+<package>/content`` checks it without Huoyan.
+
+A package sealed for a receiving plant reveals nothing but its manifest::
+
+    <package>/
+        sealed/             what is signed: the plaintext manifest and the ciphertext
+            manifest.json   a copy of the manifest
+            envelope.json   recipient, its key's fingerprint, the ephemeral X25519 key, the nonce
+            content.tar.enc content/ and content.sig as a tar, AES-256-GCM with a key agreed by
+                            X25519 (the sender's ephemeral key, the recipient's box key) and HKDF-SHA256
+        sealed.sig          model_signing's bundle over sealed/
+
+Only the recipient's box key opens it; the inner package is then verified as any other.
+
+Import verifies everything before anything is installed: the manifest names a key of the
+trust store that holds the
 ``publish-models`` role, the signature verifies with that key over every file (a changed
 byte, a renamed, added or removed file, an edited manifest all fail), the manifest lists
 exactly the files present, the package has not expired, and its version is newer than
@@ -21,24 +35,37 @@ older signed model). A refused package installs nothing; ``PackageRefused`` says
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
+import os
 import shutil
+import tarfile
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import x25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from huoyan import __version__
 from huoyan.core.artifact import ArtifactError, read_metadata
-from huoyan.share.keys import Role, TrustStore, fingerprint, public_of
+from huoyan.share.keys import Role, TrustedKey, TrustStore, fingerprint, public_of
 
 FORMAT = "huoyan.package/1"
 CONTENT = "content"
 SIGNATURE = "content.sig"
 MANIFEST = "manifest.json"
+SEALED = "sealed"
+SEALED_SIGNATURE = "sealed.sig"
+ENVELOPE = "envelope.json"
+CIPHERTEXT = "content.tar.enc"
 
 
 class PackageRefused(Exception):
@@ -89,12 +116,22 @@ def export_package(
     recipe: Path | None,
     exported_by: str,
     valid_days: int = 365,
+    seal_for: TrustedKey | None = None,
 ) -> Manifest:
-    """Bundle and sign; ``out`` must not exist."""
-    import model_signing
-
+    """Bundle and sign (and seal for a recipient, when given); ``out`` must not exist."""
     if out.exists():
         raise FileExistsError(f"{out} exists already")
+    if seal_for is not None:
+        if Role.RECEIVE_DATA not in seal_for.roles or not seal_for.box_key:
+            raise ValueError(f"{seal_for.name} is not trusted to receive data, or has no box key in the trust store")
+        with tempfile.TemporaryDirectory() as tmp:
+            plain = Path(tmp) / "plain"
+            manifest = export_package(
+                plain, name=name, version=version, publisher=publisher, private_key=private_key,
+                passphrase=passphrase, model=model, recipe=recipe, exported_by=exported_by, valid_days=valid_days,
+            )  # fmt: skip
+            _seal(plain, out, seal_for, private_key, passphrase)
+        return manifest
     public = public_of(private_key, passphrase)
     try:  # the model card, kept in the artifact: what trained it, on what data
         lineage = json.loads(read_metadata(model)["card"])
@@ -120,24 +157,68 @@ def export_package(
         files=_files(content),
     )
     (content / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+    _sign(content, out / SIGNATURE, private_key, passphrase)
+    return manifest
+
+
+def _sign(folder: Path, signature: Path, private_key: Path, passphrase: bytes | None) -> None:
+    import model_signing
+
     # model_signing annotates the password as str but hands it to cryptography, which takes bytes.
     config = model_signing.signing.Config().use_elliptic_key_signer(
         private_key=private_key,
         password=passphrase,  # type: ignore[arg-type]
     )
-    config.sign(content, out / SIGNATURE)
-    return manifest
+    config.sign(folder, signature)
 
 
-def verify_package(package: Path, trust: TrustStore, now: datetime | None = None) -> Manifest:
-    """Everything checked, nothing changed. Raises ``PackageRefused``."""
+def _box_key(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
+    info = FORMAT.encode() + ephemeral + recipient
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared)
+
+
+def _raw(key: x25519.X25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _seal(plain: Path, out: Path, recipient: TrustedKey, private_key: Path, passphrase: bytes | None) -> None:
+    assert recipient.box_key is not None
+    their = serialization.load_pem_public_key(recipient.box_key.encode())
+    assert isinstance(their, x25519.X25519PublicKey)
+    ephemeral = x25519.X25519PrivateKey.generate()
+    key = _box_key(ephemeral.exchange(their), _raw(ephemeral.public_key()), _raw(their))
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as t:
+        t.add(plain / CONTENT, arcname=CONTENT)
+        t.add(plain / SIGNATURE, arcname=SIGNATURE)
+    manifest = (plain / CONTENT / MANIFEST).read_bytes()
+    nonce = os.urandom(12)
+    sealed = out / SEALED
+    sealed.mkdir(parents=True)
+    # The manifest is the associated data: the ciphertext opens only beside its own manifest.
+    (sealed / CIPHERTEXT).write_bytes(AESGCM(key).encrypt(nonce, tar.getvalue(), manifest))
+    (sealed / MANIFEST).write_bytes(manifest)
+    envelope = {
+        "recipient": recipient.name,
+        "recipient_fingerprint": fingerprint(recipient.box_key.encode()),
+        "ephemeral": base64.b64encode(_raw(ephemeral.public_key())).decode(),
+        "nonce": base64.b64encode(nonce).decode(),
+        "aead": "AES-256-GCM",
+        "kdf": "X25519 + HKDF-SHA256",
+    }
+    (sealed / ENVELOPE).write_text(json.dumps(envelope, indent=2))
+    _sign(sealed, out / SEALED_SIGNATURE, private_key, passphrase)
+
+
+def _signed_manifest(folder: Path, signature: Path, trust: TrustStore) -> Manifest:
+    """The manifest in ``folder``, after its signer is found trusted to publish and the
+    signature verifies over every file of ``folder``."""
     import model_signing
 
-    content, signature = package / CONTENT, package / SIGNATURE
-    if not (content / MANIFEST).is_file() or not signature.is_file():
-        raise PackageRefused(f"{package} is not a package: {CONTENT}/{MANIFEST} or {SIGNATURE} is missing")
+    if not (folder / MANIFEST).is_file() or not signature.is_file():
+        raise PackageRefused(f"not a package: {folder.name}/{MANIFEST} or {signature.name} is missing")
     try:
-        manifest = Manifest.model_validate_json((content / MANIFEST).read_text())
+        manifest = Manifest.model_validate_json((folder / MANIFEST).read_text())
     except (ValidationError, ValueError) as exc:
         raise PackageRefused(f"the manifest is unreadable: {exc}") from exc
     signer = trust.find(manifest.key_fingerprint)
@@ -145,24 +226,61 @@ def verify_package(package: Path, trust: TrustStore, now: datetime | None = None
         raise PackageRefused(f"unknown signer: key {manifest.key_fingerprint[:16]}… is not in the trust store")
     if Role.PUBLISH_MODELS not in signer.roles:
         raise PackageRefused(f"signer {signer.name} is trusted but may not publish models")
+    if manifest.publisher != signer.name:
+        raise PackageRefused(f"the manifest names publisher {manifest.publisher}, the key is {signer.name}'s")
     with tempfile.TemporaryDirectory() as tmp:
         public = Path(tmp) / "signer.pub"
         public.write_text(signer.public_key)
         try:
-            model_signing.verifying.Config().use_elliptic_key_verifier(public_key=public).verify(content, signature)
+            model_signing.verifying.Config().use_elliptic_key_verifier(public_key=public).verify(folder, signature)
         except Exception as exc:  # the library raises ValueError and others; each means "does not verify"
             raise PackageRefused(f"the signature of {signer.name} does not verify: {exc}") from exc
+    return manifest
+
+
+def verify_package(package: Path, trust: TrustStore, now: datetime | None = None) -> Manifest:
+    """Everything checked, nothing changed. Raises ``PackageRefused``."""
+    content = package / CONTENT
+    manifest = _signed_manifest(content, package / SIGNATURE, trust)
     present = _files(content)
     if present != manifest.files:
         extra = sorted(set(present) - set(manifest.files))
         missing = sorted(set(manifest.files) - set(present))
         raise PackageRefused(f"the files differ from the manifest: extra {extra}, missing {missing}")
-    if manifest.publisher != signer.name:
-        raise PackageRefused(f"the manifest names publisher {manifest.publisher}, the key is {signer.name}'s")
     moment = now or datetime.now(UTC)
     if moment >= manifest.expires_at:
         raise PackageRefused(f"the package expired on {manifest.expires_at.isoformat()}")
     return manifest
+
+
+def unseal(package: Path, trust: TrustStore, box_key: x25519.X25519PrivateKey | None, into: Path) -> Path:
+    """Check the outer signature, decrypt with this plant's box key and unpack into ``into``;
+    the inner package (returned) is then verified like any other."""
+    sealed = package / SEALED
+    outer = _signed_manifest(sealed, package / SEALED_SIGNATURE, trust)
+    try:
+        envelope = json.loads((sealed / ENVELOPE).read_text())
+        ephemeral = x25519.X25519PublicKey.from_public_bytes(base64.b64decode(envelope["ephemeral"]))
+        nonce = base64.b64decode(envelope["nonce"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise PackageRefused(f"the envelope is unreadable: {exc}") from exc
+    if box_key is None:
+        raise PackageRefused(f"the package is sealed for {envelope.get('recipient')}: give this plant's box key")
+    mine = box_key.public_key()
+    mine_pem = mine.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if envelope.get("recipient_fingerprint") != fingerprint(mine_pem):
+        raise PackageRefused(f"the package is sealed for {envelope.get('recipient')}, not for this plant's key")
+    key = _box_key(box_key.exchange(ephemeral), _raw(ephemeral), _raw(mine))
+    try:
+        plain = AESGCM(key).decrypt(nonce, (sealed / CIPHERTEXT).read_bytes(), (sealed / MANIFEST).read_bytes())
+    except InvalidTag as exc:
+        raise PackageRefused("the package cannot be decrypted with this plant's box key") from exc
+    with tarfile.open(fileobj=io.BytesIO(plain)) as t:
+        t.extractall(into, filter="data")  # no absolute paths, no links out, no devices
+    inner = Manifest.model_validate_json((into / CONTENT / MANIFEST).read_text())
+    if inner != outer:
+        raise PackageRefused("the sealed content's manifest differs from the plaintext one")
+    return into
 
 
 class Installed(BaseModel):
@@ -181,8 +299,18 @@ class Installed(BaseModel):
         tmp.replace(path)
 
 
-def import_package(package: Path, trust: TrustStore, into: Path, now: datetime | None = None) -> Path:
-    """Verify, refuse a replay, then copy the content to ``into/<publisher>/<name>/<version>``."""
+def import_package(
+    package: Path,
+    trust: TrustStore,
+    into: Path,
+    now: datetime | None = None,
+    box_key: x25519.X25519PrivateKey | None = None,
+) -> Path:
+    """Verify (unsealing first, if sealed), refuse a replay, then copy the content to
+    ``into/<publisher>/<name>/<version>``."""
+    if (package / SEALED).is_dir():
+        with tempfile.TemporaryDirectory() as tmp:
+            return import_package(unseal(package, trust, box_key, Path(tmp)), trust, into, now)
     manifest = verify_package(package, trust, now)
     registry_path = into / "installed.json"
     registry = Installed.load(registry_path)
