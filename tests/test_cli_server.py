@@ -55,7 +55,7 @@ def test_audit_verify_command(
     assert main(["user", "key", "boss", "--name", "prometheus", *keyed]) == 0
     capsys.readouterr()
     assert main(["audit", "verify", *keyed]) == 0
-    report = json.loads(capsys.readouterr().out)
+    report = json.loads(capsys.readouterr().out)["audit"]
     assert report["intact"] and report["entries"] == 2 and len(report["head_sha256"]) == 64
     # Without the key the same trail does not verify: the MACs are not this key's.
     assert main(["audit", "verify", "--db", url, "--data-dir", str(tmp_path / "elsewhere")]) == 1
@@ -63,7 +63,25 @@ def test_audit_verify_command(
     with sqlite3.connect(tmp_path / "db.sqlite") as conn:
         conn.execute("UPDATE audit_log SET target = 'mallory' WHERE id = 1")
     assert main(["audit", "verify", *keyed]) == 1
-    assert json.loads(capsys.readouterr().out)["first_bad_id"] == 1
+    assert json.loads(capsys.readouterr().out)["audit"]["first_bad_id"] == 1
+
+
+def test_audit_verify_names_an_edited_inspection_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from huoyan.core.records import StoredRecord
+    from test_store import make_store, record
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = make_store(url, tmp_path)
+    store.write([StoredRecord(record(f"k{i}", seq=i)) for i in range(1, 4)])
+    keyed = ["--db", url, "--data-dir", str(tmp_path / "data")]
+    assert main(["audit", "verify", *keyed]) == 0
+    records = json.loads(capsys.readouterr().out)["records"]
+    assert [(r["station_id"], r["records"], r["intact"]) for r in records] == [("st-1", 3, True)]
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        conn.execute("UPDATE inspections SET verdict = 'NG' WHERE key = 'k2'")
+    assert main(["audit", "verify", "--station", "st-1", *keyed]) == 1
+    problems = json.loads(capsys.readouterr().out)["records"][0]["problems"]
+    assert problems == ["record k2 at position 2 was edited (its content no longer matches)"]
 
 
 def test_serve_hosts_the_station_and_stops_cleanly(

@@ -124,13 +124,20 @@ def _accounts(args: argparse.Namespace) -> Any:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from huoyan.store import chain
     from huoyan.store.database import upgrade
 
     engine = open_database_or_exit(args)
     upgrade(engine)
-    check = audit_log(args, engine).verify()
-    print_json(asdict(check))
-    return 0 if check.intact else 1
+    audit = audit_log(args, engine)
+    check = audit.verify()
+    # Each station's record chain, against the checkpoints the (verified) audit trail holds.
+    reports = []
+    for station in [args.station] if args.station else chain.stations(engine):
+        marks = [(int(d["pos"]), str(d["sha256"])) for d in audit.details(chain.CHECKPOINT_ACTION, station)]
+        reports.append(chain.verify_station(engine, station, marks))
+    print_json({"audit": asdict(check), "records": [asdict(r) for r in reports]})
+    return 0 if check.intact and all(r.intact for r in reports) else 1
 
 
 def cmd_user(args: argparse.Namespace) -> int:
@@ -224,6 +231,9 @@ def add_commands(sub: Any) -> None:
 
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser("verify", help="check the keyed hash chain; exit 1 if it was tampered with")
+    verify = audit_sub.add_parser(
+        "verify", help="check the audit trail and every station's record chain; exit 1 if either was tampered with"
+    )
+    verify.add_argument("--station", help="check this station's record chain only")
     database_options(verify)
     audit.set_defaults(func=cmd_audit)

@@ -42,7 +42,9 @@ from huoyan.station.gather import Gathering
 from huoyan.station.inspect_signals import SignalInspector
 from huoyan.station.pipeline import Station, Stats
 from huoyan.station.sources import HttpUpload, PartIds, SeqCounter, Source, make_source
+from huoyan.store.audit import AuditLog, audit_key
 from huoyan.store.blobs import BlobStore, file_sha256
+from huoyan.store.chain import CHECKPOINT_ACTION
 from huoyan.store.database import make_engine, resolve_url, upgrade
 from huoyan.store.records import UNAVAILABLE, RecordStore, data_paths
 from huoyan.store.spool import Spool
@@ -136,7 +138,13 @@ def open_station(
     stale = sum(remove_stale_temporaries(f) for f in (blobs_dir, spool_dir, data_dir / "outbox"))
     if stale:
         log.info("removed %d temporary files left by a killed writer in %s", stale, data_dir)
-    store = RecordStore(engine, BlobStore(blobs_dir), Spool(spool_dir / recipe.station))
+    audit = AuditLog(engine, audit_key(data_dir))
+
+    def checkpoint(station_id: str, pos: int, sha: str) -> None:
+        """The record chain's head, kept in the keyed audit trail: a cut-off tail shows."""
+        audit.add(f"station:{station_id}", CHECKPOINT_ACTION, station_id, pos=pos, sha256=sha)
+
+    store = RecordStore(engine, BlobStore(blobs_dir), Spool(spool_dir / recipe.station), on_checkpoint=checkpoint)
     store.configure(**config)
     try:
         upgrade(engine)

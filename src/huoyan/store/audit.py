@@ -154,6 +154,12 @@ class AuditLog:
                 for r in s.scalars(stmt)
             ]
 
+    def details(self, action: str, target: str) -> list[dict[str, Any]]:
+        """The detail of every entry of this action on this target, oldest first."""
+        stmt = select(AuditRow.detail).where(AuditRow.action == action, AuditRow.target == target).order_by(AuditRow.id)
+        with Session(self.engine) as s:
+            return [d or {} for d in s.scalars(stmt)]
+
     def verify(self) -> ChainCheck:
         """Walk the chain from the first entry: links, MACs (every entry from the first
         keyed one on), and the head (count, newest hash, its MAC)."""

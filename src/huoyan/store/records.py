@@ -39,17 +39,15 @@ from huoyan.core.records import (
     StoredRecord,
     utcnow,
 )
+from huoyan.store import chain
 from huoyan.store.blobs import BlobStore, sha256_hex
 from huoyan.store.schema import (
+    RECORD_CHILDREN,
     Base,
-    ChannelRow,
     EventRow,
-    EvidenceRow,
     InspectionRow,
-    MeasurementRow,
     ModelRow,
     RecipeRow,
-    RegionRow,
     StationRow,
 )
 from huoyan.store.spool import Spool
@@ -65,12 +63,6 @@ COLLISION_KIND = "record-key-collision"
 # are references (recipe, model) or rows of their own (regions, evidence).
 RECORD_COLUMNS = frozenset(InspectionRecord.model_fields) & frozenset(InspectionRow.__table__.columns.keys())
 RECORD_REFERENCES = frozenset({"recipe_id", "recipe_version", "model_sha256"})
-RECORD_CHILDREN = {
-    "regions": RegionRow,
-    "evidence": EvidenceRow,
-    "measurements": MeasurementRow,
-    "channels": ChannelRow,
-}
 
 
 def collision_key(record: InspectionRecord) -> str:
@@ -98,8 +90,12 @@ class RecordStore:
         blobs: BlobStore,
         spool: Spool,
         on_event: Callable[[StationEvent], None] | None = None,
+        on_checkpoint: Callable[[str, int, str], None] | None = None,
     ) -> None:
         self.engine = engine
+        # Told (station, position, chain_sha256) each time a station's chain passes a
+        # multiple of chain.CHECKPOINT_EVERY; the runner writes it to the audit trail.
+        self.on_checkpoint = on_checkpoint
         self.blobs = blobs
         self.spool = spool
         self.on_event = on_event
@@ -388,16 +384,44 @@ class RecordStore:
                 fresh.update({m.key: m for m in moved.values() if m.key not in taken})
             if not fresh:
                 return []
+            rows = [self._row(s, r) for r in fresh.values()]
+            children = {
+                r.key: {name: [c.model_dump() for c in getattr(r, name)] for name in RECORD_CHILDREN}
+                for r in fresh.values()
+            }
+            # Each record joins its station's chain, read and extended inside this
+            # transaction (a concurrent writer of the same station fails on the unique
+            # position and retries from the new head).
+            heads: dict[str, tuple[int, str]] = {}
+            starts: dict[str, int] = {}
+            for row in rows:
+                station = row["station_id"]
+                if station not in heads:
+                    heads[station] = chain.head(s, station)
+                    starts[station] = heads[station][0]
+                pos, previous = heads[station]
+                row["chain_pos"] = pos + 1
+                row["chain_sha256"] = chain.link(previous, chain.content_digest(row, children[row["key"]]))
+                heads[station] = (pos + 1, row["chain_sha256"])
             ids = s.execute(
                 insert(Base.metadata.tables[InspectionRow.__tablename__]).returning(
                     InspectionRow.id, InspectionRow.key
                 ),
-                [self._row(s, r) for r in fresh.values()],
+                rows,
             ).all()
             for name, table in RECORD_CHILDREN.items():
-                rows = [{"inspection_id": pk, **c.model_dump()} for pk, key in ids for c in getattr(fresh[key], name)]
-                if rows:
-                    s.execute(insert(Base.metadata.tables[table.__tablename__]), rows)
+                child_rows = [{"inspection_id": pk, **c} for pk, key in ids for c in children[key][name]]
+                if child_rows:
+                    s.execute(insert(Base.metadata.tables[table.__tablename__]), child_rows)
+        for station, (pos, sha) in heads.items():
+            if (
+                self.on_checkpoint is not None
+                and pos // chain.CHECKPOINT_EVERY > starts[station] // chain.CHECKPOINT_EVERY
+            ):
+                try:
+                    self.on_checkpoint(station, pos, sha)
+                except Exception:  # the records are stored; a missed checkpoint only weakens the tail check
+                    log.exception("record chain checkpoint at %s:%d not written", station, pos)
         return [(old, m.key) for old, m in moved.items() if m.key in fresh]
 
     def _pk(self, s: Session, key: tuple[str, ...], stmt: Any, record: InspectionRecord) -> int:

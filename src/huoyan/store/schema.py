@@ -57,6 +57,7 @@ class InspectionRow(Base):
         Index("ix_inspections_verdict", "verdict"),
         Index("ix_inspections_part", "part_id"),
         Index("ix_inspections_station_lot", "station_id", "lot"),
+        Index("ix_inspections_station_chain", "station_id", "chain_pos", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -82,6 +83,9 @@ class InspectionRow(Base):
     trigger: Mapped[dict[str, object] | None] = mapped_column(JSON)
     diagnosis: Mapped[str | None] = mapped_column(String(64))
     lot: Mapped[str | None] = mapped_column(String(200))
+    # The station's record chain (huoyan.store.chain); null for records stored before it.
+    chain_pos: Mapped[int | None] = mapped_column(Integer)
+    chain_sha256: Mapped[str | None] = mapped_column(String(64))
 
     recipe: Mapped[RecipeRow] = relationship()
     model: Mapped[ModelRow | None] = relationship()
@@ -371,3 +375,12 @@ class ThresholdOverrideRow(Base):
     threshold: Mapped[float] = mapped_column(Float)
     set_by: Mapped[str] = mapped_column(String(100))
     set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# A record's rows of its own, by the record's field name: stored, read and chained together.
+RECORD_CHILDREN: dict[str, type[Base]] = {
+    "regions": RegionRow,
+    "evidence": EvidenceRow,
+    "measurements": MeasurementRow,
+    "channels": ChannelRow,
+}

@@ -1,0 +1,155 @@
+"""The tamper-evident chain of each station's inspection records.
+
+Every record the store inserts gets the next position of its station's chain and
+``chain_sha256 = SHA-256(previous chain_sha256 + content digest)``, where the content
+digest covers the record's columns (verdict, scores, times, part, recipe and model
+references ...) and its child rows (regions, evidence, measurements, channels), in a
+canonical JSON form that reads back the same from SQLite and PostgreSQL. The store
+computes it in the insert's transaction, from the very rows it inserts.
+
+``verify_station`` walks a station's chain in position order, recomputing each digest
+from what the database holds now, and names the first record that was edited, the first
+gap (deleted records), a position out of order, and a tail cut off behind the newest
+checkpoint (checkpoints are the chain's head, written every ``CHECKPOINT_EVERY`` records
+to the keyed audit trail, which an edit of its own would break).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from huoyan.store.schema import RECORD_CHILDREN, InspectionRow
+
+GENESIS = "0" * 64
+CHECKPOINT_EVERY = 1000
+CHECKPOINT_ACTION = "record-chain-checkpoint"
+# Not content: the row's database id and the chain's own columns.
+NOT_CONTENT = frozenset({"id", "chain_pos", "chain_sha256"})
+BATCH = 5000
+
+
+def _canon(value: Any) -> Any:
+    if isinstance(value, datetime):
+        ts = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return ts.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not part of a record's content")
+
+
+def content_digest(row: Mapping[str, Any], children: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """The digest of one record's columns and child rows (each child without its ids)."""
+    body = {
+        "row": {k: v for k, v in row.items() if k not in NOT_CONTENT},
+        "children": {
+            name: [{k: v for k, v in c.items() if k not in ("id", "inspection_id")} for c in children.get(name, [])]
+            for name in RECORD_CHILDREN
+        },
+    }
+    text = json.dumps(body, sort_keys=True, default=_canon, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def link(previous: str, digest: str) -> str:
+    return hashlib.sha256((previous + digest).encode()).hexdigest()
+
+
+def head(session: Session, station_id: str) -> tuple[int, str]:
+    """The position and hash of a station's newest chained record (0 and GENESIS if none)."""
+    found = session.execute(
+        select(InspectionRow.chain_pos, InspectionRow.chain_sha256)
+        .where(InspectionRow.station_id == station_id, InspectionRow.chain_pos.is_not(None))
+        .order_by(InspectionRow.chain_pos.desc())
+        .limit(1)
+    ).one_or_none()
+    if found is None or found[0] is None:
+        return 0, GENESIS
+    return int(found[0]), str(found[1])
+
+
+@dataclass
+class ChainReport:
+    """What ``verify_station`` found for one station."""
+
+    station_id: str
+    intact: bool = True
+    records: int = 0
+    unchained: int = 0
+    head_pos: int = 0
+    head_sha256: str = GENESIS
+    problems: list[str] = field(default_factory=list)
+
+    def problem(self, text: str) -> None:
+        self.intact = False
+        if len(self.problems) < 20:
+            self.problems.append(text)
+
+
+def _rows(engine: Engine, station_id: str) -> Iterator[tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]]:
+    """The station's chained records in position order, each with its child rows, in batches."""
+    table = InspectionRow.__table__
+    columns = [c for c in table.columns if c.name not in ("id",)]
+    after = 0
+    with Session(engine) as s:
+        while True:
+            batch = s.execute(
+                select(table.c.id, *columns)
+                .where(table.c.station_id == station_id, table.c.chain_pos > after)
+                .order_by(table.c.chain_pos)
+                .limit(BATCH)
+            ).all()
+            if not batch:
+                return
+            ids = [r.id for r in batch]
+            kids: dict[int, dict[str, list[dict[str, Any]]]] = {i: {} for i in ids}
+            for name, row_type in RECORD_CHILDREN.items():
+                child = row_type.__table__
+                for c in s.execute(select(child).where(child.c.inspection_id.in_(ids)).order_by(child.c.id)).mappings():
+                    kids[c["inspection_id"]].setdefault(name, []).append(dict(c))
+            for r in batch:
+                yield dict(r._mapping), kids[r.id]
+            after = batch[-1].chain_pos
+
+
+def verify_station(engine: Engine, station_id: str, checkpoints: Sequence[tuple[int, str]] = ()) -> ChainReport:
+    report = ChainReport(station_id)
+    with Session(engine) as s:
+        report.unchained = (
+            s.query(InspectionRow)
+            .filter(InspectionRow.station_id == station_id, InspectionRow.chain_pos.is_(None))
+            .count()
+        )
+    previous, expected = GENESIS, 1
+    at: dict[int, str] = {}
+    wanted = {pos for pos, _ in checkpoints}
+    for row, children in _rows(engine, station_id):
+        report.records += 1
+        pos = row["chain_pos"]
+        if pos != expected:
+            report.problem(f"records {expected}..{pos - 1} of the chain are missing (deleted) before {row['key']}")
+        if link(previous, content_digest(row, children)) != row["chain_sha256"]:
+            report.problem(f"record {row['key']} at position {pos} was edited (its content no longer matches)")
+        previous, expected = row["chain_sha256"], pos + 1
+        if pos in wanted:
+            at[pos] = row["chain_sha256"]
+        report.head_pos, report.head_sha256 = pos, previous
+    for pos, sha in checkpoints:
+        if pos > report.head_pos:
+            report.problem(f"the chain ends at position {report.head_pos}, but a checkpoint says {pos}: tail cut off")
+        elif at.get(pos, sha) != sha:
+            report.problem(f"position {pos} differs from its checkpoint: the chain was rewritten")
+    return report
+
+
+def stations(engine: Engine) -> list[str]:
+    with Session(engine) as s:
+        return list(s.scalars(select(InspectionRow.station_id).distinct().order_by(InspectionRow.station_id)))

@@ -1,0 +1,104 @@
+"""The tamper-evident record chain, on SQLite and PostgreSQL: an edited verdict, a deleted
+record, a reordered pair and a tail cut off behind a checkpoint are each found and named."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from huoyan.core.models import Verdict
+from huoyan.core.records import StoredRecord
+from huoyan.store import chain
+from huoyan.store.schema import InspectionRow, RegionRow
+from test_store import make_store, record
+
+
+def fill(db_url: str, tmp_path: Path, n: int = 12, checkpoints: list[tuple[int, str]] | None = None) -> object:
+    store = make_store(db_url, tmp_path)
+    if checkpoints is not None:
+        store.on_checkpoint = lambda station, pos, sha: checkpoints.append((pos, sha))
+    for start in range(0, n, 5):  # batches, as the writer thread stores them
+        batch = [
+            StoredRecord(record(f"k{i}", Verdict.NG if i % 3 == 0 else Verdict.OK, seq=i))
+            for i in range(start + 1, min(start + 5, n) + 1)
+        ]
+        store.write(batch)
+    return store
+
+
+def test_an_untouched_chain_verifies_and_repeats_do_not_extend_it(db_url: str, tmp_path: Path) -> None:
+    store = fill(db_url, tmp_path)
+    store.write([StoredRecord(record("k3", Verdict.NG, seq=3))])  # a repeat: stored once
+    report = chain.verify_station(store.engine, "st-1")
+    assert report.intact and report.problems == []
+    assert report.records == 12 and report.head_pos == 12 and report.unchained == 0
+
+
+@pytest.mark.parametrize("tamper", ["edit-verdict", "edit-region", "delete", "reorder"])
+def test_tampering_is_found_at_the_record_it_touched(db_url: str, tmp_path: Path, tamper: str) -> None:
+    store = fill(db_url, tmp_path)
+    with Session(store.engine) as s, s.begin():
+        if tamper == "edit-verdict":
+            s.execute(update(InspectionRow).where(InspectionRow.key == "k6").values(verdict="OK"))
+        elif tamper == "edit-region":
+            k9 = s.scalar(select(InspectionRow.id).where(InspectionRow.key == "k9"))
+            s.execute(update(RegionRow).where(RegionRow.inspection_id == k9).values(max_score=0.1))
+        elif tamper == "delete":
+            s.execute(delete(InspectionRow).where(InspectionRow.key == "k7"))
+        else:  # swap the positions of two records (through a free one: the position is unique)
+            s.execute(update(InspectionRow).where(InspectionRow.key == "k4").values(chain_pos=1000))
+            s.execute(update(InspectionRow).where(InspectionRow.key == "k5").values(chain_pos=4))
+            s.execute(update(InspectionRow).where(InspectionRow.key == "k4").values(chain_pos=5))
+    report = chain.verify_station(store.engine, "st-1")
+    assert not report.intact
+    first = report.problems[0]
+    expected = {
+        "edit-verdict": "record k6 at position 6 was edited",
+        "edit-region": "record k9 at position 9 was edited",
+        "delete": "records 7..7 of the chain are missing (deleted) before k8",
+        "reorder": "record k5 at position 4 was edited",
+    }[tamper]
+    assert first.startswith(expected), report.problems
+
+
+def test_a_tail_cut_off_behind_a_checkpoint_is_found(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chain, "CHECKPOINT_EVERY", 5)
+    checkpoints: list[tuple[int, str]] = []
+    store = fill(db_url, tmp_path, n=12, checkpoints=checkpoints)
+    assert [pos for pos, _ in checkpoints] == [5, 10]
+    assert chain.verify_station(store.engine, "st-1", checkpoints).intact
+    with Session(store.engine) as s, s.begin():  # the last three records removed, chain otherwise whole
+        s.execute(delete(InspectionRow).where(InspectionRow.chain_pos > 9))
+    report = chain.verify_station(store.engine, "st-1", checkpoints)
+    assert not report.intact and report.head_pos == 9
+    assert "the chain ends at position 9, but a checkpoint says 10: tail cut off" in report.problems
+
+
+def test_a_station_chains_its_records_across_restarts_and_checkpoints_to_the_audit_trail(
+    line_dir: Path, model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huoyan.runner import open_station, run_station
+    from huoyan.store.audit import AuditLog, audit_key
+    from test_station import load, sample_images, write_recipe
+
+    monkeypatch.setattr(chain, "CHECKPOINT_EVERY", 3)
+    recipe = load(write_recipe(tmp_path, model_file, f"{{type: replay, path: {line_dir / 'test'}, rate: 200}}"))
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    run_station(open_station(recipe, url), max_parts=4, status=None)
+    again = open_station(recipe, url)  # a restart continues the chain from its head
+    run_station(again, status=None)
+    audit = AuditLog(again.engine, audit_key(Path(recipe.storage.data_dir)))
+    marks = [(d["pos"], d["sha256"]) for d in audit.details(chain.CHECKPOINT_ACTION, "st-1")]
+    total = len(sample_images(line_dir))
+    # A checkpoint at the end of each stored batch that passes a multiple of 3, none in between.
+    positions = [pos for pos, _ in marks]
+    assert positions == sorted(set(positions)) and max(positions) > total - 3 and audit.verify().intact
+    assert all(a // 3 < b // 3 for a, b in itertools.pairwise(positions))
+    report = chain.verify_station(again.engine, "st-1", marks)
+    assert report.intact and report.records == total and report.head_pos == total, report.problems
