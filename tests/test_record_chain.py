@@ -102,3 +102,22 @@ def test_a_station_chains_its_records_across_restarts_and_checkpoints_to_the_aud
     assert all(a // 3 < b // 3 for a, b in itertools.pairwise(positions))
     report = chain.verify_station(again.engine, "st-1", marks)
     assert report.intact and report.records == total and report.head_pos == total, report.problems
+
+
+@pytest.mark.parametrize("victim", ["k6", "k7", "k12"])
+def test_a_chain_walked_in_stretches_by_several_processes_finds_the_same(
+    tmp_path: Path, victim: str
+) -> None:
+    """12 records in two stretches (1..6, 7..12): an edit or a deletion on either side of
+    the cut, or at the end, is found as by one walker."""
+    store = fill(f"sqlite:///{tmp_path / 'r.db'}", tmp_path)
+    whole = chain.verify_station(store.engine, "st-1", workers=2, min_parallel=1)
+    assert whole.intact and whole.records == 12 and whole.head_pos == 12
+    with Session(store.engine) as s, s.begin():
+        if victim == "k7":
+            s.execute(delete(InspectionRow).where(InspectionRow.key == victim))
+        else:
+            s.execute(update(InspectionRow).where(InspectionRow.key == victim).values(score=99.0))
+    single = chain.verify_station(store.engine, "st-1", workers=1)
+    split = chain.verify_station(store.engine, "st-1", workers=2, min_parallel=1)
+    assert not split.intact and split.problems[:1] == single.problems[:1], (split.problems, single.problems)

@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from huoyan.store.database import make_engine
 from huoyan.store.schema import RECORD_CHILDREN, InspectionRow
 
 GENESIS = "0" * 64
@@ -35,27 +39,32 @@ CHECKPOINT_ACTION = "record-chain-checkpoint"
 # Not content: the row's database id and the chain's own columns.
 NOT_CONTENT = frozenset({"id", "chain_pos", "chain_sha256"})
 BATCH = 5000
+PARALLEL_FROM = 100_000  # records; below this one process walks the whole chain
 
 
 def _canon(value: Any) -> Any:
     if isinstance(value, datetime):
-        ts = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return ts.isoformat()
+        if value.tzinfo is None:  # SQLite hands back naive datetimes; every time stored is UTC
+            return value.isoformat() + "+00:00"
+        return value.astimezone(UTC).isoformat()
     if isinstance(value, Enum):
         return value.value
     raise TypeError(f"{type(value).__name__} is not part of a record's content")
 
 
 def content_digest(row: Mapping[str, Any], children: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
-    """The digest of one record's columns and child rows (each child without its ids)."""
-    body = {
-        "row": {k: v for k, v in row.items() if k not in NOT_CONTENT},
-        "children": {
-            name: [{k: v for k, v in c.items() if k not in ("id", "inspection_id")} for c in children.get(name, [])]
+    """The digest of one record's columns and child rows (each child without its ids):
+    values in the order of their sorted names, as compact JSON."""
+    names = sorted(k for k in row if k not in NOT_CONTENT)
+    body = [
+        names,
+        [row[k] for k in names],
+        [
+            [[c[k] for k in sorted(c) if k not in ("id", "inspection_id")] for c in children.get(name, [])]
             for name in RECORD_CHILDREN
-        },
-    }
-    text = json.dumps(body, sort_keys=True, default=_canon, separators=(",", ":"), allow_nan=True)
+        ],
+    ]
+    text = json.dumps(body, default=_canon, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -94,16 +103,19 @@ class ChainReport:
             self.problems.append(text)
 
 
-def _rows(engine: Engine, station_id: str) -> Iterator[tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]]:
-    """The station's chained records in position order, each with its child rows, in batches."""
+def _rows(
+    engine: Engine, station_id: str, first: int, last: int
+) -> Iterator[tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]]:
+    """The station's chained records from position ``first`` to ``last`` in order, each with
+    its child rows, read in batches."""
     table = InspectionRow.__table__
     columns = [c for c in table.columns if c.name not in ("id",)]
-    after = 0
+    after = first - 1
     with Session(engine) as s:
         while True:
             batch = s.execute(
                 select(table.c.id, *columns)
-                .where(table.c.station_id == station_id, table.c.chain_pos > after)
+                .where(table.c.station_id == station_id, table.c.chain_pos > after, table.c.chain_pos <= last)
                 .order_by(table.c.chain_pos)
                 .limit(BATCH)
             ).all()
@@ -120,7 +132,58 @@ def _rows(engine: Engine, station_id: str) -> Iterator[tuple[dict[str, Any], dic
             after = batch[-1].chain_pos
 
 
-def verify_station(engine: Engine, station_id: str, checkpoints: Sequence[tuple[int, str]] = ()) -> ChainReport:
+@dataclass
+class Segment:
+    """One stretch of positions, verified on its own (possibly in another process)."""
+
+    records: int = 0
+    problems: list[str] = field(default_factory=list)
+    head_pos: int = 0
+    head_sha256: str = GENESIS
+    at: dict[int, str] = field(default_factory=dict)
+
+
+def _segment(url: str, station_id: str, first: int, last: int, previous: str | None, wanted: frozenset[int]) -> Segment:
+    """Positions ``first``..``last`` (``last`` is -1 for the open end). ``previous`` is the
+    stored hash before ``first``; None when that record is missing (the segment before
+    reports the gap, and this one cannot check its first link)."""
+    engine = make_engine(url)
+    try:
+        return _walk(engine, station_id, first, last, previous, wanted)
+    finally:
+        engine.dispose()
+
+
+def _walk(
+    engine: Engine, station_id: str, first: int, last: int, previous: str | None, wanted: frozenset[int]
+) -> Segment:
+    seg = Segment(head_pos=first - 1, head_sha256=previous or GENESIS)
+    expected = first
+    for row, children in _rows(engine, station_id, first, last if last >= 0 else 2**31 - 1):
+        seg.records += 1
+        pos = row["chain_pos"]
+        if pos != expected:  # after a gap the link cannot match either: the gap is the finding
+            seg.problems.append(f"records {expected}..{pos - 1} of the chain are missing (deleted) before {row['key']}")
+        elif previous is not None and link(previous, content_digest(row, children)) != row["chain_sha256"]:
+            seg.problems.append(f"record {row['key']} at position {pos} was edited (its content no longer matches)")
+        previous, expected = row["chain_sha256"], pos + 1
+        if pos in wanted:
+            seg.at[pos] = row["chain_sha256"]
+        seg.head_pos, seg.head_sha256 = pos, previous
+    if last >= 0 and expected <= last:
+        seg.problems.append(f"records {expected}..{last} of the chain are missing (deleted)")
+    return seg
+
+
+def verify_station(
+    engine: Engine,
+    station_id: str,
+    checkpoints: Sequence[tuple[int, str]] = (),
+    workers: int | None = None,
+    min_parallel: int = PARALLEL_FROM,
+) -> ChainReport:
+    """Walk the station's chain. Long chains are cut into one stretch per CPU, each checked
+    in a process of its own from the stored hash before it: the walk is CPU-bound (digests)."""
     report = ChainReport(station_id)
     with Session(engine) as s:
         report.unchained = (
@@ -128,20 +191,42 @@ def verify_station(engine: Engine, station_id: str, checkpoints: Sequence[tuple[
             .filter(InspectionRow.station_id == station_id, InspectionRow.chain_pos.is_(None))
             .count()
         )
-    previous, expected = GENESIS, 1
+        top = s.scalar(select(func.max(InspectionRow.chain_pos)).where(InspectionRow.station_id == station_id)) or 0
+        n = workers or os.cpu_count() or 1
+        bounds = [1 + top * i // n for i in range(n)] + [top + 1]
+        starts = sorted(set(bounds[:-1])) if top >= min_parallel and n > 1 else [1]
+        stored = dict(
+            s.execute(
+                select(InspectionRow.chain_pos, InspectionRow.chain_sha256).where(
+                    InspectionRow.station_id == station_id, InspectionRow.chain_pos.in_([b - 1 for b in starts[1:]])
+                )
+            ).all()
+        )
+    wanted = frozenset(pos for pos, _ in checkpoints)
+    jobs = [
+        (
+            station_id,
+            a,
+            (starts[i + 1] - 1) if i + 1 < len(starts) else -1,
+            GENESIS if a == 1 else stored.get(a - 1),
+            wanted,
+        )
+        for i, a in enumerate(starts)
+    ]
+    if len(jobs) == 1:
+        segments = [_walk(engine, *jobs[0])]
+    else:
+        url = engine.url.render_as_string(hide_password=False)
+        with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+            segments = list(pool.map(_segment, *zip(*[(url, *j) for j in jobs], strict=True)))
     at: dict[int, str] = {}
-    wanted = {pos for pos, _ in checkpoints}
-    for row, children in _rows(engine, station_id):
-        report.records += 1
-        pos = row["chain_pos"]
-        if pos != expected:
-            report.problem(f"records {expected}..{pos - 1} of the chain are missing (deleted) before {row['key']}")
-        if link(previous, content_digest(row, children)) != row["chain_sha256"]:
-            report.problem(f"record {row['key']} at position {pos} was edited (its content no longer matches)")
-        previous, expected = row["chain_sha256"], pos + 1
-        if pos in wanted:
-            at[pos] = row["chain_sha256"]
-        report.head_pos, report.head_sha256 = pos, previous
+    for seg in segments:
+        report.records += seg.records
+        for problem in seg.problems:
+            report.problem(problem)
+        at.update(seg.at)
+        if seg.records:
+            report.head_pos, report.head_sha256 = seg.head_pos, seg.head_sha256
     for pos, sha in checkpoints:
         if pos > report.head_pos:
             report.problem(f"the chain ends at position {report.head_pos}, but a checkpoint says {pos}: tail cut off")

@@ -96,6 +96,7 @@ class RecordStore:
         # Told (station, position, chain_sha256) each time a station's chain passes a
         # multiple of chain.CHECKPOINT_EVERY; the runner writes it to the audit trail.
         self.on_checkpoint = on_checkpoint
+        self._chain_heads: dict[str, tuple[int, str]] = {}
         self.blobs = blobs
         self.spool = spool
         self.on_event = on_event
@@ -349,7 +350,9 @@ class RecordStore:
         try:
             moved = self._insert_once(records)
         except IntegrityError:
-            # Another writer stored one of these keys between our check and insert.
+            # Another writer stored one of these keys (or chain positions) between our check
+            # and insert: read the chain's head again.
+            self._chain_heads.clear()
             moved = []
             for r in records:
                 try:
@@ -389,20 +392,7 @@ class RecordStore:
                 r.key: {name: [c.model_dump() for c in getattr(r, name)] for name in RECORD_CHILDREN}
                 for r in fresh.values()
             }
-            # Each record joins its station's chain, read and extended inside this
-            # transaction (a concurrent writer of the same station fails on the unique
-            # position and retries from the new head).
-            heads: dict[str, tuple[int, str]] = {}
-            starts: dict[str, int] = {}
-            for row in rows:
-                station = row["station_id"]
-                if station not in heads:
-                    heads[station] = chain.head(s, station)
-                    starts[station] = heads[station][0]
-                pos, previous = heads[station]
-                row["chain_pos"] = pos + 1
-                row["chain_sha256"] = chain.link(previous, chain.content_digest(row, children[row["key"]]))
-                heads[station] = (pos + 1, row["chain_sha256"])
+            heads, starts = self._chain(s, rows, children)
             ids = s.execute(
                 insert(Base.metadata.tables[InspectionRow.__tablename__]).returning(
                     InspectionRow.id, InspectionRow.key
@@ -423,6 +413,26 @@ class RecordStore:
                 except Exception:  # the records are stored; a missed checkpoint only weakens the tail check
                     log.exception("record chain checkpoint at %s:%d not written", station, pos)
         return [(old, m.key) for old, m in moved.items() if m.key in fresh]
+
+    def _chain(
+        self, s: Session, rows: list[dict[str, Any]], children: dict[str, dict[str, list[dict[str, Any]]]]
+    ) -> tuple[dict[str, tuple[int, str]], dict[str, int]]:
+        """Give each row its station's next chain position and hash, read and extended inside
+        the insert's transaction (a concurrent writer of the same station fails on the unique
+        position and retries from the new head). Returns each station's new head and old position.
+        The head is read from the database once, then kept: this process is the station's writer."""
+        heads: dict[str, tuple[int, str]] = {}
+        starts: dict[str, int] = {}
+        for row in rows:
+            station = row["station_id"]
+            if station not in heads:
+                heads[station] = self._chain_heads.get(station) or chain.head(s, station)
+                starts[station] = heads[station][0]
+            pos, previous = heads[station]
+            row["chain_pos"] = pos + 1
+            row["chain_sha256"] = chain.link(previous, chain.content_digest(row, children[row["key"]]))
+            heads[station] = (pos + 1, row["chain_sha256"])
+        return heads, starts
 
     def _pk(self, s: Session, key: tuple[str, ...], stmt: Any, record: InspectionRecord) -> int:
         """Primary key of a registered recipe or model, looked up once. A spooled record
