@@ -6,13 +6,18 @@
    does nothing (the reference), each round ``--records`` records into a fresh database.
    Reported: records per second of each, and the ratio. For scale, the same per-record
    cost is set against a station's time per part at 30 parts/s.
-2. **Verify a million records.** ``--verify-records`` chained records (1 in 40 NG with a
+2. **Station throughput, chain on against off, interleaved.** With ``--station-rounds``: a
+   station on the synthetic washer line is run saturated (``--station-parts`` files waiting
+   in a hot folder, every record committed to SQLite) alternately with the store as it is
+   and with ``_chain`` left out; sustained parts/s of each (as ``bench/station.py``).
+3. **Verify a million records.** ``--verify-records`` chained records (1 in 40 NG with a
    region) are bulk-loaded with the same chain functions the store uses, then
    ``huoyan.store.chain.verify_station`` walks them: seconds, records per second.
 
 Both on SQLite and on a private PostgreSQL server (started from the system's binaries).
 
     .venv/bin/python bench/record_chain.py [--records 4000] [--rounds 6] [--verify-records 1000000]
+                                           [--station-rounds 6] [--station-parts 400]
                                            [--skip-postgres] [--out bench/out/record_chain.json]
 """
 
@@ -116,6 +121,57 @@ def write_path(new_url: Any, n: int, rounds: int, batch: int) -> dict[str, Any]:
     }
 
 
+def station_ab(rounds: int, parts: int) -> dict[str, Any]:
+    """Saturated station runs, alternating chained and unchained stores."""
+    import shutil
+
+    from huoyan.core.recipe import load_recipe
+    from huoyan.runner import open_station, run_station
+    from huoyan.sampleline.generator import generate_line
+    from huoyan.store.records import query_records
+    from huoyan.vision.imageio import list_images, read_image
+    from huoyan.vision.patchcore import PatchCore
+
+    work = Path(tempfile.mkdtemp(prefix="huoyan-bench-chain-"))
+    root = generate_line(work / "line", products=("washer",), n_train=60, n_test_good=30, seed=0)[0]
+    model = PatchCore(image_size=224).fit([read_image(p) for p in list_images(root / "train" / "good")])
+    model_path = model.save(work / "washer.safetensors")
+    tests = sorted((root / "test").rglob("*.png"))
+    original = RecordStore._chain
+    rates: dict[str, list[float]] = {"chained": [], "unchained": []}
+    for r in range(rounds):
+        for name in ("chained", "unchained") if r % 2 == 0 else ("unchained", "chained"):
+            RecordStore._chain = original if name == "chained" else Unchained._chain  # type: ignore[method-assign]
+            run = work / f"{name}-{r}"
+            inbox = run / "inbox"
+            inbox.mkdir(parents=True)
+            for i in range(parts):
+                shutil.copyfile(tests[i % len(tests)], inbox / f"{i:06d}.png")
+            recipe_path = run / "recipe.yaml"
+            recipe_path.write_text(
+                f"station: bench-{name}\nproduct: washer\nrecipe: bench\nversion: '1'\nmodel: {model_path}\n"
+                f"source: {{type: hot_folder, path: {inbox}, settle_ms: 0, queue: 32}}\n"
+                f"storage: {{data_dir: {run / 'data'}, keep_ok_every: 10}}\n"
+            )
+            opened = open_station(load_recipe(recipe_path))
+            run_station(opened, idle_exit=1.0, status=None)
+            rows = query_records(opened.engine)
+            first = min(datetime.fromisoformat(x["arrived_at"]).timestamp() for x in rows)
+            last = max(datetime.fromisoformat(x["stored_at"]).timestamp() for x in rows)
+            rates[name].append(len(rows) / (last - first))
+            opened.engine.dispose()
+    RecordStore._chain = original  # type: ignore[method-assign]
+    chained, unchained = statistics.median(rates["chained"]), statistics.median(rates["unchained"])
+    return {
+        "parts_per_round": parts,
+        "rounds": rounds,
+        "chained_parts_per_s": round(chained, 2),
+        "unchained_parts_per_s": round(unchained, 2),
+        "chained_over_unchained": round(chained / unchained, 4),
+        "all": {k: [round(v, 2) for v in vs] for k, vs in rates.items()},
+    }
+
+
 def bulk_chained(url: str, n: int) -> float:
     """n chained records loaded in bulk with the store's own chain functions; seconds."""
     store = store_of(RecordStore, url, Path(tempfile.mkdtemp()))
@@ -168,16 +224,28 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--verify-records", type=int, default=1_000_000)
+    ap.add_argument("--station-rounds", type=int, default=0, help="saturated station runs (0: none)")
+    ap.add_argument("--station-parts", type=int, default=400)
+    ap.add_argument("--skip-verify", action="store_true")
+    ap.add_argument("--skip-write", action="store_true")
     ap.add_argument("--skip-postgres", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("bench/out/record_chain.json"))
     args = ap.parse_args()
     report: dict[str, Any] = {"cpu": cpu_model(), "date": datetime.now(UTC).date().isoformat()}
+    if args.station_rounds:
+        report["station"] = station_ab(args.station_rounds, args.station_parts)
+        print(json.dumps(report["station"]), flush=True)
+    if args.skip_verify:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         counter = iter(range(10**6))
-        report["sqlite_write"] = write_path(
-            lambda: f"sqlite:///{tmp}/w{next(counter)}.db", args.records, args.rounds, args.batch
-        )
-        print(json.dumps(report["sqlite_write"]), flush=True)
+        if not args.skip_write:
+            report["sqlite_write"] = write_path(
+                lambda: f"sqlite:///{tmp}/w{next(counter)}.db", args.records, args.rounds, args.batch
+            )
+            print(json.dumps(report["sqlite_write"]), flush=True)
         report["sqlite_verify"] = verify_speed(f"sqlite:///{tmp}/verify.db", args.verify_records)
         print(json.dumps(report["sqlite_verify"]), flush=True)
     if not args.skip_postgres:
@@ -189,8 +257,9 @@ def main() -> None:
         server = PostgresServer(bindir)
         server.start()
         try:
-            report["postgresql_write"] = write_path(server.new_database, args.records, args.rounds, args.batch)
-            print(json.dumps(report["postgresql_write"]), flush=True)
+            if not args.skip_write:
+                report["postgresql_write"] = write_path(server.new_database, args.records, args.rounds, args.batch)
+                print(json.dumps(report["postgresql_write"]), flush=True)
             report["postgresql_verify"] = verify_speed(server.new_database(), args.verify_records)
             print(json.dumps(report["postgresql_verify"]), flush=True)
         finally:

@@ -121,11 +121,21 @@ def _rows(
             ).all()
             if not batch:
                 return
-            ids = [r.id for r in batch]
-            kids: dict[int, dict[str, list[dict[str, Any]]]] = {i: {} for i in ids}
+            kids: dict[int, dict[str, list[dict[str, Any]]]] = {r.id: {} for r in batch}
+            # The batch's child rows by a join on the same positions (no list of ids to bind).
             for name, row_type in RECORD_CHILDREN.items():
                 child = row_type.__table__
-                for c in s.execute(select(child).where(child.c.inspection_id.in_(ids)).order_by(child.c.id)).mappings():
+                stmt = (
+                    select(child)
+                    .join(table, child.c.inspection_id == table.c.id)
+                    .where(
+                        table.c.station_id == station_id,
+                        table.c.chain_pos > after,
+                        table.c.chain_pos <= batch[-1].chain_pos,
+                    )
+                    .order_by(child.c.id)
+                )
+                for c in s.execute(stmt).mappings():
                     kids[c["inspection_id"]].setdefault(name, []).append(dict(c))
             for r in batch:
                 yield dict(r._mapping), kids[r.id]
