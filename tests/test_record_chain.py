@@ -105,9 +105,7 @@ def test_a_station_chains_its_records_across_restarts_and_checkpoints_to_the_aud
 
 
 @pytest.mark.parametrize("victim", ["k6", "k7", "k12"])
-def test_a_chain_walked_in_stretches_by_several_processes_finds_the_same(
-    tmp_path: Path, victim: str
-) -> None:
+def test_a_chain_walked_in_stretches_by_several_processes_finds_the_same(tmp_path: Path, victim: str) -> None:
     """12 records in two stretches (1..6, 7..12): an edit or a deletion on either side of
     the cut, or at the end, is found as by one walker."""
     store = fill(f"sqlite:///{tmp_path / 'r.db'}", tmp_path)

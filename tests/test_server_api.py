@@ -9,6 +9,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -499,3 +500,18 @@ def test_a_station_whose_active_model_is_gone_runs_and_reports_the_recipes_model
     with TestClient(app2) as client:
         status = client.get("/api/stations/cell-1", headers=keys.headers(ENGINEER)).json()
     assert status["running"] and status["model_sha256"] == v1["model_sha256"] and status["model_version"] == 1
+
+
+def test_a_hosted_station_checkpoints_its_record_chain_in_the_servers_audit_trail(
+    served: tuple[TestClient, Platform, Keys], line_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huoyan.store import chain
+
+    monkeypatch.setattr(chain, "CHECKPOINT_EVERY", 2)
+    client, p, keys = served
+    for i, path in enumerate(list_images(line_dir / "train" / "good")[:5]):
+        assert upload(client, keys, path.read_bytes(), f"part-{i}.png")["verdict"]
+    marks = [(d["pos"], d["sha256"]) for d in p.audit.details(chain.CHECKPOINT_ACTION, "cell-1")]
+    assert [pos for pos, _ in marks] == [2, 4]
+    assert p.audit.verify().intact  # written under the server's key: the trail still verifies
+    assert chain.verify_station(p.engine, "cell-1", marks).intact

@@ -42,7 +42,8 @@ from huoyan.station.gather import Gathering
 from huoyan.station.inspect_signals import SignalInspector
 from huoyan.station.pipeline import Station, Stats
 from huoyan.station.sources import HttpUpload, PartIds, SeqCounter, Source, make_source
-from huoyan.store.audit import AuditLog, audit_key
+from huoyan.store.audit import AuditLog
+from huoyan.store.audit import audit_key as key_of
 from huoyan.store.blobs import BlobStore, file_sha256
 from huoyan.store.chain import CHECKPOINT_ACTION
 from huoyan.store.database import make_engine, resolve_url, upgrade
@@ -112,10 +113,13 @@ def open_station(
     on_event: Callable[[StationEvent], None] | None = None,
     model_path: Path | None = None,
     threshold: float | None = None,
+    audit_key: bytes | None = None,
 ) -> OpenStation:
     """Load the model (the recipe's, or ``model_path``: a version activated on the server),
     migrate and open the database, register, recover, and build the station. A
-    ``threshold`` (raw score, set on the server) replaces the recipe's decision threshold."""
+    ``threshold`` (raw score, set on the server) replaces the recipe's decision threshold.
+    The record chain's checkpoints go to the audit trail under ``audit_key`` (a hosting
+    server's), else the key of the recipe's data_dir (``$HUOYAN_AUDIT_KEY`` if set)."""
     base_recipe, recipe = recipe, with_threshold(recipe, threshold)
     model_path = model_path or Path(recipe.model)
     inspector: StationInspector
@@ -138,7 +142,7 @@ def open_station(
     stale = sum(remove_stale_temporaries(f) for f in (blobs_dir, spool_dir, data_dir / "outbox"))
     if stale:
         log.info("removed %d temporary files left by a killed writer in %s", stale, data_dir)
-    audit = AuditLog(engine, audit_key(data_dir))
+    audit = AuditLog(engine, audit_key or key_of(data_dir))
 
     def checkpoint(station_id: str, pos: int, sha: str) -> None:
         """The record chain's head, kept in the keyed audit trail: a cut-off tail shows."""

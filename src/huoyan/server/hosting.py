@@ -57,8 +57,10 @@ class StationHost:
         database_url: str,
         runtime: str = "onnx",
         batch_size: int = 8,
+        audit_key: bytes | None = None,
     ) -> None:
         self.recipe = recipe
+        self.audit_key = audit_key  # the server's: the station's chain checkpoints go to the same trail
         self._station_id = recipe.station
         self.artifacts = artifacts  # model versions, by sha256
         self.hub = hub
@@ -114,7 +116,13 @@ class StationHost:
                 active = None
         threshold = self._kept_threshold(active)
         opened = open_station(
-            self.recipe, self.database_url, self.batch_size, self.runtime, model_path=model_path, threshold=threshold
+            self.recipe,
+            self.database_url,
+            self.batch_size,
+            self.runtime,
+            model_path=model_path,
+            threshold=threshold,
+            audit_key=self.audit_key,
         )
         if active is None:  # the recipe's own model: kept as version 1 (or the version it already is)
             try:

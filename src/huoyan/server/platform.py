@@ -70,6 +70,7 @@ class Platform:
                 settings.database_url,
                 settings.runtime,
                 settings.batch_size,
+                audit_key=audit_key(settings.data_dir),
             )
         self.hub.on_watchers = self._watchers
         self.trainer = Trainer(
