@@ -99,9 +99,10 @@ def test_every_record_field_is_a_column_a_reference_or_a_table_of_its_own() -> N
     fields = set(InspectionRecord.model_fields)
     assert fields == RECORD_COLUMNS | RECORD_REFERENCES | set(RECORD_CHILDREN)
     assert not RECORD_COLUMNS & (RECORD_REFERENCES | set(RECORD_CHILDREN))
-    # and no column of the inspections table is left without a field
+    # and no column of the inspections table is left without a field, but the row's id, its
+    # references and the record chain's own columns (storage's integrity, not content)
     columns = set(InspectionRow.__table__.columns.keys())
-    assert columns - RECORD_COLUMNS == {"id", "recipe_pk", "model_pk"}
+    assert columns - RECORD_COLUMNS == {"id", "recipe_pk", "model_pk", "chain_pos", "chain_sha256"}
 
 
 def test_a_record_reads_back_exactly_as_it_was_written(db_url: str, tmp_path: Path) -> None:

@@ -152,7 +152,8 @@ class OpcUaChannel:
         folder = await results.get_child(mv("Results"))
         # asyncua warns that a VariableType has no access level to copy; it has none by design.
         quiet = logging.getLogger("asyncua.common.copy_node_util")
-        level, quiet.level = quiet.level, logging.ERROR
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
         try:
             made = await instantiate(
                 folder, self.server.get_node(t.nid(ids.RESULT_TYPE)), sid("Results.LastResult"), mv("LastResult")
