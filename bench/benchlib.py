@@ -6,7 +6,8 @@ from __future__ import annotations
 import platform
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +45,20 @@ def speed_row(t1: np.ndarray, t8: np.ndarray) -> dict[str, float]:
         "latency_ms_median": float(np.median(t1) * 1000),
         "latency_ms_p99": float(np.percentile(t1, 99) * 1000),
     }
+
+
+@contextmanager
+def private_postgres() -> Iterator[Any]:
+    """A private PostgreSQL server started from the system's binaries (the tests' own,
+    ``tests/`` on the path), removed on exit."""
+    from conftest import PostgresServer, _postgres_bindir
+
+    bindir = _postgres_bindir()
+    if bindir is None:
+        raise SystemExit("PostgreSQL binaries not found; --skip-postgres")
+    server = PostgresServer(bindir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()

@@ -39,7 +39,7 @@ import numpy as np
 from scipy import stats
 from sqlalchemy import Engine, insert, select
 
-from benchlib import cpu_model
+from benchlib import cpu_model, private_postgres
 from huoyan.core.plant import Shift, ShiftCalendar
 from huoyan.quality.charts import Subgroups, p_chart, xbar_s_chart
 from huoyan.quality.drift import LAMBDA, SUBGROUP, WIDTH, Reference, drift_spread
@@ -319,18 +319,9 @@ def main() -> None:
             report["sqlite"] = charts_at_scale(f"sqlite:///{tmp}/records.db", args.records)
             print(json.dumps(report["sqlite"]), flush=True)
         if not args.skip_postgres:
-            from conftest import PostgresServer, _postgres_bindir
-
-            bindir = _postgres_bindir()
-            if bindir is None:
-                raise SystemExit("PostgreSQL binaries not found; --skip-postgres")
-            server = PostgresServer(bindir)
-            server.start()
-            try:
+            with private_postgres() as server:
                 report["postgresql"] = charts_at_scale(server.new_database(), args.records)
                 print(json.dumps(report["postgresql"]), flush=True)
-            finally:
-                server.cleanup()
     if args.skip_drift:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -36,7 +36,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from benchlib import cpu_model
+from benchlib import cpu_model, private_postgres
 from huoyan.core.models import Region, Verdict
 from huoyan.core.records import InspectionRecord, StoredRecord
 from huoyan.store import chain
@@ -235,10 +235,6 @@ def main() -> None:
     if args.station_rounds:
         report["station"] = station_ab(args.station_rounds, args.station_parts)
         print(json.dumps(report["station"]), flush=True)
-    if args.skip_verify:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        return
     with tempfile.TemporaryDirectory() as tmp:
         counter = iter(range(10**6))
         if not args.skip_write:
@@ -246,24 +242,17 @@ def main() -> None:
                 lambda: f"sqlite:///{tmp}/w{next(counter)}.db", args.records, args.rounds, args.batch
             )
             print(json.dumps(report["sqlite_write"]), flush=True)
-        report["sqlite_verify"] = verify_speed(f"sqlite:///{tmp}/verify.db", args.verify_records)
-        print(json.dumps(report["sqlite_verify"]), flush=True)
-    if not args.skip_postgres:
-        from conftest import PostgresServer, _postgres_bindir
-
-        bindir = _postgres_bindir()
-        if bindir is None:
-            raise SystemExit("PostgreSQL binaries not found; --skip-postgres")
-        server = PostgresServer(bindir)
-        server.start()
-        try:
+        if not args.skip_verify:
+            report["sqlite_verify"] = verify_speed(f"sqlite:///{tmp}/verify.db", args.verify_records)
+            print(json.dumps(report["sqlite_verify"]), flush=True)
+    if not args.skip_postgres and not (args.skip_write and args.skip_verify):
+        with private_postgres() as server:
             if not args.skip_write:
                 report["postgresql_write"] = write_path(server.new_database, args.records, args.rounds, args.batch)
                 print(json.dumps(report["postgresql_write"]), flush=True)
-            report["postgresql_verify"] = verify_speed(server.new_database(), args.verify_records)
-            print(json.dumps(report["postgresql_verify"]), flush=True)
-        finally:
-            server.cleanup()
+            if not args.skip_verify:
+                report["postgresql_verify"] = verify_speed(server.new_database(), args.verify_records)
+                print(json.dumps(report["postgresql_verify"]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
 
