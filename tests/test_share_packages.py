@@ -251,3 +251,15 @@ def _flip(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 1
     path.write_bytes(bytes(data))
+
+
+def test_a_bad_package_name_is_refused_before_anything_is_written(
+    model_file: Path, tmp_path: Path, plant_a: tuple[Path, Path]
+) -> None:
+    key, _ = plant_a
+    with pytest.raises(ValueError, match="is not valid"):
+        export_package(
+            tmp_path / "out", name="../escape", version=1, publisher="plant-a", private_key=key,
+            passphrase=b"correct horse battery staple", model=model_file, recipe=None, exported_by="e",
+        )  # fmt: skip
+    assert not (tmp_path / "out").exists()

@@ -40,6 +40,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -65,6 +66,7 @@ MANIFEST = "manifest.json"
 SEALED = "sealed"
 SEALED_SIGNATURE = "sealed.sig"
 ENVELOPE = "envelope.json"
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 CIPHERTEXT = "content.tar.enc"
 
 
@@ -76,7 +78,7 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format: str = FORMAT
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    name: str = Field(pattern=NAME)
     version: int = Field(ge=1, description="increases with every package of this name from this publisher")
     publisher: str
     key_fingerprint: str
@@ -121,6 +123,10 @@ def export_package(
     """Bundle and sign (and seal for a recipient, when given); ``out`` must not exist."""
     if out.exists():
         raise FileExistsError(f"{out} exists already")
+    if not re.fullmatch(NAME, name) or version < 1:
+        raise ValueError(
+            f"package name {name!r} or version {version} is not valid (letters, digits, . _ -; version >= 1)"
+        )
     if seal_for is not None:
         if Role.RECEIVE_DATA not in seal_for.roles or not seal_for.box_key:
             raise ValueError(f"{seal_for.name} is not trusted to receive data, or has no box key in the trust store")
