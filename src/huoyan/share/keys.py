@@ -129,20 +129,20 @@ class TrustStore(BaseModel):
     def trust(self, name: str, public_pem: bytes, roles: list[Role], box_pem: bytes | None = None) -> TrustedKey:
         """Add (or replace, by name) a key with its roles, and the key to seal packages for it."""
         try:
-            print_ = fingerprint(public_pem)
+            key_print = fingerprint(public_pem)
             if box_pem is not None:
                 fingerprint(box_pem)
         except ValueError as exc:
             raise KeyError_(f"not a PEM public key: {exc}") from exc
         entry = TrustedKey(
             name=name,
-            fingerprint=print_,
+            fingerprint=key_print,
             public_key=public_pem.decode(),
             roles=roles,
             box_key=box_pem.decode() if box_pem else None,
             added_at=datetime.now(UTC),
         )
-        self.keys = [k for k in self.keys if k.name != name and k.fingerprint != print_] + [entry]
+        self.keys = [k for k in self.keys if k.name != name and k.fingerprint != key_print] + [entry]
         return entry
 
     def find(self, fingerprint_: str) -> TrustedKey | None:
