@@ -92,6 +92,8 @@ def cmd_pkg(args: argparse.Namespace) -> int:
     except (PackageRefused, KeyError_) as exc:
         audit.add(who, "package-refused", str(args.package), outcome="refused", reason=str(exc))
         raise SystemExit(f"refused: {exc}") from exc
+    except OSError as exc:  # verified, but it could not be copied in (a full disk, a folder in the way)
+        raise SystemExit(f"error: not installed: {exc}") from exc
     audit.add(who, "package-imported", str(target))
     print(f"installed in {target}")
     return 0

@@ -21,6 +21,7 @@ import os
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
@@ -75,21 +76,22 @@ def new_keypair(name: str, folder: Path, passphrase: bytes | None) -> tuple[Path
     return paths[0], paths[1]
 
 
-def box_private(path: Path, passphrase: bytes | None) -> x25519.X25519PrivateKey:
+def _private(path: Path, passphrase: bytes | None) -> Any:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), passphrase)
+        return serialization.load_pem_private_key(path.read_bytes(), passphrase)
     except (ValueError, TypeError, OSError) as exc:
         raise KeyError_(f"{path}: not a readable private key ({exc})") from exc
+
+
+def box_private(path: Path, passphrase: bytes | None) -> x25519.X25519PrivateKey:
+    key = _private(path, passphrase)
     if not isinstance(key, x25519.X25519PrivateKey):
         raise KeyError_(f"{path}: an X25519 key (<name>.box.key) is needed")
     return key
 
 
 def public_of(private: Path, passphrase: bytes | None) -> bytes:
-    try:
-        key = serialization.load_pem_private_key(private.read_bytes(), passphrase)
-    except (ValueError, TypeError) as exc:
-        raise KeyError_(f"{private}: not a readable private key ({exc})") from exc
+    key = _private(private, passphrase)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise KeyError_(f"{private}: an ECDSA P-256 key is needed")
     return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

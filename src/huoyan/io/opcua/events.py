@@ -19,6 +19,7 @@ class VisionEvents:
         self.server = server
         self.system = system
         self._generators: dict[ua.NodeId, EventGenerator] = {}
+        self._names: dict[ua.NodeId, str] = {}  # browse names of event sources, read once
 
     async def start(self) -> None:
         await self.server.nodes.server.add_reference(self.system.nodeid, ua.ObjectIds.HasNotifier)
@@ -41,8 +42,10 @@ class VisionEvents:
         for name, value in fields.items():
             setattr(event, name, value)
         source = source or self.system
+        if source.nodeid not in self._names:
+            self._names[source.nodeid] = (await source.read_browse_name()).Name
         event.SourceNode = source.nodeid
-        event.SourceName = (await source.read_browse_name()).Name
+        event.SourceName = self._names[source.nodeid]
         await gen.trigger(message=message)  # to the vision system's subscribers, with a new EventId
         event.emitting_node = self.server.nodes.server.nodeid
         try:

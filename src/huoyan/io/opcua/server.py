@@ -111,7 +111,7 @@ class OpcUaChannel:
         self._jobs = itertools.count(1)
         self._job = ""  # the job of the current execution
         self._meas = ""  # the MeasId StartContinuous gave, for every part of its job
-        self._faults: dict[str, str] = {}  # active faults: kind -> reason
+        self._faults: set[str] = set()  # kinds of the active faults
         self.t: MachineVisionTypes | None = None
 
     @property
@@ -339,15 +339,20 @@ class OpcUaChannel:
         if wanted and self.prepared is not None and wanted != self.prepared.recipe_id:
             raise bad(ua.StatusCodes.BadInvalidArgument)
 
-    def _internal_id(self, info: RecipeInfo) -> Any:
+    def _recipe_id(self, internal: bool, recipe_id: str, version: str, sha256: str | None = None) -> Any:
+        """RecipeIdInternalDataType (``<id>:<version>``) or RecipeIdExternalDataType (the id),
+        with the recipe file's sha256 when known."""
         assert self.t is not None
         return self.t.new(
-            "RecipeIdInternalDataType",
-            Id=f"{info.recipe_id}:{info.version}",
-            Version=info.version,
-            Hash=bytes.fromhex(info.sha256),
-            HashAlgorithm="SHA-256",
+            "RecipeIdInternalDataType" if internal else "RecipeIdExternalDataType",
+            Id=f"{recipe_id}:{version}" if internal else recipe_id,
+            Version=version,
+            Hash=bytes.fromhex(sha256) if sha256 else None,
+            HashAlgorithm="SHA-256" if sha256 else None,
         )
+
+    def _internal_id(self, info: RecipeInfo) -> Any:
+        return self._recipe_id(True, info.recipe_id, info.version, info.sha256)
 
     async def _switch(self, key: str, cause: str) -> RecipeInfo:
         known = any(key in (r.recipe_id, f"product:{r.product}") for r in self.control.recipes())
@@ -367,20 +372,13 @@ class OpcUaChannel:
         assert self.t is not None
         await self.events.fire(
             self.t.nid(ids.RECIPE_PREPARED_EVENT_TYPE),
-            {"InternalId": self._internal_id(info), "ExternalId": self._external_id(info)},
+            {
+                "InternalId": self._internal_id(info),
+                "ExternalId": self._recipe_id(False, info.recipe_id, info.version, info.sha256),
+            },
             f"recipe {info.recipe_id} v{info.version} prepared",
         )
         return info
-
-    def _external_id(self, info: RecipeInfo) -> Any:
-        assert self.t is not None
-        return self.t.new(
-            "RecipeIdExternalDataType",
-            Id=info.recipe_id,
-            Version=info.version,
-            Hash=bytes.fromhex(info.sha256),
-            HashAlgorithm="SHA-256",
-        )
 
     async def _prepare_recipe(self, external: Any, internal: Any) -> list[ua.Variant]:
         key = _id_of(external) or _id_of(internal).split(":")[0]
@@ -520,6 +518,7 @@ class OpcUaChannel:
         trigger = record.trigger or {}
         info = self.control.active_recipe()
         continuous = self.auto == "ContinuousExecution"
+        active_sha = info.sha256 if info.recipe_id == record.recipe_id else None
         model = record.model_sha256 or ""
         content = t.new(
             "InspectionResultDataType",
@@ -538,18 +537,8 @@ class OpcUaChannel:
             "PartId": t.new("PartIdDataType", Id=record.part_id or ""),
             "MeasId": t.new("MeasIdDataType", Id=str(trigger.get("meas_id") or (self._meas if continuous else ""))),
             "JobId": t.new("JobIdDataType", Id=str(trigger.get("job_id") or (self._job if continuous else ""))),
-            "ExternalRecipeId": t.new(
-                "RecipeIdExternalDataType",
-                Id=record.recipe_id,
-                Version=record.recipe_version,
-                Hash=bytes.fromhex(info.sha256) if info.recipe_id == record.recipe_id else None,
-                HashAlgorithm="SHA-256",
-            ),
-            "InternalRecipeId": t.new(
-                "RecipeIdInternalDataType",
-                Id=f"{record.recipe_id}:{record.recipe_version}",
-                Version=record.recipe_version,
-            ),
+            "ExternalRecipeId": self._recipe_id(False, record.recipe_id, record.recipe_version, active_sha),
+            "InternalRecipeId": self._recipe_id(True, record.recipe_id, record.recipe_version),
             "ProductId": t.new("ProductIdDataType", Id=info.product if info.recipe_id == record.recipe_id else ""),
             "InternalConfigurationId": t.new(
                 "ConfigurationIdDataType",
@@ -601,9 +590,10 @@ class OpcUaChannel:
             return
         loop = asyncio.get_running_loop()
         if event.active and event.severity == Severity.ALARM:
-            self._faults[event.kind] = event.message
+            self._faults.add(event.kind)
             loop.create_task(self._enter_error(event.message)).add_done_callback(_log_failure)
-        elif not event.active and self._faults.pop(event.kind, None) is not None:
+        elif not event.active and event.kind in self._faults:
+            self._faults.discard(event.kind)
             loop.create_task(self._resolved()).add_done_callback(_log_failure)
 
     async def _resolved(self) -> None:

@@ -46,6 +46,7 @@ class StateMachines:
         self.top = "Preoperational"
         self.auto = "Initialized"
         self._variables: dict[str, tuple[Node, Node, Node]] = {}
+        self._executable: dict[str, bool] = {}  # as last written, so a change writes only what changed
 
     async def start(self) -> None:
         """Find (or add: Number is optional) the CurrentState variables and write the initial states."""
@@ -96,7 +97,11 @@ class StateMachines:
         await self._write_machine(TOP, self.top, ids.TOP_STATES, active=True)
         await self._write_machine(AUTO, self.auto, ids.AUTO_STATES, active=self.top == "Operational")
         for name, method in self.methods.items():
-            executable = ua.DataValue(ua.Variant(self.allowed(name), V.Boolean))
+            allowed = self.allowed(name)
+            if self._executable.get(name) == allowed:
+                continue
+            self._executable[name] = allowed
+            executable = ua.DataValue(ua.Variant(allowed, V.Boolean))
             await method.write_attribute(ua.AttributeIds.Executable, executable)
             await method.write_attribute(ua.AttributeIds.UserExecutable, executable)
 
