@@ -191,6 +191,11 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         expect(page.locator("#users tbody")).to_contain_text("李 工")
         expect(error).to_be_hidden()
         expect(page.locator("#audit tbody")).to_contain_text("trial of a tighter threshold")
+        # The administrator checks the record and review chains on request.
+        page.locator("#verify-chains button[type=submit]").click()
+        expect(page.locator("#chains-state")).to_have_text("intact")
+        expect(page.locator("#chains tbody")).to_contain_text("cell-1")
+        expect(page.locator("#chains tbody tr")).to_have_count(2)  # cell-1's records and reviews
         assert not errors, errors
         assert not missing, missing
         page.close()

@@ -119,3 +119,56 @@ def test_a_chain_walked_in_stretches_by_several_processes_finds_the_same(tmp_pat
     single = chain.verify_station(store.engine, "st-1", workers=1)
     split = chain.verify_station(store.engine, "st-1", workers=2, min_parallel=1)
     assert not split.intact and split.problems[:1] == single.problems[:1], (split.problems, single.problems)
+
+
+def reviewed(db_url: str, tmp_path: Path) -> tuple[object, list[tuple[int, str]]]:
+    """Twelve records and five reviews of them, with each review's chain head as the
+    route's audit entry would carry it."""
+    from huoyan.store.reviews import Outcome, Reviews
+
+    store = fill(db_url, tmp_path)
+    reviews = Reviews(store.engine)  # type: ignore[attr-defined]
+    with Session(reviews.engine) as s:
+        ids = dict(s.execute(select(InspectionRow.key, InspectionRow.id)).all())
+    marks = []
+    for key, outcome in [
+        ("k3", "defect"),
+        ("k6", "false_alarm"),
+        ("k1", "good"),
+        ("k3", "false_alarm"),
+        ("k2", "missed_defect"),
+    ]:
+        out = reviews.add(ids[key], Outcome(outcome), "li.gong", note=f"about {key}")
+        marks.append((out["chain_pos"], out["chain_sha256"]))
+    return store, marks
+
+
+@pytest.mark.parametrize("tamper", ["none", "edit-outcome", "re-point", "delete", "cut-tail"])
+def test_reviews_are_chained_per_station_and_tampering_is_named(db_url: str, tmp_path: Path, tamper: str) -> None:
+    from huoyan.store.schema import ReviewRow
+
+    store, marks = reviewed(db_url, tmp_path)
+    engine = store.engine  # type: ignore[attr-defined]
+    assert [pos for pos, _ in marks] == [1, 2, 3, 4, 5]
+    with Session(engine) as s, s.begin():
+        if tamper == "edit-outcome":  # a confirmed defect turned into a false alarm afterwards
+            s.execute(update(ReviewRow).where(ReviewRow.chain_pos == 1).values(outcome="false_alarm"))
+        elif tamper == "re-point":  # the review moved onto another part
+            k9 = s.scalar(select(InspectionRow.id).where(InspectionRow.key == "k9"))
+            s.execute(update(ReviewRow).where(ReviewRow.chain_pos == 2).values(inspection_id=k9))
+        elif tamper == "delete":
+            s.execute(delete(ReviewRow).where(ReviewRow.chain_pos == 3))
+        elif tamper == "cut-tail":
+            s.execute(delete(ReviewRow).where(ReviewRow.chain_pos == 5))
+    report = chain.verify_reviews(engine, "st-1", marks)
+    expected = {
+        "none": None,
+        "edit-outcome": "review 1 of k3 at position 1 was edited",
+        "re-point": "review 2 of k9 at position 2 was edited",
+        "delete": "reviews 3..3 of the chain are missing (deleted)",
+        "cut-tail": "the chain ends at position 4, but a checkpoint says 5: tail cut off",
+    }[tamper]
+    if expected is None:
+        assert report.intact and report.records == 5 and report.head_sha256 == marks[-1][1]
+    else:
+        assert not report.intact and report.problems[0].startswith(expected), report.problems

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from huoyan.sampleline.generator import make_sample
 from huoyan.server.platform import Platform
 from huoyan.store.accounts import Role
-from huoyan.store.schema import AuditRow
+from huoyan.store.schema import AuditRow, ReviewRow
 from huoyan.vision.imageio import list_images, read_image
 from serverkit import PASSWORD, Keys, make_platform_app, make_platform_app_again, png, write_recipe
 
@@ -177,7 +177,7 @@ def test_upload_records_filters_and_images(
 def test_review_queue_and_outcome_rules(
     served: tuple[TestClient, Platform, Keys], line_dir: Path, defect_sample: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    client, _, keys = served
+    client, p, keys = served
     h = keys.headers(OPERATOR)
     ok = upload(client, keys, png(good_images(line_dir)[0]), "G0.png")
     ng = upload(client, keys, png(defect_sample[0]), "D1.png")
@@ -190,6 +190,7 @@ def test_review_queue_and_outcome_rules(
     assert client.post(f"/api/inspections/{ng['id']}/reviews", json={"outcome": "meh"}, headers=h).status_code == 422
     r = client.post(f"/api/inspections/{ng['id']}/reviews", json={"outcome": "false_alarm", "note": "dust"}, headers=h)
     assert r.status_code == 201
+    first_id = r.json()["id"]
     r = client.post(
         f"/api/inspections/{ok['id']}/reviews", json={"outcome": "missed_defect", "label": "scratch"}, headers=h
     )
@@ -219,6 +220,17 @@ def test_review_queue_and_outcome_rules(
     assert client.post(f"/api/inspections/{ng['id']}/reviews", json=named, headers=h).status_code == 201
     review = client.get(f"/api/inspections/{ng['id']}", headers=h).json()["review"]
     assert review["regions"] == [{"index": 0, "label": "crack"}]
+
+    # Each review extends the station's review chain; its audit entry is the checkpoint.
+    admin = keys.headers(Role.ADMIN)
+    assert client.get("/api/audit/chains", headers=h).status_code == 403
+    found = client.get("/api/audit/chains", headers=admin).json()
+    assert found["intact"] and [(r["station_id"], r["records"]) for r in found["reviews"]] == [("cell-1", 4)]
+    with Session(p.engine) as s, s.begin():
+        s.execute(update(ReviewRow).where(ReviewRow.chain_pos == 1).values(outcome="defect"))
+    found = client.get("/api/audit/chains", params={"station": "cell-1"}, headers=admin).json()
+    assert not found["intact"] and found["audit"]["intact"] and found["records"][0]["intact"]
+    assert found["reviews"][0]["problems"][0].startswith(f"review {first_id} of ")
 
 
 def test_retrain_compare_activate_and_roll_back(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -124,20 +123,14 @@ def _accounts(args: argparse.Namespace) -> Any:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from huoyan.store import chain
     from huoyan.store.database import upgrade
+    from huoyan.store.verification import verify_all
 
     engine = open_database_or_exit(args)
     upgrade(engine)
-    audit = audit_log(args, engine)
-    check = audit.verify()
-    # Each station's record chain, against the checkpoints the (verified) audit trail holds.
-    reports = []
-    for station in [args.station] if args.station else chain.stations(engine):
-        marks = [(int(d["pos"]), str(d["sha256"])) for d in audit.details(chain.CHECKPOINT_ACTION, station)]
-        reports.append(chain.verify_station(engine, station, marks))
-    print_json({"audit": asdict(check), "records": [asdict(r) for r in reports]})
-    return 0 if check.intact and all(r.intact for r in reports) else 1
+    found = verify_all(engine, audit_log(args, engine), args.station)
+    print_json(found.as_dict())
+    return 0 if found.intact else 1
 
 
 def cmd_user(args: argparse.Namespace) -> int:

@@ -240,6 +240,25 @@ class AuditCheck(BaseModel):
     first_bad_id: int | None
 
 
+class ChainOut(BaseModel):
+    """One station's record or review chain, as ``huoyan.store.chain`` walked it."""
+
+    station_id: str
+    intact: bool
+    records: int = Field(description="chained records (or reviews) walked")
+    unchained: int = Field(description="stored before the chain existed: not covered")
+    head_pos: int
+    head_sha256: str = Field(description="the newest link: note it elsewhere to catch a rollback")
+    problems: list[str] = Field(description="the first edited, deleted or reordered entries, a cut-off tail")
+
+
+class ChainsCheck(BaseModel):
+    intact: bool = Field(description="the audit trail and every chain below are intact")
+    audit: AuditCheck
+    records: list[ChainOut]
+    reviews: list[ChainOut]
+
+
 class MeasuredPoint(BaseModel):
     inspection_id: int
     at: datetime

@@ -154,9 +154,11 @@ class AuditLog:
                 for r in s.scalars(stmt)
             ]
 
-    def details(self, action: str, target: str) -> list[dict[str, Any]]:
-        """The detail of every entry of this action on this target, oldest first."""
-        stmt = select(AuditRow.detail).where(AuditRow.action == action, AuditRow.target == target).order_by(AuditRow.id)
+    def details(self, action: str, target: str | None = None) -> list[dict[str, Any]]:
+        """The detail of every entry of this action (on this target, if given), oldest first."""
+        stmt = select(AuditRow.detail).where(AuditRow.action == action).order_by(AuditRow.id)
+        if target is not None:
+            stmt = stmt.where(AuditRow.target == target)
         with Session(self.engine) as s:
             return [d or {} for d in s.scalars(stmt)]
 

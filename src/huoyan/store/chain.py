@@ -12,6 +12,10 @@ from what the database holds now, and names the first record that was edited, th
 gap (deleted records), a position out of order, and a tail cut off behind the newest
 checkpoint (checkpoints are the chain's head, written every ``CHECKPOINT_EVERY`` records
 to the keyed audit trail, which an edit of its own would break).
+
+Reviews have a chain per station of their own (``verify_reviews``): they are written by
+the server, one at a time, long after the records, and each one's audit entry is its
+checkpoint.
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from huoyan.store.database import make_engine
-from huoyan.store.schema import RECORD_CHILDREN, InspectionRow
+from huoyan.store.schema import RECORD_CHILDREN, InspectionRow, ReviewRow
 
 GENESIS = "0" * 64
 CHECKPOINT_EVERY = 1000
 CHECKPOINT_ACTION = "record-chain-checkpoint"
+# Every review's audit entry carries its station's review-chain head: a checkpoint per review.
+REVIEW_CHECKPOINT_ACTION = "review"
 # Not content: the row's database id and the chain's own columns.
 NOT_CONTENT = frozenset({"id", "chain_pos", "chain_sha256"})
 BATCH = 5000
@@ -72,12 +78,15 @@ def link(previous: str, digest: str) -> str:
     return hashlib.sha256((previous + digest).encode()).hexdigest()
 
 
-def head(session: Session, station_id: str) -> tuple[int, str]:
-    """The position and hash of a station's newest chained record (0 and GENESIS if none)."""
+def head(
+    session: Session, station_id: str, rows: type[InspectionRow] | type[ReviewRow] = InspectionRow
+) -> tuple[int, str]:
+    """The position and hash of a station's newest chained record (or review, with
+    ``rows=ReviewRow``): 0 and GENESIS if none."""
     found = session.execute(
-        select(InspectionRow.chain_pos, InspectionRow.chain_sha256)
-        .where(InspectionRow.station_id == station_id, InspectionRow.chain_pos.is_not(None))
-        .order_by(InspectionRow.chain_pos.desc())
+        select(rows.chain_pos, rows.chain_sha256)
+        .where(rows.station_id == station_id, rows.chain_pos.is_not(None))
+        .order_by(rows.chain_pos.desc())
         .limit(1)
     ).one_or_none()
     if found is None or found[0] is None:
@@ -237,11 +246,67 @@ def verify_station(
         at.update(seg.at)
         if seg.records:
             report.head_pos, report.head_sha256 = seg.head_pos, seg.head_sha256
+    _check_marks(report, at, checkpoints)
+    return report
+
+
+def _check_marks(report: ChainReport, at: Mapping[int, str], checkpoints: Sequence[tuple[int, str]]) -> None:
     for pos, sha in checkpoints:
         if pos > report.head_pos:
             report.problem(f"the chain ends at position {report.head_pos}, but a checkpoint says {pos}: tail cut off")
         elif at.get(pos, sha) != sha:
             report.problem(f"position {pos} differs from its checkpoint: the chain was rewritten")
+
+
+# -- reviews: a chain per station of its own, written by the server, not the station ---------
+
+
+def review_content(review: Mapping[str, Any], inspection_key: str) -> str:
+    """The digest of one review: its columns, with the inspection named by its key (a
+    review moved to another part no longer matches)."""
+    row = {k: v for k, v in review.items() if k != "inspection_id"}
+    return content_digest({**row, "inspection_key": inspection_key}, {})
+
+
+def verify_reviews(engine: Engine, station_id: str, checkpoints: Sequence[tuple[int, str]] = ()) -> ChainReport:
+    """Walk the station's review chain: an edited, deleted, reordered or re-pointed review,
+    and reviews cut off behind a checkpoint (every review's head goes to the audit trail)."""
+    report = ChainReport(station_id)
+    table = ReviewRow.__table__
+    with Session(engine) as s:
+        report.unchained = (
+            s.scalar(
+                select(func.count())
+                .select_from(ReviewRow)
+                .join(InspectionRow, InspectionRow.id == ReviewRow.inspection_id)
+                .where(InspectionRow.station_id == station_id, ReviewRow.chain_pos.is_(None))
+            )
+            or 0
+        )
+        rows = s.execute(
+            select(table, InspectionRow.key.label("inspection_key"))
+            .outerjoin(InspectionRow, InspectionRow.id == table.c.inspection_id)
+            .where(table.c.station_id == station_id, table.c.chain_pos.is_not(None))
+            .order_by(table.c.chain_pos)
+        ).mappings()
+        previous, expected, at = GENESIS, 1, {}
+        for r in rows:
+            row = dict(r)
+            key = row.pop("inspection_key")
+            report.records += 1
+            pos = row["chain_pos"]
+            if pos != expected:
+                report.problem(
+                    f"reviews {expected}..{pos - 1} of the chain are missing (deleted) before review {row['id']}"
+                )
+            elif link(previous, review_content(row, key or "")) != row["chain_sha256"]:
+                report.problem(
+                    f"review {row['id']} of {key} at position {pos} was edited (its content no longer matches)"
+                )
+            previous, expected = row["chain_sha256"], pos + 1
+            at[pos] = previous
+            report.head_pos, report.head_sha256 = pos, previous
+    _check_marks(report, at, checkpoints)
     return report
 
 

@@ -17,9 +17,11 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from huoyan.core.records import EvidenceKind, utcnow
+from huoyan.store import chain
 from huoyan.store.records import as_utc
 from huoyan.store.schema import EvidenceRow, InspectionRow, RegionRow, ReviewRow
 
@@ -77,6 +79,9 @@ def review_dict(r: ReviewRow) -> dict[str, Any]:
         "note": r.note,
         "reviewer": r.reviewer,
         "at": as_utc(r.at),
+        "station_id": r.station_id,
+        "chain_pos": r.chain_pos,
+        "chain_sha256": r.chain_sha256,
     }
 
 
@@ -95,10 +100,32 @@ class Reviews:
     ) -> dict[str, Any]:
         """Record a review; ``region_labels`` correct the labels of the inspection's
         regions, by their position in its record (a confirmed defect's boxes only)."""
+        for attempt in range(5):
+            try:
+                return self._add(inspection_id, Outcome(outcome), reviewer, label, note, region_labels)
+            except IntegrityError:  # another reviewer took this chain position first
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _add(
+        self,
+        inspection_id: int,
+        outcome: Outcome,
+        reviewer: str,
+        label: str | None,
+        note: str | None,
+        region_labels: Sequence[tuple[int, str]],
+    ) -> dict[str, Any]:
         with Session(self.engine) as s, s.begin():
-            verdict = s.scalar(select(InspectionRow.verdict).where(InspectionRow.id == inspection_id))
-            if verdict is None:
+            found = s.execute(
+                select(InspectionRow.verdict, InspectionRow.key, InspectionRow.station_id).where(
+                    InspectionRow.id == inspection_id
+                )
+            ).one_or_none()
+            if found is None:
                 raise LookupError(f"no inspection {inspection_id}")
+            verdict, key, station = found
             if Outcome(outcome) not in ALLOWED.get(verdict, set()):
                 allowed = ", ".join(sorted(ALLOWED.get(verdict, set()))) or "nothing (it has no image verdict)"
                 raise ReviewError(f"a {verdict} part can be reviewed as {allowed}, not {outcome}")
@@ -117,7 +144,12 @@ class Reviews:
                 note=note or None,
                 reviewer=reviewer,
                 at=utcnow(),
+                station_id=station,
             )
+            pos, previous = chain.head(s, station, ReviewRow)
+            content = {c.name: getattr(row, c.name) for c in ReviewRow.__table__.columns}
+            row.chain_pos = pos + 1
+            row.chain_sha256 = chain.link(previous, chain.review_content(content, key))
             s.add(row)
             s.flush()
             return review_dict(row)

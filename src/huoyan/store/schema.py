@@ -277,6 +277,7 @@ class ReviewRow(Base):
     """A person's judgement of one inspection; the latest one per inspection counts."""
 
     __tablename__ = "reviews"
+    __table_args__ = (Index("ix_reviews_station_chain", "station_id", "chain_pos", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"), index=True)
@@ -287,6 +288,10 @@ class ReviewRow(Base):
     note: Mapped[str | None] = mapped_column(Text)
     reviewer: Mapped[str] = mapped_column(String(100))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The station's review chain (huoyan.store.chain); null for reviews stored before it.
+    station_id: Mapped[str | None] = mapped_column(String(128))
+    chain_pos: Mapped[int | None] = mapped_column(Integer)
+    chain_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class ModelVersionRow(Base):

@@ -22,6 +22,7 @@ from huoyan.server.schemas import (
     ReviewSummary,
 )
 from huoyan.server.security import Operator, Reviewer
+from huoyan.store import chain
 from huoyan.store.export import csv_chunks, write_xlsx
 from huoyan.store.records import RecordFilter, count_records, get_inspection, query_records
 from huoyan.store.reviews import ReviewError
@@ -225,7 +226,16 @@ def review(
         raise not_found(f"inspection {inspection_id}") from exc
     except ReviewError as exc:
         raise HTTPException(409, str(exc)) from exc
-    p.audit.add(principal.user.username, "review", f"inspection {inspection_id}", outcome_=body.outcome.value)
+    # The entry is also the checkpoint of the station's review chain (huoyan.store.chain).
+    p.audit.add(
+        principal.user.username,
+        chain.REVIEW_CHECKPOINT_ACTION,
+        f"inspection {inspection_id}",
+        outcome_=body.outcome.value,
+        station=out["station_id"],
+        pos=out["chain_pos"],
+        sha256=out["chain_sha256"],
+    )
     return ReviewOut.model_validate(out)
 
 
