@@ -3,6 +3,7 @@ OpenSSF model_signing tool verifying a Huoyan-signed package on its own."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -263,3 +264,162 @@ def test_a_bad_package_name_is_refused_before_anything_is_written(
             passphrase=b"correct horse battery staple", model=model_file, recipe=None, exported_by="e",
         )  # fmt: skip
     assert not (tmp_path / "out").exists()
+
+
+def _line_records(tmp_path: Path) -> tuple[object, bytes]:
+    """Three records of parts named by their serial numbers (in the part id, the file name,
+    the key, the PLC's trigger and an error text), one NG with a kept image, reviewed with a
+    name and a note."""
+    import cv2
+    import numpy as np
+
+    from huoyan.core.models import Verdict
+    from huoyan.core.records import Evidence, EvidenceKind, StoredRecord
+    from huoyan.store.reviews import Outcome, Reviews
+    from test_store import make_store, record
+
+    store = make_store(f"sqlite:///{tmp_path / 'line.db'}", tmp_path)
+    image = cv2.imencode(".png", np.full((8, 8), 200, np.uint8))[1].tobytes()
+    sha = hashlib.sha256(image).hexdigest()
+    for seq in (1, 2, 3):
+        serial = f"SN-47{seq}"
+        ng = seq == 2
+        rec = record(f"st-1:hot_folder:{serial}_top.png", Verdict.NG if ng else Verdict.OK, seq=seq)
+        rec = rec.model_copy(
+            update={
+                "part_id": serial,
+                "source_name": f"{serial}_top.png",
+                "trigger": {"part_id": serial, "job_id": 40 + seq},
+                "evidence": [Evidence(kind=EvidenceKind.IMAGE, sha256=sha, media_type="image/png")] if ng else [],
+                "error": f"cannot decode {serial}_top.png: truncated" if seq == 3 else None,
+            }
+        )
+        store.write([StoredRecord(rec, blobs={sha: image} if ng else {})])  # type: ignore[attr-defined]
+    ng_id = next(r.id for r in store_records(store) if r.verdict == "NG")
+    Reviews(store.engine).add(ng_id, Outcome.DEFECT, "王 工", note="burr near SN-472's hole")  # type: ignore[attr-defined]
+    return store, image
+
+
+def store_records(store: object) -> list[object]:
+    from huoyan.store.records import RecordFilter, query_inspections
+
+    return list(query_inspections(store.engine, RecordFilter()))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("policy", ["", "part_ids=strip", "part_ids=keep,people=keep,comments=keep"])
+def test_records_with_images_travel_sealed_and_redacted_by_the_export_policy(
+    tmp_path: Path, plant_a: tuple[Path, Path], policy: str
+) -> None:
+    from huoyan.share.keys import box_private
+    from huoyan.share.records import LINES, RecordSelection, Redaction, pseudonym, pseudonym_key
+    from huoyan.store.blobs import BlobStore
+    from huoyan.store.records import RecordFilter
+
+    key, public = plant_a
+    store, image = _line_records(tmp_path)
+    new_keypair("supplier", tmp_path / "s-keys", None)
+    at_a = TrustStore()
+    at_a.trust(
+        "supplier",
+        (tmp_path / "s-keys" / "supplier.pub").read_bytes(),
+        [Role.RECEIVE_DATA],
+        (tmp_path / "s-keys" / "supplier.box.pub").read_bytes(),
+    )
+    secret = pseudonym_key(b"plant-a audit key")
+    selection = RecordSelection(
+        store.engine,  # type: ignore[attr-defined]
+        RecordFilter(station="st-1"),
+        limit=100,
+        blobs=BlobStore(tmp_path / "blobs"),
+        policy=Redaction.parse(policy),
+        key=secret,
+    )
+
+    def export(out: Path, seal: bool) -> object:
+        return export_package(
+            out, name="burrs-week-48", version=1, publisher="plant-a", private_key=key,
+            passphrase=b"correct horse battery staple", model=None, recipe=None, exported_by="qe",
+            seal_for=at_a.named("supplier") if seal else None, records=selection,
+        )  # fmt: skip
+
+    with pytest.raises(ValueError, match="only sealed"):
+        export(tmp_path / "plain", seal=False)
+    assert not (tmp_path / "plain").exists()
+    manifest = export(tmp_path / "to-supplier", seal=True)
+    assert manifest.records["count"] == 3 and manifest.records["redaction"] == Redaction.parse(policy).model_dump()  # type: ignore[attr-defined]
+
+    # The supplier trusts plant A for nothing but being who it is: records are not a model.
+    at_supplier = trusted(public, [Role.RECEIVE_DATA])
+    box = box_private(tmp_path / "s-keys" / "supplier.box.key", None)
+    target = import_package(tmp_path / "to-supplier", at_supplier, tmp_path / "supplier", box_key=box)
+    text = (target / "records" / LINES).read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in text.splitlines()]
+    ng = next(r for r in rows if r["verdict"] == "NG")
+    (evidence,) = list((target / "records" / "evidence").iterdir())
+    assert evidence.read_bytes() == image and evidence.name == f"{ng['evidence'][0]['sha256']}.png"
+    assert ng["missing_evidence"] == []
+    (review,) = ng["reviews"]
+    assert review["outcome"] == "defect"
+    if policy == "":  # the default: keyed pseudonyms for parts, no names, no notes
+        assert "SN-47" not in text and "王" not in text and "burr" not in text
+        assert ng["part_id"] == pseudonym(secret, "part", "SN-472")  # the same in every export of plant A
+        assert ng["source_name"].startswith("source-") and ng["source_name"].endswith(".png")
+        assert set(ng["trigger"]) == {"part_id", "job_id"} and review["reviewer"] is None and review["note"] is None
+        assert len({r["key"] for r in rows}) == 3
+    elif policy == "part_ids=strip":
+        assert "SN-47" not in text
+        assert [r["part_id"] for r in rows] == [None, None, None] and ng["trigger"] is None
+        assert [r["key"] for r in rows] == ["record-1", "record-2", "record-3"]
+        assert rows[2]["error"] == "cannot decode source-3.png: truncated"
+    else:
+        assert ng["part_id"] == "SN-472" and review["reviewer"] == "王 工" and "SN-472's hole" in review["note"]
+
+
+def test_a_redaction_policy_with_a_wrong_field_or_choice_names_it() -> None:
+    from huoyan.share.records import Redaction
+
+    with pytest.raises(ValueError, match="part_ids: Input should be 'keep', 'strip' or 'pseudonym'"):
+        Redaction.parse("part_ids=hide")
+    with pytest.raises(ValueError, match="operators: Extra inputs"):
+        Redaction.parse("operators=strip")
+    with pytest.raises(ValueError, match="field=choice pairs"):
+        Redaction.parse("strip")
+
+
+def test_cli_exports_records_for_a_receiver_and_names_a_pseudonym_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from huoyan.share.keys import box_private
+    from huoyan.share.package import unseal
+
+    monkeypatch.setenv(PASS_ENV, "s3cret passphrase")
+    store, _ = _line_records(tmp_path)  # blobs in tmp_path/blobs: tmp_path is the data dir
+    common = ["--db", f"sqlite:///{tmp_path / 'line.db'}", "--data-dir", str(tmp_path)]
+    keys = tmp_path / "keys"
+    assert main(["keys", "new", "plant-a", "--dir", str(keys), "--passphrase-env", PASS_ENV]) == 0
+    assert main(["keys", "new", "supplier", "--dir", str(keys)]) == 0
+    trust = ["keys", "trust", "supplier", str(keys / "supplier.pub"), "--role", "receive-data"]
+    assert main([*trust, "--box-key", str(keys / "supplier.box.pub"), *common]) == 0
+    assert main(["keys", "trust", "plant-a", str(keys / "plant-a.pub"), "--role", "publish-models", *common]) == 0
+    export = ["pkg", "export", str(tmp_path / "ng-parts"), "--name", "ng-parts", "--version", "1"]
+    export += ["--publisher", "plant-a", "--key", str(keys / "plant-a.key"), "--passphrase-env", PASS_ENV]
+    export += ["--records", "--verdict", "NG", "--images", *common]
+    with pytest.raises(SystemExit, match="only sealed"):
+        main(export)
+    with pytest.raises(SystemExit, match="redaction policy 'people=hide'"):
+        main([*export, "--for", "supplier", "--redact", "people=hide"])
+    capsys.readouterr()
+    assert main([*export, "--for", "supplier"]) == 0
+    assert "1 records" in capsys.readouterr().out
+    opened = unseal(
+        tmp_path / "ng-parts", TrustStore.load(tmp_path / "trust.json"),
+        box_private(keys / "supplier.box.key", None), tmp_path / "opened",
+    )  # fmt: skip
+    (row,) = [json.loads(line) for line in (opened / CONTENT / "records" / "records.jsonl").read_text().splitlines()]
+    # Plant A, asked about a pseudonym, finds its part: the same key derives it.
+    assert main(["pkg", "pseudonym", "SN-472", *common]) == 0
+    assert capsys.readouterr().out.strip() == row["part_id"]
+    from huoyan.store.audit import AuditLog, audit_key
+
+    exported = AuditLog(store.engine, audit_key(tmp_path)).details("package-exported")  # type: ignore[attr-defined]
+    assert exported[-1]["records"]["count"] == 1 and exported[-1]["sealed_for"] == "supplier"

@@ -60,7 +60,8 @@ def setup_logging(verbose: bool) -> None:
     )
 
 
-def parse_since(text: str | None) -> Any:
+def parse_since(text: str | None, option: str = "--since") -> Any:
+    """An ISO time, or an age (30m, 2h, 7d) counted back from now, as UTC."""
     from datetime import UTC, datetime, timedelta
 
     if not text:
@@ -72,7 +73,7 @@ def parse_since(text: str | None) -> Any:
         ts = datetime.fromisoformat(text)
     except ValueError as exc:
         raise SystemExit(
-            f"error: --since {text!r}: use an ISO time (2026-11-26T08:00) or an age (30m, 2h, 7d)"
+            f"error: {option} {text!r}: use an ISO time (2026-11-26T08:00) or an age (30m, 2h, 7d)"
         ) from exc
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
@@ -92,11 +93,14 @@ def audit_log(args: argparse.Namespace, engine: Any) -> Any:
     """The audit trail, keyed as the server keys it (``--data-dir``, else the recipe's data_dir)."""
     from huoyan.store.audit import AuditLog, audit_key
 
+    return AuditLog(engine, audit_key(data_dir_of(args)))
+
+
+def data_dir_of(args: argparse.Namespace) -> Path:
+    """``--data-dir``, else the recipe's data_dir, else huoyan-data: where the audit key and blobs are."""
     if args.data_dir:
-        data_dir = Path(args.data_dir)
-    else:
-        data_dir = Path(load_recipe_or_exit(args.recipe).storage.data_dir) if args.recipe else Path("huoyan-data")
-    return AuditLog(engine, audit_key(data_dir))
+        return Path(args.data_dir)
+    return Path(load_recipe_or_exit(args.recipe).storage.data_dir) if args.recipe else Path("huoyan-data")
 
 
 def database_options(p: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ import getpass
 from pathlib import Path
 from typing import Any
 
-from huoyan.cli.common import audit_log, database_options, open_database_or_exit
+from huoyan.cli.common import audit_log, data_dir_of, database_options, open_database_or_exit, parse_since
 
 TRUST_FILE = "trust.json"
 
@@ -51,12 +51,42 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selection(args: argparse.Namespace, engine: Any) -> Any:
+    """The records to carry, from the export's options (None without ``--records``)."""
+    from huoyan.share.records import RecordSelection, Redaction, pseudonym_key
+    from huoyan.store.audit import audit_key
+    from huoyan.store.blobs import BlobStore
+    from huoyan.store.records import RecordFilter, data_paths
+
+    if not args.records:
+        return None
+    try:
+        policy = Redaction.parse(args.redact)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    data_dir = data_dir_of(args)
+    where = RecordFilter(
+        station=args.station,
+        since=parse_since(args.since),
+        until=parse_since(args.until, "--until"),
+        verdict=args.verdict,
+    )
+    blobs = BlobStore(data_paths(data_dir)[0]) if args.images else None
+    return RecordSelection(engine, where, args.limit, blobs, policy, pseudonym_key(audit_key(data_dir)))
+
+
 def cmd_pkg(args: argparse.Namespace) -> int:
     from huoyan.share.keys import KeyError_, TrustStore, box_private, passphrase_from
     from huoyan.share.package import PackageRefused, export_package, import_package
 
     who = getpass.getuser()
     audit = _audit(args)
+    if args.pkg_command == "pseudonym":
+        from huoyan.share.records import pseudonym, pseudonym_key
+        from huoyan.store.audit import audit_key
+
+        print(pseudonym(pseudonym_key(audit_key(data_dir_of(args))), args.kind, args.value))
+        return 0
     trust = TrustStore.load(_trust_path(args))
     if args.pkg_command == "export":
         recipient = None
@@ -72,19 +102,21 @@ def cmd_pkg(args: argparse.Namespace) -> int:
                 publisher=args.publisher,
                 private_key=Path(args.key),
                 passphrase=passphrase_from(args.passphrase_env),
-                model=Path(args.model),
+                model=Path(args.model) if args.model else None,
                 recipe=Path(args.recipe_file) if args.recipe_file else None,
                 exported_by=who,
                 valid_days=args.valid_days,
                 seal_for=recipient,
+                records=_selection(args, audit.engine),
             )
         except (KeyError_, OSError, ValueError) as exc:
             raise SystemExit(f"error: {exc}") from exc
         audit.add(
-            who, "package-exported", f"{manifest.name} v{manifest.version}", files=sorted(manifest.files),
-            sealed_for=args.seal_for,
+            who, "package-exported", f"{manifest.name} v{manifest.version}", files=len(manifest.files),
+            sealed_for=args.seal_for, records=manifest.records,
         )  # fmt: skip
-        print(f"signed package {args.out}: {manifest.name} v{manifest.version}, {len(manifest.files)} files")
+        carried = f", {manifest.records['count']} records" if manifest.records else ""
+        print(f"signed package {args.out}: {manifest.name} v{manifest.version}, {len(manifest.files)} files{carried}")
         return 0
     try:
         box = box_private(Path(args.box_key), passphrase_from(args.passphrase_env)) if args.box_key else None
@@ -129,8 +161,22 @@ def add_commands(sub: Any) -> None:
     export.add_argument("--publisher", required=True, help="this plant's name, as others trust its key")
     export.add_argument("--key", required=True, help="this plant's private key (.key)")
     export.add_argument("--passphrase-env", help="environment variable holding the key's passphrase")
-    export.add_argument("--model", required=True, help="model artifact (.safetensors)")
-    export.add_argument("--recipe-file", help="recipe file to include")
+    export.add_argument("--model", help="model artifact (.safetensors) to include")
+    export.add_argument("--recipe-file", help="recipe file to include (with its model)")
+    chosen = export.add_argument_group("records (sealed for a receiver only: --for)")
+    chosen.add_argument("--records", action="store_true", help="include inspection records, with their reviews")
+    chosen.add_argument("--station", help="records of this station only")
+    chosen.add_argument("--since", help="records that arrived at or after this time (ISO, or an age: 7d)")
+    chosen.add_argument("--until", help="records that arrived before this time (ISO, or an age: 1d)")
+    chosen.add_argument("--verdict", choices=["OK", "NG", "ERROR"], help="records with this verdict only")
+    chosen.add_argument("--limit", type=int, default=10_000, help="at most this many records, oldest first")
+    chosen.add_argument("--images", action="store_true", help="include the images and anomaly maps they rest on")
+    chosen.add_argument(
+        "--redact", default="",
+        help="what to do with part ids (part_ids=keep|strip|pseudonym, default pseudonym), reviewers' names "
+        "(people=keep|strip|pseudonym, default strip) and reviewers' notes (comments=keep|strip, default strip), "
+        "e.g. part_ids=strip,people=pseudonym",
+    )  # fmt: skip
     export.add_argument("--valid-days", type=int, default=365, help="days until the package expires")
     export.add_argument("--for", dest="seal_for", help="seal (encrypt) for this trusted receiver (receive-data role)")
     imp = pkg_sub.add_parser("import", help="verify a package and install it; a refused one changes nothing")
@@ -138,6 +184,10 @@ def add_commands(sub: Any) -> None:
     imp.add_argument("--into", required=True, help="folder of installed packages (<publisher>/<name>/<version>)")
     imp.add_argument("--box-key", help="this plant's .box.key, to open a package sealed for it")
     imp.add_argument("--passphrase-env", help="environment variable holding the box key's passphrase")
+    named = pkg_sub.add_parser("pseudonym", help="the pseudonym this plant's exports give a part id or a name")
+    named.add_argument("value", help="the part id (or reviewer's name, record key, source name)")
+    named.add_argument("--kind", default="part", choices=["part", "person", "record", "source"], help="what it is")
+    database_options(named)
     for p in (export, imp):
         p.add_argument("--trust", help="trust store file (default: <data-dir>/trust.json)")
         database_options(p)

@@ -1,12 +1,14 @@
-"""Signed packages that move a proven inspection from one plant to another.
+"""Signed packages that move a proven inspection, or a selection of records, between plants.
 
 A package is a folder::
 
     <package>/
         content/            what is signed
-            manifest.json   name, version, publisher, key, expiry, software, lineage, every file's sha256
-            model/...       the model artifact (and its model card)
-            recipe/...      the recipe
+            manifest.json   name, version, publisher, key, expiry, software, lineage, records
+                            carried (filter, redaction policy), every file's sha256
+            model/...       the model artifact (and its model card), if any
+            recipe/...      the recipe, if any
+            records/...     records, their reviews and images, redacted (huoyan.share.records)
         content.sig         a Sigstore bundle made by the OpenSSF model_signing library (ECDSA P-256)
 
 so ``model_signing verify key --signature <package>/content.sig --public_key plant-a.pub
@@ -19,18 +21,20 @@ A package sealed for a receiving plant reveals nothing but its manifest::
             manifest.json   a copy of the manifest
             envelope.json   recipient, its key's fingerprint, the ephemeral X25519 key, the nonce
             content.tar.enc content/ and content.sig as a tar, AES-256-GCM with a key agreed by
-                            X25519 (the sender's ephemeral key, the recipient's box key) and HKDF-SHA256
+                            X25519 (the sender's ephemeral key, the recipient's box key) and
+                            HKDF-SHA256; tarred and encrypted in one streaming pass
         sealed.sig          model_signing's bundle over sealed/
 
 Only the recipient's box key opens it; the inner package is then verified as any other.
+Records leave a plant only sealed, for a key trusted to receive data.
 
 Import verifies everything before anything is installed: the manifest names a key of the
-trust store that holds the
-``publish-models`` role, the signature verifies with that key over every file (a changed
-byte, a renamed, added or removed file, an edited manifest all fail), the manifest lists
-exactly the files present, the package has not expired, and its version is newer than
-the last one installed from the same publisher under the same name (no replay of an
-older signed model). A refused package installs nothing; ``PackageRefused`` says why.
+trust store (holding the ``publish-models`` role if the package carries a model), the
+signature verifies with that key over every file (a changed byte, a renamed, added or
+removed file, an edited manifest all fail), the manifest lists exactly the files present,
+the package has not expired, and its version is newer than the last one installed from
+the same publisher under the same name (no replay of an older signed model). A refused
+package installs nothing; ``PackageRefused`` says why.
 """
 
 from __future__ import annotations
@@ -46,18 +50,20 @@ import tarfile
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from huoyan import __version__
 from huoyan.core.artifact import ArtifactError, read_metadata
 from huoyan.share.keys import Role, TrustedKey, TrustStore, fingerprint, public_of
+from huoyan.share.records import FOLDER as RECORDS
+from huoyan.share.records import RecordSelection, write_records
 
 FORMAT = "huoyan.package/1"
 CONTENT = "content"
@@ -68,6 +74,7 @@ SEALED_SIGNATURE = "sealed.sig"
 ENVELOPE = "envelope.json"
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 CIPHERTEXT = "content.tar.enc"
+TAG = 16  # bytes of AES-GCM's tag, after the ciphertext
 
 
 class PackageRefused(Exception):
@@ -87,6 +94,9 @@ class Manifest(BaseModel):
     exported_by: str
     software: str
     lineage: dict[str, Any] = Field(default_factory=dict, description="the model card: training data, parameters")
+    records: dict[str, Any] | None = Field(
+        default=None, description="records carried: how many, the filter, whether images came, the redaction policy"
+    )
     files: dict[str, str] = Field(description="path inside content/ -> sha256")
 
 
@@ -114,41 +124,85 @@ def export_package(
     publisher: str,
     private_key: Path,
     passphrase: bytes | None,
-    model: Path,
+    model: Path | None,
     recipe: Path | None,
     exported_by: str,
     valid_days: int = 365,
     seal_for: TrustedKey | None = None,
+    records: RecordSelection | None = None,
 ) -> Manifest:
-    """Bundle and sign (and seal for a recipient, when given); ``out`` must not exist."""
+    """Bundle and sign (and seal for a recipient, when given); ``out`` must not exist.
+    Records go only sealed, to a key trusted to receive data."""
     if out.exists():
         raise FileExistsError(f"{out} exists already")
     if not re.fullmatch(NAME, name) or version < 1:
         raise ValueError(
             f"package name {name!r} or version {version} is not valid (letters, digits, . _ -; version >= 1)"
         )
-    if seal_for is not None:
-        if Role.RECEIVE_DATA not in seal_for.roles or not seal_for.box_key:
-            raise ValueError(f"{seal_for.name} is not trusted to receive data, or has no box key in the trust store")
-        with tempfile.TemporaryDirectory() as tmp:
+    if model is None and records is None:
+        raise ValueError("a package carries a model, records, or both: name at least one")
+    if recipe is not None and model is None:
+        raise ValueError("a recipe travels with its model: name the model too")
+    if records is not None and seal_for is None:
+        raise ValueError("records leave the plant only sealed for a receiver trusted with data: name it (--for)")
+    if seal_for is not None and (Role.RECEIVE_DATA not in seal_for.roles or not seal_for.box_key):
+        raise ValueError(f"{seal_for.name} is not trusted to receive data, or has no box key in the trust store")
+    signer = (private_key, passphrase)
+    lineage = _lineage(model) if model is not None else {}
+    try:
+        if seal_for is None:
+            return _build(
+                out, name, version, publisher, signer, lineage, model, recipe, exported_by, valid_days, records
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:  # beside out: the plaintext stays on this disk
             plain = Path(tmp) / "plain"
-            manifest = export_package(
-                plain, name=name, version=version, publisher=publisher, private_key=private_key,
-                passphrase=passphrase, model=model, recipe=recipe, exported_by=exported_by, valid_days=valid_days,
-            )  # fmt: skip
+            manifest = _build(
+                plain, name, version, publisher, signer, lineage, model, recipe, exported_by, valid_days, records
+            )
             _seal(plain, out, seal_for, private_key, passphrase)
         return manifest
-    public = public_of(private_key, passphrase)
-    try:  # the model card, kept in the artifact: what trained it, on what data
-        lineage = json.loads(read_metadata(model)["card"])
+    except BaseException:  # half a package is no package
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _lineage(model: Path) -> dict[str, Any]:
+    """The model card kept in the artifact: what trained it, on what data."""
+    try:
+        return dict(json.loads(read_metadata(model)["card"]))
     except (ArtifactError, OSError, KeyError, ValueError) as exc:
         raise ValueError(f"{model}: not a Huoyan model artifact ({exc})") from exc
+
+
+def _build(
+    out: Path,
+    name: str,
+    version: int,
+    publisher: str,
+    signer: tuple[Path, bytes | None],
+    lineage: dict[str, Any],
+    model: Path | None,
+    recipe: Path | None,
+    exported_by: str,
+    valid_days: int,
+    records: RecordSelection | None,
+) -> Manifest:
+    """The plain signed package in ``out``."""
+    private_key, passphrase = signer
+    public = public_of(private_key, passphrase)
     content = out / CONTENT
-    (content / "model").mkdir(parents=True)
-    shutil.copy2(model, content / "model" / model.name)
+    content.mkdir(parents=True)
+    if model is not None:
+        (content / "model").mkdir()
+        shutil.copy2(model, content / "model" / model.name)
     if recipe is not None:
         (content / "recipe").mkdir()
         shutil.copy2(recipe, content / "recipe" / recipe.name)
+    carried = None
+    if records is not None:
+        count = write_records(records, content / RECORDS)
+        carried = {"count": count, **records.describe()}
     now = datetime.now(UTC).replace(microsecond=0)
     manifest = Manifest(
         name=name,
@@ -160,6 +214,7 @@ def export_package(
         exported_by=exported_by,
         software=f"huoyan {__version__}",
         lineage=lineage,
+        records=carried,
         files=_files(content),
     )
     (content / MANIFEST).write_text(manifest.model_dump_json(indent=2))
@@ -187,22 +242,60 @@ def _raw(key: x25519.X25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
+class _Encrypting(io.RawIOBase):
+    """A write-only file that encrypts what passes through it."""
+
+    def __init__(self, f: BinaryIO, encryptor: Any) -> None:
+        super().__init__()
+        self.f, self.encryptor = f, encryptor
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.f.write(self.encryptor.update(data))
+        return len(data)
+
+
+def _decrypt(ciphertext: Path, key: bytes, nonce: bytes, aad: bytes, into: BinaryIO) -> None:
+    """Decrypt to ``into``; raises InvalidTag (after the last byte) if anything was changed,
+    so nothing decrypted may be used before this returns."""
+    size = ciphertext.stat().st_size
+    if size < TAG:
+        raise InvalidTag()
+    with ciphertext.open("rb") as f:
+        f.seek(size - TAG)
+        tag = f.read(TAG)
+        f.seek(0)
+        decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce, tag)).decryptor()
+        decryptor.authenticate_additional_data(aad)
+        left = size - TAG
+        while left:
+            block = f.read(min(left, 1 << 20))
+            left -= len(block)
+            into.write(decryptor.update(block))
+        into.write(decryptor.finalize())
+
+
 def _seal(plain: Path, out: Path, recipient: TrustedKey, private_key: Path, passphrase: bytes | None) -> None:
     assert recipient.box_key is not None
     their = serialization.load_pem_public_key(recipient.box_key.encode())
     assert isinstance(their, x25519.X25519PublicKey)
     ephemeral = x25519.X25519PrivateKey.generate()
     key = _box_key(ephemeral.exchange(their), _raw(ephemeral.public_key()), _raw(their))
-    tar = io.BytesIO()
-    with tarfile.open(fileobj=tar, mode="w") as t:
-        t.add(plain / CONTENT, arcname=CONTENT)
-        t.add(plain / SIGNATURE, arcname=SIGNATURE)
     manifest = (plain / CONTENT / MANIFEST).read_bytes()
     nonce = os.urandom(12)
     sealed = out / SEALED
     sealed.mkdir(parents=True)
+    encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
     # The manifest is the associated data: the ciphertext opens only beside its own manifest.
-    (sealed / CIPHERTEXT).write_bytes(AESGCM(key).encrypt(nonce, tar.getvalue(), manifest))
+    encryptor.authenticate_additional_data(manifest)
+    # Tarred and encrypted in one streaming pass: a package of any size in constant memory.
+    with (sealed / CIPHERTEXT).open("wb") as f:
+        with tarfile.open(fileobj=_Encrypting(f, encryptor), mode="w|") as t:
+            t.add(plain / CONTENT, arcname=CONTENT)
+            t.add(plain / SIGNATURE, arcname=SIGNATURE)
+        f.write(encryptor.finalize() + encryptor.tag)  # as AES-GCM lays it out: ciphertext, then tag
     (sealed / MANIFEST).write_bytes(manifest)
     envelope = {
         "recipient": recipient.name,
@@ -230,7 +323,7 @@ def _signed_manifest(folder: Path, signature: Path, trust: TrustStore) -> Manife
     signer = trust.find(manifest.key_fingerprint)
     if signer is None:
         raise PackageRefused(f"unknown signer: key {manifest.key_fingerprint[:16]}… is not in the trust store")
-    if Role.PUBLISH_MODELS not in signer.roles:
+    if Role.PUBLISH_MODELS not in signer.roles and any(f.startswith("model/") for f in manifest.files):
         raise PackageRefused(f"signer {signer.name} is trusted but may not publish models")
     if manifest.publisher != signer.name:
         raise PackageRefused(f"the manifest names publisher {manifest.publisher}, the key is {signer.name}'s")
@@ -277,12 +370,15 @@ def unseal(package: Path, trust: TrustStore, box_key: x25519.X25519PrivateKey | 
     if envelope.get("recipient_fingerprint") != fingerprint(mine_pem):
         raise PackageRefused(f"the package is sealed for {envelope.get('recipient')}, not for this plant's key")
     key = _box_key(box_key.exchange(ephemeral), _raw(ephemeral), _raw(mine))
-    try:
-        plain = AESGCM(key).decrypt(nonce, (sealed / CIPHERTEXT).read_bytes(), (sealed / MANIFEST).read_bytes())
-    except InvalidTag as exc:
-        raise PackageRefused("the package cannot be decrypted with this plant's box key") from exc
-    with tarfile.open(fileobj=io.BytesIO(plain)) as t:
-        t.extractall(into, filter="data")  # no absolute paths, no links out, no devices
+    into.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=into) as tar:
+        try:
+            _decrypt(sealed / CIPHERTEXT, key, nonce, (sealed / MANIFEST).read_bytes(), tar)
+        except InvalidTag as exc:
+            raise PackageRefused("the package cannot be decrypted with this plant's box key, or was changed") from exc
+        tar.seek(0)
+        with tarfile.open(fileobj=tar) as t:
+            t.extractall(into, filter="data")  # no absolute paths, no links out, no devices
     inner = Manifest.model_validate_json((into / CONTENT / MANIFEST).read_text())
     if inner != outer:
         raise PackageRefused("the sealed content's manifest differs from the plaintext one")

@@ -494,11 +494,6 @@ def stored_inspection(row: InspectionRow) -> StoredInspection:
     )
 
 
-def record_dict(row: InspectionRow) -> dict[str, Any]:
-    """One inspection as the JSON object `huoyan records` prints and the API answers with."""
-    return stored_inspection(row).model_dump(mode="json")
-
-
 @dataclass(frozen=True)
 class RecordFilter:
     """Which inspections to list: what `huoyan records` and the API's filters share."""
@@ -558,19 +553,23 @@ def query_records(
 ) -> list[dict[str, Any]]:
     """Inspections in arrival order (or newest first), filtered; what `huoyan records` and the API list."""
     f = where or RecordFilter(station=station, since=since, verdict=verdict)
+    return [r.model_dump(mode="json") for r in query_inspections(engine, f, limit, offset, newest_first)]
+
+
+def query_inspections(
+    engine: Engine, where: RecordFilter, limit: int | None = None, offset: int = 0, newest_first: bool = False
+) -> list[StoredInspection]:
+    """The filtered inspections as records, in arrival order (or newest first)."""
     order = (
         (InspectionRow.arrived_at.desc(), InspectionRow.id.desc())
         if newest_first
-        else (
-            InspectionRow.arrived_at,
-            InspectionRow.id,
-        )
+        else (InspectionRow.arrived_at, InspectionRow.id)
     )
-    stmt = f.apply(_with_relations(select(InspectionRow))).order_by(*order).offset(offset)
+    stmt = where.apply(_with_relations(select(InspectionRow))).order_by(*order).offset(offset)
     if limit:
         stmt = stmt.limit(limit)
     with Session(engine) as s:
-        return [record_dict(r) for r in s.scalars(stmt)]
+        return [stored_inspection(r) for r in s.scalars(stmt)]
 
 
 def count_records(engine: Engine, where: RecordFilter) -> int:
