@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -86,14 +87,13 @@ def main() -> None:
                 recipe=None, exported_by="bench",
             )  # fmt: skip
             plain, sealed = root / f"plain-{r}", root / f"sealed-{r}"
-            steps["floor"].append(_timed(lambda: _floor(model, root)))
-            steps["export"].append(_timed(lambda: export_package(plain, **common)))
-            steps["verify"].append(_timed(lambda: verify_package(plain, at_b)))
-            steps["export_sealed"].append(
-                _timed(lambda: export_package(sealed, **common, seal_for=at_a.named("plant-b")))
-            )
             into = root / f"installed-{r}"
-            steps["import_sealed"].append(_timed(lambda: import_package(sealed, at_b, into, box_key=box)))
+            steps["floor"].append(_timed(partial(_floor, model, root)))
+            steps["export"].append(_timed(partial(export_package, plain, **common)))
+            steps["verify"].append(_timed(partial(verify_package, plain, at_b)))
+            seal = partial(export_package, sealed, **common, seal_for=at_a.named("plant-b"))
+            steps["export_sealed"].append(_timed(seal))
+            steps["import_sealed"].append(_timed(partial(import_package, sealed, at_b, into, box_key=box)))
             for folder in (plain, sealed, into):
                 shutil.rmtree(folder)
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in steps.items()), flush=True)
