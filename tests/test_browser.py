@@ -52,6 +52,24 @@ def drop(inbox: Path, name: str, data: bytes) -> None:
     tmp.rename(inbox / name)
 
 
+def signed_package(tmp_path: Path, model_file: Path) -> Path:
+    """A package of the station's model signed by plant A, whose key the server trusts, as a .tar.gz."""
+    import tarfile
+
+    from huoyan.share.keys import Role, TrustStore, new_keypair
+    from test_share_packages import make
+
+    key, public = new_keypair("plant-a", tmp_path / "keys", b"correct horse battery staple")
+    trust = TrustStore()
+    trust.trust("plant-a", public.read_bytes(), [Role.PUBLISH_MODELS])
+    trust.save(tmp_path / "data" / "trust.json")
+    folder = make(tmp_path, key, model_file)
+    archive = tmp_path / "washer-top-v1.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(folder, arcname=folder.name)
+    return archive
+
+
 def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
     browser: object, model_file: Path, tmp_path: Path, defect_sample: tuple[object, object]
 ) -> None:
@@ -168,6 +186,15 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         section.locator(".thr-reset").click()
         expect(section.locator(".thr-source")).to_have_text("(calibrated)")
         assert {kind for kind, _ in dialogs} == {"prompt"}  # asked why each time, never an alert
+        # ... and imports a package plant A signed: verified, its model a candidate version.
+        page.set_input_files("#import-package input[type=file]", str(signed_package(tmp_path, model_file)))
+        page.select_option("#import-package select[name=station]", "cell-1")
+        page.click("#import-package button[type=submit]")
+        expect(page.locator("#package-done")).to_contain_text("candidate version v2 of cell-1")
+        expect(section.locator(".versions tbody")).to_contain_text("package washer-top v1 from plant-a")
+        expect(page.locator("#packages tbody tr")).to_have_count(1)
+        page.click("#import-package button[type=submit]")  # no file chosen: said in words
+        expect(page.locator("#package-error")).to_contain_text("Choose the package archive")
         assert any("set the threshold to 0.7" in message for _, message in dialogs)
 
         # An administrator's mistake is said in words, and forgotten after the next success.

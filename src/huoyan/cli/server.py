@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,7 @@ def _server_settings(args: argparse.Namespace, recipes: list[Any]) -> Any:
         batch_size=args.batch_size,
         secure_cookies=args.secure_cookies or bool(args.tls_cert),
         train_worker=not args.no_training,
+        box_key=Path(args.box_key) if args.box_key else None,
     )
 
 
@@ -186,6 +188,12 @@ def _server_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch-size", type=int, default=8, help="the largest micro-batch when parts queue up")
     p.add_argument("--no-training", action="store_true", help="run no training jobs in this server")
+    p.add_argument(
+        "--box-key",
+        default=os.environ.get("HUOYAN_BOX_KEY"),
+        help="this plant's .box.key, to open packages sealed for it (default: $HUOYAN_BOX_KEY; its passphrase "
+        "in $HUOYAN_BOX_KEY_PASSPHRASE)",
+    )
 
 
 def add_commands(sub: Any) -> None:

@@ -77,7 +77,7 @@ def _selection(args: argparse.Namespace, engine: Any) -> Any:
 
 def cmd_pkg(args: argparse.Namespace) -> int:
     from huoyan.share.keys import KeyError_, TrustStore, box_private, passphrase_from
-    from huoyan.share.package import PackageRefused, export_package, import_package
+    from huoyan.share.package import PackageRefused, export_package, import_audited
 
     who = getpass.getuser()
     audit = _audit(args)
@@ -120,13 +120,14 @@ def cmd_pkg(args: argparse.Namespace) -> int:
         return 0
     try:
         box = box_private(Path(args.box_key), passphrase_from(args.passphrase_env)) if args.box_key else None
-        target = import_package(Path(args.package), trust, Path(args.into), box_key=box)
-    except (PackageRefused, KeyError_) as exc:
-        audit.add(who, "package-refused", str(args.package), outcome="refused", reason=str(exc))
+    except KeyError_ as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    try:
+        target = import_audited(Path(args.package), trust, Path(args.into), audit, who, str(args.package), box)
+    except PackageRefused as exc:
         raise SystemExit(f"refused: {exc}") from exc
     except OSError as exc:  # verified, but it could not be copied in (a full disk, a folder in the way)
         raise SystemExit(f"error: not installed: {exc}") from exc
-    audit.add(who, "package-imported", str(target))
     print(f"installed in {target}")
     return 0
 

@@ -21,7 +21,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from huoyan import __version__
 from huoyan.server.platform import Platform, Settings
-from huoyan.server.routes import admin, alarms, auth, measurements, models, pages, quality, records, stations
+from huoyan.server.routes import (
+    admin,
+    alarms,
+    auth,
+    measurements,
+    models,
+    packages,
+    pages,
+    quality,
+    records,
+    stations,
+)
 from huoyan.server.routes.stations import MAX_UPLOAD
 from huoyan.server.security import LoginRequired
 from huoyan.server.uploads import FORM_OVERHEAD, BodyLimit
@@ -36,6 +47,7 @@ ROUTERS = (
     measurements.router,
     quality.router,
     models.router,
+    packages.router,
     admin.router,
     pages.router,
 )
@@ -44,8 +56,10 @@ ROUTERS = (
 MAX_BODY = 1024 * 1024  # JSON bodies (logins, reviews, settings); uploads have their own limit
 
 
-def _is_upload(path: str) -> bool:
-    return path == "/api/inspect" or (path.startswith("/api/stations/") and path.endswith("/inspect"))
+def _body_limit(path: str) -> int:
+    if path == "/api/inspect" or (path.startswith("/api/stations/") and path.endswith("/inspect")):
+        return MAX_UPLOAD + FORM_OVERHEAD
+    return packages.MAX_PACKAGE if path == "/api/packages" else MAX_BODY
 
 
 def _is_api(request: Request) -> bool:
@@ -119,7 +133,7 @@ def create_app(settings: Settings, start_platform: bool = True) -> FastAPI:
         return response
 
     # Outermost: bodies are capped before anything reads them (uploads read theirs after login).
-    app.add_middleware(BodyLimit, limit=MAX_BODY, upload_limit=MAX_UPLOAD + FORM_OVERHEAD, is_upload=_is_upload)
+    app.add_middleware(BodyLimit, limit_for=_body_limit)
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

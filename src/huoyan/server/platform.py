@@ -42,6 +42,7 @@ class Settings:
     secure_cookies: bool = False
     session_hours: float = 12.0
     train_worker: bool = True
+    box_key: Path | None = None  # this plant's X25519 key, to open packages sealed for it
 
 
 class Platform:

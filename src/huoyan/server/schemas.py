@@ -240,6 +240,28 @@ class AuditCheck(BaseModel):
     first_bad_id: int | None
 
 
+class PackageOut(BaseModel):
+    """A signed package's manifest, as verified."""
+
+    name: str
+    version: int
+    publisher: str
+    key_fingerprint: str
+    created_at: datetime
+    expires_at: datetime
+    exported_by: str
+    software: str
+    lineage: dict[str, Any] = Field(description="the model card of the model it carries: training data, parameters")
+    records: dict[str, Any] | None = Field(description="records carried: count, filter, images, redaction policy")
+    files: int = Field(description="files it carries, each verified against its digest")
+
+
+class PackageImported(BaseModel):
+    package: PackageOut
+    installed_in: str
+    model_version: ModelVersionOut | None = Field(description="the candidate version made of its model, if asked")
+
+
 class ChainOut(BaseModel):
     """One station's record or review chain, as ``huoyan.store.chain`` walked it."""
 

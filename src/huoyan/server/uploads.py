@@ -11,6 +11,7 @@ a pydantic model, which also documents the request body in the OpenAPI document.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request
@@ -77,20 +78,18 @@ async def read_form(request: Request, model: type[Form], file_field: str, max_fi
 
 
 class BodyLimit:
-    """ASGI middleware: refuses request bodies over ``limit`` bytes (``upload_limit`` on
-    the ``upload_paths``) with 413, before they are read, or as soon as they pass it."""
+    """ASGI middleware: refuses request bodies over ``limit_for(path)`` bytes with 413,
+    before they are read, or as soon as they pass it."""
 
-    def __init__(self, app: ASGIApp, limit: int, upload_limit: int, is_upload: Callable[[str], bool]) -> None:
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
         self.app = app
-        self.limit = limit
-        self.upload_limit = upload_limit
-        self.is_upload = is_upload
+        self.limit_for = limit_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.upload_limit if self.is_upload(scope["path"]) else self.limit
+        limit = self.limit_for(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
             await _refuse(send, limit)
@@ -119,3 +118,16 @@ async def _refuse(send: Send, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def receive_file(request: Request, target: Path, limit: int) -> int:
+    """Stream the raw request body into ``target`` (never more than ``limit`` bytes); its size.
+    For large uploads (packages) that must not be held in memory."""
+    received = 0
+    with target.open("wb") as f:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise too_large(limit)
+            f.write(chunk)
+    return received

@@ -48,8 +48,9 @@ import re
 import shutil
 import tarfile
 import tempfile
+import zipfile
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
@@ -64,6 +65,7 @@ from huoyan.core.artifact import ArtifactError, read_metadata
 from huoyan.share.keys import Role, TrustedKey, TrustStore, fingerprint, public_of
 from huoyan.share.records import FOLDER as RECORDS
 from huoyan.share.records import RecordSelection, write_records
+from huoyan.store.audit import AuditLog
 
 FORMAT = "huoyan.package/1"
 CONTENT = "content"
@@ -429,4 +431,73 @@ def import_package(
     staging.replace(target)
     registry.versions[key] = manifest.version
     registry.save(registry_path)
+    return target
+
+
+def unpack_archive(archive: Path, into: Path, max_bytes: int) -> Path:
+    """A package uploaded as one file (a tar, gzip'd or not, or a zip of the package
+    folder) unpacked into ``into``; the package's folder. Nothing lands outside ``into``
+    (no absolute paths, no ``..``, no links), and an archive that would unpack to more
+    than ``max_bytes`` is refused before anything is written."""
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                members = z.infolist()
+                if sum(m.file_size for m in members) > max_bytes:
+                    raise PackageRefused(f"the archive unpacks to more than {max_bytes >> 20} MB")
+                for m in members:
+                    if m.filename.startswith(("/", "\\")) or ".." in PurePosixPath(m.filename.replace("\\", "/")).parts:
+                        raise PackageRefused(f"the archive names a path outside the package: {m.filename}")
+                z.extractall(into)
+        else:
+            with tarfile.open(archive) as t:
+                if sum(m.size for m in t.getmembers()) > max_bytes:
+                    raise PackageRefused(f"the archive unpacks to more than {max_bytes >> 20} MB")
+                t.extractall(into, filter="data")
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        if isinstance(exc, tarfile.FilterError):
+            raise PackageRefused(f"the archive names a path outside the package: {exc}") from exc
+        raise PackageRefused(f"not a tar or zip archive of a package: {exc}") from exc
+    for folder in (into, *sorted(p for p in into.iterdir() if p.is_dir())):
+        if ((folder / CONTENT).is_dir() and (folder / SIGNATURE).is_file()) or (
+            (folder / SEALED).is_dir() and (folder / SEALED_SIGNATURE).is_file()
+        ):
+            return folder
+    raise PackageRefused(
+        f"the archive holds no package ({CONTENT}/ and {SIGNATURE}, or {SEALED}/ and {SEALED_SIGNATURE}, "
+        "at its top or one folder down)"
+    )
+
+
+def installed_packages(into: Path) -> list[Manifest]:
+    """The manifests of the packages installed in ``into``, newest version of each first."""
+    registry = Installed.load(into / "installed.json")
+    found = []
+    for key, version in sorted(registry.versions.items()):
+        path = into / key / str(version) / MANIFEST
+        if path.is_file():
+            found.append(Manifest.model_validate_json(path.read_text()))
+    return found
+
+
+def import_audited(
+    package: Path,
+    trust: TrustStore,
+    into: Path,
+    audit: AuditLog,
+    who: str,
+    source: str,
+    box_key: x25519.X25519PrivateKey | None = None,
+) -> Path:
+    """``import_package``, with the import or the refusal (and its reason) in the audit
+    trail: what the CLI and the dashboard both do."""
+    try:
+        target = import_package(package, trust, into, box_key=box_key)
+    except PackageRefused as exc:
+        audit.add(who, "package-refused", source, outcome="refused", reason=str(exc))
+        raise
+    manifest = Manifest.model_validate_json((target / MANIFEST).read_text())
+    audit.add(
+        who, "package-imported", str(target), publisher=manifest.publisher, version=manifest.version, source=source
+    )
     return target

@@ -364,7 +364,9 @@ pages.models = async () => {
       fillRows(section.querySelector(".versions tbody"), versions.map((v) => [
         `v${v.version}`, el("span", { class: "pill " + v.status }, v.status),
         v.parent_id ? "v" + (versions.find((x) => x.id === v.parent_id) || {}).version : "—",
-        `${v.trained_on.images ?? "?"} images (${v.trained_on.source || ""})`, metricsCell(v.metrics),
+        v.trained_on.source === "package"
+          ? `package ${v.trained_on.package} v${v.trained_on.package_version} from ${v.trained_on.publisher}`
+          : `${v.trained_on.images ?? "?"} images (${v.trained_on.source || ""})`, metricsCell(v.metrics),
         `${fmt.time(v.created_at)} by ${v.created_by}`,
         v.status === "active" ? "" : el("button", { type: "button", class: "activate", onclick: () => activate(section, v) },
           "Activate"),
@@ -375,7 +377,33 @@ pages.models = async () => {
     const recipes = await api("/api/recipes");
     fillRows(document.querySelector("#recipes tbody"), recipes.map((r) => [
       r.recipe_id, r.version, r.content_sha256.slice(0, 12), r.active_on.join(", "), fmt.time(r.created_at)]));
+    const packages = await api("/api/packages");
+    fillRows(document.querySelector("#packages tbody"), packages.map((k) => [k.name, `v${k.version}`, k.publisher,
+      k.records ? `${k.records.count} records` : (k.lineage.kind || "model"), `${fmt.time(k.created_at)} by ${k.exported_by}`,
+      fmt.time(k.expires_at)]));
   };
+  // A package from another plant: verified by the server before anything is installed.
+  const packageForm = document.getElementById("import-package");
+  packageForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const error = document.getElementById("package-error");
+    const done = document.getElementById("package-done");
+    const file = packageForm.querySelector("input[type=file]").files[0];
+    const station = new FormData(packageForm).get("station");
+    say(done, "");
+    if (!file) { say(error, "Choose the package archive (.tar, .tar.gz or .zip) first."); return; }
+    try {
+      const query = station ? "?station=" + encodeURIComponent(station) : "";
+      const out = await api("/api/packages" + query, { method: "POST", body: file,
+        headers: { "Content-Type": file.name.endsWith(".zip") ? "application/zip" : "application/x-tar" } });
+      const k = out.package;
+      say(done, `Verified and installed ${k.name} v${k.version} from ${k.publisher}` +
+        (out.model_version ? `: candidate version v${out.model_version.version} of ${out.model_version.station_id}` : "."));
+      say(error, "");
+      packageForm.reset();
+    } catch (e) { say(error, e.message); }
+    await load();
+  });
   const act = async (section, request) => {
     const error = section.querySelector(".action-error");
     try { await request(); say(error, ""); } catch (e) { say(error, e.message); }
