@@ -183,7 +183,8 @@ def bulk_chained(url: str, n: int) -> float:
     t0 = time.perf_counter()
     chunk = 20_000
     for lo in range(1, n + 1, chunk):
-        rows, kids = [], {}
+        rows: list[dict[str, Any]] = []
+        regions: list[dict[str, Any]] = []
         for i in range(lo, min(n, lo + chunk - 1) + 1):
             r = record(i)
             row = r.model_dump(include=set(row0) - {"recipe_pk", "model_pk"})
@@ -191,11 +192,11 @@ def bulk_chained(url: str, n: int) -> float:
             children = {"regions": [g.model_dump() for g in r.regions]}
             row["chain_pos"] = i
             row["chain_sha256"] = previous = chain.link(previous, chain.content_digest(row, children))
-            rows.append(row)
-            kids[r.key] = children["regions"]
+            # Ids given, not returned: a plain executemany is many times faster on PostgreSQL.
+            rows.append({**row, "id": i})
+            regions.extend({"inspection_id": i, **g} for g in children["regions"])
         with engine.begin() as c:
-            ids = c.execute(insert(InspectionRow).returning(InspectionRow.id, InspectionRow.key), rows).all()
-            regions = [{"inspection_id": pk, **g} for pk, key in ids for g in kids[key]]
+            c.execute(insert(InspectionRow), rows)
             if regions:
                 c.execute(insert(RegionRow), regions)
     with Session(engine) as s:

@@ -4,6 +4,7 @@ record, a reordered pair and a tail cut off behind a checkpoint are each found a
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,117 @@ def test_reviews_are_chained_per_station_and_tampering_is_named(db_url: str, tmp
         assert report.intact and report.records == 5 and report.head_sha256 == marks[-1][1]
     else:
         assert not report.intact and report.problems[0].startswith(expected), report.problems
+
+
+def _relink_from(engine: object, first: int) -> None:
+    """What someone holding the database (and the audit key) could do: recompute every
+    link from ``first`` on, so that the chain verifies again after an edit."""
+    with Session(engine) as s, s.begin():  # type: ignore[call-overload]
+        previous = s.scalar(select(InspectionRow.chain_sha256).where(InspectionRow.chain_pos == first - 1))
+        for row, children in list(chain._rows(engine, "st-1", first, 10**9)):  # type: ignore[arg-type]
+            previous = chain.link(previous, chain.content_digest(row, children))
+            s.execute(update(InspectionRow).where(InspectionRow.id == row["id"]).values(chain_sha256=previous))
+
+
+def _cut_audit_trail(engine: object, data: Path) -> None:
+    """Remove the trail's newest entries and fix its head with the audit key: the trail
+    then verifies on its own."""
+    from huoyan.store.audit import HEAD_ID, AuditLog, audit_key
+    from huoyan.store.schema import AuditHeadRow, AuditRow
+
+    log = AuditLog(engine, audit_key(data))  # type: ignore[arg-type]
+    with Session(engine) as s, s.begin():  # type: ignore[call-overload]
+        first_id = s.scalar(select(AuditRow.id).order_by(AuditRow.id).limit(1))
+        s.execute(delete(AuditRow).where(AuditRow.id > first_id))
+        sha = s.scalar(select(AuditRow.sha256).where(AuditRow.id == first_id))
+        head = s.get(AuditHeadRow, HEAD_ID)
+        head.entries, head.last_id, head.last_sha256 = 1, first_id, sha
+        head.mac = log._head_mac(1, first_id, sha)
+
+
+@pytest.mark.parametrize("tamper", ["none", "cut-tail", "edit-and-relink", "cut-audit-trail"])
+def test_a_signed_checkpoint_finds_what_the_database_keeper_could_hide(
+    tmp_path: Path, tamper: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cut tail shorter than the checkpoint interval, or an edit whose chain was
+    recomputed, passes the chain's own checks; against a signed checkpoint it does not."""
+    import json
+
+    from huoyan.cli import main
+
+    db = tmp_path / "r.db"
+    store = fill(f"sqlite:///{db}", tmp_path)
+    common = ["--db", f"sqlite:///{db}", "--data-dir", str(tmp_path / "data")]
+    assert main(["keys", "new", "plant-a", "--dir", str(tmp_path / "keys")]) == 0
+    from huoyan.store.audit import AuditLog, audit_key
+
+    trail = AuditLog(store.engine, audit_key(tmp_path / "data"))  # type: ignore[attr-defined]
+    for i in range(3):
+        trail.add("qe", "threshold-set", f"st-1 #{i}")
+    signed = tmp_path / "cp.json"
+    assert (
+        main(["audit", "checkpoint", "--key", str(tmp_path / "keys" / "plant-a.key"), "--out", str(signed), *common])
+        == 0
+    )
+    check = ["audit", "verify", "--checkpoint", str(signed), "--public-key", str(tmp_path / "keys" / "plant-a.pub")]
+    with Session(store.engine) as s, s.begin():  # type: ignore[attr-defined]
+        if tamper == "cut-tail":
+            s.execute(delete(InspectionRow).where(InspectionRow.chain_pos > 10))
+        elif tamper == "edit-and-relink":
+            s.execute(update(InspectionRow).where(InspectionRow.key == "k5").values(verdict="OK", score=0.1))
+    if tamper == "edit-and-relink":
+        _relink_from(store.engine, 5)  # type: ignore[attr-defined]
+    elif tamper == "cut-audit-trail":
+        _cut_audit_trail(store.engine, tmp_path / "data")  # type: ignore[attr-defined]
+    capsys.readouterr()
+    plain = main(["audit", "verify", *common])
+    assert plain == 0  # the chain's own checks see nothing: no checkpoint in the trail covers 12 records
+    capsys.readouterr()
+    assert main([*check, *common]) == (0 if tamper == "none" else 1)
+    found = json.loads(capsys.readouterr().out)
+    assert (
+        found["records"][0]["problems"] + found["marks"]
+        == {
+            "none": [],
+            "cut-tail": ["the chain ends at position 10, but a checkpoint says 12: tail cut off"],
+            "edit-and-relink": ["position 12 differs from its checkpoint: the chain was rewritten"],
+            "cut-audit-trail": ["the audit trail has 1 entries, but a checkpoint says 3: entries were removed"],
+        }[tamper]
+    )
+
+
+def test_a_checkpoint_is_signed_only_over_intact_chains_and_read_only_with_its_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from huoyan.cli import main
+
+    db = tmp_path / "r.db"
+    store = fill(f"sqlite:///{db}", tmp_path)
+    common = ["--db", f"sqlite:///{db}", "--data-dir", str(tmp_path / "data")]
+    main(["keys", "new", "plant-a", "--dir", str(tmp_path / "keys")])
+    main(["keys", "new", "mallory", "--dir", str(tmp_path / "keys")])
+    key = ["--key", str(tmp_path / "keys" / "plant-a.key")]
+    assert main(["audit", "checkpoint", *key, *common]) == 0
+    (made,) = (tmp_path / "data" / "checkpoints").iterdir()  # the default place
+    statement = json.loads(json.loads(made.read_text())["statement"])
+    assert statement["records"] == {"st-1": {"pos": 12, "sha256": statement["records"]["st-1"]["sha256"]}}
+    verify = ["audit", "verify", "--checkpoint", str(made), *common]
+    with pytest.raises(SystemExit, match="does not verify with this public key"):
+        main([*verify, "--public-key", str(tmp_path / "keys" / "mallory.pub")])
+    forged = tmp_path / "forged.json"
+    envelope = json.loads(made.read_text())
+    envelope["statement"] = envelope["statement"].replace('"pos": 12', '"pos": 9')
+    forged.write_text(json.dumps(envelope))
+    with pytest.raises(SystemExit, match="does not verify"):
+        main(["audit", "verify", "--checkpoint", str(forged), "--public-key", str(tmp_path / "keys" / "plant-a.pub"),
+              *common])  # fmt: skip
+    with pytest.raises(SystemExit, match="needs --public-key"):
+        main(verify)
+    with Session(store.engine) as s, s.begin():  # type: ignore[attr-defined]
+        s.execute(update(InspectionRow).where(InspectionRow.key == "k3").values(verdict="OK"))
+    with pytest.raises(
+        SystemExit, match=re.escape("nothing signed: the chains do not verify (station st-1: record k3")
+    ):
+        main(["audit", "checkpoint", *key, *common])

@@ -53,14 +53,26 @@ def test_an_engineer_imports_a_signed_package_and_activates_its_model(
     trust = TrustStore()
     trust.trust("plant-a", public.read_bytes(), [Role.PUBLISH_MODELS])
     trust.save(p.settings.data_dir / "trust.json")
-    pkg = make(tmp_path, key, model_file, version=2)
+    # Plant A froze the station's score chart; the limits travel with the model.
+    from huoyan.quality.charts import Limits
+    from huoyan.share.limits import FILE, limits_file
+    from huoyan.store.quality import freeze_limits
+
+    freeze_limits(p.engine, "cell-1", "score", Limits("imr", {"mean": 0.4, "mr_bar": 0.05}, 60), "qe-a")
+    pkg = make(tmp_path, key, model_file, version=2, extras={FILE: limits_file(p.engine, "cell-1")})
 
     assert post(client, keys, tar_of(pkg), role=UserRole.OPERATOR).status_code == 403
     assert post(client, keys, tar_of(pkg), station="nowhere").status_code == 404
     done = post(client, keys, tar_of(pkg), station="cell-1")
     assert done.status_code == 201, done.text
     out = done.json()
-    assert out["package"]["name"] == "washer-top" and out["package"]["version"] == 2 and out["package"]["files"] == 2
+    assert out["package"]["name"] == "washer-top" and out["package"]["version"] == 2 and out["package"]["files"] == 3
+    assert out["control_limits"] == [{"metric": "score", "chart": "imr", "version": 2}]
+    limits = client.get(
+        "/api/quality/limits", params={"station": "cell-1", "metric": "score", "chart": "imr"},
+        headers=keys.headers(ENGINEER),
+    ).json()  # fmt: skip
+    assert limits[0]["version"] == 2 and limits[0]["params"] == {"mean": 0.4, "mr_bar": 0.05}
     candidate = out["model_version"]
     assert candidate["status"] == "candidate" and candidate["trained_on"]["publisher"] == "plant-a"
     listed = client.get("/api/packages", headers=keys.headers(ENGINEER)).json()

@@ -27,7 +27,15 @@ def plant_a(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path
     return new_keypair("plant-a", tmp_path / "keys", b"correct horse battery staple")
 
 
-def make(tmp: Path, key: Path, model: Path, version: int = 1, valid_days: int = 365, name: str = "pkg") -> Path:
+def make(
+    tmp: Path,
+    key: Path,
+    model: Path,
+    version: int = 1,
+    valid_days: int = 365,
+    name: str = "pkg",
+    extras: dict[str, bytes] | None = None,
+) -> Path:
     recipe = tmp / "washer-top.yaml"
     recipe.write_text("station: st-1\nrecipe: washer-top\n")
     out = tmp / f"{name}-v{version}"
@@ -42,6 +50,7 @@ def make(tmp: Path, key: Path, model: Path, version: int = 1, valid_days: int = 
         recipe=recipe,
         exported_by="engineer@plant-a",
         valid_days=valid_days,
+        extras=extras,
     )
     return out
 
@@ -168,6 +177,9 @@ def test_cli_keys_trust_export_import_and_refusal_in_the_audit_trail(
         return ["pkg", "export", str(out), "--name", "washer-top", "--version", str(version), "--publisher", "plant-a"]
 
     key = ["--key", str(tmp_path / "keys" / "plant-a.key"), "--passphrase-env", PASS_ENV]
+    with pytest.raises(SystemExit, match="station st-1 has no frozen control limits to carry"):
+        main([*export(pkg, 3), *key, "--model", str(model_file), "--spc-of", "st-1", *common])
+    assert not pkg.exists()
     assert main([*export(pkg, 3), *key, "--model", str(model_file), "--recipe-file", str(recipe), *common]) == 0
     tampered = tmp_path / "tampered"
     shutil.copytree(pkg, tampered)
@@ -423,3 +435,19 @@ def test_cli_exports_records_for_a_receiver_and_names_a_pseudonym_back(
 
     exported = AuditLog(store.engine, audit_key(tmp_path)).details("package-exported")  # type: ignore[attr-defined]
     assert exported[-1]["records"]["count"] == 1 and exported[-1]["sealed_for"] == "supplier"
+
+
+def test_golden_templates_travel_beside_the_model_and_nothing_else_does(
+    model_file: Path, tmp_path: Path, plant_a: tuple[Path, Path]
+) -> None:
+    key, public = plant_a
+    golden = tmp_path / "golden"
+    golden.mkdir()
+    (golden / "00041_temp.jpg").write_bytes(b"\xff\xd8\xff template")
+    for wrong in ("templates/../escape", "templates/..", "recipe/other.yaml", "spc/../../x.json", "templates/a/b.jpg"):
+        with pytest.raises(ValueError, match="is not a file a package carries"):
+            make(tmp_path, key, model_file, name=f"bad{len(wrong)}", extras={wrong: b"x"})
+    pkg = make(tmp_path, key, model_file, extras={"templates/00041_temp.jpg": golden / "00041_temp.jpg"})
+    target = import_package(pkg, trusted(public), tmp_path / "plant-b")
+    assert (target / "templates" / "00041_temp.jpg").read_bytes() == b"\xff\xd8\xff template"
+    assert "templates/00041_temp.jpg" in json.loads((target / MANIFEST).read_text())["files"]

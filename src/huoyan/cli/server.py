@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from huoyan.cli.common import (
     RUNTIME_HELP,
     audit_log,
+    data_dir_of,
     database_options,
     load_recipe_or_exit,
     open_database_or_exit,
@@ -125,14 +129,43 @@ def _accounts(args: argparse.Namespace) -> Any:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from huoyan.share.checkpoints import CheckpointError, make_checkpoint, read_checkpoint
+    from huoyan.share.keys import KeyError_, passphrase_from
     from huoyan.store.database import upgrade
-    from huoyan.store.verification import verify_all
+    from huoyan.store.verification import Marks, verify_all
 
     engine = open_database_or_exit(args)
     upgrade(engine)
-    found = verify_all(engine, audit_log(args, engine), args.station)
+    audit = audit_log(args, engine)
+    try:
+        if args.audit_command == "checkpoint":
+            signed = make_checkpoint(engine, audit, Path(args.key), passphrase_from(args.passphrase_env))
+            out = Path(args.out) if args.out else _checkpoint_path(args)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(signed, indent=2))
+            audit.add(getpass.getuser(), "audit-checkpoint", str(out))
+            print(f"signed checkpoint {out}")
+            return 0
+        outside = Marks()
+        if args.checkpoint and not args.public_key:
+            raise SystemExit("error: --checkpoint needs --public-key (the signing plant's .pub)")
+        for path in args.checkpoint or []:
+            marks = read_checkpoint(Path(path), Path(args.public_key).read_bytes()).marks()
+            outside.audit += marks.audit
+            for station, heads in marks.records.items():
+                outside.records.setdefault(station, []).extend(heads)
+            for station, heads in marks.reviews.items():
+                outside.reviews.setdefault(station, []).extend(heads)
+    except (CheckpointError, KeyError_, OSError) as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    found = verify_all(engine, audit, args.station, outside)
     print_json(found.as_dict())
     return 0 if found.intact else 1
+
+
+def _checkpoint_path(args: argparse.Namespace) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return data_dir_of(args) / "checkpoints" / f"checkpoint-{stamp}.json"
 
 
 def cmd_user(args: argparse.Namespace) -> int:
@@ -233,8 +266,20 @@ def add_commands(sub: Any) -> None:
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser(
-        "verify", help="check the audit trail and every station's record chain; exit 1 if either was tampered with"
+        "verify",
+        help="check the audit trail and every station's record and review chains; exit 1 if any was tampered with",
     )
     verify.add_argument("--station", help="check this station's record chain only")
+    verify.add_argument(
+        "--checkpoint", action="append", help="a signed checkpoint the chains must still pass through (repeatable)"
+    )
+    verify.add_argument("--public-key", help="the .pub of the plant that signed the checkpoints")
     database_options(verify)
+    checkpoint = audit_sub.add_parser(
+        "checkpoint", help="verify everything, then sign the heads of the audit trail and every chain"
+    )
+    checkpoint.add_argument("--key", required=True, help="the plant's signing key (.key), kept off the servers")
+    checkpoint.add_argument("--passphrase-env", help="environment variable holding the key's passphrase")
+    checkpoint.add_argument("--out", help="file to write (default: <data-dir>/checkpoints/checkpoint-<time>.json)")
+    database_options(checkpoint)
     audit.set_defaults(func=cmd_audit)

@@ -75,6 +75,21 @@ def _selection(args: argparse.Namespace, engine: Any) -> Any:
     return RecordSelection(engine, where, args.limit, blobs, policy, pseudonym_key(audit_key(data_dir)))
 
 
+def _extras(args: argparse.Namespace, engine: Any) -> dict[str, bytes | Path]:
+    """Files carried beside the model: a station's frozen control limits (``--spc-of``),
+    the recipe's golden templates (``--with-templates``)."""
+    from huoyan.core.recipe import load_recipe
+    from huoyan.share.limits import FILE, limits_file
+
+    extras: dict[str, bytes | Path] = {FILE: limits_file(engine, args.spc_of)} if args.spc_of else {}
+    if args.with_templates:
+        recipe = load_recipe(Path(args.recipe_file)) if args.recipe_file else None
+        if recipe is None or recipe.templates is None:
+            raise ValueError("--with-templates needs --recipe-file naming a recipe with a 'templates' folder")
+        extras.update({f"templates/{p.name}": p for p in sorted(recipe.templates.folder.iterdir()) if p.is_file()})
+    return extras
+
+
 def cmd_pkg(args: argparse.Namespace) -> int:
     from huoyan.share.keys import KeyError_, TrustStore, box_private, passphrase_from
     from huoyan.share.package import PackageRefused, export_package, import_audited
@@ -108,6 +123,7 @@ def cmd_pkg(args: argparse.Namespace) -> int:
                 valid_days=args.valid_days,
                 seal_for=recipient,
                 records=_selection(args, audit.engine),
+                extras=_extras(args, audit.engine),
             )
         except (KeyError_, OSError, ValueError) as exc:
             raise SystemExit(f"error: {exc}") from exc
@@ -164,6 +180,12 @@ def add_commands(sub: Any) -> None:
     export.add_argument("--passphrase-env", help="environment variable holding the key's passphrase")
     export.add_argument("--model", help="model artifact (.safetensors) to include")
     export.add_argument("--recipe-file", help="recipe file to include (with its model)")
+    export.add_argument(
+        "--spc-of", metavar="STATION", help="include this station's frozen SPC control limits (with the model)"
+    )
+    export.add_argument(
+        "--with-templates", action="store_true", help="include the golden templates of --recipe-file's 'templates'"
+    )
     chosen = export.add_argument_group("records (sealed for a receiver only: --for)")
     chosen.add_argument("--records", action="store_true", help="include inspection records, with their reviews")
     chosen.add_argument("--station", help="records of this station only")

@@ -260,6 +260,9 @@ class PackageImported(BaseModel):
     package: PackageOut
     installed_in: str
     model_version: ModelVersionOut | None = Field(description="the candidate version made of its model, if asked")
+    control_limits: list[dict[str, Any]] = Field(
+        default_factory=list, description="control limits it carried, frozen for the station: metric, chart, version"
+    )
 
 
 class ChainOut(BaseModel):

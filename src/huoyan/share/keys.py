@@ -90,10 +90,15 @@ def box_private(path: Path, passphrase: bytes | None) -> x25519.X25519PrivateKey
     return key
 
 
-def public_of(private: Path, passphrase: bytes | None) -> bytes:
+def signing_key(private: Path, passphrase: bytes | None) -> ec.EllipticCurvePrivateKey:
     key = _private(private, passphrase)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise KeyError_(f"{private}: an ECDSA P-256 key is needed")
+    return key
+
+
+def public_of(private: Path, passphrase: bytes | None) -> bytes:
+    key = signing_key(private, passphrase)
     return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 

@@ -8,6 +8,8 @@ A package is a folder::
                             carried (filter, redaction policy), every file's sha256
             model/...       the model artifact (and its model card), if any
             recipe/...      the recipe, if any
+            spc/limits.json frozen control limits of the station it came from, if asked
+            templates/...   the recipe's golden templates, if asked
             records/...     records, their reviews and images, redacted (huoyan.share.records)
         content.sig         a Sigstore bundle made by the OpenSSF model_signing library (ECDSA P-256)
 
@@ -49,6 +51,8 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -76,6 +80,8 @@ SEALED_SIGNATURE = "sealed.sig"
 ENVELOPE = "envelope.json"
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 CIPHERTEXT = "content.tar.enc"
+# Files carried beside the model: frozen control limits, the recipe's golden templates.
+EXTRA = r"^(spc/[a-z0-9_-]{1,50}\.json|templates/(?!\.{1,2}$)[^/\\]{1,200})$"
 TAG = 16  # bytes of AES-GCM's tag, after the ciphertext
 
 
@@ -132,9 +138,12 @@ def export_package(
     valid_days: int = 365,
     seal_for: TrustedKey | None = None,
     records: RecordSelection | None = None,
+    extras: Mapping[str, bytes | Path] | None = None,
 ) -> Manifest:
     """Bundle and sign (and seal for a recipient, when given); ``out`` must not exist.
-    Records go only sealed, to a key trusted to receive data."""
+    Records go only sealed, to a key trusted to receive data. ``extras`` are other files
+    to carry (their content, or a file to copy), by their path inside the package
+    (``spc/limits.json``, ``templates/<name>``)."""
     if out.exists():
         raise FileExistsError(f"{out} exists already")
     if not re.fullmatch(NAME, name) or version < 1:
@@ -143,30 +152,43 @@ def export_package(
         )
     if model is None and records is None:
         raise ValueError("a package carries a model, records, or both: name at least one")
-    if recipe is not None and model is None:
-        raise ValueError("a recipe travels with its model: name the model too")
+    if (recipe is not None or extras) and model is None:
+        raise ValueError("a recipe, control limits or templates travel with their model: name the model too")
+    for path in extras or {}:
+        if not re.fullmatch(EXTRA, path):
+            raise ValueError(f"{path!r} is not a file a package carries beside the model")
     if records is not None and seal_for is None:
         raise ValueError("records leave the plant only sealed for a receiver trusted with data: name it (--for)")
     if seal_for is not None and (Role.RECEIVE_DATA not in seal_for.roles or not seal_for.box_key):
         raise ValueError(f"{seal_for.name} is not trusted to receive data, or has no box key in the trust store")
-    signer = (private_key, passphrase)
-    lineage = _lineage(model) if model is not None else {}
+    plan = _Plan(name, version, publisher, exported_by, valid_days, model, recipe, records, dict(extras or {}))
     try:
         if seal_for is None:
-            return _build(
-                out, name, version, publisher, signer, lineage, model, recipe, exported_by, valid_days, records
-            )
+            return _build(out, plan, private_key, passphrase)
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:  # beside out: the plaintext stays on this disk
             plain = Path(tmp) / "plain"
-            manifest = _build(
-                plain, name, version, publisher, signer, lineage, model, recipe, exported_by, valid_days, records
-            )
+            manifest = _build(plain, plan, private_key, passphrase)
             _seal(plain, out, seal_for, private_key, passphrase)
         return manifest
     except BaseException:  # half a package is no package
         shutil.rmtree(out, ignore_errors=True)
         raise
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What goes into a package, checked."""
+
+    name: str
+    version: int
+    publisher: str
+    exported_by: str
+    valid_days: int
+    model: Path | None
+    recipe: Path | None
+    records: RecordSelection | None
+    extras: dict[str, bytes | Path]
 
 
 def _lineage(model: Path) -> dict[str, Any]:
@@ -177,43 +199,37 @@ def _lineage(model: Path) -> dict[str, Any]:
         raise ValueError(f"{model}: not a Huoyan model artifact ({exc})") from exc
 
 
-def _build(
-    out: Path,
-    name: str,
-    version: int,
-    publisher: str,
-    signer: tuple[Path, bytes | None],
-    lineage: dict[str, Any],
-    model: Path | None,
-    recipe: Path | None,
-    exported_by: str,
-    valid_days: int,
-    records: RecordSelection | None,
-) -> Manifest:
+def _build(out: Path, plan: _Plan, private_key: Path, passphrase: bytes | None) -> Manifest:
     """The plain signed package in ``out``."""
-    private_key, passphrase = signer
+    lineage = _lineage(plan.model) if plan.model is not None else {}
     public = public_of(private_key, passphrase)
     content = out / CONTENT
     content.mkdir(parents=True)
-    if model is not None:
+    if plan.model is not None:
         (content / "model").mkdir()
-        shutil.copy2(model, content / "model" / model.name)
-    if recipe is not None:
+        shutil.copy2(plan.model, content / "model" / plan.model.name)
+    if plan.recipe is not None:
         (content / "recipe").mkdir()
-        shutil.copy2(recipe, content / "recipe" / recipe.name)
+        shutil.copy2(plan.recipe, content / "recipe" / plan.recipe.name)
+    for path, data in plan.extras.items():
+        (content / path).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, Path):
+            shutil.copy2(data, content / path)
+        else:
+            (content / path).write_bytes(data)
     carried = None
-    if records is not None:
-        count = write_records(records, content / RECORDS)
-        carried = {"count": count, **records.describe()}
+    if plan.records is not None:
+        count = write_records(plan.records, content / RECORDS)
+        carried = {"count": count, **plan.records.describe()}
     now = datetime.now(UTC).replace(microsecond=0)
     manifest = Manifest(
-        name=name,
-        version=version,
-        publisher=publisher,
+        name=plan.name,
+        version=plan.version,
+        publisher=plan.publisher,
         key_fingerprint=fingerprint(public),
         created_at=now,
-        expires_at=now + timedelta(days=valid_days),
-        exported_by=exported_by,
+        expires_at=now + timedelta(days=plan.valid_days),
+        exported_by=plan.exported_by,
         software=f"huoyan {__version__}",
         lineage=lineage,
         records=carried,

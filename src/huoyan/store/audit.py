@@ -162,6 +162,12 @@ class AuditLog:
         with Session(self.engine) as s:
             return [d or {} for d in s.scalars(stmt)]
 
+    def sha_at(self, n: int) -> str | None:
+        """The hash of the n-th entry (from 1), None if the trail is shorter."""
+        stmt = select(AuditRow.sha256).order_by(AuditRow.id).offset(n - 1).limit(1)
+        with Session(self.engine) as s:
+            return s.scalar(stmt) if n >= 1 else None
+
     def verify(self) -> ChainCheck:
         """Walk the chain from the first entry: links, MACs (every entry from the first
         keyed one on), and the head (count, newest hash, its MAC)."""

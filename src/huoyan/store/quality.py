@@ -595,6 +595,32 @@ def frozen_limits(engine: Engine, station: str, metric: str, chart: str, version
         return None if row is None else _limits(row)
 
 
+def newest_frozen(engine: Engine, station: str) -> list[tuple[str, Limits, str | None]]:
+    """The newest frozen limits of each of a station's metrics and charts: (metric, limits,
+    note), what a package carries to another plant."""
+    newest = (
+        select(ControlLimitsRow.metric, ControlLimitsRow.chart, func.max(ControlLimitsRow.version).label("version"))
+        .where(ControlLimitsRow.station_id == station)
+        .group_by(ControlLimitsRow.metric, ControlLimitsRow.chart)
+        .subquery()
+    )
+    stmt = (
+        select(ControlLimitsRow)
+        .join(
+            newest,
+            and_(
+                ControlLimitsRow.metric == newest.c.metric,
+                ControlLimitsRow.chart == newest.c.chart,
+                ControlLimitsRow.version == newest.c.version,
+            ),
+        )
+        .where(ControlLimitsRow.station_id == station)
+        .order_by(ControlLimitsRow.metric, ControlLimitsRow.chart)
+    )
+    with Session(engine) as s:
+        return [(row.metric, _limits(row), row.note) for row in s.scalars(stmt)]
+
+
 # -- drift of the model's view -------------------------------------------------------------
 
 

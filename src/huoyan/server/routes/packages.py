@@ -6,7 +6,8 @@ as ``huoyan pkg import`` verifies it (``huoyan.share.package``) against this ser
 trust store (``<data_dir>/trust.json``) and opened, if sealed, with the box key named by
 ``huoyan serve --box-key``. A refused package installs nothing; every import and refusal
 goes to the audit trail. A model it carries can become a candidate version of a hosted
-station in the same step, to be compared and activated like a trained one.
+station in the same step, to be compared and activated like a trained one, and the
+frozen SPC control limits it carries frozen for that station.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from huoyan.server.schemas import ModelVersionOut, PackageImported, PackageOut
 from huoyan.server.security import Engineer
 from huoyan.server.uploads import receive_file
 from huoyan.share.keys import KeyError_, TrustStore, box_private, passphrase_from
+from huoyan.share.limits import freeze_carried
 from huoyan.share.package import (
     MANIFEST,
     Manifest,
@@ -133,9 +135,15 @@ async def import_(
         except OSError as exc:  # verified, but it could not be copied in (a full disk)
             raise HTTPException(507, f"not installed: {exc}") from exc
     manifest = Manifest.model_validate_json((target / MANIFEST).read_text())
-    version = None
+    version, limits = None, []
     if station is not None:
         added = await run_in_threadpool(_candidate, p, target, manifest, station, who)
         p.audit.add(who, "model-version-add", station, version=added["version"], package=manifest.name)
         version = ModelVersionOut.model_validate(added)
-    return PackageImported(package=_out(manifest), installed_in=str(target), model_version=version)
+        source = f"package {manifest.publisher}/{manifest.name} v{manifest.version}"
+        limits = await run_in_threadpool(freeze_carried, p.engine, target, station, who, source)
+        for frozen in limits:
+            p.audit.add(who, "control-limits-frozen", station, **frozen, source=source)
+    return PackageImported(
+        package=_out(manifest), installed_in=str(target), model_version=version, control_limits=limits
+    )
