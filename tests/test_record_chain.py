@@ -287,3 +287,26 @@ def test_a_checkpoint_is_signed_only_over_intact_chains_and_read_only_with_its_k
         SystemExit, match=re.escape("nothing signed: the chains do not verify (station st-1: record k3")
     ):
         main(["audit", "checkpoint", *key, *common])
+
+
+def test_a_records_digest_stays_what_chains_already_stored_were_linked_with() -> None:
+    """Chains in databases out there were linked with this digest: any change to how a
+    record is serialised for it would break every one of them."""
+    import datetime as dt
+    import zoneinfo
+
+    utc = zoneinfo.ZoneInfo("Etc/UTC")  # as psycopg hands a timestamptz back
+    row = {
+        "id": 1, "key": "st-1:camera:1", "seq": 1, "station_id": "st-1", "recipe_pk": 1, "model_pk": 1,
+        "threshold": 2.0, "part_id": "P1", "source_name": "frame-0000000001", "verdict": "OK", "score": 0.9,
+        "normalised_score": 0.4, "error": None, "width": None, "height": None,
+        "arrived_at": dt.datetime(2026, 12, 1, 0, 0, 0, 33333, tzinfo=utc),
+        "decided_at": dt.datetime(2026, 12, 1, 0, 0, 0, 64333, tzinfo=utc),
+        "stored_at": dt.datetime(2026, 12, 1, 0, 0, 0, 64333),  # naive, as SQLite hands it back
+        "latency_ms": 31.0, "rules": [], "trigger": None, "diagnosis": None, "lot": None, "chain_pos": 1,
+        "chain_sha256": "ignored",
+    }  # fmt: skip
+    assert chain.content_digest(row, {}) == "81bc959cc973ae8fc13ff5e03127e0e08e29ee93a3c97f38b728285d81f342cb"
+    region = {"id": 7, "inspection_id": 1, "x": 1, "y": 2, "label": "缺陷"}
+    expected = "ef94c2834a500f0a9f0ea42b2cb5eb33adeace303ff58eb759783a68c4983b4a"
+    assert chain.content_digest(row, {"regions": [region]}) == expected
