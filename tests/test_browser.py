@@ -133,6 +133,10 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         page.select_option("#filters select[name=verdict]", "NG")
         page.click("#filters button[type=submit]")
         expect(page).to_have_url(f"{base}/records?verdict=NG")  # a filtered view can be bookmarked (#18)
+        expect(page.locator("#totals")).to_contain_text("1 record: 0 OK · 1 NG · 0 ERROR")
+        page.click("#records th[data-sort=score] button")  # sorted by score, highest first, in the address too
+        expect(page).to_have_url(f"{base}/records?verdict=NG&sort=-score")
+        expect(page.locator("#records th[data-sort=score]")).to_have_attribute("aria-sort", "descending")
         page.goto(f"{base}/records?verdict=ERROR")
         bad.locator("a").click()
         expect(page.locator("#verdict")).to_have_text("ERROR")
@@ -166,6 +170,8 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         expect(section.locator(".versions tbody tr")).to_have_count(1)
         expect(section.locator(".thr-source")).to_have_text("(calibrated)")
         section.locator(".thr-input").fill("0.5")
+        # Before it is set, what it would have done to the recent parts (D42, NG, scored far above 0.5).
+        expect(section.locator(".thr-preview")).to_contain_text("Of the last 1 parts, 1 would be NG instead of 1")
         section.locator(".thr-set").click()
         expect(section.locator(".thr-source")).to_have_text("(set on the line)")
         expect(section.locator(".thr-value")).to_have_text("0.5000")
@@ -196,6 +202,7 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         page.click("#import-package button[type=submit]")  # no file chosen: said in words
         expect(page.locator("#package-error")).to_contain_text("Choose the package archive")
         assert any("set the threshold to 0.7" in message for _, message in dialogs)
+        assert any("0 OK would turn NG, 0 NG would turn OK" in message for _, message in dialogs)
 
         # An administrator's mistake is said in words, and forgotten after the next success.
         page.click("#logout")
@@ -225,4 +232,76 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         expect(page.locator("#chains tbody tr")).to_have_count(2)  # cell-1's records and reviews
         assert not errors, errors
         assert not missing, missing
+        page.close()
+
+
+def test_live_view_holds_the_last_ng_counts_the_shift_and_takes_alarm_acknowledgements(
+    browser: object, model_file: Path, tmp_path: Path, defect_sample: tuple[object, object], line_dir: Path
+) -> None:
+    """#18: an operator reads the shift's counts and yield, sees the last NG held with a
+    strip of the recent ones (each opening its record), resets the counters (audited) and
+    acknowledges a raised alarm, all on the live view."""
+    from datetime import UTC, datetime
+
+    from playwright.sync_api import Browser, expect
+    from sqlalchemy.orm import Session
+
+    from huoyan.store.records import query_events
+    from huoyan.store.schema import EventRow
+    from huoyan.vision.imageio import list_images, read_image
+
+    assert isinstance(browser, Browser)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    recipe = write_recipe(tmp_path, "cell-1", model_file, str(inbox))
+    app, p, _ = make_platform_app(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, [recipe])
+    good = read_image(list_images(line_dir / "train" / "good")[0])
+    with live_server(app) as base:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        reasons = iter(["start of shift B", "cleared the jam at the feeder"])
+        page.on("dialog", lambda d: d.accept(next(reasons)))
+        page.goto(f"{base}/login?next=/stations/cell-1")
+        page.fill("input[name=username]", "operator")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page.locator("#state")).to_have_text("running")
+        expect(page.locator("#no-ng")).to_be_visible()
+
+        drop(inbox, "G1_part.png", png(good))  # type: ignore[arg-type]
+        drop(inbox, "D7_part.png", png(defect_sample[0]))  # type: ignore[arg-type]
+        drop(inbox, "D8_part.png", png(defect_sample[0]))  # type: ignore[arg-type]
+        expect(page.locator("#shift-ng")).to_have_text("2", timeout=20_000)
+        expect(page.locator("#shift-ok")).to_have_text("1")
+        expect(page.locator("#shift-yield")).to_have_text("33.3%")
+        expect(page.locator("#last-ng-part")).to_contain_text("D8")
+        page.wait_for_function(
+            "!document.querySelector('#last-ng').hidden && document.querySelector('#last-ng').naturalWidth > 0"
+        )
+        expect(page.locator("#ng-strip li")).to_have_count(2, timeout=10_000)
+        page.locator("#ng-strip li a").first.click()  # the newest NG part's record
+        expect(page.locator("#verdict")).to_have_text("NG")
+        page.go_back()
+
+        page.click("#shift-reset")
+        expect(page.locator("#shift-ng")).to_have_text("0")
+        expect(page.locator("#shift-yield")).to_have_text("—")
+        expect(page.locator("#shift-since")).to_contain_text("reset by operator")
+        reset = [e for e in p.audit.entries(limit=20) if e["action"] == "counters-reset"]
+        assert reset and reset[0]["detail"]["counts"]["NG"] == 2 and reset[0]["detail"]["reason"] == "start of shift B"
+
+        with Session(p.engine) as s, s.begin():
+            s.add(EventRow(station_id="cell-1", at=datetime.now(UTC), kind="feeder", severity="alarm",
+                           message="parts jammed at the feeder", active=True))  # fmt: skip
+        page.reload()
+        item = page.locator("#open-alarms li", has_text="parts jammed")
+        expect(item).to_have_count(1)
+        item.locator("button.ack").click()
+        expect(page.locator("#alarm-list")).to_be_hidden()
+        events = query_events(p.engine, "cell-1")
+        assert [(e["acknowledged_by"], e["ack_comment"]) for e in events] == [
+            ("operator", "cleared the jam at the feeder")
+        ]
+        assert not errors, errors
         page.close()

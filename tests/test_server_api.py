@@ -527,3 +527,41 @@ def test_a_hosted_station_checkpoints_its_record_chain_in_the_servers_audit_trai
     assert [pos for pos, _ in marks] == [2, 4]
     assert p.audit.verify().intact  # written under the server's key: the trail still verifies
     assert chain.verify_station(p.engine, "cell-1", marks).intact
+
+
+def test_records_sort_by_score_or_time_and_total_per_verdict(
+    served: tuple[TestClient, Platform, Keys], line_dir: Path, defect_sample: tuple[np.ndarray, np.ndarray]
+) -> None:
+    client, _, keys = served
+    h = keys.headers(OPERATOR)
+    for i, img in enumerate(good_images(line_dir)[:3]):
+        upload(client, keys, png(img), f"G{i}.png")
+    upload(client, keys, png(defect_sample[0]), "D1.png")
+    page = client.get("/api/inspections", params={"sort": "-score"}, headers=h).json()
+    scores = [r["score"] for r in page["items"]]
+    assert scores == sorted(scores, reverse=True) and page["items"][0]["part_id"] == "D1"
+    assert page["counts"] == {"OK": 3, "NG": 1, "ERROR": 0} and page["total"] == 4
+    oldest = client.get("/api/inspections", params={"sort": "time", "limit": 1}, headers=h).json()
+    assert oldest["items"][0]["part_id"] == "G0" and oldest["total"] == 4  # totals of all, not of the page
+    only_ng = client.get("/api/inspections", params={"verdict": "NG"}, headers=h).json()
+    assert only_ng["counts"] == {"OK": 0, "NG": 1, "ERROR": 0}
+    assert client.get("/api/inspections", params={"sort": "size"}, headers=h).status_code == 422
+
+
+def test_a_threshold_preview_counts_the_recent_parts_that_would_change_verdict(
+    served: tuple[TestClient, Platform, Keys], line_dir: Path, defect_sample: tuple[np.ndarray, np.ndarray]
+) -> None:
+    client, _, keys = served
+    for i, img in enumerate(good_images(line_dir)[:3]):
+        upload(client, keys, png(img), f"G{i}.png")
+    ng = upload(client, keys, png(defect_sample[0]), "D1.png")
+    url = "/api/stations/cell-1/threshold/preview"
+    assert client.get(url, params={"threshold": 1.0}, headers=keys.headers(OPERATOR)).status_code == 403
+    h = keys.headers(ENGINEER)
+    low = client.get(url, params={"threshold": 1e-6}, headers=h).json()
+    assert (low["parts"], low["ng_now"], low["ng_then"], low["ok_to_ng"], low["ng_to_ok"]) == (4, 1, 4, 3, 0)
+    high = client.get(url, params={"threshold": ng["score"] * 2}, headers=h).json()
+    assert (high["ng_then"], high["ok_to_ng"], high["ng_to_ok"]) == (0, 0, 1)
+    assert client.get(url, params={"threshold": 0}, headers=h).status_code == 422
+    only_two = client.get(url, params={"threshold": 1e-6, "parts": 2}, headers=h).json()
+    assert only_two["parts"] == 2

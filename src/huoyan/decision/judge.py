@@ -53,7 +53,8 @@ def rule_outcomes(score: float, regions: Sequence[Region], policy: Policy) -> li
 
     The region rules count as one condition (any rule met by any region), each listed
     with the largest value a region had for its field."""
-    out = [RuleOutcome(rule="score above threshold", met=score > policy.threshold, value=score, limit=policy.threshold)]
+    met = _above(score, policy.threshold)
+    out = [RuleOutcome(rule="score above threshold", met=met, value=score, limit=policy.threshold)]
     if policy.min_region_area_px > 0:
         largest = max((r.area_px for r in regions), default=0)
         out.append(
@@ -136,7 +137,7 @@ class ImageDecider:
         p = self.policy
         height, width = image.shape[:2]
         raw_map = resize_map(model_map, width, height)
-        above = score > p.threshold
+        above = _above(score, p.threshold)
         regions = find_regions(raw_map / p.threshold, 1.0, p.min_region_area_px, p.mm_per_px) if above else []
         return judged(name, score, regions, p, (width, height), anomaly_map=raw_map)
 
@@ -213,3 +214,24 @@ def decider_for(detector: Any, policy: Policy) -> Decider:
     if getattr(detector, "names_defects", False):
         return DefectDecider(policy)
     return ImageDecider(policy)
+
+
+@dataclass(frozen=True)
+class ThresholdPreview:
+    """What a new threshold would have done to recent parts, judged by their score alone
+    (a part whose score passes may still be kept OK by the region rules)."""
+
+    threshold: float
+    parts: int
+    ng_now: int
+    ng_then: int
+    ok_to_ng: int
+    ng_to_ok: int
+
+
+def preview_threshold(scored: Sequence[tuple[float, str]], threshold: float) -> ThresholdPreview:
+    """``scored``: (raw score, verdict) of recent OK and NG parts."""
+    ok_to_ng = sum(1 for score, verdict in scored if verdict == "OK" and _above(score, threshold))
+    ng_to_ok = sum(1 for score, verdict in scored if verdict == "NG" and not _above(score, threshold))
+    ng_now = sum(1 for _, verdict in scored if verdict == "NG")
+    return ThresholdPreview(threshold, len(scored), ng_now, ng_now + ok_to_ng - ng_to_ok, ok_to_ng, ng_to_ok)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, computed_field, field_validator
 
 from huoyan.core.records import StoredInspection
 from huoyan.quality.capability import Capability
@@ -130,6 +130,10 @@ class InspectionOut(StoredInspection):
     review: ReviewOut | None = None
 
 
+class InspectionPage(Page[InspectionOut]):
+    counts: dict[str, int] = Field(description="records per verdict among all the filters select (not this page)")
+
+
 class InspectionDetail(InspectionOut):
     reviews: list[ReviewOut] = Field(default_factory=list)
     model_version: int | None = None
@@ -154,6 +158,34 @@ class ActionIn(BaseModel):
     """An engineering action's reason (activation, roll-back)."""
 
     reason: str | None = REASON
+
+
+class ShiftCountsOut(BaseModel):
+    """A station's parts by verdict in the current shift (or since the counters' reset in it)."""
+
+    shift: str = Field(description="the shift's label, e.g. '2026-12-02 A' (the plant's shift calendar)")
+    shift_start: datetime
+    since: datetime = Field(description="the shift's start, or the reset during it")
+    reset_by: str | None
+    counts: dict[str, int]
+
+    @computed_field(description="OK parts among all judged (OK, NG and ERROR); null before the first")  # type: ignore[prop-decorator]
+    @property
+    def yield_rate(self) -> float | None:
+        total = sum(self.counts.values())
+        return self.counts.get("OK", 0) / total if total else None
+
+
+class ThresholdPreviewOut(BaseModel):
+    """How many of the station's recent parts a threshold would judge otherwise, by score
+    alone: region rules may still keep some of them OK."""
+
+    threshold: float
+    parts: int = Field(description="recent OK and NG parts of the station's model, newest first")
+    ng_now: int
+    ng_then: int = Field(description="NG among them at this threshold")
+    ok_to_ng: int
+    ng_to_ok: int
 
 
 class ThresholdIn(BaseModel):

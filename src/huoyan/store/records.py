@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, func, insert, select
@@ -540,6 +540,10 @@ def _with_relations(stmt: Any) -> Any:
     )
 
 
+# How a list of records may be ordered: by arrival or score, "-" for descending.
+Order = Literal["time", "-time", "score", "-score"]
+
+
 def query_records(
     engine: Engine,
     station: str | None = None,
@@ -550,31 +554,55 @@ def query_records(
     where: RecordFilter | None = None,
     offset: int = 0,
     newest_first: bool = False,
+    order: Order | None = None,
 ) -> list[dict[str, Any]]:
-    """Inspections in arrival order (or newest first), filtered; what `huoyan records` and the API list."""
+    """Inspections in arrival order (newest first, or by ``order``), filtered; what
+    `huoyan records` and the API list."""
     f = where or RecordFilter(station=station, since=since, verdict=verdict)
-    return [r.model_dump(mode="json") for r in query_inspections(engine, f, limit, offset, newest_first)]
+    chosen: Order = order or ("-time" if newest_first else "time")
+    return [r.model_dump(mode="json") for r in query_inspections(engine, f, limit, offset, chosen)]
 
 
 def query_inspections(
-    engine: Engine, where: RecordFilter, limit: int | None = None, offset: int = 0, newest_first: bool = False
+    engine: Engine, where: RecordFilter, limit: int | None = None, offset: int = 0, order: Order = "time"
 ) -> list[StoredInspection]:
-    """The filtered inspections as records, in arrival order (or newest first)."""
-    order = (
-        (InspectionRow.arrived_at.desc(), InspectionRow.id.desc())
-        if newest_first
-        else (InspectionRow.arrived_at, InspectionRow.id)
-    )
-    stmt = where.apply(_with_relations(select(InspectionRow))).order_by(*order).offset(offset)
+    """The filtered inspections as records, in arrival order (or as ``order`` says; ties by arrival)."""
+    column = InspectionRow.score if order.endswith("score") else InspectionRow.arrived_at
+    if order.startswith("-"):
+        keys = (column.desc().nulls_last(), InspectionRow.arrived_at.desc(), InspectionRow.id.desc())
+    else:
+        keys = (column.asc().nulls_last(), InspectionRow.arrived_at.asc(), InspectionRow.id.asc())
+    stmt = where.apply(_with_relations(select(InspectionRow))).order_by(*keys).offset(offset)
     if limit:
         stmt = stmt.limit(limit)
     with Session(engine) as s:
         return [stored_inspection(r) for r in s.scalars(stmt)]
 
 
-def count_records(engine: Engine, where: RecordFilter) -> int:
+def recent_scores(engine: Engine, station: str, model_sha256: str | None, limit: int) -> list[tuple[float, str]]:
+    """(score, verdict) of the station's newest judged parts (OK or NG) by this model."""
+    stmt = (
+        select(InspectionRow.score, InspectionRow.verdict)
+        .where(
+            InspectionRow.station_id == station,
+            InspectionRow.verdict.in_(("OK", "NG")),
+            InspectionRow.score.is_not(None),
+        )
+        .order_by(InspectionRow.arrived_at.desc(), InspectionRow.id.desc())
+        .limit(limit)
+    )
+    if model_sha256 is not None:
+        stmt = stmt.where(InspectionRow.model_pk.in_(select(ModelRow.id).where(ModelRow.sha256 == model_sha256)))
     with Session(engine) as s:
-        return int(s.scalar(where.apply(select(func.count()).select_from(InspectionRow))) or 0)
+        return [(float(score), str(verdict)) for score, verdict in s.execute(stmt).all() if score is not None]
+
+
+def verdict_counts(engine: Engine, where: RecordFilter) -> dict[str, int]:
+    """How many of the filtered records have each verdict (all three named, zeros too)."""
+    stmt = where.apply(select(InspectionRow.verdict, func.count()).group_by(InspectionRow.verdict))
+    with Session(engine) as s:
+        found = {str(v): int(n) for v, n in s.execute(stmt).all()}
+    return {v.value: found.get(v.value, 0) for v in Verdict}
 
 
 def get_inspection(engine: Engine, inspection_id: int | None = None, key: str | None = None) -> StoredInspection | None:

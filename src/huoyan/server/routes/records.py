@@ -16,6 +16,7 @@ from huoyan.server.routes.common import RowId, attachment, errors, not_found, wi
 from huoyan.server.schemas import (
     InspectionDetail,
     InspectionOut,
+    InspectionPage,
     Page,
     ReviewIn,
     ReviewOut,
@@ -24,7 +25,7 @@ from huoyan.server.schemas import (
 from huoyan.server.security import Operator, Reviewer
 from huoyan.store import chain
 from huoyan.store.export import csv_chunks, write_xlsx
-from huoyan.store.records import RecordFilter, count_records, get_inspection, query_records
+from huoyan.store.records import Order, RecordFilter, get_inspection, query_records, verdict_counts
 from huoyan.store.reviews import ReviewError
 from huoyan.vision.imageio import ImageError
 from huoyan.vision.overlay import record_overlay
@@ -34,10 +35,11 @@ OCTET_STREAM = "application/octet-stream"
 PNG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}, "description": "a PNG image"}}
 
 
-def _page(p: Platform, where: RecordFilter, limit: int, offset: int) -> Page[InspectionOut]:
-    rows = query_records(p.engine, where=where, limit=limit, offset=offset, newest_first=True)
-    return Page[InspectionOut](
-        items=with_reviews(p, rows), total=count_records(p.engine, where), limit=limit, offset=offset
+def _page(p: Platform, where: RecordFilter, limit: int, offset: int, order: Order = "-time") -> InspectionPage:
+    rows = query_records(p.engine, where=where, limit=limit, offset=offset, order=order)
+    counts = verdict_counts(p.engine, where)
+    return InspectionPage(
+        items=with_reviews(p, rows), total=sum(counts.values()), counts=counts, limit=limit, offset=offset
     )
 
 
@@ -61,16 +63,18 @@ Filters = Annotated[RecordFilter, Depends(record_filter)]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-@router.get("/inspections", response_model=Page[InspectionOut], responses=errors())
+@router.get("/inspections", response_model=InspectionPage, responses=errors())
 def inspections(
     p: Annotated[Platform, Depends(platform)],
     _: Operator,
     where: Filters,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> Page[InspectionOut]:
-    """Inspections, newest first."""
-    return _page(p, where, limit, offset)
+    sort: Annotated[Order, Query(description="time or score, '-' first for descending")] = "-time",
+) -> InspectionPage:
+    """Inspections, newest first (or as ``sort`` says), with the totals per verdict of all
+    the filters select."""
+    return _page(p, where, limit, offset, sort)
 
 
 @router.get(

@@ -5,23 +5,26 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from huoyan.core.records import EvidenceKind
 from huoyan.core.station import StationBusy, StationHandle, StationStatus
+from huoyan.decision import judge
 from huoyan.server.live import sse
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import errors, not_found
 from huoyan.server.routes.models import switch_to
-from huoyan.server.schemas import ActionIn, ThresholdIn, UploadResult
+from huoyan.server.schemas import ActionIn, ShiftCountsOut, ThresholdIn, ThresholdPreviewOut, UploadResult
 from huoyan.server.security import Engineer, Operator, Uploader
 from huoyan.server.uploads import multipart_body, read_form
-from huoyan.store.records import UNAVAILABLE, get_inspection
+from huoyan.store.counters import reset_counters, shift_counts
+from huoyan.store.records import UNAVAILABLE, get_inspection, recent_scores
 from huoyan.vision.imageio import ImageError, ImageTooLarge, check_pixels
 
 router = APIRouter(tags=["stations"])
@@ -176,6 +179,21 @@ async def rollback(
     return host.status()
 
 
+@router.get("/api/stations/{station_id}/threshold/preview", response_model=ThresholdPreviewOut, responses=errors(404))
+def preview_threshold(
+    station_id: str,
+    p: Annotated[Platform, Depends(platform)],
+    _: Engineer,
+    threshold: Annotated[float, Query(gt=0, le=1e9, description="the raw score to try")],
+    parts: Annotated[int, Query(ge=1, le=10_000, description="how many recent parts to judge again")] = 500,
+) -> ThresholdPreviewOut:
+    """Before a threshold is set: how many of the station's recent parts (by its current
+    model) would change verdict."""
+    status = _host(p, station_id).status()
+    scored = recent_scores(p.engine, station_id, status.model_sha256, parts)
+    return ThresholdPreviewOut.model_validate(asdict(judge.preview_threshold(scored, threshold)))
+
+
 @router.put("/api/stations/{station_id}/threshold", response_model=StationStatus, responses=errors(404, 409))
 async def set_threshold(
     station_id: str, body: ThresholdIn, p: Annotated[Platform, Depends(platform)], principal: Engineer
@@ -194,6 +212,30 @@ async def set_threshold(
         principal.user.username, "threshold-set", station_id, before=before, after=after.threshold, reason=body.reason
     )
     return after
+
+
+@router.get("/api/stations/{station_id}/shift", response_model=ShiftCountsOut, responses=errors(404))
+def shift(station_id: str, p: Annotated[Platform, Depends(platform)], _: Operator) -> ShiftCountsOut:
+    """The station's parts by verdict and its yield in the current shift, or since the
+    counters were reset in it: what the live view's shift panel shows."""
+    _host(p, station_id)
+    return ShiftCountsOut.model_validate(asdict(shift_counts(p.engine, station_id)))
+
+
+@router.post("/api/stations/{station_id}/shift/reset", response_model=ShiftCountsOut, responses=errors(404))
+def reset_shift(
+    station_id: str, p: Annotated[Platform, Depends(platform)], principal: Operator, body: ActionIn | None = None
+) -> ShiftCountsOut:
+    """Count the station's parts from now on, for the rest of the shift (every screen);
+    the audit trail keeps who and why."""
+    _host(p, station_id)
+    before = shift_counts(p.engine, station_id)
+    reset_counters(p.engine, station_id, principal.user.username)
+    p.audit.add(
+        principal.user.username, "counters-reset", station_id, shift=before.shift, counts=before.counts,
+        reason=body.reason if body else None,
+    )  # fmt: skip
+    return ShiftCountsOut.model_validate(asdict(shift_counts(p.engine, station_id)))
 
 
 @router.get("/metrics", responses={**errors(), 200: {"content": {"text/plain": {}}}}, response_class=Response)

@@ -183,16 +183,95 @@ pages.live = () => {
     if (plot) plot.react(chart, [{ x: times.slice(), y: rates.slice(), mode: "lines", line: { color: "#c0392b" } }],
       chart.layout);
   };
-  const source = new EventSource(`/api/stations/${encodeURIComponent(station)}/live`);
+  const base = `/api/stations/${encodeURIComponent(station)}`;
+  // The shift panel: counts from the records, kept current between reads by the parts seen.
+  let shift = null;
+  const showShift = () => {
+    if (!shift) return;
+    const c = shift.counts;
+    document.getElementById("shift-name").textContent = shift.shift;
+    document.getElementById("shift-ok").textContent = c.OK;
+    document.getElementById("shift-ng").textContent = c.NG;
+    document.getElementById("shift-error").textContent = c.ERROR;
+    const total = c.OK + c.NG + c.ERROR;
+    document.getElementById("shift-yield").textContent = total ? `${(100 * c.OK / total).toFixed(1)}%` : "—";
+    document.getElementById("shift-since").textContent = shift.reset_by
+      ? `since ${fmt.time(shift.since)}, reset by ${shift.reset_by}` : `since the shift began, ${fmt.time(shift.since)}`;
+  };
+  const loadShift = async () => { shift = await api(`${base}/shift`); showShift(); };
+  document.getElementById("shift-reset").addEventListener("click", async () => {
+    const error = document.getElementById("shift-error");
+    const reason = prompt(`Reset the shift counters of ${station} for every screen?\n\nWhy? (kept in the audit trail)`);
+    if (reason === null) return;
+    try {
+      shift = await api(`${base}/shift/reset`, { method: "POST", json: { reason: reason.trim() || null } });
+      showShift();
+      say(error, "");
+    } catch (e) { say(error, e.message); }
+  });
+  // Raised alarms wait here until someone acknowledges them, with a comment.
+  const loadAlarms = async () => {
+    const events = await api(`/api/events?station=${encodeURIComponent(station)}&severity=alarm&limit=50`);
+    const open = events.filter((a) => a.active && !a.acknowledged_by);
+    document.getElementById("alarm-list").hidden = !open.length;
+    document.getElementById("open-alarms").replaceChildren(...open.map((a) => el("li", { "data-id": a.id },
+      el("span", {}, `${fmt.time(a.at)} · ${a.kind}: ${a.message}`),
+      el("button", { type: "button", class: "ack", onclick: async () => {
+        const comment = prompt(`Acknowledge "${a.message}"?\n\nWhat was done? (kept with the alarm)`);
+        if (comment === null) return;
+        const error = document.getElementById("alarm-error");
+        try {
+          await api(`/api/events/${a.id}/ack`, { method: "POST", json: { comment: comment.trim() || "seen" } });
+          say(error, "");
+        } catch (e) { say(error, e.message); }
+        loadAlarms();
+      } }, "Acknowledge"))));
+  };
+  // The last NG part stays on screen; the strip shows the recent ones, each a link to its record.
+  const loadStrip = async () => {
+    const page = await api(`/api/inspections?station=${encodeURIComponent(station)}&verdict=NG&limit=8`);
+    document.getElementById("ng-strip").replaceChildren(...page.items.map((r) => el("li", {},
+      el("a", { href: `/records/${r.id}`, title: `${r.part_id || r.source_name} · ${fmt.time(r.decided_at)}` },
+        el("img", { src: `/api/inspections/${r.id}/overlay?max_side=240`, alt: `NG part ${r.part_id || r.source_name}` })))));
+    const last = document.getElementById("last-ng");
+    if (page.items.length && last.hidden) {  // before any NG is seen live: the newest stored one
+      const r = page.items[0];
+      last.src = `/api/inspections/${r.id}/overlay?max_side=768`;
+      showLastNg(r.part_id || r.source_name, r.decided_at);
+    }
+  };
+  const showLastNg = (name, at) => {
+    document.getElementById("last-ng").hidden = false;
+    document.getElementById("no-ng").hidden = true;
+    document.getElementById("last-ng-part").textContent = `${name} · ${fmt.time(at)}`;
+  };
+  let stripTimer = null;
+  const source = new EventSource(`${base}/live`);
   source.addEventListener("status", (e) => setStatus(JSON.parse(e.data)));
-  source.addEventListener("part", (e) => showPart(JSON.parse(e.data)));
+  source.addEventListener("part", (e) => {
+    const p = JSON.parse(e.data);
+    showPart(p);
+    if (shift && p.verdict in shift.counts) { shift.counts[p.verdict] += 1; showShift(); }
+    if (p.verdict === "NG") {
+      if (p.preview) document.getElementById("last-ng").src = p.preview;
+      showLastNg(p.part_id || p.source_name, p.decided_at);
+      clearTimeout(stripTimer);
+      stripTimer = setTimeout(loadStrip, 1500);  // once the record is stored; at most one read per burst
+    }
+  });
   source.addEventListener("alarm", (e) => {
     const a = JSON.parse(e.data);
     if (a.active && a.severity === "alarm") {
       document.getElementById("alarms").prepend(el("div", { class: "alarm" }, `${a.kind}: ${a.message}`));
     }
+    setTimeout(loadAlarms, 500);
   });
   source.onerror = () => { document.getElementById("state").textContent = "reconnecting"; };
+  loadShift();
+  loadAlarms();
+  loadStrip();
+  setInterval(loadShift, 15000);  // parts counted between reads are replaced by the records' own count
+  setInterval(loadAlarms, 15000);
 };
 
 pages.records = async () => {
@@ -210,7 +289,7 @@ pages.records = async () => {
     }
     // The filters live in the page's address too: a view can be bookmarked and shared.
     const shown = new URLSearchParams();
-    for (const [k, v] of new FormData(form)) if (v) shown.set(k, v);
+    for (const [k, v] of new FormData(form)) if (v && !(k === "sort" && v === "-time")) shown.set(k, v);  // the default
     history.replaceState(null, "", shown.toString() ? `?${shown}` : location.pathname);
     const filters = new URLSearchParams(q);
     filters.delete("limit");
@@ -228,7 +307,25 @@ pages.records = async () => {
       page.total ? `${offset + 1}–${offset + page.items.length} of ${page.total}` : "no records";
     document.getElementById("prev").disabled = offset === 0;
     document.getElementById("next").disabled = offset + limit >= page.total;
+    const c = page.counts;
+    document.getElementById("totals").textContent = page.total
+      ? `${page.total} record${page.total === 1 ? "" : "s"}: ${c.OK} OK · ${c.NG} NG · ${c.ERROR} ERROR · yield ${(100 * c.OK / page.total).toFixed(1)}%`
+      : "";
+    const sort = form.elements.sort.value;
+    for (const th of document.querySelectorAll("#records th[data-sort]")) {
+      const key = th.dataset.sort;
+      th.setAttribute("aria-sort", sort === key ? "ascending" : sort === `-${key}` ? "descending" : "none");
+    }
   };
+  // A column's header sorts by it; a second click turns the order round. The order is in the address too.
+  for (const th of document.querySelectorAll("#records th[data-sort]")) {
+    th.querySelector("button").addEventListener("click", () => {
+      const key = th.dataset.sort;
+      form.elements.sort.value = form.elements.sort.value === `-${key}` ? key : `-${key}`;
+      offset = 0;
+      load();
+    });
+  }
   form.addEventListener("submit", (ev) => { ev.preventDefault(); offset = 0; load(); });
   document.getElementById("prev").onclick = () => { offset = Math.max(0, offset - limit); load(); };
   document.getElementById("next").onclick = () => { offset += limit; load(); };
@@ -432,15 +529,37 @@ pages.models = async () => {
   document.querySelectorAll(".model-station").forEach((section) => {
     const input = section.querySelector(".thr-input");
     const error = section.querySelector(".thr-error");
+    const preview = section.querySelector(".thr-preview");
+    // Before anything is set: what the typed threshold would have done to the recent parts.
+    const previewOf = async (value) => {
+      const q = new URLSearchParams({ threshold: value, parts: 500 });
+      const r = await api(`/api/stations/${encodeURIComponent(section.dataset.station)}/threshold/preview?${q}`);
+      return r.parts
+        ? `Of the last ${r.parts} parts, ${r.ng_then} would be NG instead of ${r.ng_now}: ` +
+          `${r.ok_to_ng} OK would turn NG, ${r.ng_to_ok} NG would turn OK (by score alone; region rules may keep some OK).`
+        : "No recent parts of this model to preview on.";
+    };
+    let previewTimer = null;
+    input.addEventListener("input", () => {
+      clearTimeout(previewTimer);
+      const v = Number(input.value);
+      if (!input.value.trim() || !Number.isFinite(v) || v <= 0) { preview.textContent = ""; return; }
+      previewTimer = setTimeout(async () => {
+        try { preview.textContent = await previewOf(v); } catch (e) { preview.textContent = ""; }
+      }, 300);
+    });
     const setThreshold = async (value) => {
       const what = value === null ? "return to the model's calibrated threshold" : `set the threshold to ${value}`;
-      const reason = reasonFor(section, `On ${section.dataset.station}, ${what}?`);
+      let effect = "";
+      if (value !== null) { try { effect = "\n\n" + await previewOf(value); } catch (e) { /* asked anyway */ } }
+      const reason = reasonFor(section, `On ${section.dataset.station}, ${what}?${effect}`);
       if (reason === null) return;
       try {
         await api(`/api/stations/${encodeURIComponent(section.dataset.station)}/threshold`,
           { method: "PUT", json: { threshold: value, reason } });
         say(error, "");
         input.value = "";
+        preview.textContent = "";
       } catch (e) { say(error, e.message); }
       load();
     };
