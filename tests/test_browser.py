@@ -303,5 +303,18 @@ def test_live_view_holds_the_last_ng_counts_the_shift_and_takes_alarm_acknowledg
         assert [(e["acknowledged_by"], e["ack_comment"]) for e in events] == [
             ("operator", "cleared the jam at the feeder")
         ]
+
+        # 中文: the operator switches the language; the page, its script's texts and the menu follow.
+        page.select_option("#language", "zh-CN")
+        expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+        expect(page.locator("header nav")).to_contain_text("记录")
+        expect(page.locator("#state")).to_have_text("运行中")  # written by the script, from the catalogue
+        expect(page.locator("#shift-reset")).to_have_text("班次计数清零")
+        expect(page.locator("#shift-since")).to_contain_text("由 operator 清零")
+        page.goto(f"{base}/records")  # the choice is the user's: every page, until changed
+        expect(page.locator("h1")).to_have_text("记录")
+        expect(page.locator("#totals")).to_contain_text("条记录")
+        page.select_option("#language", "")  # back to the browser's language (English here)
+        expect(page.locator("h1")).to_have_text("Records")
         assert not errors, errors
         page.close()

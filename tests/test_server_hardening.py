@@ -328,8 +328,17 @@ def test_upgrade_keeps_the_old_chain_and_limits_old_keys_to_uploads(db_url: str)
                 {"at": at, "t": str(i), "p": prev, "s": digest},
             )
             prev = digest
+    from huoyan.store.accounts import _hasher
+
+    with engine.begin() as conn:  # a user as the previous release made it (no language column)
+        conn.execute(
+            text(
+                "INSERT INTO users (username, password_hash, role, active, created_at) "
+                "VALUES ('camera', :h, :r, true, :at)"
+            ),
+            {"h": _hasher.hash(PASSWORD), "r": Role.OPERATOR.value, "at": datetime(2026, 11, 30, 8, tzinfo=UTC)},
+        )
     accounts = Accounts(engine)
-    accounts.add_user("camera", PASSWORD, Role.OPERATOR)
     with engine.begin() as conn:  # a key as the previous release made it (no scopes column)
         uid = conn.execute(text("SELECT id FROM users WHERE username = 'camera'")).scalar_one()
         conn.execute(

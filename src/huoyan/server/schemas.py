@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field, computed_field, field_validator
 
@@ -45,6 +45,11 @@ class Me(BaseModel):
     role: Role
     via: str
     csrf_token: str | None = Field(default=None, description="send as X-CSRF-Token on state-changing requests")
+    language: str | None = Field(default=None, description="the dashboard's language chosen; null: the browser's")
+
+
+class LanguageIn(BaseModel):
+    language: Literal["en", "zh-CN"] | None = Field(description="the dashboard's language; null: the browser's")
 
 
 class NewUser(BaseModel):

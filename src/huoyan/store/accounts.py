@@ -91,6 +91,7 @@ class User:
     role: Role
     active: bool
     created_at: datetime
+    language: str | None = None  # the dashboard's language the user chose; None: the browser's
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,7 @@ class ApiKey:
 
 
 def _user(row: UserRow) -> User:
-    return User(row.id, row.username, Role(row.role), row.active, as_utc(row.created_at))
+    return User(row.id, row.username, Role(row.role), row.active, as_utc(row.created_at), row.language)
 
 
 def token_sha256(token: str) -> str:
@@ -165,6 +166,15 @@ class Accounts:
                 row.password_hash = _hasher.hash(password)
                 # Whoever knew the old password may hold a session: every one ends now.
                 s.execute(delete(SessionRow).where(SessionRow.user_id == row.id))
+            return _user(row)
+
+    def set_language(self, username: str, language: str | None) -> User:
+        """The dashboard's language for this user (None: follow the browser)."""
+        with Session(self.engine) as s, s.begin():
+            row = s.scalar(select(UserRow).where(UserRow.username == unicodedata.normalize("NFC", username)))
+            if row is None:
+                raise AccountError(f"no user {username!r}")
+            row.language = language
             return _user(row)
 
     def authenticate(self, username: str, password: str) -> User | None:

@@ -243,6 +243,8 @@ class UserRow(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str | None] = mapped_column(String(100))
+    # The dashboard's language the user chose (a BCP 47 tag); null: the browser's.
+    language: Mapped[str | None] = mapped_column(String(16))
 
 
 class SessionRow(Base):

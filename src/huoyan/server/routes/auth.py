@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import errors
-from huoyan.server.schemas import Health, Login, Me
+from huoyan.server.schemas import Health, LanguageIn, Login, Me
 from huoyan.server.security import COOKIE, Authenticated, Operator, Principal, current_principal
 
 router = APIRouter(prefix="/api", tags=["session"])
@@ -87,4 +87,11 @@ def openapi_document(request: Request, _: Operator) -> JSONResponse:
 @router.get("/me", response_model=Me, responses=errors())
 def me(principal: Authenticated) -> Me:
     u = principal.user
-    return Me(username=u.username, role=u.role, via=principal.via, csrf_token=principal.csrf_token)
+    return Me(username=u.username, role=u.role, via=principal.via, csrf_token=principal.csrf_token, language=u.language)
+
+
+@router.put("/me/language", response_model=Me, responses=errors())
+def set_language(body: LanguageIn, p: Annotated[Platform, Depends(platform)], principal: Authenticated) -> Me:
+    """The dashboard's language for this user, on every screen they log in to."""
+    u = p.accounts.set_language(principal.user.username, body.language)
+    return Me(username=u.username, role=u.role, via=principal.via, csrf_token=principal.csrf_token, language=u.language)

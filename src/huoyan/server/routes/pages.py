@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from huoyan import __version__
+from huoyan.server import i18n
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import RowId, not_found
 from huoyan.server.security import AdminPage, EngineerPage, OperatorPage, Principal
@@ -34,14 +35,16 @@ def render(
     request: Request, name: str, principal: Principal | None, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
     user = principal.user if principal else None
+    lang = i18n.choose(user.language if user else None, request.headers.get("accept-language"))
+    _ = i18n.translations(lang).gettext
     nav = [
-        ("Stations", "/stations", Role.OPERATOR),
-        ("Records", "/records", Role.OPERATOR),
-        ("Sensors", "/sensors", Role.OPERATOR),
-        ("Quality", "/quality", Role.OPERATOR),
-        ("Review", "/review", Role.OPERATOR),
-        ("Models", "/models", Role.ENGINEER),
-        ("Admin", "/admin", Role.ADMIN),
+        (_("Stations"), "/stations", Role.OPERATOR),
+        (_("Records"), "/records", Role.OPERATOR),
+        (_("Sensors"), "/sensors", Role.OPERATOR),
+        (_("Quality"), "/quality", Role.OPERATOR),
+        (_("Review"), "/review", Role.OPERATOR),
+        (_("Models"), "/models", Role.ENGINEER),
+        (_("Admin"), "/admin", Role.ADMIN),
     ]
     return templates.TemplateResponse(
         request,
@@ -51,6 +54,11 @@ def render(
             "csrf": principal.csrf_token if principal else "",
             "nav": [(label, href) for label, href, role in nav if user and user.role.allows(role)],
             "version": __version__,
+            "_": _,
+            "lang": lang,
+            "languages": i18n.LANGUAGES,
+            "chosen_language": user.language if user else None,
+            "script_messages": i18n.script_messages(lang),
             **context,
         },
         status_code=status_code,

@@ -4,6 +4,13 @@
 
 const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
 
+// The page's language and its messages (huoyan.server.i18n): t("English text {name}", {name}).
+const LANG = document.documentElement.lang || "en";
+const MESSAGES = JSON.parse((document.getElementById("messages") || {}).textContent || "{}");
+function t(text, values = {}) {
+  return (MESSAGES[text] || text).replace(/\{(\w+)\}/g, (m, k) => (k in values ? String(values[k]) : m));
+}
+
 async function api(path, options = {}) {
   const opts = { credentials: "same-origin", ...options, headers: { ...(options.headers || {}) } };
   if (opts.method && opts.method !== "GET") opts.headers["X-CSRF-Token"] = csrf();
@@ -14,7 +21,7 @@ async function api(path, options = {}) {
   const res = await fetch(path, opts);
   if (res.status === 401) {
     location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
-    throw new Error("not logged in");
+    throw new Error(t("not logged in"));
   }
   if (!res.ok) {
     let detail = res.statusText;
@@ -58,7 +65,7 @@ function el(tag, attrs = {}, ...children) {
 }
 
 const fmt = {
-  time: (iso) => (iso ? new Date(iso).toLocaleString() : "—"),
+  time: (iso) => (iso ? new Date(iso).toLocaleString(LANG) : "—"),
   num: (x, d = 3) => (x === null || x === undefined ? "—" : Number(x).toFixed(d)),
   verdict: (v) => el("span", { class: "verdict " + v }, v),
 };
@@ -73,7 +80,7 @@ function definitions(dl, pairs) {
 
 function reviewLabel(r) {
   if (!r) return "";
-  const what = { defect: "defect", false_alarm: "false alarm", good: "good", missed_defect: "missed defect" }[r.outcome];
+  const what = { defect: t("defect"), false_alarm: t("false alarm"), good: t("good"), missed_defect: t("missed defect") }[r.outcome];
   const fixed = (r.regions || []).map((x) => `#${x.index + 1} → ${x.label}`).join(", ");
   return `${what}${r.label ? " (" + r.label + ")" : ""}${fixed ? " · " + fixed : ""} · ${r.reviewer}`;
 }
@@ -89,17 +96,17 @@ function reviewButtons(rec, done, regionLabels) {
     done(outcome);
   };
   if (rec.verdict === "NG") {
-    const label = el("input", { placeholder: "defect type", size: 12, class: "label-input" });
+    const label = el("input", { placeholder: t("defect type"), "aria-label": t("defect type"), size: 12, class: "label-input" });
     return [
-      el("button", { type: "button", class: "confirm", onclick: () => send("defect", label.value) }, "Confirm defect"),
+      el("button", { type: "button", class: "confirm", onclick: () => send("defect", label.value) }, t("Confirm defect")),
       label,
-      el("button", { type: "button", class: "false-alarm", onclick: () => send("false_alarm") }, "False alarm"),
+      el("button", { type: "button", class: "false-alarm", onclick: () => send("false_alarm") }, t("False alarm")),
     ];
   }
   if (rec.verdict === "OK") {
     return [
-      el("button", { type: "button", class: "good", onclick: () => send("good") }, "Good"),
-      el("button", { type: "button", class: "missed", onclick: () => send("missed_defect") }, "Missed defect"),
+      el("button", { type: "button", class: "good", onclick: () => send("good") }, t("Good")),
+      el("button", { type: "button", class: "missed", onclick: () => send("missed_defect") }, t("Missed defect")),
     ];
   }
   return [];
@@ -119,7 +126,7 @@ pages.login = () => {
       headers: { "Content-Type": "application/json" }, body: JSON.stringify(data),
     });
     if (res.ok) location.href = document.body.dataset.next || "/";
-    else document.getElementById("login-error").textContent = "Wrong user or password.";
+    else document.getElementById("login-error").textContent = t("Wrong user or password.");
   });
 };
 
@@ -129,7 +136,7 @@ pages.stations = async () => {
     const stations = await api("/api/stations");
     fillRows(tbody, stations.map((s) => [
       el("a", { href: `/stations/${encodeURIComponent(s.station_id)}` }, s.station_id), s.product,
-      s.running ? (s.paused ? "paused" : "running") : "stopped", `${s.recipe_id} v${s.recipe_version}`,
+      t(s.running ? (s.paused ? "paused" : "running") : "stopped"), `${s.recipe_id} v${s.recipe_version}`,
       s.model_version ? `v${s.model_version}` : "—", s.counts.OK || 0, s.counts.NG || 0, s.counts.ERROR || 0,
       fmt.num(s.parts_per_second, 1), Object.keys(s.alarms).join(", "),
     ]));
@@ -145,8 +152,8 @@ pages.live = () => {
   const chart = document.getElementById("ng-chart");
   const plot = window.Plotly;
   if (plot) {
-    plot.newPlot(chart, [{ x: times, y: rates, mode: "lines", name: "NG rate", line: { color: "#c0392b" } }], {
-      title: { text: "NG rate (last 100 parts)", font: { size: 13 } }, margin: { l: 40, r: 10, t: 30, b: 30 },
+    plot.newPlot(chart, [{ x: times, y: rates, mode: "lines", name: t("NG rate"), line: { color: "#c0392b" } }], {
+      title: { text: t("NG rate (last 100 parts)"), font: { size: 13 } }, margin: { l: 40, r: 10, t: 30, b: 30 },
       yaxis: { range: [0, 1], tickformat: ".0%" }, height: 220,
     }, { displayModeBar: false, responsive: true });
   }
@@ -156,8 +163,9 @@ pages.live = () => {
     document.getElementById("count-error").textContent = s.counts.ERROR || 0;
     document.getElementById("rate").textContent = fmt.num(s.parts_per_second, 1);
     const state = document.getElementById("state");
-    state.textContent = s.running ? (s.paused ? "paused" : "running") : "stopped";
-    state.className = "pill " + state.textContent;
+    const key = s.running ? (s.paused ? "paused" : "running") : "stopped";
+    state.textContent = t(key);
+    state.className = "pill " + key;
     document.getElementById("alarms").replaceChildren(
       ...Object.entries(s.alarms).map(([k, m]) => el("div", { class: "alarm" }, `${k}: ${m}`)));
   };
@@ -165,13 +173,13 @@ pages.live = () => {
     const verdict = document.getElementById("verdict");
     verdict.textContent = p.verdict;
     verdict.className = "verdict " + p.verdict;
-    document.getElementById("part").textContent = `part ${p.part_id || p.source_name} · #${p.seq ?? "—"}`;
+    document.getElementById("part").textContent = t("part {name} · #{seq}", { name: p.part_id || p.source_name, seq: p.seq ?? "—" });
     const img = document.getElementById("preview");
     if (p.preview) img.src = p.preview;
     definitions(document.getElementById("details"), [
-      ["score / threshold", fmt.num(p.normalised_score, 2)], ["regions", p.regions.length],
-      ["largest region", p.regions.length ? `${Math.max(...p.regions.map((g) => g.area_px))} px` : "—"],
-      ["recipe", p.recipe], ["latency", `${p.latency_ms} ms`], ["error", p.error],
+      [t("score / threshold"), fmt.num(p.normalised_score, 2)], [t("regions"), p.regions.length],
+      [t("largest region"), p.regions.length ? `${Math.max(...p.regions.map((g) => g.area_px))} px` : "—"],
+      [t("recipe"), p.recipe], [t("latency"), `${p.latency_ms} ms`], [t("error"), p.error],
     ]);
     recent.prepend(el("li", { class: "recent-part", "data-key": p.key }, fmt.verdict(p.verdict), " ",
       p.part_id || p.source_name));
@@ -196,12 +204,13 @@ pages.live = () => {
     const total = c.OK + c.NG + c.ERROR;
     document.getElementById("shift-yield").textContent = total ? `${(100 * c.OK / total).toFixed(1)}%` : "—";
     document.getElementById("shift-since").textContent = shift.reset_by
-      ? `since ${fmt.time(shift.since)}, reset by ${shift.reset_by}` : `since the shift began, ${fmt.time(shift.since)}`;
+      ? t("since {time}, reset by {who}", { time: fmt.time(shift.since), who: shift.reset_by })
+      : t("since the shift began, {time}", { time: fmt.time(shift.since) });
   };
   const loadShift = async () => { shift = await api(`${base}/shift`); showShift(); };
   document.getElementById("shift-reset").addEventListener("click", async () => {
     const error = document.getElementById("shift-error");
-    const reason = prompt(`Reset the shift counters of ${station} for every screen?\n\nWhy? (kept in the audit trail)`);
+    const reason = prompt(t("Reset the shift counters of {station} for every screen?", { station }) + "\n\n" + t("Why? (kept in the audit trail)"));
     if (reason === null) return;
     try {
       shift = await api(`${base}/shift/reset`, { method: "POST", json: { reason: reason.trim() || null } });
@@ -217,22 +226,22 @@ pages.live = () => {
     document.getElementById("open-alarms").replaceChildren(...open.map((a) => el("li", { "data-id": a.id },
       el("span", {}, `${fmt.time(a.at)} · ${a.kind}: ${a.message}`),
       el("button", { type: "button", class: "ack", onclick: async () => {
-        const comment = prompt(`Acknowledge "${a.message}"?\n\nWhat was done? (kept with the alarm)`);
+        const comment = prompt(t("Acknowledge \"{message}\"?", { message: a.message }) + "\n\n" + t("What was done? (kept with the alarm)"));
         if (comment === null) return;
         const error = document.getElementById("alarm-error");
         try {
-          await api(`/api/events/${a.id}/ack`, { method: "POST", json: { comment: comment.trim() || "seen" } });
+          await api(`/api/events/${a.id}/ack`, { method: "POST", json: { comment: comment.trim() || t("seen") } });
           say(error, "");
         } catch (e) { say(error, e.message); }
         loadAlarms();
-      } }, "Acknowledge"))));
+      } }, t("Acknowledge")))));
   };
   // The last NG part stays on screen; the strip shows the recent ones, each a link to its record.
   const loadStrip = async () => {
     const page = await api(`/api/inspections?station=${encodeURIComponent(station)}&verdict=NG&limit=8`);
     document.getElementById("ng-strip").replaceChildren(...page.items.map((r) => el("li", {},
       el("a", { href: `/records/${r.id}`, title: `${r.part_id || r.source_name} · ${fmt.time(r.decided_at)}` },
-        el("img", { src: `/api/inspections/${r.id}/overlay?max_side=240`, alt: `NG part ${r.part_id || r.source_name}` })))));
+        el("img", { src: `/api/inspections/${r.id}/overlay?max_side=240`, alt: t("NG part {name}", { name: r.part_id || r.source_name }) })))));
     const last = document.getElementById("last-ng");
     if (page.items.length && last.hidden) {  // before any NG is seen live: the newest stored one
       const r = page.items[0];
@@ -266,7 +275,7 @@ pages.live = () => {
     }
     setTimeout(loadAlarms, 500);
   });
-  source.onerror = () => { document.getElementById("state").textContent = "reconnecting"; };
+  source.onerror = () => { document.getElementById("state").textContent = t("reconnecting"); };
   loadShift();
   loadAlarms();
   loadStrip();
@@ -304,12 +313,13 @@ pages.records = async () => {
       r.regions.length, el("span", { class: "review" }, reviewLabel(r.review)),
     ]));
     document.getElementById("page-info").textContent =
-      page.total ? `${offset + 1}–${offset + page.items.length} of ${page.total}` : "no records";
+      page.total ? t("{first}–{last} of {total}", { first: offset + 1, last: offset + page.items.length, total: page.total }) : t("no records");
     document.getElementById("prev").disabled = offset === 0;
     document.getElementById("next").disabled = offset + limit >= page.total;
     const c = page.counts;
     document.getElementById("totals").textContent = page.total
-      ? `${page.total} record${page.total === 1 ? "" : "s"}: ${c.OK} OK · ${c.NG} NG · ${c.ERROR} ERROR · yield ${(100 * c.OK / page.total).toFixed(1)}%`
+      ? t(page.total === 1 ? "{total} record: {ok} OK · {ng} NG · {error} ERROR · yield {yield}%" : "{total} records: {ok} OK · {ng} NG · {error} ERROR · yield {yield}%",
+        { total: page.total, ok: c.OK, ng: c.NG, error: c.ERROR, yield: (100 * c.OK / page.total).toFixed(1) })
       : "";
     const sort = form.elements.sort.value;
     for (const th of document.querySelectorAll("#records th[data-sort]")) {
@@ -340,8 +350,8 @@ pages.record = async () => {
   img.addEventListener("error", () => {
     img.hidden = true;
     noImage.hidden = false;
-    noImage.replaceChildren("The file kept for this part cannot be shown as an image. ",
-      el("a", { href: `/api/inspections/${id}/image` }, "Download it"), " to see what the station received.");
+    noImage.replaceChildren(t("The file kept for this part cannot be shown as an image.") + " ",
+      el("a", { href: `/api/inspections/${id}/image` }, t("Download it to see what the station received.")));
   });
   const load = async () => {
     let r;
@@ -349,7 +359,7 @@ pages.record = async () => {
       r = await api(`/api/inspections/${id}`);
     } catch (e) {
       document.getElementById("record-main").replaceChildren(
-        el("div", { class: "card narrow" }, el("p", { id: "error-detail" }, e.message), el("a", { href: "/records" }, "Records")));
+        el("div", { class: "card narrow" }, el("p", { id: "error-detail" }, e.message), el("a", { href: "/records" }, t("Records"))));
       return;
     }
     document.getElementById("title").textContent = r.part_id || r.source_name;
@@ -362,8 +372,8 @@ pages.record = async () => {
       const note = noImage;
       note.hidden = false;
       if (r.measurements.length) {  // a sensor window: its picture is its trend and spectrum
-        note.replaceChildren("A window of a sensor channel: see ",
-          el("a", { href: `/sensors/${encodeURIComponent(r.station_id)}` }, "its trends and envelope spectrum"), ".");
+        note.replaceChildren(t("A window of a sensor channel:") + " ",
+          el("a", { href: `/sensors/${encodeURIComponent(r.station_id)}` }, t("see its trends and envelope spectrum")));
       }
     }
     if (r.channels.length) {
@@ -382,19 +392,19 @@ pages.record = async () => {
       document.getElementById("reference-figure").hidden = false;
     }
     definitions(document.getElementById("fields"), [
-      ["station", r.station_id], ["part id", r.part_id], ["source", r.source_name],
-      ["score", fmt.num(r.score, 4)], ["score / threshold", fmt.num(r.normalised_score, 3)],
-      ["threshold", fmt.num(r.threshold, 4)], ["recipe", `${r.recipe_id} v${r.recipe_version}`],
-      ["model", `${r.model_name || ""} ${r.model_version ? "v" + r.model_version : ""} ${(r.model_sha256 || "").slice(0, 12)}`],
-      ["arrived", fmt.time(r.arrived_at)], ["latency", `${fmt.num(r.latency_ms, 1)} ms`], ["error", r.error],
-      ...(r.diagnosis ? [["diagnosis", r.diagnosis]] : []),
+      [t("station"), r.station_id], [t("part id"), r.part_id], [t("source"), r.source_name],
+      [t("score"), fmt.num(r.score, 4)], [t("score / threshold"), fmt.num(r.normalised_score, 3)],
+      [t("threshold"), fmt.num(r.threshold, 4)], [t("recipe"), `${r.recipe_id} v${r.recipe_version}`],
+      [t("model"), `${r.model_name || ""} ${r.model_version ? "v" + r.model_version : ""} ${(r.model_sha256 || "").slice(0, 12)}`],
+      [t("arrived"), fmt.time(r.arrived_at)], [t("latency"), `${fmt.num(r.latency_ms, 1)} ms`], [t("error"), r.error],
+      ...(r.diagnosis ? [[t("diagnosis"), r.diagnosis]] : []),
       ...r.rules.map((o) => [`${o.met ? "✔" : "✘"} ${o.rule}`, `${fmt.num(o.value, 3)} / ${fmt.num(o.limit, 3)}`]),
     ]);
     // A named region's type can be corrected when the defect is confirmed.
     const corrected = (r.review && r.review.regions) || [];
     const types = r.regions.map((g, i) => {
       const now = (corrected.find((x) => x.index === i) || {}).label || g.label || "";
-      return el("input", { value: now, size: 10, class: "region-label", "data-index": i, "data-was": now });
+      return el("input", { value: now, size: 10, class: "region-label", "data-index": i, "data-was": now, "aria-label": t("type of region {n}", { n: i + 1 }) });
     });
     fillRows(document.querySelector("#regions tbody"), r.regions.map((g, i) => [
       i + 1, g.label ? types[i] : "—", fmt.num(g.confidence, 2),
@@ -418,29 +428,29 @@ pages.review = async () => {
     const [page, summary] = await Promise.all([
       api("/api/reviews/queue?" + q), api("/api/reviews/summary" + (station.value ? "?station=" + station.value : "")),
     ]);
-    document.getElementById("pending").textContent = `${summary.pending} waiting`;
+    document.getElementById("pending").textContent = t("{n} waiting", { n: summary.pending });
     queue.replaceChildren(...page.items.map((r) => {
       const card = el("div", { class: "card review-item", "data-id": r.id },
         el("a", { href: `/records/${r.id}` }, el("img", { src: `/api/inspections/${r.id}/overlay?max_side=320`,
-          alt: "part" })),
+          alt: t("part") })),
         el("div", {}, fmt.verdict(r.verdict), " ", r.part_id || r.source_name, " · ", fmt.num(r.normalised_score, 2),
           el("small", { class: "station" }, " · " + r.station_id)));
       card.append(el("div", { class: "actions" }, reviewButtons(r, () => { card.remove(); load(); })));
       return card;
     }));
-    if (!page.items.length) queue.replaceChildren(el("p", {}, "Nothing waiting for review."));
+    if (!page.items.length) queue.replaceChildren(el("p", {}, t("Nothing waiting for review.")));
   };
   station.onchange = load;
   await load();
 };
 
 function metricsCell(m) {
-  const one = (x) => (x && x.n ? `${x.false_alarms} false alarms, ${x.missed_defects} missed of ${x.n}` +
+  const one = (x) => (x && x.n ? t("{fa} false alarms, {missed} missed of {n}", { fa: x.false_alarms, missed: x.missed_defects, n: x.n }) +
     (x.image_auroc !== null && x.image_auroc !== undefined ? `, AUROC ${fmt.num(x.image_auroc, 3)}` : "") : "—");
   if (!m || !m.candidate) return "—";
   return el("span", {}, el("span", { class: "metric-active" }, one(m.active)), " → ",
     el("b", { class: "metric-candidate" }, one(m.candidate)),
-    m.in_training_set ? ` (${m.in_training_set} of them trained on)` : "");
+    m.in_training_set ? " " + t("({n} of them trained on)", { n: m.in_training_set }) : "");
 }
 
 pages.models = async () => {
@@ -455,18 +465,18 @@ pages.models = async () => {
       const active = versions.find((v) => v.status === "active");
       state[s] = { status, active };
       section.querySelector(".thr-value").textContent = fmt.num(status.threshold, 4);
-      section.querySelector(".thr-source").textContent = status.threshold_set ? "(set on the line)" : "(calibrated)";
+      section.querySelector(".thr-source").textContent = status.threshold_set ? t("(set on the line)") : t("(calibrated)");
       // Rolling back needs a parent: the button is not offered without one.
       section.querySelector("button.rollback").hidden = !(active && active.parent_id);
       fillRows(section.querySelector(".versions tbody"), versions.map((v) => [
-        `v${v.version}`, el("span", { class: "pill " + v.status }, v.status),
+        `v${v.version}`, el("span", { class: "pill " + v.status }, t(v.status)),
         v.parent_id ? "v" + (versions.find((x) => x.id === v.parent_id) || {}).version : "—",
         v.trained_on.source === "package"
-          ? `package ${v.trained_on.package} v${v.trained_on.package_version} from ${v.trained_on.publisher}`
-          : `${v.trained_on.images ?? "?"} images (${v.trained_on.source || ""})`, metricsCell(v.metrics),
-        `${fmt.time(v.created_at)} by ${v.created_by}`,
+          ? t("package {name} v{version} from {publisher}", { name: v.trained_on.package, version: v.trained_on.package_version, publisher: v.trained_on.publisher })
+          : t("{n} images ({source})", { n: v.trained_on.images ?? "?", source: v.trained_on.source || "" }), metricsCell(v.metrics),
+        t("{time} by {who}", { time: fmt.time(v.created_at), who: v.created_by }),
         v.status === "active" ? "" : el("button", { type: "button", class: "activate", onclick: () => activate(section, v) },
-          "Activate"),
+          t("Activate")),
       ]));
       section.querySelector(".jobs").replaceChildren(...jobs.map((j) =>
         el("li", {}, `#${j.id} ${j.status} · ${j.message || ""} · ${fmt.time(j.created_at)} by ${j.requested_by}`)));
@@ -476,7 +486,7 @@ pages.models = async () => {
       r.recipe_id, r.version, r.content_sha256.slice(0, 12), r.active_on.join(", "), fmt.time(r.created_at)]));
     const packages = await api("/api/packages");
     fillRows(document.querySelector("#packages tbody"), packages.map((k) => [k.name, `v${k.version}`, k.publisher,
-      k.records ? `${k.records.count} records` : (k.lineage.kind || "model"), `${fmt.time(k.created_at)} by ${k.exported_by}`,
+      k.records ? t("{n} records", { n: k.records.count }) : (k.lineage.kind || t("model")), t("{time} by {who}", { time: fmt.time(k.created_at), who: k.exported_by }),
       fmt.time(k.expires_at)]));
   };
   // A package from another plant: verified by the server before anything is installed.
@@ -488,14 +498,16 @@ pages.models = async () => {
     const file = packageForm.querySelector("input[type=file]").files[0];
     const station = new FormData(packageForm).get("station");
     say(done, "");
-    if (!file) { say(error, "Choose the package archive (.tar, .tar.gz or .zip) first."); return; }
+    if (!file) { say(error, t("Choose the package archive (.tar, .tar.gz or .zip) first.")); return; }
     try {
       const query = station ? "?station=" + encodeURIComponent(station) : "";
       const out = await api("/api/packages" + query, { method: "POST", body: file,
         headers: { "Content-Type": file.name.endsWith(".zip") ? "application/zip" : "application/x-tar" } });
       const k = out.package;
-      say(done, `Verified and installed ${k.name} v${k.version} from ${k.publisher}` +
-        (out.model_version ? `: candidate version v${out.model_version.version} of ${out.model_version.station_id}` : "."));
+      say(done, out.model_version
+        ? t("Verified and installed {name} v{version} from {publisher}: candidate version v{candidate} of {station}",
+          { name: k.name, version: k.version, publisher: k.publisher, candidate: out.model_version.version, station: out.model_version.station_id })
+        : t("Verified and installed {name} v{version} from {publisher}.", { name: k.name, version: k.version, publisher: k.publisher }));
       say(error, "");
       packageForm.reset();
     } catch (e) { say(error, e.message); }
@@ -508,10 +520,10 @@ pages.models = async () => {
   };
   // An engineering action is confirmed by giving its reason, which the audit trail keeps.
   const reasonFor = (section, question) => {
-    const reason = prompt(`${question}\n\nWhy? (kept in the audit trail)`);
+    const reason = prompt(`${question}\n\n${t("Why? (kept in the audit trail)")}`);
     if (reason === null) return null;  // cancelled
     if (!reason.trim()) {
-      say(section.querySelector(".action-error"), "Nothing was changed: give a reason.");
+      say(section.querySelector(".action-error"), t("Nothing was changed: give a reason."));
       return null;
     }
     return reason.trim();
@@ -520,9 +532,10 @@ pages.models = async () => {
     const { status } = state[section.dataset.station] || {};
     // A threshold set on the line is a score of the old model: say that activation drops it.
     const dropped = status && status.threshold_set
-      ? ` The threshold set on the line (${fmt.num(status.threshold, 4)}) is dropped: v${v.version} decides at its own calibrated threshold.`
+      ? " " + t("The threshold set on the line ({threshold}) is dropped: v{version} decides at its own calibrated threshold.",
+        { threshold: fmt.num(status.threshold, 4), version: v.version })
       : "";
-    const reason = reasonFor(section, `Activate v${v.version} on ${section.dataset.station}?${dropped}`);
+    const reason = reasonFor(section, t("Activate v{version} on {station}?", { version: v.version, station: section.dataset.station }) + dropped);
     if (reason === null) return;
     act(section, () => api(`/api/models/${v.id}/activate`, { method: "POST", json: { reason } }));
   };
@@ -535,9 +548,9 @@ pages.models = async () => {
       const q = new URLSearchParams({ threshold: value, parts: 500 });
       const r = await api(`/api/stations/${encodeURIComponent(section.dataset.station)}/threshold/preview?${q}`);
       return r.parts
-        ? `Of the last ${r.parts} parts, ${r.ng_then} would be NG instead of ${r.ng_now}: ` +
-          `${r.ok_to_ng} OK would turn NG, ${r.ng_to_ok} NG would turn OK (by score alone; region rules may keep some OK).`
-        : "No recent parts of this model to preview on.";
+        ? t("Of the last {parts} parts, {then} would be NG instead of {now}: {up} OK would turn NG, {down} NG would turn OK (by score alone; region rules may keep some OK).",
+          { parts: r.parts, then: r.ng_then, now: r.ng_now, up: r.ok_to_ng, down: r.ng_to_ok })
+        : t("No recent parts of this model to preview on.");
     };
     let previewTimer = null;
     input.addEventListener("input", () => {
@@ -549,10 +562,10 @@ pages.models = async () => {
       }, 300);
     });
     const setThreshold = async (value) => {
-      const what = value === null ? "return to the model's calibrated threshold" : `set the threshold to ${value}`;
+      const what = value === null ? t("return to the model's calibrated threshold") : t("set the threshold to {value}", { value });
       let effect = "";
       if (value !== null) { try { effect = "\n\n" + await previewOf(value); } catch (e) { /* asked anyway */ } }
-      const reason = reasonFor(section, `On ${section.dataset.station}, ${what}?${effect}`);
+      const reason = reasonFor(section, t("On {station}, {what}?", { station: section.dataset.station, what }) + effect);
       if (reason === null) return;
       try {
         await api(`/api/stations/${encodeURIComponent(section.dataset.station)}/threshold`,
@@ -566,7 +579,7 @@ pages.models = async () => {
     section.querySelector(".thr-set").onclick = () => {
       const v = Number(input.value);
       if (!input.value.trim() || !Number.isFinite(v) || v <= 0) {
-        say(error, "The threshold is a raw score above 0 (a part scoring above it is NG).");
+        say(error, t("The threshold is a raw score above 0 (a part scoring above it is NG)."));
         return;
       }
       setThreshold(v);
@@ -575,7 +588,7 @@ pages.models = async () => {
     section.querySelector("button.train").onclick = () => act(section, () =>
       api("/api/training-jobs", { method: "POST", json: { station_id: section.dataset.station } }));
     section.querySelector("button.rollback").onclick = () => {
-      const reason = reasonFor(section, `Roll ${section.dataset.station} back to the parent of its active version?`);
+      const reason = reasonFor(section, t("Roll {station} back to the parent of its active version?", { station: section.dataset.station }));
       if (reason === null) return;
       act(section, () => api(`/api/stations/${encodeURIComponent(section.dataset.station)}/rollback`,
         { method: "POST", json: { reason } }));
@@ -589,7 +602,7 @@ pages.admin = async () => {
   const load = async () => {
     const [users, keys, audit, chain] = await Promise.all([
       api("/api/users"), api("/api/api-keys"), api("/api/audit?limit=100"), api("/api/audit/verify")]);
-    fillRows(document.querySelector("#users tbody"), users.map((u) => [u.username, u.role, u.active ? "yes" : "no",
+    fillRows(document.querySelector("#users tbody"), users.map((u) => [u.username, t(u.role), u.active ? t("yes") : t("no"),
       fmt.time(u.created_at), el("button", { type: "button", onclick: async () => {
         const error = document.getElementById("user-error");
         try {
@@ -597,15 +610,15 @@ pages.admin = async () => {
           say(error, "");
         } catch (e) { say(error, e.message); }
         load();
-      } }, u.active ? "Disable" : "Enable")]));
+      } }, u.active ? t("Disable") : t("Enable"))]));
     fillRows(document.querySelector("#keys tbody"), keys.map((k) => [k.id, k.name, k.username, k.scopes.join(", "), k.prefix + "…",
-      fmt.time(k.last_used_at), k.revoked ? "revoked" : el("button", { type: "button", onclick: async () => {
+      fmt.time(k.last_used_at), k.revoked ? t("revoked") : el("button", { type: "button", onclick: async () => {
         await api(`/api/api-keys/${k.id}`, { method: "DELETE" }); load();
-      } }, "Revoke")]));
+      } }, t("Revoke"))]));
     fillRows(document.querySelector("#audit tbody"), audit.map((a) => [fmt.time(a.at), a.actor, a.action, a.target,
       a.outcome, JSON.stringify(a.detail)]));
     const c = document.getElementById("chain");
-    c.textContent = chain.intact ? `chain intact (${chain.entries} entries)` : `chain broken: ${chain.problem}`;
+    c.textContent = chain.intact ? t("chain intact ({n} entries)", { n: chain.entries }) : t("chain broken: {problem}", { problem: chain.problem });
     c.className = "pill " + (chain.intact ? "running" : "stopped");
   };
   // Walking every record takes seconds per hundred thousand: on request, not on each load.
@@ -615,14 +628,14 @@ pages.admin = async () => {
     const state = document.getElementById("chains-state");
     const error = document.getElementById("chains-error");
     const station = new FormData(chainsForm).get("station").trim();
-    state.textContent = "verifying…";
+    state.textContent = t("verifying…");
     state.className = "pill";
     try {
       const found = await api("/api/audit/chains" + (station ? `?station=${encodeURIComponent(station)}` : ""));
-      const rows = [...found.records.map((r) => ["records", r]), ...found.reviews.map((r) => ["reviews", r])];
+      const rows = [...found.records.map((r) => [t("records"), r]), ...found.reviews.map((r) => [t("reviews"), r])];
       fillRows(document.querySelector("#chains tbody"), rows.map(([kind, r]) => [r.station_id, kind, r.records,
-        r.unchained, `${r.head_pos} · ${r.head_sha256.slice(0, 12)}…`, r.intact ? "intact" : r.problems.join("; ")]));
-      state.textContent = found.intact ? "intact" : "tampered";
+        r.unchained, `${r.head_pos} · ${r.head_sha256.slice(0, 12)}…`, r.intact ? t("intact") : r.problems.join("; ")]));
+      state.textContent = found.intact ? t("intact") : t("tampered");
       state.className = "pill " + (found.intact ? "running" : "stopped");
       say(error, "");
     } catch (e) { state.textContent = ""; say(error, e.message); }
@@ -644,7 +657,7 @@ pages.admin = async () => {
     const form = new FormData(keyForm);
     const body = { username: form.get("username"), name: form.get("name"), scopes: form.getAll("scopes") };
     const made = await api("/api/api-keys", { method: "POST", json: body });
-    document.getElementById("new-key-value").textContent = `key (shown once): ${made.key}`;
+    document.getElementById("new-key-value").textContent = t("key (shown once): {key}", { key: made.key });
     load();
   });
   await load();
@@ -697,10 +710,10 @@ function envelopeChart(div, c) {
   }
   plot.react(div, [{ x: c.envelope.map((_, i) => i * step), y: c.envelope, mode: "lines", name: "envelope",
     line: { color: "#34495e", width: 1 } }], {
-    title: { text: `Squared-envelope spectrum, band ${c.band_hz ? c.band_hz.map((x) => Math.round(x)).join("–") : "?"} Hz`,
+    title: { text: t("Squared-envelope spectrum, band {band} Hz", { band: c.band_hz ? c.band_hz.map((x) => Math.round(x)).join("–") : "?" }),
       font: { size: 13 } },
     height: 320, margin: { l: 50, r: 10, t: 30, b: 40 }, xaxis: { title: { text: "Hz" } },
-    yaxis: { title: { text: "modulation" } }, shapes, annotations, showlegend: false,
+    yaxis: { title: { text: t("modulation") } }, shapes, annotations, showlegend: false,
   }, { displayModeBar: false, responsive: true });
 }
 
@@ -713,13 +726,13 @@ pages.sensors = async () => {
     const s = form.elements.station.value.trim();
     if (s) location.href = `/sensors/${encodeURIComponent(s)}?limit=${form.elements.limit.value}`;
   });
-  if (!station) { note.textContent = "Choose a station whose records measure a sensor channel."; return; }
+  if (!station) { note.textContent = t("Choose a station whose records measure a sensor channel."); return; }
   const limit = new URLSearchParams(location.search).get("limit") || "500";
   form.elements.limit.value = limit;
   const q = (name) => `/api/measurements?${new URLSearchParams({ station, name, limit })}`;
   const load = async () => {
     const measured = await api(`/api/measurements/names?station=${encodeURIComponent(station)}`);
-    if (!measured.length) { note.textContent = `No measurements in the records of ${station}.`; return; }
+    if (!measured.length) { note.textContent = t("No measurements in the records of {station}.", { station }); return; }
     let condition = null;
     try {
       condition = await api(`/api/conditions/latest?station=${encodeURIComponent(station)}`);
@@ -727,20 +740,20 @@ pages.sensors = async () => {
     const [rms, kurtosis, velocity] = await Promise.all(["rms", "kurtosis", "velocity_rms_mm_s"].map((n) => api(q(n))));
     const scores = await api(`/api/inspections?${new URLSearchParams({ station, limit: Math.min(500, +limit) })}`);
     trend(document.getElementById("trend-rms"), "RMS", rms.points, "g");
-    trend(document.getElementById("trend-kurtosis"), "Kurtosis", kurtosis.points, "");
-    trend(document.getElementById("trend-velocity"), "Velocity RMS 10–1000 Hz (ISO 20816 zones)", velocity.points,
+    trend(document.getElementById("trend-kurtosis"), t("Kurtosis"), kurtosis.points, "");
+    trend(document.getElementById("trend-velocity"), t("Velocity RMS 10–1000 Hz (ISO 20816 zones)"), velocity.points,
       "mm/s", zoneLines(condition && condition.condition.iso_limits));
-    trend(document.getElementById("trend-score"), "Score / threshold", scores.items.slice().reverse()
+    trend(document.getElementById("trend-score"), t("Score / threshold"), scores.items.slice().reverse()
       .filter((r) => r.normalised_score !== null)
       .map((r) => ({ at: r.arrived_at, value: r.normalised_score, verdict: r.verdict })), "",
       { shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: 1, y1: 1, line: { dash: "dash", color: "#c0392b" } }] });
     if (!condition) return;
     const c = condition.condition;
     definitions(document.getElementById("condition"), [
-      ["window", el("a", { href: `/records/${condition.inspection_id}` }, condition.source_name)],
-      ["verdict", fmt.verdict(condition.verdict)], ["diagnosis", condition.diagnosis || "none stands out"],
-      ["velocity RMS", `${fmt.num(c.velocity_rms_mm_s, 2)} mm/s (zone ${c.iso_zone || "—"})`],
-      ["kurtosis", fmt.num(c.measurements && c.measurements.kurtosis, 2)],
+      [t("window"), el("a", { href: `/records/${condition.inspection_id}` }, condition.source_name)],
+      [t("verdict"), fmt.verdict(condition.verdict)], [t("diagnosis"), condition.diagnosis || t("none stands out")],
+      [t("velocity RMS"), t("{value} mm/s (zone {zone})", { value: fmt.num(c.velocity_rms_mm_s, 2), zone: c.iso_zone || "—" })],
+      [t("kurtosis"), fmt.num(c.measurements && c.measurements.kurtosis, 2)],
     ]);
     envelopeChart(document.getElementById("envelope"), c);
     fillRows(document.querySelector("#families tbody"), (c.diagnosis ? c.diagnosis.evidence : []).map((f) => [
@@ -756,6 +769,12 @@ pages.sensors = async () => {
 document.addEventListener("DOMContentLoaded", () => {
   const logout = document.getElementById("logout");
   if (logout) logout.onclick = async () => { await api("/api/session", { method: "DELETE" }); location.href = "/login"; };
+  // The language is the user's, on every screen they log in to; "" follows the browser.
+  const language = document.getElementById("language");
+  if (language) language.onchange = async () => {
+    await api("/api/me/language", { method: "PUT", json: { language: language.value || null } });
+    location.reload();
+  };
   const page = pages[document.body.dataset.page];
   if (page) page();
 });

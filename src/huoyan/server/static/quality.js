@@ -4,9 +4,9 @@
 "use strict";
 
 const CHART_NAMES = {
-  p: "fraction NG (p)", np: "number NG (np)", "laney-p": "fraction NG (Laney p′)", c: "defects (c)",
-  u: "defects per part (u)", i: "individual values", mr: "moving range", xbar: "subgroup mean (X̄)",
-  r: "subgroup range (R)", s: "subgroup SD (S)", ewma: "EWMA", cusum: "CUSUM (C+ and −C−)",
+  p: t("fraction NG (p)"), np: t("number NG (np)"), "laney-p": t("fraction NG (Laney p′)"), c: t("defects (c)"),
+  u: t("defects per part (u)"), i: t("individual values"), mr: t("moving range"), xbar: t("subgroup mean (X̄)"),
+  r: t("subgroup range (R)"), s: t("subgroup SD (S)"), ewma: "EWMA", cusum: t("CUSUM (C+ and −C−)"),
 };
 
 // One series of a report, drawn with its limits; a violated point is red, its rules on hover.
@@ -49,10 +49,10 @@ function controlChart(div, labels, series, violations) {
 
 function limitsText(limits, points) {
   if (limits.version) {
-    return `Phase II: frozen limits version ${limits.version}, frozen by ${limits.frozen_by} on ` +
-      `${fmt.time(limits.frozen_at)} from ${limits.points} points.`;
+    return t("Phase II: frozen limits version {version}, frozen by {who} on {time} from {points} points.",
+      { version: limits.version, who: limits.frozen_by, time: fmt.time(limits.frozen_at), points: limits.points });
   }
-  return `Phase I: limits estimated from ${limits.points} of ${points} points on this page.`;
+  return t("Phase I: limits estimated from {used} of {points} points on this page.", { used: limits.points, points });
 }
 
 function capabilityRows(cap) {
@@ -78,7 +78,7 @@ pages.quality = async () => {
     if (f.estimate.checked) q.set("estimate", "1");
     if (s) location.href = `/quality/${encodeURIComponent(s)}?${q}`;
   });
-  if (!station) { say(error, "Choose a station."); return; }
+  if (!station) { say(error, t("Choose a station.")); return; }
   const f = form.elements;
   const since = () => new Date(Date.now() - Number(f.hours.value) * 3600e3).toISOString();
   // Phase I: points the engineer leaves out of the limits (clicked on the chart), kept in the URL.
@@ -107,9 +107,9 @@ pages.quality = async () => {
         const c = r.capability;
         fillRows(document.querySelector("#capability tbody"), capabilityRows(c));
         document.getElementById("capability-note").textContent =
-          `n ${c.n}, mean ${fmt.num(c.mean, 4)}, σ within ${fmt.num(c.sigma_within, 4)}, overall ` +
-          `${fmt.num(c.sigma_overall, 4)}; spec ${c.lsl ?? "—"} to ${c.usl ?? "—"}; expected ` +
-          `${fmt.num(c.ppm_expected_overall, 0)} ppm out of spec.`;
+          t("n {n}, mean {mean}, σ within {within}, overall {overall}; spec {lsl} to {usl}; expected {ppm} ppm out of spec.", {
+            n: c.n, mean: fmt.num(c.mean, 4), within: fmt.num(c.sigma_within, 4), overall: fmt.num(c.sigma_overall, 4),
+            lsl: c.lsl ?? "—", usl: c.usl ?? "—", ppm: fmt.num(c.ppm_expected_overall, 0) });
       }
       const reportForm = document.getElementById("report-pick");
       if ((f.by.value === "shift" || f.by.value === "lot") && r.labels.length && !reportForm.elements.period.value) {
@@ -141,11 +141,12 @@ pages.quality = async () => {
     try {
       const d = await api(`/api/quality/drift?${new URLSearchParams({ station })}`);
       note.replaceChildren(
-        el("span", { class: `pill drift-${d.level}` }, d.level), " ",
-        `${d.recent} OK scores against the model's ${d.reference === "calibration"
-          ? `calibration (${d.reference_size} good parts)` : `first ${d.reference_size} OK scores here`}: ` +
-        `PSI ${fmt.num(d.psi, 3)}, KS ${fmt.num(d.ks_statistic, 3)} (p ${Number(d.ks_p_value).toPrecision(2)})` +
-        (d.alarm ? "; the EWMA is outside its limits." : "."));
+        el("span", { class: `pill drift-${d.level}` }, t(d.level)), " ",
+        t(d.reference === "calibration"
+          ? "{recent} OK scores against the model's calibration ({size} good parts)"
+          : "{recent} OK scores against the first {size} OK scores here", { recent: d.recent, size: d.reference_size }) +
+        `: PSI ${fmt.num(d.psi, 3)}, KS ${fmt.num(d.ks_statistic, 3)} (p ${Number(d.ks_p_value).toPrecision(2)})` +
+        (d.alarm ? t("; the EWMA is outside its limits.") : "."));
       controlChart(document.getElementById("drift-chart"), d.chart.statistic.map((_, i) => `${i + 1}`),
         { ...d.chart, chart: "ewma" }, []);
     } catch (e) {
@@ -161,14 +162,14 @@ pages.quality = async () => {
       if (e.acknowledged_by) ack = `${e.acknowledged_by}, ${fmt.time(e.acknowledged_at)}: ${e.ack_comment}`;
       else if (e.severity === "alarm" && e.active) {
         ack = el("button", { type: "button", class: "ack", onclick: async () => {
-          const comment = prompt(`Acknowledge “${e.message}”: what was seen and done?`);
+          const comment = prompt(t("Acknowledge “{message}”: what was seen and done?", { message: e.message }));
           if (comment === null) return;
           try {
             await api(`/api/events/${e.id}/ack`, { method: "POST", json: { comment } });
             say(ackError, "");
             showAlarms();
           } catch (err) { say(ackError, err.message); }
-        } }, "Acknowledge");
+        } }, t("Acknowledge"));
       }
       return [fmt.time(e.at), el("span", { class: `severity ${e.severity}` }, e.kind), e.message, ack];
     }));
@@ -183,7 +184,7 @@ pages.quality = async () => {
   const freeze = document.getElementById("freeze");
   if (freeze) {
     freeze.onclick = async () => {
-      const note = prompt("Freeze these limits for Phase II: why (the audit trail keeps it)?");
+      const note = prompt(t("Freeze these limits for Phase II: why (the audit trail keeps it)?"));
       if (note === null) return;
       try {
         const limits = await api("/api/quality/limits", { method: "POST", json: {
@@ -191,7 +192,7 @@ pages.quality = async () => {
           exclude: [...excluded] } });
         say(error, "");
         document.getElementById("limits-note").textContent =
-          `Froze version ${limits.version}. ` + limitsText(limits, limits.points);
+          t("Froze version {version}.", { version: limits.version }) + " " + limitsText(limits, limits.points);
       } catch (e) { say(error, e.message); }
     };
   }

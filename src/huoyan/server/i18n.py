@@ -1,0 +1,74 @@
+"""The dashboard in Chinese and English: which language a request gets, and its messages.
+
+Every text of the pages and of their scripts is an English message id, translated by a
+gettext catalogue (``locale/<language>/LC_MESSAGES/messages.po``) read with Babel when the
+server first needs it. Templates call ``_("...")``; the scripts call ``t("...")`` with
+the catalogue the page carries as JSON (``{name}`` placeholders filled in the script).
+A user's own choice wins (kept with the account); without one, the browser's
+``Accept-Language``; without that, English. tests/test_i18n.py checks that every message
+of the templates and scripts has its Chinese translation.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from pathlib import Path
+
+from babel.core import Locale, UnknownLocaleError
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+
+LOCALE_DIR = Path(__file__).with_name("locale")
+DEFAULT = "en"
+# Each language offered, by its BCP 47 tag (what <html lang> and the browser use), with its name in itself.
+LANGUAGES = {"en": "English", "zh-CN": "中文"}
+_CATALOGUE = {"zh-CN": "zh_CN"}  # the catalogue folder of each translated language
+
+
+@functools.cache
+def translations(language: str) -> NullTranslations:
+    """The gettext translations of a language (English: the message ids themselves)."""
+    folder = _CATALOGUE.get(language)
+    if folder is None:
+        return NullTranslations()
+    with (LOCALE_DIR / folder / "LC_MESSAGES" / "messages.po").open("rb") as f:
+        catalog = read_po(f, locale=folder)
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog)
+    compiled.seek(0)
+    return Translations(compiled)
+
+
+@functools.cache
+def script_messages(language: str) -> dict[str, str]:
+    """msgid -> translation, for the page's scripts (empty for English)."""
+    folder = _CATALOGUE.get(language)
+    if folder is None:
+        return {}
+    with (LOCALE_DIR / folder / "LC_MESSAGES" / "messages.po").open("rb") as f:
+        catalog = read_po(f, locale=folder)
+    return {str(m.id): str(m.string) for m in catalog if m.id and m.string and isinstance(m.id, str)}
+
+
+def choose(saved: str | None, accept_language: str | None) -> str:
+    """The user's saved language, else the first of the browser's we have, else English."""
+    if saved in LANGUAGES:
+        return saved
+    for item in (accept_language or "").split(","):
+        tag = item.split(";")[0].strip()
+        if not tag or tag == "*":
+            continue
+        try:
+            wanted = Locale.parse(tag, sep="-")
+        except (ValueError, UnknownLocaleError):
+            continue
+        for language in LANGUAGES:
+            offered = Locale.parse(language, sep="-")
+            # zh, zh-CN, zh-Hans and zh-SG read simplified Chinese; zh-TW and zh-HK do not (not offered yet).
+            if wanted.language == offered.language and (
+                wanted.language != "zh" or wanted.territory in (None, "CN", "SG") or wanted.script == "Hans"
+            ):
+                return language
+    return DEFAULT
