@@ -318,3 +318,35 @@ def test_live_view_holds_the_last_ng_counts_the_shift_and_takes_alarm_acknowledg
         expect(page.locator("h1")).to_have_text("Records")
         assert not errors, errors
         page.close()
+
+
+@pytest.mark.parametrize("width", [768, 1366])
+def test_pages_fit_the_screen_without_sideways_scrolling_and_every_input_is_labelled(
+    browser: object, model_file: Path, tmp_path: Path, width: int
+) -> None:
+    """#18: usable on a 768 px panel and at 1366×768 (Admin overflowed); every form field
+    has a label a screen reader can say."""
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    recipe = write_recipe(tmp_path, "cell-1", model_file, "http")
+    app, _, _ = make_platform_app(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, [recipe])
+    with live_server(app) as base:
+        page = browser.new_page(viewport={"width": width, "height": 768})
+        page.goto(f"{base}/login")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page).to_have_url(f"{base}/stations/cell-1")
+        for path in ["/stations/cell-1", "/stations", "/records", "/review", "/models", "/admin", "/quality/cell-1"]:
+            page.goto(f"{base}{path}")
+            page.wait_for_load_state("networkidle")
+            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"{path} at {width} px scrolls sideways by {overflow} px"
+            unlabelled = page.evaluate(
+                """[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+                   .filter((e) => !e.labels?.length && !e.getAttribute('aria-label') && !e.closest('label'))
+                   .map((e) => e.name || e.id || e.outerHTML.slice(0, 60))"""
+            )
+            assert not unlabelled, f"{path}: fields without a label: {unlabelled}"
+        page.close()
