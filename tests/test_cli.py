@@ -159,3 +159,36 @@ def test_fit_says_which_files_it_left_out_as_predict_would(
     assert main(["fit", str(folder), "-o", str(out), "--image-size", "64", "--coreset-ratio", "0.5"]) == 0
     err = capsys.readouterr().err
     assert f"skipped: {folder / 'readme.txt'}: not an image file" in err and ".hidden" not in err
+
+
+def test_long_commands_show_progress_with_time_left_on_a_terminal_only(tmp_path: Path) -> None:
+    """#18: sample-line (like fit's reading, predict and evaluate) draws a progress bar with
+    the rate and time left on a terminal; a script reading a pipe gets none of it."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    command = [sys.executable, "-m", "huoyan.cli", "sample-line", "--train", "3", "--test-good", "2",
+               "--test-defect", "1"]  # fmt: skip
+    main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a width
+    proc = subprocess.Popen([*command, str(tmp_path / "tty")], stdout=child_fd, stderr=child_fd, close_fds=True)
+    os.close(child_fd)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=120) == 0
+    text = seen.decode(errors="replace")
+    assert "sample-line" in text and "image/s" in text and "<" in text, text  # rate and time left: [00:01<00:02]
+    piped = subprocess.run([*command, str(tmp_path / "pipe")], capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and piped.stderr == "" and "sample-line" not in piped.stdout

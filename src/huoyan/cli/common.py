@@ -30,14 +30,17 @@ def load_good_images(folder: Path) -> tuple[list[Any], list[str]]:
     if not folder.is_dir():
         raise SystemExit(f"error: {folder} is not a folder")
     images, errors = [], []
-    for p in sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")):
-        if p.suffix.lower() not in IMAGE_SUFFIXES:
-            errors.append(f"{p}: not an image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            continue
-        try:
-            images.append(read_image(p))
-        except ImageError as exc:
-            errors.append(str(exc))
+    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+    with progress_bar(len(files), "image", f"reading {folder.name}") as bar:
+        for p in files:
+            bar.update(1)
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                errors.append(f"{p}: not an image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                continue
+            try:
+                images.append(read_image(p))
+            except ImageError as exc:
+                errors.append(str(exc))
     return images, errors
 
 
@@ -108,3 +111,11 @@ def database_options(p: argparse.ArgumentParser) -> None:
     where.add_argument("--db", help="database URL")
     where.add_argument("--recipe", help="use this recipe's database")
     p.add_argument("--data-dir", help="folder of the audit key (default: the recipe's data_dir, or huoyan-data)")
+
+
+def progress_bar(total: int | None, unit: str, what: str) -> Any:
+    """A progress bar with time left on stderr, drawn only on a terminal (scripts and
+    pipes see nothing); ``.update(n)`` moves it, ``with`` closes it."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, desc=what, file=sys.stderr, disable=None, leave=False, dynamic_ncols=True)

@@ -13,6 +13,7 @@ from huoyan.cli.common import (
     RUNTIME_HELP,
     load_good_images,
     print_json,
+    progress_bar,
     train_folder,
 )
 
@@ -176,6 +177,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from huoyan.core.recipe import Decision
     from huoyan.decision.judge import Policy, decider_for
     from huoyan.runner.files import RESULTS_FILE, predict_files, predict_pairs
+    from huoyan.vision.imageio import list_inputs
 
     _existing_inputs([*args.inputs, *([args.pairs] if args.pairs else [])])
     model = _load_model(args.model, args)
@@ -194,13 +196,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
             files = _pair_files(Path(args.pairs), args.pairs)
         else:
             files = [f for where in args.inputs for f in _pair_files(Path(where), None)]
-        rows = predict_pairs(model, decider, files, args.out, overlays=args.png)
+        rows, total = predict_pairs(model, decider, files, args.out, overlays=args.png), len(files)
     else:
         rows = predict_files(model, decider, args.inputs, args.out, overlays=args.png)
-    for row in rows:
-        counts[row["verdict"]] += 1
-        if not args.json and row["verdict"] == "ERROR":
-            print(f"error: {row['error']}", file=sys.stderr)
+        total = sum(1 for _ in list_inputs(args.inputs))
+    with progress_bar(total, "image", "predict") as bar:
+        for row in rows:
+            bar.update(1)
+            counts[row["verdict"]] += 1
+            if not args.json and row["verdict"] == "ERROR":
+                bar.write(f"error: {row['error']}", file=sys.stderr)
     elapsed = time.perf_counter() - start
     summary = {
         "results": str(Path(args.out) / RESULTS_FILE),
@@ -242,7 +247,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         category = load_category(args.category_dir)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from exc
-    result = evaluate(model, category)
+    with progress_bar(len(category.test), "image", "evaluate") as bar:
+        result = evaluate(model, category, progress=bar.update)
     if args.json:
         print_json(result)
     else:
@@ -278,11 +284,14 @@ def _evaluate_pairs(model: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_sample_line(args: argparse.Namespace) -> int:
-    from huoyan.sampleline.generator import generate_line
+    from huoyan.sampleline.generator import DEFECTS, PRODUCTS, generate_line
 
-    roots = generate_line(
-        args.out, n_train=args.train, n_test_good=args.test_good, n_test_defect=args.test_defect, seed=args.seed
-    )
+    per_product = args.train + args.test_good + args.test_defect * len(DEFECTS)
+    with progress_bar(per_product * len(PRODUCTS), "image", "sample-line") as bar:
+        roots = generate_line(
+            args.out, n_train=args.train, n_test_good=args.test_good, n_test_defect=args.test_defect, seed=args.seed,
+            progress=bar.update,
+        )  # fmt: skip
     for r in roots:
         print(r)
     return 0

@@ -189,20 +189,26 @@ def generate_line(
     n_test_defect: int = 6,
     size: int = 256,
     seed: int = 0,
+    progress: Callable[[int], object] | None = None,
 ) -> list[Path]:
-    """Write one MVTec-layout folder per product; return their paths."""
+    """Write one MVTec-layout folder per product; return their paths. ``progress`` is told
+    of each image written."""
+    tick = progress or (lambda n: None)
     roots = []
     for p_index, product in enumerate(products):
         root = Path(out_dir) / product
         rng = np.random.default_rng([seed, p_index])
         for i in range(n_train):
             _write_png(root / "train" / "good" / f"{i:03d}.png", make_sample(product, None, size, rng)[0])
+            tick(1)
         for i in range(n_test_good):
             _write_png(root / "test" / "good" / f"{i:03d}.png", make_sample(product, None, size, rng)[0])
+            tick(1)
         for defect in DEFECTS:
             for i in range(n_test_defect):
                 image, mask = make_sample(product, defect, size, rng)
                 _write_png(root / "test" / defect / f"{i:03d}.png", image)
                 _write_png(root / "ground_truth" / defect / f"{i:03d}_mask.png", mask.astype(np.uint8) * 255)
+                tick(1)
         roots.append(root)
     return roots

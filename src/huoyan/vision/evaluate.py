@@ -7,6 +7,7 @@ way as images (as anomalib does); maps at original resolution come from ``predic
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,11 @@ from huoyan.vision.imageio import read_image
 from huoyan.vision.metrics import aupro, f1_max, image_auroc, pixel_auroc
 
 
-def evaluate(model: ImageDetector, category: Category, batch_size: int = 8) -> dict[str, Any]:
-    """Image AUROC, pixel AUROC, AUPRO, F1-max, rates at the threshold, throughput."""
+def evaluate(
+    model: ImageDetector, category: Category, batch_size: int = 8, progress: Callable[[int], object] | None = None
+) -> dict[str, Any]:
+    """Image AUROC, pixel AUROC, AUPRO, F1-max, rates at the threshold, throughput;
+    ``progress`` is told how many test images each scored batch held."""
     images = [read_image(s.path) for s in category.test]
     labels = np.array([s.is_defect for s in category.test], dtype=int)
     start = time.perf_counter()
@@ -28,6 +32,8 @@ def evaluate(model: ImageDetector, category: Category, batch_size: int = 8) -> d
         s, m = model.score(images[i : i + batch_size])
         scores_list.append(s)
         maps_list.append(np.asarray(m))
+        if progress is not None:
+            progress(len(s))
     elapsed = time.perf_counter() - start
     scores = np.concatenate(scores_list)
     maps = list(np.concatenate(maps_list))
