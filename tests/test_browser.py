@@ -350,3 +350,57 @@ def test_pages_fit_the_screen_without_sideways_scrolling_and_every_input_is_labe
             )
             assert not unlabelled, f"{path}: fields without a label: {unlabelled}"
         page.close()
+
+
+def test_engineer_keeps_defect_types_and_a_reviewer_picks_from_them_for_many_parts_at_once(
+    browser: object, model_file: Path, tmp_path: Path, defect_sample: tuple[object, object]
+) -> None:
+    """#18: the product's defect-type catalogue (models page), picked from a list when a
+    part is reviewed, and bulk review of the parts selected on the records page."""
+    import httpx
+    from playwright.sync_api import Browser, expect
+
+    from huoyan.store.accounts import Role
+
+    assert isinstance(browser, Browser)
+    recipe = write_recipe(tmp_path, "cell-1", model_file, "http")
+    app, _, keys = make_platform_app(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, [recipe])
+    with live_server(app) as base:
+        for i in range(3):
+            httpx.post(f"{base}/api/stations/cell-1/inspect", files={"image": (f"D{i}.png", png(defect_sample[0]))},
+                       headers=keys.headers(Role.OPERATOR), timeout=60).raise_for_status()  # type: ignore[arg-type]  # fmt: skip
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{base}/login")
+        page.fill("input[name=username]", "engineer")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page).to_have_url(f"{base}/stations/cell-1")
+        page.goto(f"{base}/models")
+        section = page.locator(".model-station[data-station=cell-1]")
+        expect(section.locator(".types-product")).to_have_text("washer")
+        section.locator(".types-input").fill("burr\ndent\n划痕")
+        section.locator(".types-save").click()
+        expect(section.locator(".types-error")).to_be_hidden()
+
+        page.goto(f"{base}/records")
+        expect(page.locator("#records tbody tr")).to_have_count(3)
+        page.locator("#records tbody tr input.pick").nth(0).check()
+        page.locator("#records tbody tr input.pick").nth(1).check()
+        page.select_option("#bulk-review select[name=outcome]", "defect")
+        page.fill("#bulk-review input[name=label]", "burr")
+        page.click("#bulk-review button[type=submit]")
+        expect(page.locator("#bulk-result")).to_have_text("Reviewed 2 parts.")
+        expect(page.locator("#records tbody .review", has_text="defect (burr)")).to_have_count(2)
+
+        page.goto(f"{base}/review")  # the third part: its type is picked from the product's list
+        card = page.locator(".review-item")
+        expect(card).to_have_count(1)
+        pick = card.locator("select.label-input")
+        expect(pick.locator("option")).to_have_text(["defect type…", "burr", "dent", "划痕"])
+        pick.select_option("划痕")
+        card.locator("button.confirm").click()
+        expect(page.locator(".review-item")).to_have_count(0)
+        assert not errors, errors
+        page.close()

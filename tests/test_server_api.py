@@ -565,3 +565,44 @@ def test_a_threshold_preview_counts_the_recent_parts_that_would_change_verdict(
     assert client.get(url, params={"threshold": 0}, headers=h).status_code == 422
     only_two = client.get(url, params={"threshold": 1e-6, "parts": 2}, headers=h).json()
     assert only_two["parts"] == 2
+
+
+def test_a_products_defect_types_are_what_reviews_name_and_many_parts_are_reviewed_at_once(
+    served: tuple[TestClient, Platform, Keys], line_dir: Path, defect_sample: tuple[np.ndarray, np.ndarray]
+) -> None:
+    client, p, keys = served
+    ngs = [upload(client, keys, png(defect_sample[0]), f"D{i}.png") for i in range(3)]
+    ok = upload(client, keys, png(good_images(line_dir)[0]), "G0.png")
+    h, engineer = keys.headers(OPERATOR), keys.headers(ENGINEER)
+    url = "/api/products/washer/defect-types"
+    assert client.put(url, json={"types": ["burr"]}, headers=h).status_code == 403  # engineers keep the list
+    kept = client.put(url, json={"types": ["burr", " Burr ", "dent", "", "划痕"]}, headers=engineer)
+    assert kept.status_code == 422  # an empty name
+    kept = client.put(url, json={"types": ["burr", " Burr ", "dent", "划痕"]}, headers=engineer).json()
+    assert kept == {"product": "washer", "types": ["burr", "dent", "划痕"]}  # trimmed, one spelling each
+    assert client.get("/api/stations/cell-1/defect-types", headers=h).json()["types"] == ["burr", "dent", "划痕"]
+    assert client.get("/api/stations/nowhere/defect-types", headers=h).status_code == 404
+
+    typo = client.post(
+        f"/api/inspections/{ngs[0]['id']}/reviews", json={"outcome": "defect", "label": "bur"}, headers=h
+    )
+    assert typo.status_code == 409 and "'bur' is not a defect type of washer" in typo.json()["detail"]
+    bulk = client.post(
+        "/api/reviews/bulk",
+        json={"inspection_ids": [ngs[1]["id"], ngs[2]["id"], ok["id"], 999999, ngs[1]["id"]], "outcome": "defect",
+              "label": "划痕"},
+        headers=h,
+    ).json()  # fmt: skip
+    assert bulk["reviewed"] == [ngs[1]["id"], ngs[2]["id"]]  # each once
+    assert [r["inspection_id"] for r in bulk["refused"]] == [ok["id"], 999999]
+    assert "OK part can be reviewed as" in bulk["refused"][0]["reason"]
+    for ng in ngs[1:]:
+        assert client.get(f"/api/inspections/{ng['id']}", headers=h).json()["review"]["label"] == "划痕"
+    # Each review of the batch is its own link of the review chain, audited as its checkpoint.
+    assert [e["action"] for e in p.audit.entries(limit=10)].count("review") == 2
+    cleared = client.put(url, json={"types": []}, headers=engineer).json()
+    assert cleared["types"] == []
+    free = client.post(
+        f"/api/inspections/{ngs[0]['id']}/reviews", json={"outcome": "defect", "label": "bur"}, headers=h
+    )
+    assert free.status_code == 201  # without a list, any type again

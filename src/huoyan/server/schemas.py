@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field, computed_field, field_validator
 
@@ -116,6 +116,34 @@ class ReviewIn(BaseModel):
         default_factory=list, max_length=1000, description="corrected region labels (a confirmed defect only)"
     )
     note: str | None = Field(default=None, max_length=2000)
+
+
+class DefectTypes(BaseModel):
+    product: str
+    types: list[str] = Field(description="what reviewers pick from; empty: any type is taken")
+
+
+class DefectTypesIn(BaseModel):
+    types: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(max_length=200)
+
+
+class BulkReviewIn(BaseModel):
+    """One outcome for many parts: each is reviewed (and chained, and audited) on its own."""
+
+    inspection_ids: list[Annotated[int, Field(ge=1, le=2_147_483_647)]] = Field(min_length=1, max_length=500)
+    outcome: Outcome
+    label: str | None = Field(default=None, max_length=100, description="defect type, e.g. 'crack'")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class BulkRefusal(BaseModel):
+    inspection_id: int
+    reason: str
+
+
+class BulkReviewOut(BaseModel):
+    reviewed: list[int]
+    refused: list[BulkRefusal]
 
 
 class ReviewOut(BaseModel):

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from huoyan.core.records import EvidenceKind, utcnow
-from huoyan.store import chain
+from huoyan.store import catalogue, chain
 from huoyan.store.records import as_utc
 from huoyan.store.schema import EvidenceRow, InspectionRow, RegionRow, ReviewRow
 
@@ -136,6 +136,11 @@ class Reviews:
                 wrong = sorted({i for i, _ in region_labels if not 0 <= i < n})
                 if wrong:
                     raise ReviewError(f"inspection {inspection_id} has {n} regions; there is no region {wrong[0]}")
+            # A product with a catalogue of defect types takes only those (huoyan.store.catalogue).
+            for name in [label, *(text for _, text in region_labels)]:
+                refused = catalogue.check_label(s, station, name) if name else None
+                if refused:
+                    raise ReviewError(refused)
             row = ReviewRow(
                 inspection_id=inspection_id,
                 outcome=Outcome(outcome).value,

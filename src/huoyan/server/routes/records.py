@@ -14,6 +14,9 @@ from huoyan.core.records import Evidence, EvidenceKind, StoredInspection, media_
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import RowId, attachment, errors, not_found, with_reviews
 from huoyan.server.schemas import (
+    BulkRefusal,
+    BulkReviewIn,
+    BulkReviewOut,
     InspectionDetail,
     InspectionOut,
     InspectionPage,
@@ -230,17 +233,41 @@ def review(
         raise not_found(f"inspection {inspection_id}") from exc
     except ReviewError as exc:
         raise HTTPException(409, str(exc)) from exc
-    # The entry is also the checkpoint of the station's review chain (huoyan.store.chain).
+    _audit_review(p, principal.user.username, inspection_id, body.outcome.value, out)
+    return ReviewOut.model_validate(out)
+
+
+def _audit_review(p: Platform, who: str, inspection_id: int, outcome: str, out: dict[str, Any], **detail: Any) -> None:
+    """The review's audit entry, which is also the checkpoint of its station's review chain."""
     p.audit.add(
-        principal.user.username,
+        who,
         chain.REVIEW_CHECKPOINT_ACTION,
         f"inspection {inspection_id}",
-        outcome_=body.outcome.value,
+        outcome_=outcome,
         station=out["station_id"],
         pos=out["chain_pos"],
         sha256=out["chain_sha256"],
+        **detail,
     )
-    return ReviewOut.model_validate(out)
+
+
+@router.post("/reviews/bulk", response_model=BulkReviewOut, responses=errors())
+def bulk_review(body: BulkReviewIn, p: Annotated[Platform, Depends(platform)], principal: Reviewer) -> BulkReviewOut:
+    """Give many parts one outcome (a batch of false alarms from one cause); each is a review
+    of its own, and a part the outcome does not fit is refused with the reason."""
+    reviewed, refused = [], []
+    for inspection_id in dict.fromkeys(body.inspection_ids):  # each once, in the order given
+        try:
+            out = p.reviews.add(inspection_id, body.outcome, principal.user.username, body.label, body.note)
+        except LookupError:
+            refused.append(BulkRefusal(inspection_id=inspection_id, reason=f"no inspection {inspection_id}"))
+            continue
+        except ReviewError as exc:
+            refused.append(BulkRefusal(inspection_id=inspection_id, reason=str(exc)))
+            continue
+        _audit_review(p, principal.user.username, inspection_id, body.outcome.value, out, bulk=True)
+        reviewed.append(inspection_id)
+    return BulkReviewOut(reviewed=reviewed, refused=refused)
 
 
 @router.get("/reviews/queue", response_model=Page[InspectionOut], responses=errors())

@@ -85,6 +85,16 @@ function reviewLabel(r) {
   return `${what}${r.label ? " (" + r.label + ")" : ""}${fixed ? " · " + fixed : ""} · ${r.reviewer}`;
 }
 
+// Each station's product's defect types (empty: any type is taken), asked once per page.
+const defectTypeCache = {};
+function defectTypesOf(station) {
+  if (!(station in defectTypeCache)) {
+    defectTypeCache[station] = api(`/api/stations/${encodeURIComponent(station)}/defect-types`)
+      .then((d) => d.types).catch(() => []);
+  }
+  return defectTypeCache[station];
+}
+
 // Review buttons for one inspection; `done` runs after a review is stored. `regionLabels`,
 // if given, returns the regions whose label the reviewer corrected.
 function reviewButtons(rec, done, regionLabels) {
@@ -96,7 +106,15 @@ function reviewButtons(rec, done, regionLabels) {
     done(outcome);
   };
   if (rec.verdict === "NG") {
-    const label = el("input", { placeholder: t("defect type"), "aria-label": t("defect type"), size: 12, class: "label-input" });
+    // The product's catalogue of defect types, when it keeps one: picked from a list, not typed.
+    let label = el("input", { placeholder: t("defect type"), "aria-label": t("defect type"), size: 12, class: "label-input" });
+    defectTypesOf(rec.station_id).then((types) => {
+      if (!types.length) return;
+      const pick = el("select", { class: "label-input", "aria-label": t("defect type") },
+        el("option", { value: "" }, t("defect type…")), ...types.map((x) => el("option", { value: x }, x)));
+      label.replaceWith(pick);
+      label = pick;
+    });
     return [
       el("button", { type: "button", class: "confirm", onclick: () => send("defect", label.value) }, t("Confirm defect")),
       label,
@@ -308,6 +326,8 @@ pages.records = async () => {
     document.getElementById("export-xlsx").href = `/api/inspections/export?${filters}`;
     const page = await api("/api/inspections?" + q);
     fillRows(tbody, page.items.map((r) => [
+      el("input", { type: "checkbox", class: "pick", value: r.id, "data-verdict": r.verdict,
+        "aria-label": t("select {name}", { name: r.part_id || r.source_name }) }),
       el("a", { href: `/records/${r.id}` }, fmt.time(r.arrived_at)), r.station_id, r.part_id || r.source_name,
       fmt.verdict(r.verdict), fmt.num(r.normalised_score, 2), `${r.recipe_id} v${r.recipe_version}`,
       r.regions.length, el("span", { class: "review" }, reviewLabel(r.review)),
@@ -327,6 +347,27 @@ pages.records = async () => {
       th.setAttribute("aria-sort", sort === key ? "ascending" : sort === `-${key}` ? "descending" : "none");
     }
   };
+  // Many parts, one outcome (a batch of false alarms from one cause): each reviewed on its own.
+  document.getElementById("pick-all").addEventListener("change", (ev) => {
+    for (const box of tbody.querySelectorAll("input.pick")) box.checked = ev.target.checked;
+  });
+  const bulk = document.getElementById("bulk-review");
+  bulk.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const result = document.getElementById("bulk-result");
+    const ids = [...tbody.querySelectorAll("input.pick:checked")].map((b) => Number(b.value));
+    if (!ids.length) { say(result, t("Select the parts to review first.")); return; }
+    const form = new FormData(bulk);
+    try {
+      const out = await api("/api/reviews/bulk", { method: "POST", json: {
+        inspection_ids: ids, outcome: form.get("outcome"), label: form.get("label") || null } });
+      say(result, t("Reviewed {n} parts.", { n: out.reviewed.length }) + (out.refused.length
+        ? " " + t("Refused {n}: {reasons}", { n: out.refused.length, reasons: out.refused.map((x) => x.reason).join("; ") })
+        : ""));
+      document.getElementById("pick-all").checked = false;
+    } catch (e) { say(result, e.message); }
+    load();
+  });
   // A column's header sorts by it; a second click turns the order round. The order is in the address too.
   for (const th of document.querySelectorAll("#records th[data-sort]")) {
     th.querySelector("button").addEventListener("click", () => {
@@ -539,6 +580,7 @@ pages.models = async () => {
     if (reason === null) return;
     act(section, () => api(`/api/models/${v.id}/activate`, { method: "POST", json: { reason } }));
   };
+  const typeLoaders = [];
   document.querySelectorAll(".model-station").forEach((section) => {
     const input = section.querySelector(".thr-input");
     const error = section.querySelector(".thr-error");
@@ -585,6 +627,25 @@ pages.models = async () => {
       setThreshold(v);
     };
     section.querySelector(".thr-reset").onclick = () => setThreshold(null);
+    // The product's defect types, one per line: what reviewers pick from.
+    const types = section.querySelector(".types-input");
+    const product = () => (state[section.dataset.station] || {}).status?.product;
+    const showTypes = async () => {
+      if (!product()) return;
+      const d = await api(`/api/products/${encodeURIComponent(product())}/defect-types`);
+      types.value = d.types.join("\n");
+      section.querySelector(".types-product").textContent = product();
+    };
+    section.querySelector(".types-save").onclick = async () => {
+      const error = section.querySelector(".types-error");
+      try {
+        await api(`/api/products/${encodeURIComponent(product())}/defect-types`, { method: "PUT",
+          json: { types: types.value.split("\n").map((x) => x.trim()).filter(Boolean) } });
+        say(error, "");
+        await showTypes();
+      } catch (e) { say(error, e.message); }
+    };
+    typeLoaders.push(showTypes);
     section.querySelector("button.train").onclick = () => act(section, () =>
       api("/api/training-jobs", { method: "POST", json: { station_id: section.dataset.station } }));
     section.querySelector("button.rollback").onclick = () => {
@@ -595,6 +656,7 @@ pages.models = async () => {
     };
   });
   await load();
+  for (const showTypes of typeLoaders) showTypes();  // once: not redrawn under the engineer's typing
   setInterval(load, 5000);
 };
 
