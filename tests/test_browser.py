@@ -120,6 +120,18 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         expect(page.locator("#verdict")).to_have_text("NG")
         expect(page.locator("#reviews li")).to_contain_text("false alarm")
         page.wait_for_function("document.querySelector('#overlay').naturalWidth > 0")
+        # The part as the camera took it, then zoomed to twice its size (#18).
+        page.click("#show-raw")
+        expect(page.locator("#show-raw")).to_have_attribute("aria-pressed", "true")
+        page.wait_for_function(
+            "(i => i.src.endsWith('/image') && i.complete && i.naturalWidth > 0)(document.querySelector('#overlay'))"
+        )
+        page.select_option("#zoom", "2")
+        page.wait_for_function(
+            "(i => i.getBoundingClientRect().width === 2 * i.naturalWidth)(document.querySelector('#overlay'))"
+        )
+        page.click("#show-overlay")
+        page.wait_for_function("document.querySelector('#overlay').src.endsWith('/overlay')")
 
         # A part the station could not read: its record says so instead of showing a broken image (#18).
         drop(inbox, "BAD1_part.png", b"\x89PNG\r\n\x1a\n not really")

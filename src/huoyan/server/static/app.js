@@ -98,11 +98,16 @@ function defectTypesOf(station) {
 // Review buttons for one inspection; `done` runs after a review is stored. `regionLabels`,
 // if given, returns the regions whose label the reviewer corrected.
 function reviewButtons(rec, done, regionLabels) {
+  // A refused review (a type not in the product's list, a lost connection) is said beside the buttons.
+  const error = el("span", { class: "error review-error", role: "alert", hidden: true });
   const send = async (outcome, label) => {
     const regions = outcome === "defect" && regionLabels ? regionLabels() : [];
-    await api(`/api/inspections/${rec.id}/reviews`, {
-      method: "POST", json: { outcome, label: label || null, regions },
-    });
+    try {
+      await api(`/api/inspections/${rec.id}/reviews`, {
+        method: "POST", json: { outcome, label: label || null, regions },
+      });
+    } catch (e) { say(error, e.message); return; }
+    say(error, "");
     done(outcome);
   };
   if (rec.verdict === "NG") {
@@ -119,12 +124,14 @@ function reviewButtons(rec, done, regionLabels) {
       el("button", { type: "button", class: "confirm", onclick: () => send("defect", label.value) }, t("Confirm defect")),
       label,
       el("button", { type: "button", class: "false-alarm", onclick: () => send("false_alarm") }, t("False alarm")),
+      error,
     ];
   }
   if (rec.verdict === "OK") {
     return [
       el("button", { type: "button", class: "good", onclick: () => send("good") }, t("Good")),
       el("button", { type: "button", class: "missed", onclick: () => send("missed_defect") }, t("Missed defect")),
+      error,
     ];
   }
   return [];
@@ -390,10 +397,27 @@ pages.record = async () => {
   // What a station kept of a part it could not read is no picture: say so, not a broken image.
   img.addEventListener("error", () => {
     img.hidden = true;
+    document.getElementById("image-tools").hidden = true;
     noImage.hidden = false;
     noImage.replaceChildren(t("The file kept for this part cannot be shown as an image.") + " ",
       el("a", { href: `/api/inspections/${id}/image` }, t("Download it to see what the station received.")));
   });
+  // The kept image with its heat map and boxes, or as the camera took it; fitted or zoomed.
+  const zoom = document.getElementById("zoom");
+  const fitZoom = () => {
+    const z = zoom.value;
+    img.style.width = z === "fit" ? "" : `${img.naturalWidth * Number(z)}px`;
+    img.style.maxWidth = z === "fit" ? "" : "none";
+  };
+  zoom.addEventListener("change", fitZoom);
+  img.addEventListener("load", fitZoom);
+  const view = (raw) => {
+    img.src = `/api/inspections/${id}/${raw ? "image" : "overlay"}`;
+    document.getElementById("show-raw").setAttribute("aria-pressed", String(raw));
+    document.getElementById("show-overlay").setAttribute("aria-pressed", String(!raw));
+  };
+  document.getElementById("show-raw").onclick = () => view(true);
+  document.getElementById("show-overlay").onclick = () => view(false);
   const load = async () => {
     let r;
     try {
@@ -407,7 +431,10 @@ pages.record = async () => {
     const v = document.getElementById("verdict");
     v.textContent = r.verdict;
     v.className = "verdict " + r.verdict;
-    if (r.evidence.some((e) => e.kind === "image")) img.src = `/api/inspections/${id}/overlay`;
+    if (r.evidence.some((e) => e.kind === "image")) {
+      if (!img.src) img.src = `/api/inspections/${id}/overlay`;
+      document.getElementById("image-tools").hidden = false;
+    }
     else {
       img.hidden = true;
       const note = noImage;
