@@ -46,6 +46,17 @@ def browser() -> Iterator[object]:
             b.close()
 
 
+def log_in(page: object, base: str, user: str) -> None:
+    """Log in as ``user`` (one of serverkit's, one per role) and wait for the home page."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{base}/login")  # type: ignore[attr-defined]
+    page.fill("input[name=username]", user)  # type: ignore[attr-defined]
+    page.fill("input[name=password]", PASSWORD)  # type: ignore[attr-defined]
+    page.click("button[type=submit]")  # type: ignore[attr-defined]
+    expect(page).to_have_url(f"{base}/stations/cell-1")  # type: ignore[arg-type]
+
+
 def drop(inbox: Path, name: str, data: bytes) -> None:
     tmp = inbox / f".{name}.tmp"
     tmp.write_bytes(data)
@@ -165,10 +176,7 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         page.goto(f"{base}/records")
         page.click("#logout")
         expect(page).to_have_url(f"{base}/login")
-        page.fill("input[name=username]", "engineer")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        expect(page).to_have_url(f"{base}/stations/cell-1")  # home is the first station's live view
+        log_in(page, base, "engineer")  # home is the first station's live view
         # Each engineering action asks why (#18): the reason goes to the audit trail.
         dialogs: list[tuple[str, str]] = []
 
@@ -219,10 +227,7 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         # An administrator's mistake is said in words, and forgotten after the next success.
         page.click("#logout")
         expect(page).to_have_url(f"{base}/login")
-        page.fill("input[name=username]", "admin")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        expect(page).to_have_url(f"{base}/stations/cell-1")
+        log_in(page, base, "admin")
         page.goto(f"{base}/admin")
         form = page.locator("#new-user")
         form.locator("input[name=username]").fill("li/gong")
@@ -274,10 +279,7 @@ def test_live_view_holds_the_last_ng_counts_the_shift_and_takes_alarm_acknowledg
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         reasons = iter(["start of shift B", "cleared the jam at the feeder"])
         page.on("dialog", lambda d: d.accept(next(reasons)))
-        page.goto(f"{base}/login?next=/stations/cell-1")
-        page.fill("input[name=username]", "operator")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
+        log_in(page, base, "operator")
         expect(page.locator("#state")).to_have_text("running")
         expect(page.locator("#no-ng")).to_be_visible()
 
@@ -338,18 +340,14 @@ def test_pages_fit_the_screen_without_sideways_scrolling_and_every_input_is_labe
 ) -> None:
     """#18: usable on a 768 px panel and at 1366×768 (Admin overflowed); every form field
     has a label a screen reader can say."""
-    from playwright.sync_api import Browser, expect
+    from playwright.sync_api import Browser
 
     assert isinstance(browser, Browser)
     recipe = write_recipe(tmp_path, "cell-1", model_file, "http")
     app, _, _ = make_platform_app(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, [recipe])
     with live_server(app) as base:
         page = browser.new_page(viewport={"width": width, "height": 768})
-        page.goto(f"{base}/login")
-        page.fill("input[name=username]", "admin")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        expect(page).to_have_url(f"{base}/stations/cell-1")
+        log_in(page, base, "admin")
         for path in ["/stations/cell-1", "/stations", "/records", "/review", "/models", "/admin", "/quality/cell-1"]:
             page.goto(f"{base}{path}")
             page.wait_for_load_state("networkidle")
@@ -384,11 +382,7 @@ def test_engineer_keeps_defect_types_and_a_reviewer_picks_from_them_for_many_par
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(f"{base}/login")
-        page.fill("input[name=username]", "engineer")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        expect(page).to_have_url(f"{base}/stations/cell-1")
+        log_in(page, base, "engineer")
         page.goto(f"{base}/models")
         section = page.locator(".model-station[data-station=cell-1]")
         expect(section.locator(".types-product")).to_have_text("washer")

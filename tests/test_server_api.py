@@ -42,6 +42,15 @@ def upload(
     return body
 
 
+def three_good_one_ng(
+    client: TestClient, keys: Keys, line_dir: Path, defect_sample: tuple[np.ndarray, np.ndarray]
+) -> dict[str, Any]:
+    """G0, G1, G2 (good) and D1 (a defect) uploaded in that order; D1's result."""
+    for i, img in enumerate(good_images(line_dir)[:3]):
+        upload(client, keys, png(img), f"G{i}.png")
+    return upload(client, keys, png(defect_sample[0]), "D1.png")
+
+
 def login(client: TestClient, username: str) -> str:
     r = client.post("/api/session", json={"username": username, "password": PASSWORD})
     assert r.status_code == 200, r.text
@@ -360,9 +369,7 @@ def test_metrics_count_parts(
     served: tuple[TestClient, Platform, Keys], line_dir: Path, defect_sample: tuple[np.ndarray, np.ndarray]
 ) -> None:
     client, _, keys = served
-    for i, img in enumerate(good_images(line_dir)[:3]):
-        upload(client, keys, png(img), f"G{i}.png")
-    upload(client, keys, png(defect_sample[0]), "D1.png")
+    three_good_one_ng(client, keys, line_dir, defect_sample)
     assert client.get("/metrics").status_code == 401
     text = client.get("/metrics", headers=keys.headers(OPERATOR)).text
     assert 'huoyan_parts_total{station="cell-1",verdict="OK"} 3.0' in text
@@ -534,9 +541,7 @@ def test_records_sort_by_score_or_time_and_total_per_verdict(
 ) -> None:
     client, _, keys = served
     h = keys.headers(OPERATOR)
-    for i, img in enumerate(good_images(line_dir)[:3]):
-        upload(client, keys, png(img), f"G{i}.png")
-    upload(client, keys, png(defect_sample[0]), "D1.png")
+    three_good_one_ng(client, keys, line_dir, defect_sample)
     page = client.get("/api/inspections", params={"sort": "-score"}, headers=h).json()
     scores = [r["score"] for r in page["items"]]
     assert scores == sorted(scores, reverse=True) and page["items"][0]["part_id"] == "D1"
@@ -552,9 +557,7 @@ def test_a_threshold_preview_counts_the_recent_parts_that_would_change_verdict(
     served: tuple[TestClient, Platform, Keys], line_dir: Path, defect_sample: tuple[np.ndarray, np.ndarray]
 ) -> None:
     client, _, keys = served
-    for i, img in enumerate(good_images(line_dir)[:3]):
-        upload(client, keys, png(img), f"G{i}.png")
-    ng = upload(client, keys, png(defect_sample[0]), "D1.png")
+    ng = three_good_one_ng(client, keys, line_dir, defect_sample)
     url = "/api/stations/cell-1/threshold/preview"
     assert client.get(url, params={"threshold": 1.0}, headers=keys.headers(OPERATOR)).status_code == 403
     h = keys.headers(ENGINEER)

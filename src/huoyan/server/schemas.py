@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, computed_field, field_validator
 
 from huoyan.core.records import StoredInspection
 from huoyan.quality.capability import Capability
+from huoyan.share.package import Manifest
 from huoyan.store.accounts import DEFAULT_KEY_SCOPES, AccountError, Role, Scope, username_of
 from huoyan.store.reviews import Outcome
 
@@ -305,20 +306,10 @@ class AuditCheck(BaseModel):
     first_bad_id: int | None
 
 
-class PackageOut(BaseModel):
-    """A signed package's manifest, as verified."""
+class PackageOut(Manifest):
+    """A signed package's manifest, as verified, with its files counted."""
 
-    name: str
-    version: int
-    publisher: str
-    key_fingerprint: str
-    created_at: datetime
-    expires_at: datetime
-    exported_by: str
-    software: str
-    lineage: dict[str, Any] = Field(description="the model card of the model it carries: training data, parameters")
-    records: dict[str, Any] | None = Field(description="records carried: count, filter, images, redaction policy")
-    files: int = Field(description="files it carries, each verified against its digest")
+    files: int = Field(description="files it carries, each verified against its digest")  # type: ignore[assignment]
 
 
 class PackageImported(BaseModel):
