@@ -410,3 +410,62 @@ def test_engineer_keeps_defect_types_and_a_reviewer_picks_from_them_for_many_par
         expect(page.locator(".review-item")).to_have_count(0)
         assert not errors, errors
         page.close()
+
+
+CONTRAST = """() => {
+  // WCAG 2 contrast of each visible text against the first opaque background behind it.
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (node) => {
+    for (let n = node; n; n = n.parentElement) {
+      const c = rgb(getComputedStyle(n).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const poor = [];
+  for (const node of document.querySelectorAll("body *")) {
+    const own = [...node.childNodes].some((c) => c.nodeType === 3 && c.textContent.trim());
+    const style = getComputedStyle(node);
+    if (!own || style.visibility === "hidden" || !node.getClientRects().length) continue;
+    const fg = rgb(style.color), bg = background(node);
+    let opacity = 1;
+    for (let n = node; n; n = n.parentElement) opacity *= Number(getComputedStyle(n).opacity);
+    const shown = fg.slice(0, 3).map((v, i) => v * opacity + bg[i] * (1 - opacity));
+    const [a, b] = [lum(shown), lum(bg)].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    const what = `${node.tagName.toLowerCase()}.${node.className}`;
+    if (ratio < 4.5) poor.push(`${what}: ${ratio.toFixed(2)} "${node.textContent.trim().slice(0, 30)}"`);
+  }
+  return poor;
+}"""
+
+
+def test_text_is_readable_against_its_background_on_every_page(
+    browser: object, model_file: Path, tmp_path: Path, defect_sample: tuple[object, object]
+) -> None:
+    """#18: every text on the pages has a contrast of at least 4.5:1 (WCAG AA) with what is behind it."""
+    import httpx
+    from playwright.sync_api import Browser
+
+    from huoyan.store.accounts import Role
+
+    assert isinstance(browser, Browser)
+    recipe = write_recipe(tmp_path, "cell-1", model_file, "http")
+    app, _, keys = make_platform_app(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, [recipe])
+    with live_server(app) as base:
+        httpx.post(f"{base}/api/stations/cell-1/inspect", files={"image": ("D1.png", png(defect_sample[0]))},
+                   headers=keys.headers(Role.OPERATOR), timeout=60).raise_for_status()  # type: ignore[arg-type]  # fmt: skip
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.goto(f"{base}/login")
+        assert page.evaluate(CONTRAST) == []
+        log_in(page, base, "admin")
+        for path in ["/stations/cell-1", "/stations", "/records", "/records/1", "/review", "/models", "/admin",
+                     "/quality/cell-1", "/sensors"]:  # fmt: skip
+            page.goto(f"{base}{path}")
+            page.wait_for_load_state("networkidle")
+            assert page.evaluate(CONTRAST) == [], path
+        page.close()
