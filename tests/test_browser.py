@@ -241,6 +241,16 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         form.locator("button[type=submit]").click()
         expect(page.locator("#users tbody")).to_contain_text("李 工")
         expect(error).to_be_hidden()
+        # ... and named as the shift knows him, in any script (#18).
+        name = page.locator("#users tbody tr", has_text="李 工").locator("input.display-name")
+        name.fill("李师傅（B 班）")
+        name.press("Tab")  # the change is kept when the field is left
+        page.wait_for_load_state("networkidle")
+        page.reload()
+        expect(page.locator("#users tbody tr", has_text="李 工").locator("input.display-name")).to_have_value(
+            "李师傅（B 班）"
+        )
+        expect(page.locator("#who")).to_have_text("admin")  # the admin has none: the user name
         expect(page.locator("#audit tbody")).to_contain_text("trial of a tighter threshold")
         # The administrator checks the record and review chains on request.
         page.locator("#verify-chains button[type=submit]").click()

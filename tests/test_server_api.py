@@ -609,3 +609,19 @@ def test_a_products_defect_types_are_what_reviews_name_and_many_parts_are_review
         f"/api/inspections/{ngs[0]['id']}/reviews", json={"outcome": "defect", "label": "bur"}, headers=h
     )
     assert free.status_code == 201  # without a list, any type again
+
+
+def test_a_user_has_a_display_name_in_any_script_shown_in_the_header(
+    served: tuple[TestClient, Platform, Keys],
+) -> None:
+    client, p, keys = served
+    admin = keys.headers(ADMIN)
+    named = client.patch("/api/users/operator", json={"display_name": "  王  师傅 "}, headers=admin)
+    assert named.status_code == 200 and named.json()["display_name"] == "王 师傅"
+    assert client.patch("/api/users/operator", json={"display_name": "x\u0007"}, headers=admin).status_code == 422
+    assert client.patch("/api/users/operator", json={"display_name": "y" * 101}, headers=admin).status_code == 422
+    login(client, "operator")
+    assert '<span id="who" title="operator">王 师傅</span>' in client.get("/stations").text
+    cleared = client.patch("/api/users/operator", json={"display_name": ""}, headers=admin).json()
+    assert cleared["display_name"] is None
+    assert p.audit.entries(limit=1)[0]["detail"]["display_name"] == ""

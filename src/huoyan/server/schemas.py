@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, computed_field, field_validator
 from huoyan.core.records import StoredInspection
 from huoyan.quality.capability import Capability
 from huoyan.share.package import Manifest
-from huoyan.store.accounts import DEFAULT_KEY_SCOPES, AccountError, Role, Scope, username_of
+from huoyan.store.accounts import DEFAULT_KEY_SCOPES, AccountError, Role, Scope, display_name_of, username_of
 from huoyan.store.reviews import Outcome
 
 T = TypeVar("T")
@@ -36,6 +36,7 @@ class Login(BaseModel):
 
 class UserOut(BaseModel):
     username: str
+    display_name: str | None = None
     role: Role
     active: bool
     created_at: datetime
@@ -73,6 +74,18 @@ class UserChange(BaseModel):
     role: Role | None = None
     active: bool | None = None
     password: str | None = Field(default=None, min_length=8, max_length=1000)
+    display_name: str | None = Field(
+        default=None, max_length=100, description="how the dashboard names the user (any script); '' clears it"
+    )
+
+    @field_validator("display_name")
+    @classmethod
+    def _a_display_name(cls, v: str | None) -> str | None:
+        try:
+            display_name_of(v)  # checked here, stored (and blank cleared) by the account store
+        except AccountError as exc:
+            raise ValueError(str(exc)) from exc
+        return v
 
 
 class NewApiKey(BaseModel):

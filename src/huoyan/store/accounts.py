@@ -33,6 +33,17 @@ USERNAME = re.compile(r"^[\w.@-]+( [\w.@-]+)*$")
 USERNAME_CHARS = 100
 
 
+def display_name_of(text: str | None) -> str | None:
+    """A display name as stored: any script, one NFC spelling, inner runs of spaces made
+    one; None for a blank one. ``AccountError`` if it is too long or holds control characters."""
+    if text is None:
+        return None
+    name = " ".join(unicodedata.normalize("NFC", text).split())
+    if len(name) > 100 or any(unicodedata.category(c).startswith("C") for c in name):
+        raise AccountError("a display name is at most 100 characters, without control characters")
+    return name or None
+
+
 def username_of(text: str) -> str:
     """A user name as stored and compared: NFC-normalised (the same name typed on two
     keyboards is one name), checked; ``AccountError`` says what a name may hold."""
@@ -92,6 +103,7 @@ class User:
     active: bool
     created_at: datetime
     language: str | None = None  # the dashboard's language the user chose; None: the browser's
+    display_name: str | None = None  # how the dashboard names the user; None: the user name
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +116,9 @@ class ApiKey:
 
 
 def _user(row: UserRow) -> User:
-    return User(row.id, row.username, Role(row.role), row.active, as_utc(row.created_at), row.language)
+    return User(
+        row.id, row.username, Role(row.role), row.active, as_utc(row.created_at), row.language, row.display_name
+    )
 
 
 def token_sha256(token: str) -> str:
@@ -148,12 +162,20 @@ class Accounts:
             return None if row is None else _user(row)
 
     def update(
-        self, username: str, role: Role | None = None, active: bool | None = None, password: str | None = None
+        self,
+        username: str,
+        role: Role | None = None,
+        active: bool | None = None,
+        password: str | None = None,
+        display_name: str | None = None,
     ) -> User:
+        """Change what is given; ``display_name`` "" clears it (the user name is shown again)."""
         with Session(self.engine) as s, s.begin():
             row = s.scalar(select(UserRow).where(UserRow.username == unicodedata.normalize("NFC", username)))
             if row is None:
                 raise AccountError(f"no user {username!r}")
+            if display_name is not None:
+                row.display_name = display_name_of(display_name)
             if role is not None:
                 row.role = Role(role).value
             if active is not None:

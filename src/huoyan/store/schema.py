@@ -245,6 +245,8 @@ class UserRow(Base):
     created_by: Mapped[str | None] = mapped_column(String(100))
     # The dashboard's language the user chose (a BCP 47 tag); null: the browser's.
     language: Mapped[str | None] = mapped_column(String(16))
+    # How the dashboard names the user (王 师傅, "Shift leader B"); null: the user name.
+    display_name: Mapped[str | None] = mapped_column(String(100))
 
 
 class SessionRow(Base):

@@ -46,13 +46,13 @@ def add_user(body: NewUser, p: Annotated[Platform, Depends(platform)], principal
 def change_user(
     username: str, body: UserChange, p: Annotated[Platform, Depends(platform)], principal: Admin
 ) -> UserOut:
-    """Change a user's role, disable or enable them, or set a new password."""
+    """Change a user's role or display name, disable or enable them, or set a new password."""
     if p.accounts.get(username) is None:
         raise not_found(f"user {username!r}")
     if username == principal.user.username and (body.active is False or (body.role and body.role != Role.ADMIN)):
         raise HTTPException(409, "an admin cannot disable or demote themselves; ask another admin")
     try:
-        user = p.accounts.update(username, body.role, body.active, body.password)
+        user = p.accounts.update(username, body.role, body.active, body.password, body.display_name)
     except AccountError as exc:
         raise HTTPException(409, str(exc)) from exc
     changed = body.model_dump(exclude_none=True, exclude={"password"})

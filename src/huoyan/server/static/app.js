@@ -691,7 +691,17 @@ pages.admin = async () => {
   const load = async () => {
     const [users, keys, audit, chain] = await Promise.all([
       api("/api/users"), api("/api/api-keys"), api("/api/audit?limit=100"), api("/api/audit/verify")]);
-    fillRows(document.querySelector("#users tbody"), users.map((u) => [u.username, t(u.role), u.active ? t("yes") : t("no"),
+    // A display name (any script) is edited in place and kept when the field is left.
+    const nameField = (u) => el("input", { value: u.display_name || "", size: 14, class: "display-name",
+      "aria-label": t("display name of {user}", { user: u.username }), onchange: async (ev) => {
+        const error = document.getElementById("user-error");
+        try {
+          await api(`/api/users/${encodeURIComponent(u.username)}`, { method: "PATCH", json: { display_name: ev.target.value } });
+          say(error, "");
+        } catch (e) { say(error, e.message); }
+        load();
+      } });
+    fillRows(document.querySelector("#users tbody"), users.map((u) => [u.username, nameField(u), t(u.role), u.active ? t("yes") : t("no"),
       fmt.time(u.created_at), el("button", { type: "button", onclick: async () => {
         const error = document.getElementById("user-error");
         try {

@@ -1,4 +1,5 @@
-"""user language: the dashboard's language each user chose (Chinese or English)
+"""user language and display name: the dashboard's language each user chose (Chinese or
+English), and the name it shows for the user (any script)
 
 Revision ID: 0010
 Revises: 0009
@@ -18,7 +19,9 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("users", sa.Column("language", sa.String(length=16), nullable=True))
+    op.add_column("users", sa.Column("display_name", sa.String(length=100), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("users", "display_name")
     op.drop_column("users", "language")
