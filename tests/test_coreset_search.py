@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -86,3 +88,27 @@ def test_search_from_feature_maps_matches_search_of_fused_features(dtype: type) 
     assert index.nbytes == bank.nbytes + 28 * 4
     with pytest.raises(ValueError, match="channels"):
         index.map_distances([fine])
+
+
+def test_long_work_reports_its_progress_to_a_listener_and_to_nobody_otherwise(fitted: object, line_dir: Path) -> None:
+    """The CLI's fit bar listens to these reports (huoyan.core.progress): the coreset's
+    selection and the backbone's feature extraction, each up to its total."""
+    import threading
+
+    from huoyan.core import progress
+    from huoyan.vision.imageio import list_images, read_image
+
+    heard: list[tuple[str, int, int]] = []
+    rows = np.random.default_rng(0).standard_normal((2000, 16)).astype(np.float32)
+    greedy_coreset(rows, 200)  # nobody listens: nothing to report to, nothing breaks
+    images = [read_image(p) for p in list_images(line_dir / "train" / "good")[:5]]
+    with progress.listening(lambda *args: heard.append(args)):
+        greedy_coreset(rows, 200)
+        fitted.feature_maps(images)  # type: ignore[attr-defined]
+        other = threading.Thread(target=greedy_coreset, args=(rows, 50))  # another thread: not this listener's
+        other.start()
+        other.join()
+    coreset = [h for h in heard if h[0] == "coreset"]
+    features = [h for h in heard if h[0] == "features"]
+    assert coreset[-1] == ("coreset", 200, 200) and len(coreset) == 100 and all(h[2] == 200 for h in coreset)
+    assert features[-1] == ("features", 5, 5) and [h[1] for h in features] == sorted(h[1] for h in features)

@@ -77,7 +77,20 @@ def _training_samples(args: argparse.Namespace) -> tuple[list[Any], list[Any], s
     return images, defects, "images"
 
 
+def _stages(bar: Any) -> Any:
+    """A progress listener that shows each stage of a fit (features, coreset) on one bar."""
+
+    def show(stage: str, done: int, total: int) -> None:
+        if bar.desc != stage:
+            bar.reset(total=total)
+            bar.set_description(stage)
+        bar.update(done - bar.n)
+
+    return show
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
+    from huoyan.core import progress
     from huoyan.detectors import default_params, new_detector
 
     images, defects, what = _training_samples(args)
@@ -92,7 +105,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     model = new_detector(args.detector, **offered)
     start = time.perf_counter()
     try:
-        model.fit(images, defects or None)
+        with progress_bar(None, "step", "fit") as bar, progress.listening(_stages(bar)):
+            model.fit(images, defects or None)
     except ValueError as exc:
         raise SystemExit(f"error: {folder}: {exc}") from exc
     elapsed = time.perf_counter() - start

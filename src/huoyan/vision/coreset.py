@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from huoyan.core import progress
 from huoyan.vision.search import NearestNeighbourIndex
 
 
@@ -78,8 +79,11 @@ def greedy_coreset(
     idx = first
     # A fresh selection takes exactly k rows (duplicates included), as it always has.
     stop = radius * radius if covered_by is not None else float("-inf")
+    every = max(1, min(k, n) // 100)
     while len(selected) < min(k, n) and float(min_dist[idx]) > stop:
         selected.append(idx)
+        if len(selected) % every == 0:
+            progress.report("coreset", len(selected), min(k, n))
         # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; the constant ||c||^2 is added once.
         dist = torch.addmv(sq, x, x[idx], alpha=-2.0).add_(sq[idx])
         torch.minimum(min_dist, dist, out=min_dist)

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Self
 import cv2
 import numpy as np
 
+from huoyan.core import progress
 from huoyan.core.calibration import calibrate
 from huoyan.core.detector import NotFittedError, Parameters, Scores
 from huoyan.core.models import InputSpec, ModelCard
@@ -178,10 +179,10 @@ class PatchCore(Parameters):
     def feature_maps(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The backbone's averaged maps, finest first (N x C x h x w each)."""
         runtime = self._features_runtime()
-        batches = [
-            runtime(self.preprocess(images[start : start + self.batch_size]))
-            for start in range(0, len(images), self.batch_size)
-        ]
+        batches = []
+        for start in range(0, len(images), self.batch_size):
+            batches.append(runtime(self.preprocess(images[start : start + self.batch_size])))
+            progress.report("features", min(start + self.batch_size, len(images)), len(images))
         return [np.concatenate(maps) for maps in zip(*batches, strict=True)]
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
