@@ -80,8 +80,13 @@ def _training_samples(args: argparse.Namespace) -> tuple[list[Any], list[Any], s
 def _stages(bar: Any) -> Any:
     """A progress listener that shows each stage of a fit (features, coreset) on one bar."""
 
+    shown = [""]
+
     def show(stage: str, done: int, total: int) -> None:
-        if bar.desc != stage:
+        if bar.disable:  # not a terminal: nothing is drawn
+            return
+        if shown[0] != stage:
+            shown[0] = stage
             bar.reset(total=total)
             bar.set_description(stage)
         bar.update(done - bar.n)
