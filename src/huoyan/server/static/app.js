@@ -66,7 +66,9 @@ function el(tag, attrs = {}, ...children) {
 
 const fmt = {
   time: (iso) => (iso ? new Date(iso).toLocaleString(LANG) : "—"),
-  num: (x, d = 3) => (x === null || x === undefined ? "—" : Number(x).toFixed(d)),
+  // Numbers in the page's language (its decimal sign); no grouping, so columns line up as before.
+  num: (x, d = 3) => (x === null || x === undefined ? "—"
+    : Number(x).toLocaleString(LANG, { minimumFractionDigits: d, maximumFractionDigits: d, useGrouping: false })),
   verdict: (v) => el("span", { class: "verdict " + v }, v),
 };
 
