@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from huoyan.server import i18n
 from huoyan.server.platform import Platform
+from huoyan.store.accounts import Role as UserRole
 from serverkit import Keys
 
 SERVER = Path(i18n.__file__).parent
@@ -35,6 +36,8 @@ def extracted() -> dict[str, str]:
     for f in sorted((SERVER / "static").glob("*.js")):
         add(extract_from_file("javascript", str(f), keywords={"t": None}), f.name)
     add(extract_from_file("python", str(SERVER / "routes" / "pages.py"), keywords={"_": None}), "pages.py")
+    for f in sorted(SERVER.rglob("*.py")):  # what the server says in its answers (core.text.Message)
+        add(extract_from_file("python", str(f), keywords={"Message": None}), f.name)
     return found
 
 
@@ -110,3 +113,21 @@ def test_pages_render_in_the_users_language_and_the_browsers_by_default(
     assert client.put("/api/me/language", json={"language": "fr"}, headers={"X-CSRF-Token": csrf}).status_code == 422
     client.put("/api/me/language", json={"language": None}, headers={"X-CSRF-Token": csrf})
     assert ">Records<" in client.get("/records", headers={"Accept-Language": "en"}).text
+
+
+def test_the_servers_answers_are_said_in_the_readers_language(served: tuple[TestClient, Platform, Keys]) -> None:
+    from serverkit import PASSWORD
+
+    client, _, keys = served
+    zh = {"Accept-Language": "zh-CN"}
+    missing = client.get("/api/inspections/999999", headers={**keys.headers(UserRole.OPERATOR), **zh})
+    assert missing.status_code == 404 and missing.json()["detail"] == "未找到检测 999999"
+    english = client.get("/api/inspections/999999", headers=keys.headers(UserRole.OPERATOR))
+    assert english.json()["detail"] == "no inspection 999999"  # the same answer, for a reader of English
+    assert client.get("/api/stations", headers=zh).json()["detail"] == "请登录或提供 API 密钥"
+    client.post("/api/session", json={"username": "operator", "password": PASSWORD})
+    csrf = client.get("/api/me").json()["csrf_token"]
+    client.put("/api/me/language", json={"language": "zh-CN"}, headers={"X-CSRF-Token": csrf})
+    page = client.get("/models", headers={"Accept-Language": "en"})  # the user's choice wins
+    assert page.status_code == 403 and "此操作需要工程师角色；您是操作员" in page.text
+    assert "页面不存在" in client.get("/no/such/page").text

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 
 # C0 and C1 control characters, DEL, and lone surrogates that are not file-system escapes.
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -64,3 +65,24 @@ def fit_file_name(name: str, max_bytes: int) -> str:
         kept.append(char)
         used += size
     return f"{''.join(kept)}~{digest}{suffix}"
+
+
+class Message(str):
+    """English text that knows its message id and values, so a layer that knows its
+    reader's language (the dashboard) can say it in that language; everywhere else
+    (logs, the CLI, tests) it is the English text itself.
+
+    ``Message("no inspection {id}", id=5)`` is ``"no inspection 5"``; its ``msgid`` is
+    ``"no inspection {id}"``. A value that is a Message is translated with it."""
+
+    msgid: str
+    values: dict[str, object]
+
+    def __new__(cls, msgid: str, **values: object) -> Message:
+        obj = super().__new__(cls, msgid.format(**values))
+        obj.msgid, obj.values = msgid, values
+        return obj
+
+    def translated(self, gettext: Callable[[str], str]) -> str:
+        values = {k: v.translated(gettext) if isinstance(v, Message) else v for k, v in self.values.items()}
+        return gettext(self.msgid).format(**values)

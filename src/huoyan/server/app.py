@@ -20,6 +20,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from huoyan import __version__
+from huoyan.core.text import Message
+from huoyan.server import i18n
 from huoyan.server.platform import Platform, Settings
 from huoyan.server.routes import (
     admin,
@@ -35,7 +37,7 @@ from huoyan.server.routes import (
     stations,
 )
 from huoyan.server.routes.stations import MAX_UPLOAD
-from huoyan.server.security import LoginRequired
+from huoyan.server.security import COOKIE, LoginRequired
 from huoyan.server.uploads import FORM_OVERHEAD, BodyLimit
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,19 @@ ROUTERS = (
 
 
 MAX_BODY = 1024 * 1024  # JSON bodies (logins, reviews, settings); uploads have their own limit
+
+
+def _language_of(request: Request, plat: Platform) -> str | None:
+    """The language the asking user chose: known once they were identified, else looked
+    up by their session (a path no route has runs no authentication)."""
+    if hasattr(request.state, "language"):
+        return request.state.language  # type: ignore[no-any-return]
+    cookie = request.cookies.get(COOKIE)
+    try:
+        found = plat.accounts.session_user(cookie) if cookie else None
+    except (OperationalError, InterfaceError):  # the database is what failed: the browser's language will do
+        return None
+    return found[0].language if found else None
 
 
 def _body_limit(path: str) -> int:
@@ -103,20 +118,31 @@ def create_app(settings: Settings, start_platform: bool = True) -> FastAPI:
     async def database_down(request: Request, exc: Exception) -> Response:
         # The stations keep inspecting and spool their records; the API says why it cannot answer.
         log.error("database unavailable: %s", str(exc).splitlines()[0])
-        return await errors(request, HTTPException(503, "the database is unavailable; try again shortly"))
+        return await errors(request, HTTPException(503, Message("the database is unavailable; try again shortly")))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         # A fault of ours: logged with its trace; the browser gets the dashboard's page, a client JSON.
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return await errors(request, HTTPException(500, "something went wrong on the server; see the server's log"))
+        return await errors(
+            request, HTTPException(500, Message("something went wrong on the server; see the server's log"))
+        )
 
     # Starlette's class: the router's own 404 for a path no route has is one too.
     @app.exception_handler(StarletteHTTPException)
     async def errors(request: Request, exc: StarletteHTTPException) -> Response:
+        saved = _language_of(request, plat)
+        detail = Message("Not Found") if exc.detail == "Not Found" else exc.detail  # the router's own 404
+        if isinstance(detail, Message):  # said in the reader's language (huoyan.server.i18n)
+            lang = i18n.choose(saved, request.headers.get("accept-language"))
+            exc = StarletteHTTPException(
+                exc.status_code, detail.translated(i18n.translations(lang).gettext), exc.headers
+            )
         if _is_api(request):
             return await http_exception_handler(request, exc)
-        return pages.render(request, "error.html", None, exc.status_code, status=exc.status_code, detail=exc.detail)
+        return pages.render(
+            request, "error.html", None, exc.status_code, language=saved, status=exc.status_code, detail=exc.detail
+        )
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]

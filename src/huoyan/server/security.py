@@ -21,6 +21,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from huoyan.core.text import Message
 from huoyan.server.platform import Platform, platform
 from huoyan.store.accounts import Role, Scope, User
 
@@ -78,7 +79,7 @@ def _identify(
             sent = request.headers.get(CSRF_HEADER, "")
             if not hmac.compare_digest(sent, csrf):
                 p.audit.add(user.username, "csrf-check", request.url.path, "denied")
-                raise HTTPException(403, "missing or wrong CSRF token (send the X-CSRF-Token header)")
+                raise HTTPException(403, Message("missing or wrong CSRF token (send the X-CSRF-Token header)"))
         return principal
     return None
 
@@ -91,8 +92,10 @@ def current_principal(
     cookie: Annotated[str | None, Security(session_cookie)] = None,
 ) -> Principal:
     principal = _identify(request, p, key, bearer_auth, cookie)
+    if principal is not None:
+        request.state.language = principal.user.language  # errors are said in it (huoyan.server.app)
     if principal is None:
-        raise HTTPException(401, "log in or send an API key", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(401, Message("log in or send an API key"), headers={"WWW-Authenticate": "Bearer"})
     return principal
 
 
@@ -104,6 +107,7 @@ def page_principal(
     principal = _identify(request, p, None, None, cookie)
     if principal is None:
         raise LoginRequired(str(request.url.path))
+    request.state.language = principal.user.language
     return principal
 
 
@@ -114,10 +118,15 @@ def deny(p: Platform, principal: Principal, needed: Role, what: str, scope: Scop
             "denied: API key %s of %s lacks the %s scope for %s", principal.api_key_id, user.username, scope, what
         )
         p.audit.add(user.username, "access", what, "denied", api_key=principal.api_key_id, needed_scope=scope.value)
-        return HTTPException(403, f"this API key lacks the {scope.value} scope")
+        return HTTPException(403, Message("this API key lacks the {scope} scope", scope=scope.value))
     log.warning("denied: %s (%s) asked for %s, which needs %s", user.username, user.role, what, needed.value)
     p.audit.add(user.username, "access", what, "denied", role=user.role.value, needed=needed.value)
-    return HTTPException(403, f"this needs the {needed.value} role; you are {user.role.value}")
+    return HTTPException(
+        403,
+        Message(
+            "this needs the {needed} role; you are {role}", needed=Message(needed.value), role=Message(user.role.value)
+        ),
+    )
 
 
 def _role_check(needed: Role, scope: Scope, for_pages: bool) -> Callable[..., Principal]:

@@ -18,7 +18,10 @@ from fastapi import HTTPException, Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as ASGIMessage
+
+from huoyan.core.text import Message
 
 Form = TypeVar("Form", bound=BaseModel)
 MB = 1024 * 1024
@@ -32,7 +35,7 @@ def multipart_body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def too_large(limit: int) -> HTTPException:
-    return HTTPException(413, f"request bodies up to {limit // MB} MB")
+    return HTTPException(413, Message("request bodies up to {mb} MB", mb=limit // MB))
 
 
 async def _limited(stream: AsyncIterator[bytes], limit: int) -> AsyncGenerator[bytes, None]:
@@ -55,16 +58,16 @@ async def read_form(request: Request, model: type[Form], file_field: str, max_fi
     if declared.isdigit() and int(declared) > limit:
         raise too_large(max_file)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise HTTPException(415, "send the image as multipart/form-data")
+        raise HTTPException(415, Message("send the image as multipart/form-data"))
     parser = MultiPartParser(request.headers, _limited(request.stream(), limit), max_files=1, max_fields=8)
     try:
         form = await parser.parse()
     except MultiPartException as exc:
-        raise HTTPException(400, f"malformed form: {exc.message}") from exc
+        raise HTTPException(400, Message("malformed form: {reason}", reason=exc.message)) from exc
     try:
         upload = form.get(file_field)
         if not isinstance(upload, UploadFile):
-            raise HTTPException(422, f"the form needs a file in the field {file_field!r}")
+            raise HTTPException(422, Message("the form needs a file in the field '{field}'", field=file_field))
         data = await upload.read()
         if len(data) > max_file:
             raise too_large(max_file)
@@ -96,7 +99,7 @@ class BodyLimit:
             return
         received = 0
 
-        async def counted() -> Message:
+        async def counted() -> ASGIMessage:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
+from huoyan.core.text import Message
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import RowId, errors, not_found
 from huoyan.server.schemas import (
@@ -48,9 +49,9 @@ def change_user(
 ) -> UserOut:
     """Change a user's role or display name, disable or enable them, or set a new password."""
     if p.accounts.get(username) is None:
-        raise not_found(f"user {username!r}")
+        raise not_found(Message("user '{name}'", name=username))
     if username == principal.user.username and (body.active is False or (body.role and body.role != Role.ADMIN)):
-        raise HTTPException(409, "an admin cannot disable or demote themselves; ask another admin")
+        raise HTTPException(409, Message("an admin cannot disable or demote themselves; ask another admin"))
     try:
         user = p.accounts.update(username, body.role, body.active, body.password, body.display_name)
     except AccountError as exc:
@@ -71,7 +72,7 @@ def add_api_key(body: NewApiKey, p: Annotated[Platform, Depends(platform)], prin
     try:
         key_id, key = p.accounts.add_api_key(body.username, body.name, body.scopes)
     except AccountError as exc:
-        raise not_found(f"user {body.username!r}") from exc
+        raise not_found(Message("user '{name}'", name=body.username)) from exc
     scopes = sorted(s.value for s in set(body.scopes))
     p.audit.add(principal.user.username, "api-key-add", body.username, key_id=key_id, name=body.name, scopes=scopes)
     return ApiKeyCreated(id=key_id, key=key)
@@ -80,11 +81,11 @@ def add_api_key(body: NewApiKey, p: Annotated[Platform, Depends(platform)], prin
 @router.delete("/api-keys/{key_id}", status_code=204, response_class=Response, responses=errors(404, 409))
 def revoke_api_key(key_id: RowId, p: Annotated[Platform, Depends(platform)], principal: Admin) -> Response:
     if key_id == principal.api_key_id:
-        raise HTTPException(409, "this request is made with that key: revoke it with another credential")
+        raise HTTPException(409, Message("this request is made with that key: revoke it with another credential"))
     try:
         p.accounts.revoke_api_key(key_id)
     except AccountError as exc:
-        raise not_found(f"API key {key_id}") from exc
+        raise not_found(Message("API key {id}", id=key_id)) from exc
     p.audit.add(principal.user.username, "api-key-revoke", str(key_id))
     return Response(status_code=204)
 

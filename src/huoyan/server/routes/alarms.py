@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
+from huoyan.core.text import Message
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import RowId, errors, not_found
 from huoyan.server.schemas import AckIn, EventOut
@@ -35,7 +36,7 @@ def ack(p: Annotated[Platform, Depends(platform)], principal: Reviewer, event_id
     try:
         acknowledge(p.engine, event_id, who, body.comment)
     except LookupError as exc:
-        raise not_found(f"event {event_id}") from exc
+        raise not_found(Message("event {id}", id=event_id)) from exc
     except AckRefused as exc:
         raise HTTPException(409, str(exc)) from exc
     p.audit.add(who, "alarm-acknowledged", str(event_id), comment=body.comment)

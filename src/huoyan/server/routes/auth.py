@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
+from huoyan.core.text import Message
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import errors
 from huoyan.server.schemas import Health, LanguageIn, Login, Me
@@ -39,17 +40,19 @@ def login(body: Login, request: Request, response: Response, p: Annotated[Platfo
     origin = request.headers.get("origin")
     if origin and urlsplit(origin).netloc != request.headers.get("host"):
         # A login posted from another site's page (login CSRF) is refused.
-        raise HTTPException(403, "cross-site login refused")
+        raise HTTPException(403, Message("cross-site login refused"))
     client = request.client.host if request.client else ""
     wait = p.throttle.wait_s(body.username, client)
     if wait > 0:
         p.audit.add(body.username, "login", client, "throttled")
-        raise HTTPException(429, "too many failed logins; try again later", headers={"Retry-After": str(int(wait) + 1)})
+        raise HTTPException(
+            429, Message("too many failed logins; try again later"), headers={"Retry-After": str(int(wait) + 1)}
+        )
     user = p.accounts.authenticate(body.username, body.password)
     if user is None:
         p.throttle.failed(body.username, client)
         p.audit.add(body.username, "login", client, "denied")
-        raise HTTPException(401, "wrong username or password, or the account is disabled")
+        raise HTTPException(401, Message("wrong username or password, or the account is disabled"))
     p.throttle.succeeded(body.username, client)
     token, csrf = p.accounts.open_session(user)
     response.set_cookie(

@@ -8,6 +8,7 @@ from urllib.parse import quote
 from fastapi import HTTPException, Path
 from pydantic import BaseModel
 
+from huoyan.core.text import Message
 from huoyan.server.platform import Platform
 from huoyan.server.schemas import InspectionOut
 
@@ -25,7 +26,8 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def not_found(what: str) -> HTTPException:
-    return HTTPException(404, f"no {what}")
+    """404 naming what is missing; ``what`` may be a Message, translated with it."""
+    return HTTPException(404, Message("no {what}", what=what))
 
 
 def with_reviews(p: Platform, rows: list[dict[str, Any]]) -> list[InspectionOut]:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+from huoyan.core.text import Message
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import errors, not_found
 from huoyan.server.schemas import DefectTypes, DefectTypesIn
@@ -38,5 +39,5 @@ def station_types(station_id: str, p: Annotated[Platform, Depends(platform)], _:
     """The defect types of the product the station makes (any station that stored records)."""
     product, types = station_defect_types(p.engine, station_id)
     if product is None:
-        raise not_found(f"station {station_id!r}")
+        raise not_found(Message("station '{station}'", station=station_id))
     return DefectTypes(product=product, types=types)

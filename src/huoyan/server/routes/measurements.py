@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from huoyan.core.records import EvidenceKind
+from huoyan.core.text import Message
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import errors, not_found
 from huoyan.server.schemas import ConditionOut, Measured, MeasuredPoint, MeasurementSeries
@@ -60,11 +61,11 @@ def latest_condition(
     record = None if found is None else get_inspection(p.engine, found)
     evidence = None if record is None else record.evidence_of(EvidenceKind.CONDITION, channel)
     if record is None or evidence is None or record.id is None:
-        raise not_found(f"analysis of a sensor window kept for station {station!r}")
+        raise not_found(Message("analysis of a sensor window kept for station '{station}'", station=station))
     try:
         body = json.loads(p.blob(record.station_id, evidence.sha256))
     except FileNotFoundError as exc:
-        raise not_found(f"file of the analysis {evidence.sha256}") from exc
+        raise not_found(Message("file of the analysis {sha256}", sha256=evidence.sha256)) from exc
     return ConditionOut(
         inspection_id=record.id,
         at=record.arrived_at,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from huoyan.core.text import Message
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import RowId, errors, not_found
 from huoyan.server.schemas import ActionIn, ModelVersionOut, RecipeOut, TrainingJobOut, TrainingRequest
@@ -27,7 +28,9 @@ async def switch_to(
     The audit trail keeps who, what and the ``reason`` given."""
     host = p.hosts.get(version["station_id"])
     if host is None:
-        raise HTTPException(409, f"station {version['station_id']} is not hosted by this server")
+        raise HTTPException(
+            409, Message("station {station} is not hosted by this server", station=version["station_id"])
+        )
     try:
         await asyncio.to_thread(artifact_of, version, p.blobs)  # versions from before the store kept models
         await host.activate(version_ref(version))
@@ -73,7 +76,7 @@ def models(p: Annotated[Platform, Depends(platform)], _: Engineer, station: str 
 def model(version_id: RowId, p: Annotated[Platform, Depends(platform)], _: Engineer) -> ModelVersionOut:
     v = p.versions.get(version_id)
     if v is None:
-        raise not_found(f"model version {version_id}")
+        raise not_found(Message("model version {id}", id=version_id))
     return ModelVersionOut.model_validate(v)
 
 
@@ -88,7 +91,7 @@ async def activate(
     model judges the next part. The version before it is kept and can be activated again."""
     v = p.versions.get(version_id)
     if v is None:
-        raise not_found(f"model version {version_id}")
+        raise not_found(Message("model version {id}", id=version_id))
     reason = body.reason if body else None
     return ModelVersionOut.model_validate(await switch_to(p, v, principal, "model-activate", reason))
 
@@ -104,7 +107,7 @@ def training_jobs(
 def training_job(job_id: RowId, p: Annotated[Platform, Depends(platform)], _: Engineer) -> TrainingJobOut:
     job = p.versions.job(job_id)
     if job is None:
-        raise not_found(f"training job {job_id}")
+        raise not_found(Message("training job {id}", id=job_id))
     return TrainingJobOut.model_validate(job)
 
 
@@ -113,7 +116,7 @@ def train(body: TrainingRequest, p: Annotated[Platform, Depends(platform)], prin
     """Queue training of a new version from the station's collected good images; it runs
     on the server and ends as a candidate version with metrics next to the active one's."""
     if body.station_id not in p.hosts:
-        raise not_found(f"station {body.station_id!r} on this server")
+        raise not_found(Message("station '{station}' on this server", station=body.station_id))
     job = p.versions.enqueue(body.station_id, {"max_images": body.max_images}, principal.user.username)
     p.audit.add(principal.user.username, "training-requested", body.station_id, job=job["id"])
     return TrainingJobOut.model_validate(job)

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from huoyan.core.artifact import read_metadata
+from huoyan.core.text import Message
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import errors, not_found
 from huoyan.server.schemas import ModelVersionOut, PackageImported, PackageOut
@@ -73,7 +74,15 @@ def _install(p: Platform, archive: Path, work: Path, who: str, source: str) -> P
 def _candidate(p: Platform, target: Path, manifest: Manifest, station: str, who: str) -> dict[str, Any]:
     models = sorted((target / "model").glob("*.safetensors")) if (target / "model").is_dir() else []
     if not models:
-        raise HTTPException(409, f"installed, but {manifest.name} v{manifest.version} carries no model for {station}")
+        raise HTTPException(
+            409,
+            Message(
+                "installed, but {name} v{version} carries no model for {station}",
+                name=manifest.name,
+                version=manifest.version,
+                station=station,
+            ),
+        )
     model = models[0]
     sha = p.blobs.put_file(model)
     return p.versions.add(
@@ -120,7 +129,7 @@ async def import_(
     refused package (422) changes nothing and says exactly why."""
     who = principal.user.username
     if station is not None and station not in p.hosts:
-        raise not_found(f"station {station}")
+        raise not_found(Message("station '{station}'", station=station))
     incoming = p.settings.data_dir / "incoming"
     incoming.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=incoming) as tmp:
@@ -129,11 +138,13 @@ async def import_(
         try:
             target = await run_in_threadpool(_install, p, archive, Path(tmp), who, f"upload of {size} bytes")
         except PackageRefused as exc:
-            raise HTTPException(422, f"refused: {exc}") from exc
+            raise HTTPException(422, Message("refused: {reason}", reason=str(exc))) from exc
         except KeyError_ as exc:  # this server's box key: its file or passphrase
-            raise HTTPException(409, f"this server cannot open sealed packages: {exc}") from exc
+            raise HTTPException(
+                409, Message("this server cannot open sealed packages: {reason}", reason=str(exc))
+            ) from exc
         except OSError as exc:  # verified, but it could not be copied in (a full disk)
-            raise HTTPException(507, f"not installed: {exc}") from exc
+            raise HTTPException(507, Message("not installed: {reason}", reason=str(exc))) from exc
     manifest = Manifest.model_validate_json((target / MANIFEST).read_text())
     version, limits = None, []
     if station is not None:

@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from huoyan import __version__
+from huoyan.core.text import Message
 from huoyan.server import i18n
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import RowId, not_found
@@ -113,7 +114,7 @@ def live_page(
     station_id: str, request: Request, p: Annotated[Platform, Depends(platform)], principal: OperatorPage
 ) -> Response:
     if station_id not in p.hosts:
-        raise not_found(f"station {station_id!r} on this server")
+        raise not_found(Message("station '{station}' on this server", station=station_id))
     return render(request, "live.html", principal, station=station_id, stations=list(p.hosts))
 
 

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 
 from huoyan.core.plant import ShiftCalendar
 from huoyan.core.records import StoredInspection
+from huoyan.core.text import Message
 from huoyan.quality.charts import CHARTS, ChartError
 from huoyan.quality.drift import drift
 from huoyan.quality.html import render_html
@@ -74,7 +75,9 @@ def _chart(
         usl=usl,
     )
     if result is None:
-        raise not_found(f"{metric} records of station {station!r} in this period")
+        raise not_found(
+            Message("{metric} records of station '{station}' in this period", metric=metric, station=station)
+        )
     return result
 
 
@@ -129,7 +132,9 @@ async def freeze(p: Annotated[Platform, Depends(platform)], principal: Engineer,
     """Estimate the chart's limits from these points, leaving out ``exclude`` (Phase I), and
     keep them as the next frozen version (Phase II); the audit trail records who and why."""
     if body.chart not in CHARTS:
-        raise HTTPException(422, f"unknown chart {body.chart!r}; charts are {', '.join(CHARTS)}")
+        raise HTTPException(
+            422, Message("unknown chart '{chart}'; charts are {charts}", chart=body.chart, charts=", ".join(CHARTS))
+        )
     try:
         result = await asyncio.to_thread(
             _chart, p, body.station, body.metric, body.chart, body.by, body.since, body.until,
@@ -164,7 +169,7 @@ async def score_drift(
     the rank-normalised EWMA that raises the station's score-drift alarm."""
     inputs = await asyncio.to_thread(Q.drift_inputs, p.engine, station, recent)
     if inputs is None or len(inputs.recent) < 20:
-        raise not_found(f"model with enough OK scores at station {station!r} to compare")
+        raise not_found(Message("model with enough OK scores at station '{station}' to compare", station=station))
     try:
         found = drift(inputs.reference, inputs.recent)
     except ChartError as exc:

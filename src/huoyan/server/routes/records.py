@@ -11,6 +11,7 @@ from starlette.background import BackgroundTask
 
 from huoyan.core.models import Verdict
 from huoyan.core.records import Evidence, EvidenceKind, StoredInspection, media_type_of
+from huoyan.core.text import Message
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import RowId, attachment, errors, not_found, with_reviews
 from huoyan.server.schemas import (
@@ -106,7 +107,7 @@ def export(
 def _record(p: Platform, inspection_id: RowId) -> StoredInspection:
     record = get_inspection(p.engine, inspection_id)
     if record is None:
-        raise not_found(f"inspection {inspection_id}")
+        raise not_found(Message("inspection {id}", id=inspection_id))
     return record
 
 
@@ -131,7 +132,9 @@ def _evidence(record: StoredInspection, kind: EvidenceKind, channel: str | None)
     found = record.evidence_of(kind, channel)
     if found is None:
         where = f" from channel {channel!r}" if channel else ""
-        raise not_found(f"{kind.value}{where} kept for this inspection (see storage.keep_ok_every)")
+        raise not_found(
+            Message("{kind}{where} kept for this inspection (see storage.keep_ok_every)", kind=kind.value, where=where)
+        )
     return found
 
 
@@ -139,7 +142,7 @@ def _blob(p: Platform, record: StoredInspection, evidence: Evidence) -> bytes:
     try:
         return p.blob(record.station_id, evidence.sha256)
     except FileNotFoundError as exc:
-        raise not_found(f"file of {evidence.kind.value} {evidence.sha256}") from exc
+        raise not_found(Message("file of {kind} {sha256}", kind=evidence.kind.value, sha256=evidence.sha256)) from exc
 
 
 def _served(data: bytes, evidence: Evidence) -> Response:
@@ -188,7 +191,7 @@ def evidence(
     record = _record(p, inspection_id)
     found = next((e for e in record.evidence if e.sha256 == sha256), None)
     if found is None:
-        raise not_found(f"evidence {sha256} of inspection {inspection_id}")
+        raise not_found(Message("evidence {sha256} of inspection {id}", sha256=sha256, id=inspection_id))
     return _served(_blob(p, record, found), found)
 
 
@@ -206,9 +209,9 @@ def overlay(
     try:
         png = record_overlay(record, lambda sha: p.blob(record.station_id, sha), max_side, channel)
     except FileNotFoundError as exc:
-        raise not_found(f"file of the image or heat map of inspection {inspection_id}") from exc
+        raise not_found(Message("file of the image or heat map of inspection {id}", id=inspection_id)) from exc
     except ImageError as exc:
-        raise HTTPException(409, f"stored image cannot be read: {exc}") from exc
+        raise HTTPException(409, Message("stored image cannot be read: {reason}", reason=str(exc))) from exc
     return Response(png, media_type="image/png")
 
 
@@ -230,7 +233,7 @@ def review(
             [(r.index, r.label) for r in body.regions],
         )
     except LookupError as exc:
-        raise not_found(f"inspection {inspection_id}") from exc
+        raise not_found(Message("inspection {id}", id=inspection_id)) from exc
     except ReviewError as exc:
         raise HTTPException(409, str(exc)) from exc
     _audit_review(p, principal.user.username, inspection_id, body.outcome.value, out)

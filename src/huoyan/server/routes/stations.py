@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from huoyan.core.records import EvidenceKind
 from huoyan.core.station import StationBusy, StationHandle, StationStatus
+from huoyan.core.text import Message
 from huoyan.decision import judge
 from huoyan.server.live import sse
 from huoyan.server.platform import Platform, platform
@@ -35,7 +36,7 @@ UPLOAD_TIMEOUT_S = 60.0
 def _host(p: Platform, station_id: str) -> StationHandle:
     host = p.hosts.get(station_id)
     if host is None:
-        raise not_found(f"station {station_id!r} on this server")
+        raise not_found(Message("station '{station}' on this server", station=station_id))
     return host
 
 
@@ -90,7 +91,7 @@ async def inspect_with_recipe(request: Request, p: Annotated[Platform, Depends(p
         status = host.status()
         if status.recipe_id == form.recipe and status.takes_uploads:
             return await _inspect(p, host, form, name)
-    raise not_found(f"station running recipe {form.recipe!r} with an http source")
+    raise not_found(Message("station running recipe '{recipe}' with an http source", recipe=form.recipe))
 
 
 async def _inspect(p: Platform, host: StationHandle, form: Upload, name: str) -> UploadResult:
@@ -174,7 +175,7 @@ async def rollback(
     active = p.versions.active(station_id)
     parent = p.versions.get(active["parent_id"]) if active and active["parent_id"] else None
     if parent is None:
-        raise HTTPException(409, "the active version has no parent to roll back to")
+        raise HTTPException(409, Message("the active version has no parent to roll back to"))
     await switch_to(p, parent, principal, "model-rollback", body.reason if body else None)
     return host.status()
 
