@@ -36,7 +36,8 @@ def extracted() -> dict[str, str]:
     for f in sorted((SERVER / "static").glob("*.js")):
         add(extract_from_file("javascript", str(f), keywords={"t": None}), f.name)
     add(extract_from_file("python", str(SERVER / "routes" / "pages.py"), keywords={"_": None}), "pages.py")
-    for f in sorted(SERVER.rglob("*.py")):  # what the server says in its answers (core.text.Message)
+    # What the server says in its answers (core.text.Message), its own and the store's.
+    for f in [*sorted(SERVER.rglob("*.py")), *sorted((SERVER.parent / "store").glob("*.py"))]:
         add(extract_from_file("python", str(f), keywords={"Message": None}), f.name)
     return found
 
@@ -131,3 +132,18 @@ def test_the_servers_answers_are_said_in_the_readers_language(served: tuple[Test
     page = client.get("/models", headers={"Accept-Language": "en"})  # the user's choice wins
     assert page.status_code == 403 and "此操作需要工程师角色；您是操作员" in page.text
     assert "页面不存在" in client.get("/no/such/page").text
+
+
+def test_a_refused_review_says_why_in_the_readers_language(
+    served: tuple[TestClient, Platform, Keys], line_dir: Path
+) -> None:
+    from serverkit import png
+    from test_server_api import good_images, upload
+
+    client, _, keys = served
+    ok = upload(client, keys, png(good_images(line_dir)[0]), "G0.png")
+    wrong = client.post(
+        f"/api/inspections/{ok['id']}/reviews", json={"outcome": "false_alarm"},
+        headers={**keys.headers(UserRole.OPERATOR), "Accept-Language": "zh-CN"},
+    )  # fmt: skip
+    assert wrong.status_code == 409 and wrong.json()["detail"].startswith("OK 零件只能复核为")

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from huoyan.core.records import utcnow
+from huoyan.core.text import Message
 from huoyan.store.records import UNAVAILABLE, as_utc
 from huoyan.store.schema import ApiKeyRow, SessionRow, UserRow
 
@@ -150,7 +151,7 @@ class Accounts:
                 s.flush()
                 return _user(row)
         except IntegrityError as exc:
-            raise AccountError(f"user {username!r} already exists") from exc
+            raise AccountError(Message("user '{name}' already exists", name=username)) from exc
 
     def users(self) -> list[User]:
         with Session(self.engine) as s:

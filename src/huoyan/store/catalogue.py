@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from huoyan.core.text import Message
 from huoyan.store.schema import PlantSettingRow, StationRow
 
 KEY = "defect-types"
@@ -62,11 +63,14 @@ def set_defect_types(engine: Engine, product: str, types: list[str], by: str) ->
     return clean
 
 
-def check_label(session: Session, station: str, label: str) -> str | None:
+def check_label(session: Session, station: str, label: str) -> Message | None:
     """Why ``label`` is not a type of the station's product (None if it is, or if the
     product keeps no list)."""
     product = product_of(session, station)
     types = _all(session).get(product, []) if product else []
     if types and label not in types:
-        return f"'{label}' is not a defect type of {product}; its types are: {', '.join(types)}"
+        return Message(
+            "'{label}' is not a defect type of {product}; its types are: {types}",
+            label=label, product=product, types=", ".join(types),
+        )  # fmt: skip
     return None

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from huoyan.core.records import EvidenceKind, utcnow
+from huoyan.core.text import Message
 from huoyan.store import catalogue, chain
 from huoyan.store.records import as_utc
 from huoyan.store.schema import EvidenceRow, InspectionRow, RegionRow, ReviewRow
@@ -128,14 +129,28 @@ class Reviews:
             verdict, key, station = found
             if Outcome(outcome) not in ALLOWED.get(verdict, set()):
                 allowed = ", ".join(sorted(ALLOWED.get(verdict, set()))) or "nothing (it has no image verdict)"
-                raise ReviewError(f"a {verdict} part can be reviewed as {allowed}, not {outcome}")
+                raise ReviewError(
+                    Message(
+                        "a {verdict} part can be reviewed as {allowed}, not {outcome}",
+                        verdict=verdict,
+                        allowed=allowed,
+                        outcome=outcome,
+                    )
+                )
             if region_labels:
                 if Outcome(outcome) != Outcome.DEFECT:
-                    raise ReviewError("region labels are corrected on a part confirmed as a defect")
+                    raise ReviewError(Message("region labels are corrected on a part confirmed as a defect"))
                 n = s.scalar(select(func.count()).where(RegionRow.inspection_id == inspection_id)) or 0
                 wrong = sorted({i for i, _ in region_labels if not 0 <= i < n})
                 if wrong:
-                    raise ReviewError(f"inspection {inspection_id} has {n} regions; there is no region {wrong[0]}")
+                    raise ReviewError(
+                        Message(
+                            "inspection {id} has {n} regions; there is no region {wrong}",
+                            id=inspection_id,
+                            n=n,
+                            wrong=wrong[0],
+                        )
+                    )
             # A product with a catalogue of defect types takes only those (huoyan.store.catalogue).
             for name in [label, *(text for _, text in region_labels)]:
                 refused = catalogue.check_label(s, station, name) if name else None

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from huoyan.core.text import Message
 from huoyan.server.platform import Platform, platform
-from huoyan.server.routes.common import RowId, errors, not_found
+from huoyan.server.routes.common import RowId, errors, not_found, said
 from huoyan.server.schemas import (
     ApiKeyCreated,
     ApiKeyOut,
@@ -38,7 +38,7 @@ def add_user(body: NewUser, p: Annotated[Platform, Depends(platform)], principal
     try:
         user = p.accounts.add_user(body.username, body.password, body.role, principal.user.username)
     except AccountError as exc:
-        raise HTTPException(409, str(exc)) from exc
+        raise HTTPException(409, said(exc)) from exc
     p.audit.add(principal.user.username, "user-add", body.username, role=body.role.value)
     return UserOut.model_validate(user, from_attributes=True)
 

@@ -25,6 +25,12 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorOut} for code in sorted({401, 403, *codes})}
 
 
+def said(exc: Exception) -> str:
+    """What an error says: its Message (translated for the reader by the error handler),
+    else its English text."""
+    return exc.args[0] if exc.args and isinstance(exc.args[0], Message) else str(exc)
+
+
 def not_found(what: str) -> HTTPException:
     """404 naming what is missing; ``what`` may be a Message, translated with it."""
     return HTTPException(404, Message("no {what}", what=what))

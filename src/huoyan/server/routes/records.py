@@ -13,7 +13,7 @@ from huoyan.core.models import Verdict
 from huoyan.core.records import Evidence, EvidenceKind, StoredInspection, media_type_of
 from huoyan.core.text import Message
 from huoyan.server.platform import Platform, platform
-from huoyan.server.routes.common import RowId, attachment, errors, not_found, with_reviews
+from huoyan.server.routes.common import RowId, attachment, errors, not_found, said, with_reviews
 from huoyan.server.schemas import (
     BulkRefusal,
     BulkReviewIn,
@@ -235,7 +235,7 @@ def review(
     except LookupError as exc:
         raise not_found(Message("inspection {id}", id=inspection_id)) from exc
     except ReviewError as exc:
-        raise HTTPException(409, str(exc)) from exc
+        raise HTTPException(409, said(exc)) from exc
     _audit_review(p, principal.user.username, inspection_id, body.outcome.value, out)
     return ReviewOut.model_validate(out)
 
