@@ -147,3 +147,19 @@ def test_a_refused_review_says_why_in_the_readers_language(
         headers={**keys.headers(UserRole.OPERATOR), "Accept-Language": "zh-CN"},
     )  # fmt: skip
     assert wrong.status_code == 409 and wrong.json()["detail"].startswith("OK 零件只能复核为")
+
+
+def test_a_form_field_refused_by_our_own_rule_is_said_in_the_readers_language(
+    served: tuple[TestClient, Platform, Keys],
+) -> None:
+    client, _, keys = served
+    body = {"username": "li/gong", "password": "a long password", "role": "operator"}
+    zh = client.post("/api/users", json=body, headers={**keys.headers(UserRole.ADMIN), "Accept-Language": "zh-CN"})
+    assert zh.status_code == 422
+    (error,) = zh.json()["detail"]
+    assert error["loc"] == ["body", "username"] and error["msg"].startswith("用户名为 1–100 个字母或数字")
+    en = client.post("/api/users", json=body, headers=keys.headers(UserRole.ADMIN)).json()["detail"][0]
+    assert "letters or digits (any script)" in en["msg"]
+    short = client.post("/api/users", json={**body, "username": "li", "password": "short"},
+                        headers={**keys.headers(UserRole.ADMIN), "Accept-Language": "zh-CN"})  # fmt: skip
+    assert short.status_code == 422  # pydantic's own length rule: said as pydantic says it

@@ -13,8 +13,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import RedirectResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -127,6 +129,20 @@ def create_app(settings: Settings, start_platform: bool = True) -> FastAPI:
         return await errors(
             request, HTTPException(500, Message("something went wrong on the server; see the server's log"))
         )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own answer, with our validators' messages said in the reader's language.
+        gettext = i18n.translations(
+            i18n.choose(_language_of(request, plat), request.headers.get("accept-language"))
+        ).gettext
+        found = []
+        for error in exc.errors():
+            cause = (error.get("ctx") or {}).get("error")
+            if isinstance(cause, ValueError) and cause.args and isinstance(cause.args[0], Message):
+                error = {**error, "msg": cause.args[0].translated(gettext)}
+            found.append(error)
+        return JSONResponse(status_code=422, content={"detail": jsonable_encoder(found)})
 
     # Starlette's class: the router's own 404 for a path no route has is one too.
     @app.exception_handler(StarletteHTTPException)

@@ -67,7 +67,7 @@ class NewUser(BaseModel):
         try:
             return username_of(v)
         except AccountError as exc:
-            raise ValueError(str(exc)) from None
+            raise ValueError(*exc.args) from None  # its Message, translated in the 422 answer
 
 
 class UserChange(BaseModel):
@@ -84,7 +84,7 @@ class UserChange(BaseModel):
         try:
             display_name_of(v)  # checked here, stored (and blank cleared) by the account store
         except AccountError as exc:
-            raise ValueError(str(exc)) from exc
+            raise ValueError(*exc.args) from exc
         return v
 
 

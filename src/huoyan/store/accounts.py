@@ -41,7 +41,7 @@ def display_name_of(text: str | None) -> str | None:
         return None
     name = " ".join(unicodedata.normalize("NFC", text).split())
     if len(name) > 100 or any(unicodedata.category(c).startswith("C") for c in name):
-        raise AccountError("a display name is at most 100 characters, without control characters")
+        raise AccountError(Message("a display name is at most 100 characters, without control characters"))
     return name or None
 
 
@@ -51,7 +51,10 @@ def username_of(text: str) -> str:
     name = unicodedata.normalize("NFC", text)
     if not 1 <= len(name) <= USERNAME_CHARS or not USERNAME.match(name):
         raise AccountError(
-            f"a user name is 1-{USERNAME_CHARS} letters or digits (any script), . _ @ - and single spaces between words"
+            Message(
+                "a user name is 1-{n} letters or digits (any script), . _ @ - and single spaces between words",
+                n=USERNAME_CHARS,
+            )
         )
     return name
 
@@ -136,7 +139,7 @@ class Accounts:
     def add_user(self, username: str, password: str, role: Role, created_by: str | None = None) -> User:
         username = username_of(username)
         if len(password) < MIN_PASSWORD:
-            raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
+            raise AccountError(Message("a password needs at least {n} characters", n=MIN_PASSWORD))
         row = UserRow(
             username=username,
             password_hash=_hasher.hash(password),
@@ -185,7 +188,7 @@ class Accounts:
                     s.execute(delete(SessionRow).where(SessionRow.user_id == row.id))
             if password is not None:
                 if len(password) < MIN_PASSWORD:
-                    raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
+                    raise AccountError(Message("a password needs at least {n} characters", n=MIN_PASSWORD))
                 row.password_hash = _hasher.hash(password)
                 # Whoever knew the old password may hold a session: every one ends now.
                 s.execute(delete(SessionRow).where(SessionRow.user_id == row.id))
