@@ -37,7 +37,8 @@ def extracted() -> dict[str, str]:
         add(extract_from_file("javascript", str(f), keywords={"t": None}), f.name)
     add(extract_from_file("python", str(SERVER / "routes" / "pages.py"), keywords={"_": None}), "pages.py")
     # What the server says in its answers (core.text.Message), its own and the store's.
-    for f in [*sorted(SERVER.rglob("*.py")), *sorted((SERVER.parent / "store").glob("*.py"))]:
+    for f in [*sorted(SERVER.rglob("*.py")), *sorted((SERVER.parent / "store").glob("*.py")),
+              *sorted((SERVER.parent / "share").glob("*.py"))]:  # fmt: skip
         add(extract_from_file("python", str(f), keywords={"Message": None}), f.name)
     return found
 

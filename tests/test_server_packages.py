@@ -95,11 +95,14 @@ def test_an_engineer_imports_a_signed_package_and_activates_its_model(
     for body, reason in cases:
         refused = post(client, keys, body)
         assert refused.status_code == 422 and reason in refused.json()["detail"], refused.text
+    zh = {**keys.headers(ENGINEER), "Content-Type": "application/x-tar", "Accept-Language": "zh-CN"}
+    chinese = client.post("/api/packages", content=tar_of(older), headers=zh)
+    assert chinese.json()["detail"] == "已拒绝：plant-a/washer-top 的版本 1 不比已安装的版本 2 新"
     assert [(k["name"], k["version"]) for k in client.get("/api/packages", headers=keys.headers(ENGINEER)).json()] == [
         ("washer-top", 2)
     ]
     actions = [(e["action"], e["outcome"]) for e in p.audit.entries(limit=50)]
-    assert actions.count(("package-refused", "refused")) == len(cases)
+    assert actions.count(("package-refused", "refused")) == len(cases) + 1
     assert ("package-imported", "ok") in actions and ("model-version-add", "ok") in actions
     assert not list((p.settings.data_dir / "incoming").iterdir())  # uploads do not pile up
 

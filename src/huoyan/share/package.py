@@ -66,6 +66,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from huoyan import __version__
 from huoyan.core.artifact import ArtifactError, read_metadata
+from huoyan.core.text import Message
 from huoyan.share.keys import Role, TrustedKey, TrustStore, fingerprint, public_of
 from huoyan.share.records import FOLDER as RECORDS
 from huoyan.share.records import RecordSelection, write_records
@@ -333,25 +334,42 @@ def _signed_manifest(folder: Path, signature: Path, trust: TrustStore) -> Manife
     import model_signing
 
     if not (folder / MANIFEST).is_file() or not signature.is_file():
-        raise PackageRefused(f"not a package: {folder.name}/{MANIFEST} or {signature.name} is missing")
+        raise PackageRefused(
+            Message(
+                "not a package: {folder}/{manifest} or {signature} is missing",
+                folder=folder.name,
+                manifest=MANIFEST,
+                signature=signature.name,
+            )
+        )
     try:
         manifest = Manifest.model_validate_json((folder / MANIFEST).read_text())
     except (ValidationError, ValueError) as exc:
-        raise PackageRefused(f"the manifest is unreadable: {exc}") from exc
+        raise PackageRefused(Message("the manifest is unreadable: {reason}", reason=exc)) from exc
     signer = trust.find(manifest.key_fingerprint)
     if signer is None:
-        raise PackageRefused(f"unknown signer: key {manifest.key_fingerprint[:16]}… is not in the trust store")
+        raise PackageRefused(
+            Message("unknown signer: key {key}… is not in the trust store", key=manifest.key_fingerprint[:16])
+        )
     if Role.PUBLISH_MODELS not in signer.roles and any(f.startswith("model/") for f in manifest.files):
-        raise PackageRefused(f"signer {signer.name} is trusted but may not publish models")
+        raise PackageRefused(Message("signer {signer} is trusted but may not publish models", signer=signer.name))
     if manifest.publisher != signer.name:
-        raise PackageRefused(f"the manifest names publisher {manifest.publisher}, the key is {signer.name}'s")
+        raise PackageRefused(
+            Message(
+                "the manifest names publisher {publisher}, the key is {signer}'s",
+                publisher=manifest.publisher,
+                signer=signer.name,
+            )
+        )
     with tempfile.TemporaryDirectory() as tmp:
         public = Path(tmp) / "signer.pub"
         public.write_text(signer.public_key)
         try:
             model_signing.verifying.Config().use_elliptic_key_verifier(public_key=public).verify(folder, signature)
         except Exception as exc:  # the library raises ValueError and others; each means "does not verify"
-            raise PackageRefused(f"the signature of {signer.name} does not verify: {exc}") from exc
+            raise PackageRefused(
+                Message("the signature of {signer} does not verify: {reason}", signer=signer.name, reason=exc)
+            ) from exc
     return manifest
 
 
@@ -363,10 +381,14 @@ def verify_package(package: Path, trust: TrustStore, now: datetime | None = None
     if present != manifest.files:
         extra = sorted(set(present) - set(manifest.files))
         missing = sorted(set(manifest.files) - set(present))
-        raise PackageRefused(f"the files differ from the manifest: extra {extra}, missing {missing}")
+        raise PackageRefused(
+            Message(
+                "the files differ from the manifest: extra {extra}, missing {missing}", extra=extra, missing=missing
+            )
+        )
     moment = now or datetime.now(UTC)
     if moment >= manifest.expires_at:
-        raise PackageRefused(f"the package expired on {manifest.expires_at.isoformat()}")
+        raise PackageRefused(Message("the package expired on {date}", date=manifest.expires_at.isoformat()))
     return manifest
 
 
@@ -380,26 +402,36 @@ def unseal(package: Path, trust: TrustStore, box_key: x25519.X25519PrivateKey | 
         ephemeral = x25519.X25519PublicKey.from_public_bytes(base64.b64decode(envelope["ephemeral"]))
         nonce = base64.b64decode(envelope["nonce"])
     except (OSError, ValueError, KeyError) as exc:
-        raise PackageRefused(f"the envelope is unreadable: {exc}") from exc
+        raise PackageRefused(Message("the envelope is unreadable: {reason}", reason=exc)) from exc
     if box_key is None:
-        raise PackageRefused(f"the package is sealed for {envelope.get('recipient')}: give this plant's box key")
+        raise PackageRefused(
+            Message(
+                "the package is sealed for {recipient}: give this plant's box key", recipient=envelope.get("recipient")
+            )
+        )
     mine = box_key.public_key()
     mine_pem = mine.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     if envelope.get("recipient_fingerprint") != fingerprint(mine_pem):
-        raise PackageRefused(f"the package is sealed for {envelope.get('recipient')}, not for this plant's key")
+        raise PackageRefused(
+            Message(
+                "the package is sealed for {recipient}, not for this plant's key", recipient=envelope.get("recipient")
+            )
+        )
     key = _box_key(box_key.exchange(ephemeral), _raw(ephemeral), _raw(mine))
     into.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=into) as tar:
         try:
             _decrypt(sealed / CIPHERTEXT, key, nonce, (sealed / MANIFEST).read_bytes(), tar)
         except InvalidTag as exc:
-            raise PackageRefused("the package cannot be decrypted with this plant's box key, or was changed") from exc
+            raise PackageRefused(
+                Message("the package cannot be decrypted with this plant's box key, or was changed")
+            ) from exc
         tar.seek(0)
         with tarfile.open(fileobj=tar) as t:
             t.extractall(into, filter="data")  # no absolute paths, no links out, no devices
     inner = Manifest.model_validate_json((into / CONTENT / MANIFEST).read_text())
     if inner != outer:
-        raise PackageRefused("the sealed content's manifest differs from the plaintext one")
+        raise PackageRefused(Message("the sealed content's manifest differs from the plaintext one"))
     return into
 
 
@@ -438,8 +470,11 @@ def import_package(
     newest = registry.versions.get(key, 0)
     if manifest.version <= newest:
         raise PackageRefused(
-            f"version {manifest.version} of {key} is not newer than version {newest}, installed already"
-        )
+            Message(
+                "version {version} of {name} is not newer than version {newest}, installed already",
+                version=manifest.version, name=key, newest=newest,
+            )
+        )  # fmt: skip
     target = into / manifest.publisher / manifest.name / str(manifest.version)
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -460,29 +495,34 @@ def unpack_archive(archive: Path, into: Path, max_bytes: int) -> Path:
             with zipfile.ZipFile(archive) as z:
                 members = z.infolist()
                 if sum(m.file_size for m in members) > max_bytes:
-                    raise PackageRefused(f"the archive unpacks to more than {max_bytes >> 20} MB")
+                    raise PackageRefused(Message("the archive unpacks to more than {mb} MB", mb=max_bytes >> 20))
                 for m in members:
                     if m.filename.startswith(("/", "\\")) or ".." in PurePosixPath(m.filename.replace("\\", "/")).parts:
-                        raise PackageRefused(f"the archive names a path outside the package: {m.filename}")
+                        raise PackageRefused(
+                            Message("the archive names a path outside the package: {path}", path=m.filename)
+                        )
                 z.extractall(into)
         else:
             with tarfile.open(archive) as t:
                 if sum(m.size for m in t.getmembers()) > max_bytes:
-                    raise PackageRefused(f"the archive unpacks to more than {max_bytes >> 20} MB")
+                    raise PackageRefused(Message("the archive unpacks to more than {mb} MB", mb=max_bytes >> 20))
                 t.extractall(into, filter="data")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
         if isinstance(exc, tarfile.FilterError):
-            raise PackageRefused(f"the archive names a path outside the package: {exc}") from exc
-        raise PackageRefused(f"not a tar or zip archive of a package: {exc}") from exc
+            raise PackageRefused(Message("the archive names a path outside the package: {path}", path=exc)) from exc
+        raise PackageRefused(Message("not a tar or zip archive of a package: {reason}", reason=exc)) from exc
     for folder in (into, *sorted(p for p in into.iterdir() if p.is_dir())):
         if ((folder / CONTENT).is_dir() and (folder / SIGNATURE).is_file()) or (
             (folder / SEALED).is_dir() and (folder / SEALED_SIGNATURE).is_file()
         ):
             return folder
     raise PackageRefused(
-        f"the archive holds no package ({CONTENT}/ and {SIGNATURE}, or {SEALED}/ and {SEALED_SIGNATURE}, "
-        "at its top or one folder down)"
-    )
+        Message(
+            "the archive holds no package ({content}/ and {signature}, or {sealed}/ and {sealed_signature}, "
+            "at its top or one folder down)",
+            content=CONTENT, signature=SIGNATURE, sealed=SEALED, sealed_signature=SEALED_SIGNATURE,
+        )
+    )  # fmt: skip
 
 
 def installed_packages(into: Path) -> list[Manifest]:

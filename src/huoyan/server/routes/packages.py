@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from huoyan.core.artifact import read_metadata
 from huoyan.core.text import Message
 from huoyan.server.platform import Platform, platform
-from huoyan.server.routes.common import errors, not_found
+from huoyan.server.routes.common import errors, not_found, said
 from huoyan.server.schemas import ModelVersionOut, PackageImported, PackageOut
 from huoyan.server.security import Engineer
 from huoyan.server.uploads import receive_file
@@ -138,7 +138,7 @@ async def import_(
         try:
             target = await run_in_threadpool(_install, p, archive, Path(tmp), who, f"upload of {size} bytes")
         except PackageRefused as exc:
-            raise HTTPException(422, Message("refused: {reason}", reason=str(exc))) from exc
+            raise HTTPException(422, Message("refused: {reason}", reason=said(exc))) from exc
         except KeyError_ as exc:  # this server's box key: its file or passphrase
             raise HTTPException(
                 409, Message("this server cannot open sealed packages: {reason}", reason=str(exc))
