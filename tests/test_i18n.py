@@ -135,7 +135,7 @@ def test_the_servers_answers_are_said_in_the_readers_language(served: tuple[Test
     assert "页面不存在" in client.get("/no/such/page").text
 
 
-def test_a_refused_review_says_why_in_the_readers_language(
+def test_a_refused_review_says_why_in_the_readers_language_alone_or_in_a_batch(
     served: tuple[TestClient, Platform, Keys], line_dir: Path
 ) -> None:
     from serverkit import png
@@ -148,6 +148,12 @@ def test_a_refused_review_says_why_in_the_readers_language(
         headers={**keys.headers(UserRole.OPERATOR), "Accept-Language": "zh-CN"},
     )  # fmt: skip
     assert wrong.status_code == 409 and wrong.json()["detail"].startswith("OK 零件只能复核为")
+    bulk = client.post(
+        "/api/reviews/bulk", json={"inspection_ids": [ok["id"], 999999], "outcome": "false_alarm"},
+        headers={**keys.headers(UserRole.OPERATOR), "Accept-Language": "zh-CN"},
+    ).json()  # fmt: skip
+    first, second = bulk["refused"]
+    assert first["reason"].startswith("OK 零件只能复核为") and second["reason"] == "未找到检测 999999"
 
 
 def test_a_form_field_refused_by_our_own_rule_is_said_in_the_readers_language(

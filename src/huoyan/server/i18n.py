@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import io
 from pathlib import Path
+from typing import Any
 
 from babel.core import Locale, UnknownLocaleError
 from babel.messages.mofile import write_mo
@@ -72,3 +73,11 @@ def choose(saved: str | None, accept_language: str | None) -> str:
             ):
                 return language
     return DEFAULT
+
+
+def reader_gettext(request: Any) -> Any:
+    """The gettext of whoever asks: their saved language (set on the request once they are
+    identified), else their browser's. For texts put in an answer's body, not its error."""
+    return translations(
+        choose(getattr(request.state, "language", None), request.headers.get("accept-language"))
+    ).gettext

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from huoyan.core.models import Verdict
 from huoyan.core.records import Evidence, EvidenceKind, StoredInspection, media_type_of
 from huoyan.core.text import Message
+from huoyan.server import i18n
 from huoyan.server.platform import Platform, platform
 from huoyan.server.routes.common import RowId, attachment, errors, not_found, said, with_reviews
 from huoyan.server.schemas import (
@@ -255,18 +256,25 @@ def _audit_review(p: Platform, who: str, inspection_id: int, outcome: str, out: 
 
 
 @router.post("/reviews/bulk", response_model=BulkReviewOut, responses=errors())
-def bulk_review(body: BulkReviewIn, p: Annotated[Platform, Depends(platform)], principal: Reviewer) -> BulkReviewOut:
+def bulk_review(
+    body: BulkReviewIn, request: Request, p: Annotated[Platform, Depends(platform)], principal: Reviewer
+) -> BulkReviewOut:
     """Give many parts one outcome (a batch of false alarms from one cause); each is a review
-    of its own, and a part the outcome does not fit is refused with the reason."""
+    of its own, and a part the outcome does not fit is refused with the reason (in the
+    reader's language)."""
+    gettext = i18n.reader_gettext(request)
     reviewed, refused = [], []
     for inspection_id in dict.fromkeys(body.inspection_ids):  # each once, in the order given
         try:
             out = p.reviews.add(inspection_id, body.outcome, principal.user.username, body.label, body.note)
         except LookupError:
-            refused.append(BulkRefusal(inspection_id=inspection_id, reason=f"no inspection {inspection_id}"))
+            missing = Message("no {what}", what=Message("inspection {id}", id=inspection_id))
+            refused.append(BulkRefusal(inspection_id=inspection_id, reason=missing.translated(gettext)))
             continue
         except ReviewError as exc:
-            refused.append(BulkRefusal(inspection_id=inspection_id, reason=str(exc)))
+            reason = said(exc)
+            text = reason.translated(gettext) if isinstance(reason, Message) else reason
+            refused.append(BulkRefusal(inspection_id=inspection_id, reason=text))
             continue
         _audit_review(p, principal.user.username, inspection_id, body.outcome.value, out, bulk=True)
         reviewed.append(inspection_id)
