@@ -133,9 +133,7 @@ def create_app(settings: Settings, start_platform: bool = True) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         # FastAPI's own answer, with our validators' messages said in the reader's language.
-        gettext = i18n.translations(
-            i18n.choose(_language_of(request, plat), request.headers.get("accept-language"))
-        ).gettext
+        gettext = i18n.reader_gettext(request, _language_of(request, plat))
         found = []
         for error in exc.errors():
             cause = (error.get("ctx") or {}).get("error")
@@ -150,10 +148,8 @@ def create_app(settings: Settings, start_platform: bool = True) -> FastAPI:
         saved = _language_of(request, plat)
         detail = Message("Not Found") if exc.detail == "Not Found" else exc.detail  # the router's own 404
         if isinstance(detail, Message):  # said in the reader's language (huoyan.server.i18n)
-            lang = i18n.choose(saved, request.headers.get("accept-language"))
-            exc = StarletteHTTPException(
-                exc.status_code, detail.translated(i18n.translations(lang).gettext), exc.headers
-            )
+            text = detail.translated(i18n.reader_gettext(request, saved))
+            exc = StarletteHTTPException(exc.status_code, text, exc.headers)
         if _is_api(request):
             return await http_exception_handler(request, exc)
         return pages.render(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from babel.core import Locale, UnknownLocaleError
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -26,16 +27,25 @@ DEFAULT = "en"
 # Each language offered, by its BCP 47 tag (what <html lang> and the browser use), with its name in itself.
 LANGUAGES = {"en": "English", "zh-CN": "中文"}
 _CATALOGUE = {"zh-CN": "zh_CN"}  # the catalogue folder of each translated language
+_OFFERED = {tag: Locale.parse(tag, sep="-") for tag in LANGUAGES}
+
+
+@functools.cache
+def _catalogue(language: str) -> Catalog | None:
+    """The language's catalogue, read once (None: English, the message ids themselves)."""
+    folder = _CATALOGUE.get(language)
+    if folder is None:
+        return None
+    with (LOCALE_DIR / folder / "LC_MESSAGES" / "messages.po").open("rb") as f:
+        return read_po(f, locale=folder)
 
 
 @functools.cache
 def translations(language: str) -> NullTranslations:
     """The gettext translations of a language (English: the message ids themselves)."""
-    folder = _CATALOGUE.get(language)
-    if folder is None:
+    catalog = _catalogue(language)
+    if catalog is None:
         return NullTranslations()
-    with (LOCALE_DIR / folder / "LC_MESSAGES" / "messages.po").open("rb") as f:
-        catalog = read_po(f, locale=folder)
     compiled = io.BytesIO()
     write_mo(compiled, catalog)
     compiled.seek(0)
@@ -45,11 +55,9 @@ def translations(language: str) -> NullTranslations:
 @functools.cache
 def script_messages(language: str) -> dict[str, str]:
     """msgid -> translation, for the page's scripts (empty for English)."""
-    folder = _CATALOGUE.get(language)
-    if folder is None:
+    catalog = _catalogue(language)
+    if catalog is None:
         return {}
-    with (LOCALE_DIR / folder / "LC_MESSAGES" / "messages.po").open("rb") as f:
-        catalog = read_po(f, locale=folder)
     return {str(m.id): str(m.string) for m in catalog if m.id and m.string and isinstance(m.id, str)}
 
 
@@ -65,8 +73,7 @@ def choose(saved: str | None, accept_language: str | None) -> str:
             wanted = Locale.parse(tag, sep="-")
         except (ValueError, UnknownLocaleError):
             continue
-        for language in LANGUAGES:
-            offered = Locale.parse(language, sep="-")
+        for language, offered in _OFFERED.items():
             # zh, zh-CN, zh-Hans and zh-SG read simplified Chinese; zh-TW and zh-HK do not (not offered yet).
             if wanted.language == offered.language and (
                 wanted.language != "zh" or wanted.territory in (None, "CN", "SG") or wanted.script == "Hans"
@@ -75,9 +82,8 @@ def choose(saved: str | None, accept_language: str | None) -> str:
     return DEFAULT
 
 
-def reader_gettext(request: Any) -> Any:
-    """The gettext of whoever asks: their saved language (set on the request once they are
-    identified), else their browser's. For texts put in an answer's body, not its error."""
-    return translations(
-        choose(getattr(request.state, "language", None), request.headers.get("accept-language"))
-    ).gettext
+def reader_gettext(request: Any, saved: str | None = None) -> Any:
+    """The gettext of whoever asks: the language they chose (``saved``, else the one set on
+    the request once they were identified), else their browser's."""
+    chosen = saved or getattr(request.state, "language", None)
+    return translations(choose(chosen, request.headers.get("accept-language"))).gettext

@@ -31,13 +31,12 @@ from pathlib import Path, PurePath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from huoyan.core.records import StoredInspection
 from huoyan.store.blobs import BlobStore
-from huoyan.store.records import RecordFilter, as_utc, query_inspections
-from huoyan.store.schema import ReviewRow
+from huoyan.store.records import RecordFilter, query_inspections
+from huoyan.store.reviews import Reviews
 
 FOLDER = "records"
 LINES = "records.jsonl"
@@ -103,21 +102,16 @@ class RecordSelection:
         }
 
 
+# What a package says of each review: the judgement, not the database's ids or chain.
+REVIEW_FIELDS = ("outcome", "label", "regions", "note", "reviewer", "at")
+
+
 def _reviews(engine: Engine, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
-    out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
-    with Session(engine) as s:
-        for r in s.scalars(select(ReviewRow).where(ReviewRow.inspection_id.in_(ids)).order_by(ReviewRow.id)):
-            out[r.inspection_id].append(
-                {
-                    "outcome": r.outcome,
-                    "label": r.label,
-                    "regions": r.regions or [],
-                    "note": r.note,
-                    "reviewer": r.reviewer,
-                    "at": as_utc(r.at).isoformat(),
-                }
-            )
-    return out
+    found = Reviews(engine).of_inspections(ids)
+    return {
+        i: [{k: r[k].isoformat() if k == "at" else r[k] for k in REVIEW_FIELDS} for r in rows]
+        for i, rows in found.items()
+    }
 
 
 def _pages(selection: RecordSelection) -> Iterator[list[StoredInspection]]:

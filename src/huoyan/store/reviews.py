@@ -101,13 +101,13 @@ class Reviews:
     ) -> dict[str, Any]:
         """Record a review; ``region_labels`` correct the labels of the inspection's
         regions, by their position in its record (a confirmed defect's boxes only)."""
-        for attempt in range(5):
+        args = (inspection_id, Outcome(outcome), reviewer, label, note, region_labels)
+        for _ in range(4):
             try:
-                return self._add(inspection_id, Outcome(outcome), reviewer, label, note, region_labels)
-            except IntegrityError:  # another reviewer took this chain position first
-                if attempt == 4:
-                    raise
-        raise AssertionError("unreachable")
+                return self._add(*args)
+            except IntegrityError:  # another reviewer took this chain position first: read the head again
+                continue
+        return self._add(*args)  # a fifth clash goes to the caller
 
     def _add(
         self,
@@ -178,6 +178,15 @@ class Reviews:
         with Session(self.engine) as s:
             rows = s.scalars(select(ReviewRow).where(ReviewRow.inspection_id == inspection_id).order_by(ReviewRow.id))
             return [review_dict(r) for r in rows]
+
+    def of_inspections(self, inspection_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """Every review of each inspection, oldest first, in one query."""
+        out: dict[int, list[dict[str, Any]]] = {i: [] for i in inspection_ids}
+        stmt = select(ReviewRow).where(ReviewRow.inspection_id.in_(inspection_ids)).order_by(ReviewRow.id)
+        with Session(self.engine) as s:
+            for r in s.scalars(stmt):
+                out[r.inspection_id].append(review_dict(r))
+        return out
 
     def latest(self, inspection_ids: list[int]) -> dict[int, dict[str, Any]]:
         if not inspection_ids:
