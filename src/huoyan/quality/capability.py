@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from huoyan.core.text import Message
 from huoyan.quality import constants as K
 from huoyan.quality.charts import ChartError, Limits
 
@@ -65,7 +66,7 @@ def within_sigma(limits: Limits) -> float:
         return p["r_bar"] / K.d2(int(p["n"]))
     if limits.chart in ("xbar-s", "ewma", "cusum"):
         return p["sigma"]
-    raise ChartError(f"a {limits.chart} chart has no within-subgroup sigma of a measured value")
+    raise ChartError(Message("a {chart} chart has no within-subgroup sigma of a measured value", chart=limits.chart))
 
 
 def ratio_interval(value: float, n: int, confidence: float) -> Interval:
@@ -104,7 +105,7 @@ def capability(
     moving range of the values in time order (an individuals chart)."""
     x = np.asarray(list(values), dtype=np.float64)
     if x.size < 2 or not np.isfinite(x).all():
-        raise ChartError("capability needs at least 2 finite values")
+        raise ChartError(Message("capability needs at least 2 finite values"))
     within = float(sigma_within) if sigma_within is not None else float(np.abs(np.diff(x)).mean() / K.d2(2))
     outside = np.zeros(x.size, dtype=bool)
     if lsl is not None:
@@ -136,15 +137,21 @@ def capability_of(
 ) -> Capability:
     """Indices from summary statistics (what a database aggregates of a month of parts)."""
     if lsl is None and usl is None:
-        raise ChartError("capability needs a specification: give LSL, USL or both")
+        raise ChartError(Message("capability needs a specification: give LSL, USL or both"))
     if lsl is not None and usl is not None and not lsl < usl:
-        raise ChartError(f"the lower specification limit ({lsl:g}) must be below the upper ({usl:g})")
+        raise ChartError(
+            Message(
+                "the lower specification limit ({lsl}) must be below the upper ({usl})",
+                lsl=format(lsl, "g"),
+                usl=format(usl, "g"),
+            )
+        )
     if not 0 < confidence < 1:
-        raise ChartError("confidence must be between 0 and 1")
+        raise ChartError(Message("confidence must be between 0 and 1"))
     if n < 2:
-        raise ChartError("capability needs at least 2 values")
+        raise ChartError(Message("capability needs at least 2 values"))
     if sigma_overall <= 0 or sigma_within <= 0:
-        raise ChartError("the values do not vary; capability is undefined")
+        raise ChartError(Message("the values do not vary; capability is undefined"))
 
     def indices(sigma: float) -> tuple[Interval | None, Interval]:
         spread = None

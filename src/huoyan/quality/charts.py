@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
+from huoyan.core.text import Message
 from huoyan.quality import constants as K
 
 ArrayF = np.ndarray[Any, np.dtype[np.float64]]
@@ -134,31 +135,44 @@ class Chart:
 # -- input checks --------------------------------------------------------------------------
 
 
-def _values(data: Iterable[float], what: str) -> ArrayF:
+def _values(data: Iterable[float], what: Message) -> ArrayF:
     arr = np.asarray(list(data), dtype=np.float64)
     if arr.ndim != 1 or arr.size == 0:
-        raise ChartError(f"{what}: no values")
+        raise ChartError(Message("{what}: no values", what=what))
     bad = np.flatnonzero(~np.isfinite(arr))
     if bad.size:
-        raise ChartError(f"{what}: point {int(bad[0])} is not a finite number")
+        raise ChartError(Message("{what}: point {point} is not a finite number", what=what, point=int(bad[0])))
     return arr
 
 
-def _counts(data: Iterable[float], what: str) -> ArrayF:
+def _counts(data: Iterable[float], what: Message) -> ArrayF:
     arr = _values(data, what)
     bad = np.flatnonzero(arr < 0)
     if bad.size:
-        raise ChartError(f"{what}: point {int(bad[0])} is negative ({arr[bad[0]]:g})")
+        raise ChartError(
+            Message(
+                "{what}: point {point} is negative ({value})",
+                what=what,
+                point=int(bad[0]),
+                value=format(arr[bad[0]], "g"),
+            )
+        )
     return arr
 
 
 def _sizes(sizes: Iterable[float] | float, points: int) -> ArrayF:
-    arr = np.full(points, float(sizes)) if isinstance(sizes, int | float) else _values(sizes, "sample sizes")
+    arr = np.full(points, float(sizes)) if isinstance(sizes, int | float) else _values(sizes, Message("sample sizes"))
     if arr.size != points:
-        raise ChartError(f"sample sizes: {arr.size} given for {points} points")
+        raise ChartError(Message("sample sizes: {given} given for {points} points", given=arr.size, points=points))
     bad = np.flatnonzero(arr <= 0)
     if bad.size:
-        raise ChartError(f"sample sizes: point {int(bad[0])} has size {arr[bad[0]]:g}; sizes must be positive")
+        raise ChartError(
+            Message(
+                "sample sizes: point {point} has size {value}; sizes must be positive",
+                point=int(bad[0]),
+                value=format(arr[bad[0]], "g"),
+            )
+        )
     return arr
 
 
@@ -166,10 +180,12 @@ def _mask(exclude: Iterable[int], points: int) -> np.ndarray[Any, np.dtype[np.bo
     mask = np.zeros(points, dtype=bool)
     for i in exclude:
         if not 0 <= int(i) < points:
-            raise ChartError(f"exclude: point {i} does not exist (there are {points} points, from 0)")
+            raise ChartError(
+                Message("exclude: point {i} does not exist (there are {points} points, from 0)", i=i, points=points)
+            )
         mask[int(i)] = True
     if mask.all():
-        raise ChartError("exclude: every point is excluded; nothing is left to estimate the limits from")
+        raise ChartError(Message("exclude: every point is excluded; nothing is left to estimate the limits from"))
     return mask
 
 
@@ -177,7 +193,9 @@ def _params(frozen: Limits | None, chart: str, estimate: Callable[[], dict[str, 
     if frozen is None:
         return estimate()
     if frozen.chart != chart:
-        raise ChartError(f"frozen limits are for a {frozen.chart} chart, not {chart}")
+        raise ChartError(
+            Message("frozen limits are for a {frozen} chart, not {chart}", frozen=frozen.chart, chart=chart)
+        )
     return dict(frozen.params)
 
 
@@ -221,7 +239,7 @@ def p_chart(
     frozen: Limits | None = None,
 ) -> list[Chart]:
     """Fraction nonconforming; limits vary with each sample's size."""
-    d = _counts(defectives, "defectives")
+    d = _counts(defectives, Message("defectives"))
     n = _sizes(sizes, d.size)
     _no_more_than(d, n)
     mask = _mask(exclude, d.size)
@@ -241,10 +259,10 @@ def np_chart(
     frozen: Limits | None = None,
 ) -> list[Chart]:
     """Number nonconforming in samples of one constant size."""
-    d = _counts(defectives, "defectives")
+    d = _counts(defectives, Message("defectives"))
     n = _sizes(size, d.size)
     if np.unique(n).size != 1:
-        raise ChartError("np chart: the sample size must be the same for every point (use a p chart)")
+        raise ChartError(Message("np chart: the sample size must be the same for every point (use a p chart)"))
     _no_more_than(d, n)
     mask = _mask(exclude, d.size)
     keep = ~mask
@@ -262,7 +280,7 @@ def c_chart(
     frozen: Limits | None = None,
 ) -> list[Chart]:
     """Nonconformities per inspection unit of constant size."""
-    c = _counts(counts, "nonconformities")
+    c = _counts(counts, Message("nonconformities"))
     mask = _mask(exclude, c.size)
     keep = ~mask
     params = _params(frozen, "c", lambda: {"c_bar": float(c[keep].mean())})
@@ -279,7 +297,7 @@ def u_chart(
     frozen: Limits | None = None,
 ) -> list[Chart]:
     """Nonconformities per unit when the number of units varies."""
-    c = _counts(counts, "nonconformities")
+    c = _counts(counts, Message("nonconformities"))
     n = _sizes(sizes, c.size)
     mask = _mask(exclude, c.size)
     keep = ~mask
@@ -300,7 +318,7 @@ def laney_p_chart(
     sigma_z, the between-sample variation of the standardised proportions measured by their
     mean moving range / d2(2). With sigma_z = 1 it is the p chart; for very large lots, where
     the ordinary limits are too tight to be useful, sigma_z > 1 widens them."""
-    d = _counts(defectives, "defectives")
+    d = _counts(defectives, Message("defectives"))
     n = _sizes(sizes, d.size)
     _no_more_than(d, n)
     mask = _mask(exclude, d.size)
@@ -310,10 +328,10 @@ def laney_p_chart(
     def estimate() -> dict[str, float]:
         p_bar = float(d[keep].sum() / n[keep].sum())
         if not 0 < p_bar < 1:
-            raise ChartError("Laney p' chart: the proportion is 0 or 1 in every kept sample; nothing varies")
+            raise ChartError(Message("Laney p' chart: the proportion is 0 or 1 in every kept sample; nothing varies"))
         z = (p[keep] - p_bar) / np.sqrt(p_bar * (1 - p_bar) / n[keep])
         if z.size < 2:
-            raise ChartError("Laney p' chart: needs at least 2 kept points for a moving range")
+            raise ChartError(Message("Laney p' chart: needs at least 2 kept points for a moving range"))
         return {"p_bar": p_bar, "sigma_z": float(np.abs(np.diff(z)).mean() / K.d2(2))}
 
     params = _params(frozen, "laney-p", estimate)
@@ -327,7 +345,14 @@ def _no_more_than(defectives: ArrayF, sizes: ArrayF) -> None:
     bad = np.flatnonzero(defectives > sizes)
     if bad.size:
         i = int(bad[0])
-        raise ChartError(f"point {i}: {defectives[i]:g} nonconforming in a sample of {sizes[i]:g}")
+        raise ChartError(
+            Message(
+                "point {i}: {defectives} nonconforming in a sample of {size}",
+                i=i,
+                defectives=format(defectives[i], "g"),
+                size=format(sizes[i], "g"),
+            )
+        )
 
 
 # -- variables charts ----------------------------------------------------------------------
@@ -340,9 +365,9 @@ def imr_chart(
     frozen: Limits | None = None,
 ) -> list[Chart]:
     """Individuals and moving range (span 2); sigma = mean moving range / d2(2)."""
-    x = _values(values, "values")
+    x = _values(values, Message("values"))
     if x.size < 2:
-        raise ChartError("I-MR chart: needs at least 2 values")
+        raise ChartError(Message("I-MR chart: needs at least 2 values"))
     mask = _mask(exclude, x.size)
     keep = ~mask
     mr = np.r_[np.nan, np.abs(np.diff(x))]
@@ -351,7 +376,7 @@ def imr_chart(
 
     def estimate() -> dict[str, float]:
         if not mr_keep.any():
-            raise ChartError("I-MR chart: no two consecutive kept values to take a moving range from")
+            raise ChartError(Message("I-MR chart: no two consecutive kept values to take a moving range from"))
         return {"mean": float(x[keep].mean()), "mr_bar": float(mr[mr_keep].mean())}
 
     params = _params(frozen, "imr", estimate)
@@ -388,12 +413,14 @@ class Subgroups:
         for i, group in enumerate(groups):
             arr = np.asarray(list(group), dtype=np.float64)
             if arr.size < 2:
-                raise ChartError(f"subgroup {i} has {arr.size} value(s); subgroups need at least 2")
+                raise ChartError(
+                    Message("subgroup {i} has {given} value(s); subgroups need at least 2", i=i, given=arr.size)
+                )
             if not np.isfinite(arr).all():
-                raise ChartError(f"subgroup {i} holds a value that is not a finite number")
+                raise ChartError(Message("subgroup {i} holds a value that is not a finite number", i=i))
             arrays.append(arr)
         if not arrays:
-            raise ChartError("no subgroups")
+            raise ChartError(Message("no subgroups"))
         return cls(
             n=np.array([a.size for a in arrays], dtype=np.float64),
             mean=np.array([a.mean() for a in arrays]),
@@ -412,10 +439,16 @@ class Subgroups:
     ) -> Subgroups:
         count = np.asarray(n, dtype=np.float64)
         if count.size == 0:
-            raise ChartError("no subgroups")
+            raise ChartError(Message("no subgroups"))
         small = np.flatnonzero(count < 2)
         if small.size:
-            raise ChartError(f"subgroup {int(small[0])} has {count[small[0]]:g} value(s); subgroups need at least 2")
+            raise ChartError(
+                Message(
+                    "subgroup {subgroup} has {count} value(s); subgroups need at least 2",
+                    subgroup=int(small[0]),
+                    count=format(count[small[0]], "g"),
+                )
+            )
         mean = np.asarray(total, dtype=np.float64) / count
         # sum of squares about the mean; rounding can take a constant group a hair below 0
         ss = np.maximum(np.asarray(squares, dtype=np.float64) - count * mean**2, 0.0)
@@ -439,9 +472,11 @@ def xbar_r_chart(
     groups = _summary(subgroups)
     sizes = sorted({int(k) for k in groups.n})
     if len(sizes) != 1:
-        raise ChartError(f"X-bar-R chart: subgroups must have one size (found {sizes}); use X-bar-S")
+        raise ChartError(
+            Message("X-bar-R chart: subgroups must have one size (found {sizes}); use X-bar-S", sizes=sizes)
+        )
     if groups.range is None:
-        raise ChartError("X-bar-R chart: the subgroups' ranges are not known; use X-bar-S")
+        raise ChartError(Message("X-bar-R chart: the subgroups' ranges are not known; use X-bar-S"))
     n = sizes[0]
     means, ranges = groups.mean, groups.range
     mask = _mask(exclude, len(groups))
@@ -451,7 +486,9 @@ def xbar_r_chart(
     )
     mean, r_bar, size = params["mean"], params["r_bar"], int(params["n"])
     if size != n:
-        raise ChartError(f"X-bar-R chart: the frozen limits are for subgroups of {size}, these have {n}")
+        raise ChartError(
+            Message("X-bar-R chart: the frozen limits are for subgroups of {size}, these have {n}", size=size, n=n)
+        )
     sigma = r_bar / K.d2(n)
     limits = _limits(frozen, "xbar-r", params, int(keep.sum()))
     points = len(groups)
@@ -510,12 +547,12 @@ def _location(values: Located) -> tuple[ArrayF, ArrayF, Callable[[np.ndarray[Any
     if isinstance(values, Subgroups) or isinstance(first, Sequence | np.ndarray):
         groups = _summary(values)  # type: ignore[arg-type]
         return groups.mean, groups.n, lambda keep: _pooled_sigma(groups, keep)
-    x = _values(values, "values")  # type: ignore[arg-type]
+    x = _values(values, Message("values"))  # type: ignore[arg-type]
 
     def moving_range(keep: np.ndarray[Any, np.dtype[np.bool_]]) -> float:
         pairs = keep & np.r_[False, keep[:-1]]
         if not pairs.any():
-            raise ChartError("no two consecutive kept values to estimate sigma from; give sigma")
+            raise ChartError(Message("no two consecutive kept values to estimate sigma from; give sigma"))
         return float(np.abs(np.diff(x))[pairs[1:]].mean() / K.d2(2))
 
     return x, np.ones(x.size), moving_range
@@ -538,9 +575,9 @@ def ewma_chart(
     target and sigma they are estimated from the kept points (mean; moving range or
     pooled s)."""
     if not 0 < lam <= 1:
-        raise ChartError(f"EWMA: lambda must be in (0, 1], got {lam}")
+        raise ChartError(Message("EWMA: lambda must be in (0, 1], got {lam}", lam=lam))
     if width <= 0:
-        raise ChartError(f"EWMA: the limit width L must be positive, got {width}")
+        raise ChartError(Message("EWMA: the limit width L must be positive, got {width}", width=width))
     x, n, sigma_of = _location(values)
     mask = _mask(exclude, x.size)
     keep = ~mask
@@ -562,7 +599,7 @@ def _ewma_series(
 ) -> Chart:
     target, sig, lam, width = params["target"], params["sigma"], params["lambda"], params["L"]
     if sig <= 0:
-        raise ChartError("EWMA: sigma must be positive (the values do not vary)")
+        raise ChartError(Message("EWMA: sigma must be positive (the values do not vary)"))
     # z_i = lam * x_i + (1 - lam) * z_(i-1), started at z_0 = target, as one linear filter
     z, _ = signal.lfilter([lam], [1.0, lam - 1.0], x, zi=[(1.0 - lam) * target])
     spread = ewma_spread(lam, sig / np.sqrt(n), np.arange(1, x.size + 1))
@@ -590,7 +627,7 @@ def cusum_chart(
     (sigma_x = sigma / sqrt(n) for subgroup means). The chart plots C+ and -C- against
     +H and -H."""
     if k < 0 or h <= 0:
-        raise ChartError(f"CUSUM: k must be >= 0 and h > 0 (in sigmas), got k={k}, h={h}")
+        raise ChartError(Message("CUSUM: k must be >= 0 and h > 0 (in sigmas), got k={k}, h={h}", k=k, h=h))
     x, n, sigma_of = _location(values)
     mask = _mask(exclude, x.size)
     keep = ~mask
@@ -606,7 +643,7 @@ def cusum_chart(
     )
     mu, sig = params["target"], params["sigma"]
     if sig <= 0:
-        raise ChartError("CUSUM: sigma must be positive (the values do not vary)")
+        raise ChartError(Message("CUSUM: sigma must be positive (the values do not vary)"))
     sx = sig / np.sqrt(n)
     big_k, big_h = params["k"] * sx, params["h"] * sx
     upper = np.empty_like(x)

@@ -28,6 +28,7 @@ import numpy as np
 from scipy import special, stats
 
 from huoyan.core.calibration import QUANTILE_LEVELS
+from huoyan.core.text import Message
 from huoyan.quality.charts import Chart, ChartError, Limits, ewma_chart, ewma_spread
 
 ArrayF = np.ndarray[Any, np.dtype[np.float64]]
@@ -61,14 +62,14 @@ class Reference:
     def of_scores(cls, scores: Sequence[float] | ArrayF, threshold: float | None = None) -> Reference:
         x = np.sort(np.asarray(scores, dtype=np.float64))
         if x.size < 10 or not np.isfinite(x).all():
-            raise ChartError("a drift reference needs at least 10 finite scores")
+            raise ChartError(Message("a drift reference needs at least 10 finite scores"))
         return cls._build(x, (np.arange(1, x.size + 1) - 0.5) / x.size, x.size, threshold)
 
     @classmethod
     def of_quantiles(cls, quantiles: Sequence[float], size: int, threshold: float | None = None) -> Reference:
         q = np.asarray(quantiles, dtype=np.float64)
         if q.size != LEVELS.size or np.any(np.diff(q) < 0):
-            raise ChartError(f"a drift reference needs {LEVELS.size} increasing quantiles")
+            raise ChartError(Message("a drift reference needs {count} increasing quantiles", count=LEVELS.size))
         return cls._build(q, LEVELS.copy(), size, threshold)
 
     @classmethod
@@ -97,7 +98,7 @@ def psi(reference: Reference, recent: Sequence[float] | ArrayF, bins: int = PSI_
     """Population stability index of ``recent`` over the reference's equal-probability bins."""
     x = np.asarray(recent, dtype=np.float64)
     if x.size == 0:
-        raise ChartError("PSI needs recent scores")
+        raise ChartError(Message("PSI needs recent scores"))
     u = reference.cdf(x)
     counts = np.histogram(u, bins=np.linspace(0.0, 1.0, bins + 1))[0]
     # Half a part added to every bin (Laplace smoothing): an empty bin would make the index
@@ -117,7 +118,7 @@ def ks(reference: Reference, recent: Sequence[float] | ArrayF) -> KsTest:
     """One-sample Kolmogorov-Smirnov test of ``recent`` against the reference."""
     x = np.asarray(recent, dtype=np.float64)
     if x.size == 0:
-        raise ChartError("the KS test needs recent scores")
+        raise ChartError(Message("the KS test needs recent scores"))
     result = stats.kstest(reference.cdf(x), "uniform")
     return KsTest(float(result.statistic), float(result.pvalue))
 
@@ -134,7 +135,7 @@ def rank_ewma(
     z = reference.normalise(recent)
     whole = z.size // subgroup
     if whole == 0:
-        raise ChartError(f"the drift chart needs at least one subgroup of {subgroup} scores")
+        raise ChartError(Message("the drift chart needs at least one subgroup of {subgroup} scores", subgroup=subgroup))
     groups = z[: whole * subgroup].reshape(whole, subgroup) if subgroup > 1 else z[:, None]
     frozen = Limits("ewma", {"target": 0.0, "sigma": 1.0, "lambda": lam, "L": width}, points=reference.size)
     data: Sequence[Any] = groups.tolist() if subgroup > 1 else z.tolist()

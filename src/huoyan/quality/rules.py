@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from huoyan.core.text import Message
 from huoyan.quality.charts import ZONE_RULES, Chart, ChartError
 
 Flags = np.ndarray[Any, np.dtype[np.bool_]]
@@ -138,7 +139,13 @@ def parse_rules(text: str | Iterable[str]) -> tuple[str, ...]:
         elif key in RULES:
             out.append(key)
         else:
-            raise ChartError(f"unknown rule {item!r}; rules are {', '.join(RULES)}, 'western-electric' or 'nelson'")
+            raise ChartError(
+                Message(
+                    "unknown rule '{item}'; rules are {rules}, 'western-electric' or 'nelson'",
+                    item=item,
+                    rules=", ".join(RULES),
+                )
+            )
     return tuple(dict.fromkeys(out))
 
 

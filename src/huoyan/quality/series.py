@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from huoyan.core.text import Message
 from huoyan.quality import charts as C
 from huoyan.quality.capability import Capability, capability, capability_of, within_sigma
 from huoyan.quality.charts import Chart, ChartError, Limits, Subgroups
@@ -45,7 +46,7 @@ def build(kind: str, series: Series, options: Options = Options()) -> list[Chart
     if kind in C.ATTRIBUTE_CHARTS:
         return _attributes(kind, series, ex, frozen)
     if kind not in C.VARIABLE_CHARTS:
-        raise ChartError(f"unknown chart {kind!r}; charts are {', '.join(C.CHARTS)}")
+        raise ChartError(Message("unknown chart '{kind}'; charts are {charts}", kind=kind, charts=", ".join(C.CHARTS)))
     individual = series.groups is not None and all(len(g) == 1 for g in series.groups)
     data: C.Located
     if series.subgroups is not None:
@@ -53,14 +54,16 @@ def build(kind: str, series: Series, options: Options = Options()) -> list[Chart
     elif series.groups is not None:
         data = [g[0] for g in series.groups] if individual else series.groups
     else:
-        raise ChartError(f"a {kind} chart charts measured values; give values per point")
+        raise ChartError(Message("a {kind} chart charts measured values; give values per point", kind=kind))
     if kind == "imr":
         if not individual:
-            raise ChartError("an I-MR chart charts one value per point; use xbar-r or xbar-s for subgroups")
+            raise ChartError(Message("an I-MR chart charts one value per point; use xbar-r or xbar-s for subgroups"))
         return C.imr_chart(data, exclude=ex, frozen=frozen)  # type: ignore[arg-type]
     if kind in ("xbar-r", "xbar-s"):
         if individual:
-            raise ChartError(f"an {kind} chart needs subgroups of at least 2 values; use imr for single values")
+            raise ChartError(
+                Message("an {kind} chart needs subgroups of at least 2 values; use imr for single values", kind=kind)
+            )
         chart = C.xbar_r_chart if kind == "xbar-r" else C.xbar_s_chart
         return chart(data, exclude=ex, frozen=frozen)  # type: ignore[arg-type]
     o = options
@@ -71,12 +74,12 @@ def build(kind: str, series: Series, options: Options = Options()) -> list[Chart
 
 def _attributes(kind: str, series: Series, ex: Sequence[int], frozen: Limits | None) -> list[Chart]:
     if series.counts is None:
-        raise ChartError(f"a {kind} chart charts counts; give a count per point")
+        raise ChartError(Message("a {kind} chart charts counts; give a count per point", kind=kind))
     counts = series.counts
     if kind == "c":
         return C.c_chart(counts, exclude=ex, frozen=frozen)
     if series.sizes is None:
-        raise ChartError(f"a {kind} chart needs the sample size of each point")
+        raise ChartError(Message("a {kind} chart needs the sample size of each point", kind=kind))
     sizes = series.sizes
     if kind == "p":
         return C.p_chart(counts, sizes, exclude=ex, frozen=frozen)
@@ -85,7 +88,7 @@ def _attributes(kind: str, series: Series, ex: Sequence[int], frozen: Limits | N
     if kind == "laney-p":
         return C.laney_p_chart(counts, sizes, exclude=ex, frozen=frozen)
     if len(set(sizes)) != 1:
-        raise ChartError("an np chart needs one sample size for every point; use a p chart")
+        raise ChartError(Message("an np chart needs one sample size for every point; use a p chart"))
     return C.np_chart(counts, sizes[0], exclude=ex, frozen=frozen)
 
 
@@ -99,7 +102,7 @@ def capability_for(
         values = [v for g in series.groups for v in g]
         return capability(values, lsl=lsl, usl=usl, sigma_within=sigma_within, confidence=confidence)
     if series.subgroups is None:
-        raise ChartError("capability needs measured values, not counts")
+        raise ChartError(Message("capability needs measured values, not counts"))
     g = series.subgroups
     total = float(g.n.sum())
     mean = float((g.n * g.mean).sum() / total)

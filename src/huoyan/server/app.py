@@ -132,14 +132,9 @@ def create_app(settings: Settings, start_platform: bool = True) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
-        # FastAPI's own answer, with our validators' messages said in the reader's language.
+        # FastAPI's own answer, its messages said in the reader's language.
         gettext = i18n.reader_gettext(request, _language_of(request, plat))
-        found = []
-        for error in exc.errors():
-            cause = (error.get("ctx") or {}).get("error")
-            if isinstance(cause, ValueError) and cause.args and isinstance(cause.args[0], Message):
-                error = {**error, "msg": cause.args[0].translated(gettext)}
-            found.append(error)
+        found = [{**error, "msg": i18n.validation_message(error, gettext)} for error in exc.errors()]
         return JSONResponse(status_code=422, content={"detail": jsonable_encoder(found)})
 
     # Starlette's class: the router's own 404 for a path no route has is one too.

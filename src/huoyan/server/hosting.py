@@ -27,6 +27,7 @@ from huoyan.core.models import Region
 from huoyan.core.recipe import QualitySettings, Recipe
 from huoyan.core.records import InspectionRecord, Severity, StationEvent, StoredRecord
 from huoyan.core.station import ModelVersionRef, StationStatus
+from huoyan.core.text import Message
 from huoyan.runner import OpenStation, open_station, run_station
 from huoyan.server.live import LiveHub
 from huoyan.server.metrics import Metrics
@@ -196,7 +197,9 @@ class StationHost:
                 self.error = f"station stopped: {exc}; restarting"
                 log.exception("station %s stopped; restarting it", self.station_id)
                 if self.opened is not None and isinstance(self.opened.source, HttpUpload):
-                    self.opened.source.fail_pending(f"the station stopped before this part was recorded ({exc})")
+                    self.opened.source.fail_pending(
+                        Message("the station stopped before this part was recorded ({reason})", reason=str(exc))
+                    )
                 self.opened = None
                 self._on_event(
                     StationEvent(
@@ -292,21 +295,35 @@ class StationHost:
     ) -> concurrent.futures.Future[InspectionRecord]:
         source = self.opened.source if self.opened else None
         if not isinstance(source, HttpUpload):
-            raise TypeError(f"station {self.station_id} takes parts from its {self.recipe.source.type} source")
+            raise TypeError(
+                Message(
+                    "station {station} takes parts from its {source} source",
+                    station=self.station_id,
+                    source=self.recipe.source.type,
+                )
+            )
         if not self.running:
-            raise SourceBusy(f"station {self.station_id} is not running")
+            raise SourceBusy(Message("station {station} is not running", station=self.station_id))
         return source.submit(data, name, part_id, lot)
 
     async def activate(self, model: ModelVersionRef) -> None:
         """Switch the running station to a model version, read from the blob store by sha256."""
         loop, opened = self._loop, self.opened
         if loop is None or opened is None or opened.line is None:
-            raise RuntimeError(f"station {self.station_id} is not running")
+            raise RuntimeError(Message("station {station} is not running", station=self.station_id))
         path = self.artifacts.path(model.sha256)
         if not path.is_file():
-            raise FileNotFoundError(f"model version {model.version} ({model.sha256[:12]}) is not in the model store")
+            raise FileNotFoundError(
+                Message(
+                    "model version {version} ({digest}) is not in the model store",
+                    version=model.version,
+                    digest=model.sha256[:12],
+                )
+            )
         if await asyncio.to_thread(file_sha256, path) != model.sha256:
-            raise ValueError(f"the model store's copy of version {model.version} does not match its sha256")
+            raise ValueError(
+                Message("the model store's copy of version {version} does not match its sha256", version=model.version)
+            )
         start = time.perf_counter()
         future = asyncio.run_coroutine_threadsafe(opened.line.use_model(path), loop)
         await asyncio.wrap_future(future)
@@ -318,7 +335,7 @@ class StationHost:
         """Decide at this raw-score threshold from the next part on (None: the calibrated one)."""
         loop, opened = self._loop, self.opened
         if loop is None or opened is None or opened.line is None:
-            raise RuntimeError(f"station {self.station_id} is not running")
+            raise RuntimeError(Message("station {station} is not running", station=self.station_id))
         line = opened.line
         info = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(line.set_threshold(threshold), loop))
         base = line.base_recipe

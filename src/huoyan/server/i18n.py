@@ -87,3 +87,58 @@ def reader_gettext(request: Any, saved: str | None = None) -> Any:
     the request once they were identified), else their browser's."""
     chosen = saved or getattr(request.state, "language", None)
     return translations(choose(chosen, request.headers.get("accept-language"))).gettext
+
+
+def N_(msgid: str) -> str:
+    """Marks a message id for the catalogue without translating it here."""
+    return msgid
+
+
+# pydantic's own validation messages by error type, in pydantic's wording; a message's
+# {placeholders} are the error's context. English readers get pydantic's text unchanged.
+PYDANTIC_MESSAGES = {
+    "missing": N_("Field required"),
+    "extra_forbidden": N_("Extra inputs are not permitted"),
+    "json_invalid": N_("JSON decode error"),
+    "string_type": N_("Input should be a valid string"),
+    "string_too_short": N_("String should have at least {min_length} characters"),
+    "string_too_long": N_("String should have at most {max_length} characters"),
+    "string_pattern_mismatch": N_("String should match pattern '{pattern}'"),
+    "int_type": N_("Input should be a valid integer"),
+    "int_parsing": N_("Input should be a valid integer, unable to parse string as an integer"),
+    "int_from_float": N_("Input should be a valid integer, got a number with a fractional part"),
+    "float_type": N_("Input should be a valid number"),
+    "float_parsing": N_("Input should be a valid number, unable to parse string as a number"),
+    "finite_number": N_("Input should be a finite number"),
+    "bool_type": N_("Input should be a valid boolean"),
+    "bool_parsing": N_("Input should be a valid boolean, unable to interpret input"),
+    "greater_than": N_("Input should be greater than {gt}"),
+    "greater_than_equal": N_("Input should be greater than or equal to {ge}"),
+    "less_than": N_("Input should be less than {lt}"),
+    "less_than_equal": N_("Input should be less than or equal to {le}"),
+    "literal_error": N_("Input should be {expected}"),
+    "enum": N_("Input should be {expected}"),
+    "list_type": N_("Input should be a valid list"),
+    "dict_type": N_("Input should be a valid dictionary"),
+    "model_attributes_type": N_("Input should be a valid dictionary or object to extract fields from"),
+    "too_short": N_("{field_type} should have at least {min_length} items after validation, not {actual_length}"),
+    "too_long": N_("{field_type} should have at most {max_length} items after validation, not {actual_length}"),
+    "datetime_parsing": N_("Input should be a valid datetime, {error}"),
+    "datetime_from_date_parsing": N_("Input should be a valid datetime or date, {error}"),
+}
+
+
+def validation_message(error: dict[str, Any], gettext: Any) -> str:
+    """One of pydantic's validation errors said with ``gettext``: our validators' Message
+    translated, pydantic's own messages by their type; anything else as pydantic says it."""
+    context = error.get("ctx") or {}
+    cause = context.get("error")
+    if isinstance(cause, ValueError) and cause.args and hasattr(cause.args[0], "translated"):
+        return str(cause.args[0].translated(gettext))
+    template = PYDANTIC_MESSAGES.get(error.get("type", ""))
+    if template is None or (translated := gettext(template)) == template:
+        return str(error.get("msg", ""))
+    try:
+        return str(translated.format(**context))
+    except (KeyError, IndexError, ValueError):  # a context this table did not expect
+        return str(error.get("msg", ""))

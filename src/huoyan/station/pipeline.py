@@ -25,6 +25,7 @@ from typing import Protocol, TypeVar
 
 from huoyan.core.models import Verdict
 from huoyan.core.records import Arrival, InspectionRecord, Severity, StationEvent, StoredRecord
+from huoyan.core.text import Message
 from huoyan.station.inspect import Prepared
 from huoyan.station.sources import Source
 
@@ -201,7 +202,7 @@ class Station:
     def use(self, inspector: BatchInspector) -> None:
         """Judge the next parts with another recipe; call only while nothing is in flight."""
         if self._inflight:
-            raise RuntimeError("parts are in flight: pause and wait for them before switching recipes")
+            raise RuntimeError(Message("parts are in flight: pause and wait for them before switching recipes"))
         self.inspector = inspector
 
     # -- intake -------------------------------------------------------------------------

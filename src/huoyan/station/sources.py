@@ -37,7 +37,7 @@ from huoyan.core.recipe import (
 )
 from huoyan.core.records import Arrival, InspectionRecord, Severity, StationEvent, utcnow
 from huoyan.core.station import StationBusy
-from huoyan.core.text import fit_file_name, safe_text
+from huoyan.core.text import Message, fit_file_name, safe_text
 
 log = logging.getLogger(__name__)
 
@@ -498,9 +498,11 @@ class HttpUpload(Source):
         with self._lock:  # the same lock the end of ``arrivals`` takes: no part slips in after it
             loop, inbox = self._loop, self._inbox
             if loop is None or inbox is None or self.stopped:
-                raise SourceBusy("the station is not taking parts")
+                raise SourceBusy(Message("the station is not taking parts"))
             if len(self._waiting) >= self.queue_size:
-                raise SourceBusy(f"{len(self._waiting)} uploads are waiting for inspection; try again shortly")
+                raise SourceBusy(
+                    Message("{count} uploads are waiting for inspection; try again shortly", count=len(self._waiting))
+                )
             seq = self.counter.next()
             arrival = Arrival(
                 key=f"{self.station_id}:{self.kind}:{seq}",
@@ -515,7 +517,7 @@ class HttpUpload(Source):
             loop.call_soon_threadsafe(inbox.put_nowait, arrival)
         return future
 
-    def fail_pending(self, why: str) -> None:
+    def fail_pending(self, why: Message) -> None:
         """Answer every upload still waiting with ``why`` (the station stopped on a fault)."""
         with self._lock:
             waiting, self._waiting = self._waiting, {}
@@ -554,7 +556,7 @@ class HttpUpload(Source):
                 self._loop = None
                 for key in [k for k in self._waiting if k not in self._taken]:
                     self._waiting.pop(key).set_exception(
-                        SourceBusy("the station stopped before this part was inspected")
+                        SourceBusy(Message("the station stopped before this part was inspected"))
                     )
 
 

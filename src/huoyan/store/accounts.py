@@ -177,7 +177,7 @@ class Accounts:
         with Session(self.engine) as s, s.begin():
             row = s.scalar(select(UserRow).where(UserRow.username == unicodedata.normalize("NFC", username)))
             if row is None:
-                raise AccountError(f"no user {username!r}")
+                raise AccountError(Message("no user '{username}'", username=username))
             if display_name is not None:
                 row.display_name = display_name_of(display_name)
             if role is not None:
@@ -199,7 +199,7 @@ class Accounts:
         with Session(self.engine) as s, s.begin():
             row = s.scalar(select(UserRow).where(UserRow.username == unicodedata.normalize("NFC", username)))
             if row is None:
-                raise AccountError(f"no user {username!r}")
+                raise AccountError(Message("no user '{username}'", username=username))
             row.language = language
             return _user(row)
 
@@ -260,14 +260,16 @@ class Accounts:
         try:
             chosen = sorted({Scope(x) for x in scopes})
         except ValueError as exc:
-            raise AccountError(f"unknown scope: {exc}; choose from {', '.join(Scope)}") from exc
+            raise AccountError(
+                Message("unknown scope: {exc}; choose from {scopes}", exc=exc, scopes=", ".join(Scope))
+            ) from exc
         if not chosen:
-            raise AccountError("an API key needs at least one scope")
+            raise AccountError(Message("an API key needs at least one scope"))
         key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         with Session(self.engine) as s, s.begin():
             user = s.scalar(select(UserRow).where(UserRow.username == unicodedata.normalize("NFC", username)))
             if user is None:
-                raise AccountError(f"no user {username!r}")
+                raise AccountError(Message("no user '{username}'", username=username))
             row = ApiKeyRow(
                 user_id=user.id,
                 name=name,
@@ -302,7 +304,7 @@ class Accounts:
         with Session(self.engine) as s, s.begin():
             row = s.get(ApiKeyRow, key_id)
             if row is None:
-                raise AccountError(f"no API key {key_id}")
+                raise AccountError(Message("no API key {key_id}", key_id=key_id))
             row.revoked = True
 
     def api_key_user(self, key: str) -> ApiKey | None:

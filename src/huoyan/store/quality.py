@@ -25,6 +25,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from huoyan.core.plant import BUCKET_S, ShiftCalendar
+from huoyan.core.text import Message
 from huoyan.quality.charts import ATTRIBUTE_CHARTS, Limits, Subgroups
 from huoyan.quality.drift import BASELINE, Reference
 from huoyan.quality.report import Report, report
@@ -184,8 +185,14 @@ def _value_column(metric: str) -> tuple[Any, Any, list[Any]]:
             conditions.append(MeasurementRow.channel == channel)
         return MeasurementRow.value, MeasurementRow, conditions
     raise QualityQueryError(
-        f"unknown metric {metric!r}: counts are {', '.join(COUNT_METRICS)}; values are "
-        f"{', '.join(VALUE_METRICS)} or {FEATURE_PREFIX}<name> (a sensor feature, e.g. feature:rms)"
+        Message(
+            "unknown metric '{metric}': counts are {counts}; values are {values} or {prefix}<name> "
+            "(a sensor feature, e.g. feature:rms)",
+            metric=metric,
+            counts=", ".join(COUNT_METRICS),
+            values=", ".join(VALUE_METRICS),
+            prefix=FEATURE_PREFIX,
+        )
     )
 
 
@@ -206,7 +213,12 @@ def count_aggregates(engine: Engine, window: Window, metric: str, by: By, calend
     of defect regions found in the judged parts (in ``count``)."""
     if not is_counted(metric):
         raise QualityQueryError(
-            f"{metric!r} is not counted; count metrics are {', '.join(COUNT_METRICS)} and {DEFECT_PREFIX}<type>"
+            Message(
+                "'{metric}' is not counted; count metrics are {counts} and {prefix}<type>",
+                metric=metric,
+                counts=", ".join(COUNT_METRICS),
+                prefix=DEFECT_PREFIX,
+            )
         )
     with Session(engine) as s:
         if metric == "ng-rate":
@@ -421,13 +433,19 @@ def series_of(
     a period's or lot's values for a variables chart. Periods without parts are no points."""
     counted = is_counted(metric)
     if counted != (chart in ATTRIBUTE_CHARTS):
-        need = "an attributes chart (p, np, c, u, laney-p)" if counted else "a variables chart"
-        raise QualityQueryError(f"{metric} is charted on {need}, not on a {chart} chart")
+        need = Message("an attributes chart (p, np, c, u, laney-p)") if counted else Message("a variables chart")
+        raise QualityQueryError(
+            Message("{metric} is charted on {need}, not on a {chart} chart", metric=metric, need=need, chart=chart)
+        )
     if by not in GROUPINGS:
-        raise QualityQueryError(f"unknown grouping {by!r}; group by {', '.join(GROUPINGS)}")
+        raise QualityQueryError(
+            Message("unknown grouping '{by}'; group by {groupings}", by=by, groupings=", ".join(GROUPINGS))
+        )
     if counted:
         if by == "part":
-            raise QualityQueryError("counts are charted per period or lot; one point per part charts measured values")
+            raise QualityQueryError(
+                Message("counts are charted per period or lot; one point per part charts measured values")
+            )
         rows = [r for r in count_aggregates(engine, window, metric, by, calendar) if r.judged > 0]  # type: ignore[arg-type]
         counts = [float(r.count if metric == "defects" else r.ng) for r in rows]
         return Series([r.label for r in rows], counts=counts, sizes=[float(r.judged) for r in rows])

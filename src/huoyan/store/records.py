@@ -39,6 +39,7 @@ from huoyan.core.records import (
     StoredRecord,
     utcnow,
 )
+from huoyan.core.text import Message
 from huoyan.store import chain
 from huoyan.store.blobs import BlobStore, sha256_hex
 from huoyan.store.schema import (
@@ -671,9 +672,13 @@ def acknowledge(engine: Engine, event_id: int, by: str, comment: str) -> None:
         if row is None:
             raise LookupError(f"event {event_id}")
         if row.severity != "alarm" or not row.active:
-            raise AckRefused(f"event {event_id} is not a raised alarm; only alarms are acknowledged")
+            raise AckRefused(
+                Message("event {event_id} is not a raised alarm; only alarms are acknowledged", event_id=event_id)
+            )
         if row.acknowledged_by is not None:
-            raise AckRefused(f"alarm {event_id} was acknowledged by {row.acknowledged_by} already")
+            raise AckRefused(
+                Message("alarm {event_id} was acknowledged by {by} already", event_id=event_id, by=row.acknowledged_by)
+            )
         row.acknowledged_by, row.acknowledged_at, row.ack_comment = by, utcnow(), comment
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from huoyan.core.plant import ShiftCalendar
 from huoyan.core.records import StoredInspection
+from huoyan.core.text import Message
 from huoyan.quality.charts import ChartError
 from huoyan.quality.report import Report
 from huoyan.store import quality as Q
@@ -121,7 +122,7 @@ def shift_report(
         start, end = since, until or datetime.now(UTC)
         title = "Period"
     else:
-        raise ValueError("a report covers a shift, a lot or a time window: give one")
+        raise ValueError(Message("a report covers a shift, a lot or a time window: give one"))
     where = RecordFilter(station=station, since=start, until=end, lot=lot)
     with Session(engine) as s:
         counts = {
@@ -176,7 +177,7 @@ def _lot_span(engine: Engine, station: str, lot: str) -> tuple[datetime, datetim
             )
         ).one()
     if first is None:
-        raise LookupError(f"station {station!r} has no records of lot {lot!r}")
+        raise LookupError(Message("station '{station}' has no records of lot '{lot}'", station=station, lot=lot))
     # the window's end is exclusive: a microsecond after the lot's last part keeps it in
     return as_utc(first), as_utc(last) + timedelta(microseconds=1)
 

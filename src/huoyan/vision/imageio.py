@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from huoyan.core.models import IMAGE_SUFFIXES
+from huoyan.core.text import Message
 
 
 class ImageError(ValueError):
@@ -47,7 +48,14 @@ def check_pixels(data: bytes, max_pixels: int, name: str = "image") -> tuple[int
     width, height = image_size(data, name)
     if width * height > max_pixels:
         raise ImageTooLarge(
-            f"{name}: image is {width}x{height} ({width * height} pixels); at most {max_pixels} are accepted"
+            Message(
+                "{name}: image is {width}x{height} ({pixels} pixels); at most {most} are accepted",
+                name=name,
+                width=width,
+                height=height,
+                pixels=width * height,
+                most=max_pixels,
+            )
         )
     return width, height
 

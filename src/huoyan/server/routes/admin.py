@@ -55,7 +55,7 @@ def change_user(
     try:
         user = p.accounts.update(username, body.role, body.active, body.password, body.display_name)
     except AccountError as exc:
-        raise HTTPException(409, str(exc)) from exc
+        raise HTTPException(409, said(exc)) from exc
     changed = body.model_dump(exclude_none=True, exclude={"password"})
     p.audit.add(principal.user.username, "user-change", username, **changed, password_changed=body.password is not None)
     return UserOut.model_validate(user, from_attributes=True)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from huoyan.core.text import Message
 from huoyan.server.platform import Platform, platform
-from huoyan.server.routes.common import RowId, errors, not_found
+from huoyan.server.routes.common import RowId, errors, not_found, said
 from huoyan.server.schemas import AckIn, EventOut
 from huoyan.server.security import Operator, Reviewer
 from huoyan.store.records import AckRefused, acknowledge, get_event, query_events
@@ -38,6 +38,6 @@ def ack(p: Annotated[Platform, Depends(platform)], principal: Reviewer, event_id
     except LookupError as exc:
         raise not_found(Message("event {id}", id=event_id)) from exc
     except AckRefused as exc:
-        raise HTTPException(409, str(exc)) from exc
+        raise HTTPException(409, said(exc)) from exc
     p.audit.add(who, "alarm-acknowledged", str(event_id), comment=body.comment)
     return EventOut.model_validate(get_event(p.engine, event_id))

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from huoyan.core.text import Message
 from huoyan.server.platform import Platform, platform
-from huoyan.server.routes.common import RowId, errors, not_found
+from huoyan.server.routes.common import RowId, errors, not_found, said
 from huoyan.server.schemas import ActionIn, ModelVersionOut, RecipeOut, TrainingJobOut, TrainingRequest
 from huoyan.server.security import Engineer, Principal
 from huoyan.store.records import as_utc
@@ -36,7 +36,7 @@ async def switch_to(
         await host.activate(version_ref(version))
     except (RuntimeError, FileNotFoundError, ValueError) as exc:
         p.audit.add(principal.user.username, action, version["station_id"], "failed", error=str(exc), reason=reason)
-        raise HTTPException(409, str(exc)) from exc
+        raise HTTPException(409, said(exc)) from exc
     p.versions.mark_active(version["id"])
     p.versions.clear_threshold_override(version["station_id"])  # a raw score of the model before
     p.audit.add(principal.user.username, action, version["station_id"], version=version["version"], reason=reason)

@@ -23,7 +23,7 @@ from huoyan.quality.pdf import render_pdf
 from huoyan.quality.report import Report
 from huoyan.quality.series import Options
 from huoyan.server.platform import Platform, platform
-from huoyan.server.routes.common import attachment, errors, not_found
+from huoyan.server.routes.common import attachment, errors, not_found, said
 from huoyan.server.schemas import ChartReportOut, ChartSeriesOut, DriftOut, FreezeIn, LimitsOut
 from huoyan.server.security import Admin, Engineer, Operator
 from huoyan.store import quality as Q
@@ -110,7 +110,7 @@ async def chart(
             _chart, p, station, metric, chart, by, since, until, rules, exclude, estimate, options
         )
     except (ChartError, Q.QualityQueryError) as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise HTTPException(422, said(exc)) from exc
     body = result.as_dict()
     return ChartReportOut.model_validate({**body, "metric": metric, "by": by})
 
@@ -141,7 +141,7 @@ async def freeze(p: Annotated[Platform, Depends(platform)], principal: Engineer,
             "none", body.exclude, True, Options(),
         )  # fmt: skip
     except (ChartError, Q.QualityQueryError) as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise HTTPException(422, said(exc)) from exc
     who = principal.user.username
     frozen = Q.freeze_limits(p.engine, body.station, body.metric, result.limits, who, body.note)
     p.audit.add(
@@ -173,7 +173,7 @@ async def score_drift(
     try:
         found = drift(inputs.reference, inputs.recent)
     except ChartError as exc:
-        raise not_found(str(exc)) from exc
+        raise HTTPException(404, said(exc)) from exc
     return DriftOut(
         station=station,
         model_sha256=inputs.model_sha256,
@@ -226,9 +226,9 @@ async def shift_report_file(
     try:
         body = await asyncio.to_thread(build)
     except LookupError as exc:
-        raise not_found(str(exc).removeprefix("station ")) from exc
+        raise HTTPException(404, said(exc)) from exc
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise HTTPException(422, said(exc)) from exc
     name = f"huoyan-{station}-{(shift or lot or 'period').replace(' ', '_')}.{format}"
     media = PDF if format == "pdf" else "text/html; charset=utf-8"
     return Response(body, media_type=media, headers=attachment(name))

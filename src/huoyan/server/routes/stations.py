@@ -19,7 +19,7 @@ from huoyan.core.text import Message
 from huoyan.decision import judge
 from huoyan.server.live import sse
 from huoyan.server.platform import Platform, platform
-from huoyan.server.routes.common import errors, not_found
+from huoyan.server.routes.common import errors, not_found, said
 from huoyan.server.routes.models import switch_to
 from huoyan.server.schemas import ActionIn, ShiftCountsOut, ThresholdIn, ThresholdPreviewOut, UploadResult
 from huoyan.server.security import Engineer, Operator, Uploader
@@ -100,19 +100,19 @@ async def _inspect(p: Platform, host: StationHandle, form: Upload, name: str) ->
         # Refused from the header, before the station would decode it (a decompression bomb).
         await asyncio.to_thread(check_pixels, form.image, limit, "upload")
     except ImageTooLarge as exc:
-        raise HTTPException(413, str(exc)) from exc
+        raise HTTPException(413, said(exc)) from exc
     except ImageError:
         pass  # not an image at all: the station records it as an ERROR part
     try:
         future = host.submit(form.image, name or "upload", form.part_id or None, form.lot or None)
     except TypeError as exc:
-        raise HTTPException(409, str(exc)) from exc
+        raise HTTPException(409, said(exc)) from exc
     except StationBusy as exc:
-        raise HTTPException(503, str(exc)) from exc
+        raise HTTPException(503, said(exc)) from exc
     try:
         record = await asyncio.wait_for(asyncio.wrap_future(future), UPLOAD_TIMEOUT_S)
     except StationBusy as exc:
-        raise HTTPException(503, str(exc)) from exc
+        raise HTTPException(503, said(exc)) from exc
     except TimeoutError as exc:
         raise HTTPException(
             503, "the station did not answer in time; the part stays queued and is recorded once inspected"
@@ -207,7 +207,7 @@ async def set_threshold(
     try:
         await host.set_threshold(body.threshold, principal.user.username)
     except RuntimeError as exc:
-        raise HTTPException(409, str(exc)) from exc
+        raise HTTPException(409, said(exc)) from exc
     after = host.status()
     p.audit.add(
         principal.user.username, "threshold-set", station_id, before=before, after=after.threshold, reason=body.reason
