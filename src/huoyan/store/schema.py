@@ -386,6 +386,52 @@ class ThresholdOverrideRow(Base):
     set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ReinspectionRunRow(Base):
+    """A re-inspection of archived images with a given model (``huoyan batch``): what
+    was re-inspected, with which model and threshold, by whom, and when it finished."""
+
+    __tablename__ = "reinspection_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    model_name: Mapped[str] = mapped_column(String(500))
+    threshold: Mapped[float] = mapped_column(Float)
+    recipe_id: Mapped[str] = mapped_column(String(200))
+    recipe_version: Mapped[str] = mapped_column(String(100))
+    source: Mapped[dict[str, object]] = mapped_column(JSON)  # the folder, or the records' selection
+    total: Mapped[int] = mapped_column(Integer)  # items selected (the last start's count)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReinspectionResultRow(Base):
+    """One re-inspected image: the new verdict and score beside the original ones (a
+    record's, snapshotted when selected; none for a folder's image). ``item`` is unique
+    in its run, so a resumed run stores each image once."""
+
+    __tablename__ = "reinspection_results"
+    __table_args__ = (
+        UniqueConstraint("run_id", "item", name="uq_reinspection_item"),
+        Index("ix_reinspection_results_run_verdicts", "run_id", "original_verdict", "verdict"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("reinspection_runs.id", ondelete="CASCADE"))
+    item: Mapped[str] = mapped_column(String(400))  # the record's key, or the image's path in the folder
+    inspection_id: Mapped[int | None] = mapped_column(ForeignKey("inspections.id", ondelete="SET NULL"))
+    source_name: Mapped[str] = mapped_column(String(1000))
+    verdict: Mapped[str] = mapped_column(String(8))
+    score: Mapped[float | None] = mapped_column(Float)
+    normalised_score: Mapped[float | None] = mapped_column(Float)
+    regions: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    original_verdict: Mapped[str | None] = mapped_column(String(8))
+    original_score: Mapped[float | None] = mapped_column(Float)
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 # A record's rows of its own, by the record's field name: stored, read and chained together.
 RECORD_CHILDREN: dict[str, type[Base]] = {
     "regions": RegionRow,

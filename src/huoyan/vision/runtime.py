@@ -31,6 +31,11 @@ class FeatureRuntime(Protocol):
 
 
 def cpu_threads() -> int:
+    """The cores this process may use: ``OMP_NUM_THREADS`` where set (a Ray worker gets
+    its share of a node this way), else the CPU affinity."""
+    wanted = os.environ.get("OMP_NUM_THREADS", "")
+    if wanted.isdigit() and int(wanted) > 0:
+        return int(wanted)
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 

@@ -1,0 +1,1 @@
+"""Scale: bulk re-inspection and training on Ray."""
