@@ -14,16 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select, text
 
 from huoyan.cli import main
 from huoyan.runner import open_station, run_station
+from huoyan.store.accounts import Role
 from huoyan.store.records import query_records
 from huoyan.store.reinspections import get_run, run_results
 from huoyan.store.schema import ReinspectionResultRow
 from huoyan.vision.imageio import list_images, read_image
 from huoyan.vision.patchcore import PatchCore
 from raykit import two_node_cluster
+from serverkit import make_platform_app
 from test_station import fill_inbox, load
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -65,6 +68,26 @@ def test_re_inspecting_a_stations_records_gives_the_stations_own_scores(
     assert corrupt["verdict"] == "ERROR" and "not a readable image" in corrupt["error"]
     run = get_run(opened.engine, summary["run_id"])
     assert run is not None and run.model_sha256 == opened.model_sha256 and run.finished_at is not None
+
+    # Judged again at another threshold: the parts between the two change verdict, and the API says which.
+    ok_scores = sorted(r["score"] for r in records.values() if r["verdict"] == "OK")
+    threshold = ok_scores[len(ok_scores) // 2]
+    stricter = tmp_path / "stricter.yaml"
+    stricter.write_text(recipe_file.read_text() + f"decision: {{threshold: {threshold!r}}}\n")
+    moved = batch(capsys, str(model_file), "--records", "--recipe", str(stricter), "--name", "stricter")
+    flipped = {r["key"] for r in records.values() if r["verdict"] == "OK" and r["score"] > threshold}
+    assert flipped and moved["changed"] == {"OK->NG": len(flipped)}
+    app, _, keys = make_platform_app(f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "server", [])
+    with TestClient(app) as client:
+        listed = client.get("/api/reinspections", headers=keys.headers(Role.OPERATOR)).json()
+        assert [(r["name"], r["stored"], r["total"]) for r in listed] == [
+            ("stricter", len(names), len(names)), (summary["run"], len(names), len(names))]  # fmt: skip
+        detail = client.get(f"/api/reinspections/{moved['run_id']}", headers=keys.headers(Role.OPERATOR)).json()
+        assert {r["item"] for r in detail["changed"]} == flipped
+        assert all(c["original_verdict"] == "OK" and c["verdict"] == "NG" for c in detail["changed"])
+        assert {"original": "OK", "verdict": "NG", "parts": len(flipped)} in detail["table"]
+        assert client.get("/api/reinspections/999", headers=keys.headers(Role.OPERATOR)).status_code == 404
+        assert client.get("/api/reinspections").status_code == 401
 
 
 def test_a_folder_run_resumes_by_name_with_its_own_model_only(

@@ -358,7 +358,8 @@ def test_pages_fit_the_screen_without_sideways_scrolling_and_every_input_is_labe
     with live_server(app) as base:
         page = browser.new_page(viewport={"width": width, "height": 768})
         log_in(page, base, "admin")
-        for path in ["/stations/cell-1", "/stations", "/records", "/review", "/models", "/admin", "/quality/cell-1"]:
+        for path in ["/stations/cell-1", "/stations", "/records", "/review", "/reinspections", "/models", "/admin",
+                     "/quality/cell-1"]:  # fmt: skip
             page.goto(f"{base}{path}")
             page.wait_for_load_state("networkidle")
             overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
@@ -473,9 +474,51 @@ def test_text_is_readable_against_its_background_on_every_page(
         page.goto(f"{base}/login")
         assert page.evaluate(CONTRAST) == []
         log_in(page, base, "admin")
-        for path in ["/stations/cell-1", "/stations", "/records", "/records/1", "/review", "/models", "/admin",
-                     "/quality/cell-1", "/sensors"]:  # fmt: skip
+        for path in ["/stations/cell-1", "/stations", "/records", "/records/1", "/review", "/reinspections",
+                     "/models", "/admin", "/quality/cell-1", "/sensors"]:  # fmt: skip
             page.goto(f"{base}{path}")
             page.wait_for_load_state("networkidle")
             assert page.evaluate(CONTRAST) == [], path
+        page.close()
+
+
+def test_a_re_inspection_run_shows_which_parts_would_change_verdict(
+    browser: object, model_file: Path, tmp_path: Path, defect_sample: tuple[object, object]
+) -> None:
+    """#21: the Re-inspections page lists each run and, opened, its verdict table and the
+    parts whose verdict would change, each linked to its original record."""
+    import httpx
+    from playwright.sync_api import Browser, expect
+
+    from huoyan.store.accounts import Role
+    from huoyan.store.reinspections import open_run, store_results
+
+    assert isinstance(browser, Browser)
+    recipe = write_recipe(tmp_path, "cell-1", model_file, "http")
+    app, p, keys = make_platform_app(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, [recipe])
+    with live_server(app) as base:
+        part = httpx.post(f"{base}/api/stations/cell-1/inspect", files={"image": ("D1.png", png(defect_sample[0]))},
+                          headers=keys.headers(Role.OPERATOR), timeout=60).json()  # fmt: skip
+        run = open_run(p.engine, "march-archive", ("a" * 64, "washer-v2.safetensors"), 1.5, ("washer-top", "1"),
+                       {"records": {"station": "cell-1"}}, 2, "engineer")  # fmt: skip
+        store_results(p.engine, run.id, [
+            {"item": part["key"], "inspection_id": part["id"], "source_name": "D1.png", "verdict": "OK",
+             "score": 1.2, "regions": 0, "original_verdict": part["verdict"], "original_score": part["score"]},
+            {"item": "other", "source_name": "G7.png", "verdict": "OK", "score": 0.4, "regions": 0,
+             "original_verdict": "OK", "original_score": 0.5},
+        ])  # fmt: skip
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        log_in(page, base, "operator")
+        page.goto(f"{base}/reinspections")
+        row = page.locator("#runs tbody tr")
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text("washer-v2.safetensors")
+        expect(row).to_contain_text("2 / 2")
+        page.get_by_role("button", name="march-archive").click()
+        expect(page.locator("#run-name")).to_have_text("Run march-archive")
+        expect(page.locator("#verdict-table tbody tr")).to_have_count(2)
+        changed = page.locator("#changed tbody tr")
+        expect(changed).to_have_count(1)  # the NG part now OK; the OK part that stayed OK is not listed
+        changed.get_by_role("link", name="D1.png").click()
+        page.wait_for_url(f"{base}/records/{part['id']}")
         page.close()

@@ -36,6 +36,7 @@ from huoyan.server.routes import (
     pages,
     quality,
     records,
+    reinspections,
     stations,
 )
 from huoyan.server.routes.stations import MAX_UPLOAD
@@ -48,6 +49,7 @@ ROUTERS = (
     auth.router,
     stations.router,
     records.router,
+    reinspections.router,
     defect_types.router,
     alarms.router,
     measurements.router,

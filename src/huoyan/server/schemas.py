@@ -465,3 +465,51 @@ class DriftOut(BaseModel):
 
 class AckIn(BaseModel):
     comment: str = Field(min_length=1, max_length=2000, description="what was seen and done")
+
+
+class ReinspectionRunOut(BaseModel):
+    """A re-inspection run (``huoyan batch``): its model, threshold, judging recipe, what
+    it re-inspects, and how many of its ``total`` images are stored."""
+
+    id: int
+    name: str
+    model_sha256: str
+    model_name: str
+    threshold: float
+    recipe_id: str
+    recipe_version: str
+    source: dict[str, Any]
+    total: int
+    stored: int
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class VerdictChange(BaseModel):
+    """How many parts had ``original`` (None: an image without a record) and now ``verdict``."""
+
+    original: str | None
+    verdict: str
+    parts: int
+
+
+class ReinspectionResultOut(BaseModel):
+    item: str
+    inspection_id: int | None
+    source_name: str
+    verdict: str
+    score: float | None
+    normalised_score: float | None
+    regions: int
+    error: str | None
+    original_verdict: str | None
+    original_score: float | None
+    decided_at: datetime
+
+
+class ReinspectionDetail(ReinspectionRunOut):
+    """A run with its verdict table and the parts whose verdict it changed (largest score change first)."""
+
+    table: list[VerdictChange]
+    changed: list[ReinspectionResultOut]

@@ -141,6 +141,13 @@ def list_runs(engine: Engine) -> list[RunInfo]:
         return [RunInfo.of(r) for r in rows]
 
 
+def stored_counts(engine: Engine) -> dict[int, int]:
+    """Run id -> how many of its images are stored."""
+    r = ReinspectionResultRow
+    with Session(engine) as s:
+        return {run: int(n) for run, n in s.execute(select(r.run_id, func.count()).group_by(r.run_id))}
+
+
 def get_run(engine: Engine, run_id: int) -> RunInfo | None:
     with Session(engine) as s:
         row = s.get(ReinspectionRunRow, run_id)

@@ -44,6 +44,7 @@ def render(
         (_("Sensors"), "/sensors", Role.OPERATOR),
         (_("Quality"), "/quality", Role.OPERATOR),
         (_("Review"), "/review", Role.OPERATOR),
+        (_("Re-inspections"), "/reinspections", Role.OPERATOR),
         (_("Models"), "/models", Role.ENGINEER),
         (_("Admin"), "/admin", Role.ADMIN),
     ]
@@ -162,6 +163,11 @@ def _quality(request: Request, p: Platform, principal: Principal, station: str) 
 @router.get("/review")
 def review_page(request: Request, p: Annotated[Platform, Depends(platform)], principal: OperatorPage) -> Response:
     return render(request, "review.html", principal, stations=list(p.hosts))
+
+
+@router.get("/reinspections")
+def reinspections_page(request: Request, principal: OperatorPage) -> Response:
+    return render(request, "reinspections.html", principal)
 
 
 @router.get("/models")

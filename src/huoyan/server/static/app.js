@@ -867,6 +867,35 @@ pages.sensors = async () => {
   setInterval(load, 5000);
 };
 
+// Re-inspection runs: each run's verdict table, and the parts whose verdict would change.
+pages.reinspections = async () => {
+  const error = document.getElementById("runs-error");
+  const show = async (run) => {
+    const detail = await api(`/api/reinspections/${run.id}`);
+    document.getElementById("run").hidden = false;
+    document.getElementById("run-name").textContent = t("Run {name}", { name: detail.name });
+    fillRows(document.querySelector("#verdict-table tbody"), detail.table.map((row) => [
+      row.original ? fmt.verdict(row.original) : t("no record"), fmt.verdict(row.verdict), String(row.parts),
+    ]));
+    fillRows(document.querySelector("#changed tbody"), detail.changed.map((r) => [
+      r.inspection_id ? el("a", { href: `/records/${r.inspection_id}` }, r.source_name) : r.source_name,
+      fmt.verdict(r.original_verdict), fmt.num(r.original_score), fmt.verdict(r.verdict), fmt.num(r.score),
+      String(r.regions),
+    ]));
+  };
+  try {
+    const runs = await api("/api/reinspections");
+    fillRows(document.querySelector("#runs tbody"), runs.map((run) => [
+      el("button", { type: "button", class: "link", onclick: () => show(run).catch((e) => say(error, e.message)) },
+        run.name),
+      `${run.model_name} (${run.model_sha256.slice(0, 12)})`, fmt.num(run.threshold, 4),
+      run.source.folder || t("records"), `${run.stored} / ${run.total}`, fmt.time(run.created_at),
+      run.finished_at ? fmt.time(run.finished_at) : t("not finished"),
+    ]));
+    say(error, runs.length ? "" : t("No re-inspection runs yet: start one with huoyan batch."));
+  } catch (e) { say(error, e.message); }
+};
+
 document.addEventListener("DOMContentLoaded", () => {
   const logout = document.getElementById("logout");
   if (logout) logout.onclick = async () => { await api("/api/session", { method: "DELETE" }); location.href = "/login"; };
