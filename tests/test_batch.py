@@ -1,21 +1,16 @@
-"""Bulk re-inspection on Ray (``huoyan batch``): the station's own scores for the same
-images and model, results beside the original verdicts, each image stored once across a
-killed and resumed job, on a local Ray and on a real two-node cluster the tests start."""
+"""Bulk re-inspection on a local Ray (``huoyan batch``): the station's own scores for the
+same images and model, results beside the original verdicts, a run resumed by its name
+(the killed job on a two-node cluster is in test_ray_cluster.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select
 
 from huoyan.cli import main
 from huoyan.runner import open_station, run_station
@@ -25,7 +20,6 @@ from huoyan.store.reinspections import get_run, run_results
 from huoyan.store.schema import ReinspectionResultRow
 from huoyan.vision.imageio import list_images, read_image
 from huoyan.vision.patchcore import PatchCore
-from raykit import two_node_cluster
 from serverkit import make_platform_app
 from test_station import fill_inbox, load
 
@@ -112,44 +106,3 @@ def test_a_folder_run_resumes_by_name_with_its_own_model_only(
     engine = create_engine(db)
     with engine.connect() as c:
         assert c.execute(select(func.count()).select_from(ReinspectionResultRow)).scalar_one() == files
-
-
-@pytest.mark.slow
-def test_a_batch_killed_on_a_two_node_cluster_resumes_with_every_image_stored_once(
-    line_dir: Path, model_file: Path, tmp_path: Path
-) -> None:
-    folder = tmp_path / "archive"
-    for i in range(3):  # enough batches of 2 that the kill lands part-way
-        fill_inbox(line_dir, folder / f"shift-{i}")
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    db = f"sqlite:///{tmp_path / 'b.db'}"
-    with two_node_cluster(tmp_path) as (address, env):
-        env = {**env, "PYTHONPATH": str(SRC)}
-        command = [sys.executable, "-m", "huoyan.cli", "batch", str(model_file), str(folder), "--db", db,
-                   "--address", address, "--workers", "2", "--batch-size", "2", "--name", "bulk", "--json"]  # fmt: skip
-        job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        engine = create_engine(db)
-        deadline = time.monotonic() + 240
-        stored = 0
-        while stored < 10 and job.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-            try:
-                with engine.connect() as c:
-                    stored = c.execute(text("select count(*) from reinspection_results")).scalar_one()
-            except Exception:  # the table is not there until the job has migrated the database
-                stored = 0
-        assert job.poll() is None, f"the job ended before it could be killed: {job.communicate()}"
-        os.kill(job.pid, signal.SIGKILL)
-        job.communicate()
-        with engine.connect() as c:
-            at_kill = c.execute(text("select count(*) from reinspection_results")).scalar_one()
-        assert 10 <= at_kill < len(files)
-        # Both one-CPU nodes are needed for the pool of two one-CPU actors to run at all.
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
-        summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["stored_before"] == at_kill and summary["scored_now"] == len(files) - at_kill
-    with engine.connect() as c:
-        items = [row[0] for row in c.execute(text("select item from reinspection_results"))]
-    assert len(items) == len(set(items)) == len(files)
-    assert sorted(items) == sorted(p.relative_to(folder).as_posix() for p in files)

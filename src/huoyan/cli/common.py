@@ -15,33 +15,16 @@ def print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
-def train_folder(path: Path) -> Path:
-    """Accept an image folder or an MVTec-layout category (uses its train/good)."""
-    nested = path / "train" / "good"
-    return nested if nested.is_dir() else path
-
-
 def load_good_images(folder: Path) -> tuple[list[Any], list[str]]:
-    """The folder's images, and why each other file in it was left out: what `predict`
-    would call an ERROR (a file that is no image) is said here too, not passed over."""
-    from huoyan.core.models import IMAGE_SUFFIXES
-    from huoyan.vision.imageio import ImageError, read_image
+    """The folder's images and why each other file was left out (``vision.dataset.good_images``),
+    with a progress bar."""
+    from huoyan.vision.dataset import good_images
 
     if not folder.is_dir():
         raise SystemExit(f"error: {folder} is not a folder")
-    images, errors = [], []
-    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
-    with progress_bar(len(files), "image", f"reading {folder.name}") as bar:
-        for p in files:
-            bar.update(1)
-            if p.suffix.lower() not in IMAGE_SUFFIXES:
-                errors.append(f"{p}: not an image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
-                continue
-            try:
-                images.append(read_image(p))
-            except ImageError as exc:
-                errors.append(str(exc))
-    return images, errors
+    files = sum(1 for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+    with progress_bar(files, "image", f"reading {folder.name}") as bar:
+        return good_images(folder, on_file=lambda: bar.update(1))
 
 
 def load_recipe_or_exit(path: str) -> Any:

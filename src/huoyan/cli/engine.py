@@ -14,7 +14,6 @@ from huoyan.cli.common import (
     load_good_images,
     print_json,
     progress_bar,
-    train_folder,
 )
 
 
@@ -64,7 +63,9 @@ def _training_samples(args: argparse.Namespace) -> tuple[list[Any], list[Any], s
             raise SystemExit("error: --defects is for image folders; a template model learns from annotated pairs")
         files = _pair_files(train, args.pairs)
         return _load_pairs(files), [], "pairs"
-    folder = train_folder(train)
+    from huoyan.vision.dataset import train_folder
+
+    folder = train_folder(train)  # an image folder, or a category's train/good
     images, errors = load_good_images(folder)
     for e in errors:
         print(f"skipped: {e}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""``huoyan batch``: re-inspect an archive with a given model on Ray, resumably."""
+"""``huoyan batch`` and ``huoyan fit-many``: re-inspection and training on Ray."""
 
 from __future__ import annotations
 
@@ -40,6 +40,28 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="images per batch an actor scores at once (default: 8)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_batch)
+
+    f = sub.add_parser(
+        "fit-many",
+        help="fit one model per training folder at once on Ray (a local Ray, or a cluster with --address)",
+        description="Each folder (of good images, or an MVTec category: its train/good) is fitted as a Ray task of "
+        "one CPU and written to OUTDIR/<folder name>.safetensors, the file `huoyan fit` writes for the same "
+        "images and parameters. The folders must be readable at the same paths on every node.",
+    )
+    f.add_argument("folders", nargs="+", help="training folders, one model each (named after the folder)")
+    f.add_argument("-o", "--output", required=True, help="folder to write the models to")
+    f.add_argument("--detector", default="patchcore", help="the detector kind of every model (default: patchcore)")
+    f.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a detector parameter for every model, as `huoyan fit` takes it (e.g. image_size=224); repeatable",
+    )
+    f.add_argument("--address", help="a running Ray cluster to use; default: a local Ray of --workers CPUs")
+    f.add_argument("--workers", type=int, default=2, help="with a local Ray: fits at once, one core each (default: 2)")
+    f.add_argument("--json", action="store_true", help="one JSON object per model")
+    f.set_defaults(func=cmd_fit_many)
 
 
 def _default_recipe(model: Path, folder: str) -> Any:
@@ -168,3 +190,64 @@ def _print_summary(s: dict[str, Any]) -> None:
     out.write("verdicts: " + ", ".join(f"{k} {n}" for k, n in s["verdicts"].items()) + "\n")
     if s["changed"]:
         out.write("changed:  " + ", ".join(f"{k} {n}" for k, n in s["changed"].items()) + "\n")
+
+
+def _params(kind: str, given: list[str]) -> dict[str, Any]:
+    """NAME=VALUE options checked against the kind's parameters (values read as YAML: 224, 0.1, true)."""
+    import yaml
+
+    from huoyan.detectors import UnknownDetectorKind, default_params, new_detector
+
+    try:
+        known = default_params(kind)
+    except UnknownDetectorKind as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    params: dict[str, Any] = {}
+    for item in given:
+        name, sep, value = item.partition("=")
+        if not sep or name not in known:
+            raise SystemExit(f"error: --param {item!r}: give NAME=VALUE with NAME one of {', '.join(sorted(known))}")
+        params[name] = yaml.safe_load(value)
+    try:
+        new_detector(kind, **params)  # a value the kind refuses is said now, not after the first fit
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"error: --param: {exc}") from exc
+    return params
+
+
+def cmd_fit_many(args: argparse.Namespace) -> int:
+    from huoyan.scale.training import FitJob, FitResult, fit_many
+
+    if args.workers < 1:
+        raise SystemExit("error: --workers is a whole number of at least 1")
+    params = _params(args.detector, args.param)
+    jobs = [FitJob(Path(f).resolve().name, Path(f).resolve()) for f in args.folders]
+    missing = [str(j.folder) for j in jobs if not j.folder.is_dir()]
+    if missing:
+        raise SystemExit(f"error: not a folder: {', '.join(missing)}")
+    names = [j.name for j in jobs]
+    if len(set(names)) != len(names):
+        raise SystemExit("error: two training folders have the same name; each model is named after its folder")
+    out = Path(args.output)
+
+    def said(result: FitResult) -> None:
+        bar.update(1)
+        for skipped in result.skipped:
+            print(f"skipped: {skipped}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"name": result.name, "model": str(result.path) if result.path else None,
+                              "sha256": result.sha256, "card": result.card, "error": result.error}))  # fmt: skip
+        elif result.error:
+            print(f"{result.name}: not fitted: {result.error}")
+        else:
+            card = result.card or {}
+            cal = card.get("calibration", {})
+            print(f"{result.name}: {result.path} from {card.get('train_samples')} images, "
+                  f"threshold {cal.get('threshold', float('nan')):.4g}")  # fmt: skip
+
+    with progress_bar(len(jobs), "model", "fitting") as bar:
+        results = fit_many(
+            jobs, args.detector, params, out, address=args.address, workers=args.workers,
+            on_done=said,
+        )  # fmt: skip
+    return 1 if any(r.error for r in results) else 0

@@ -24,6 +24,8 @@ from huoyan.cli.common import (
 
 
 def _server_settings(args: argparse.Namespace, recipes: list[Any]) -> Any:
+    from huoyan.core.detector import fit_here
+    from huoyan.scale.training import RayFitter
     from huoyan.server.platform import Settings
     from huoyan.store.database import resolve_url
 
@@ -39,6 +41,7 @@ def _server_settings(args: argparse.Namespace, recipes: list[Any]) -> Any:
         secure_cookies=args.secure_cookies or bool(args.tls_cert),
         train_worker=not args.no_training,
         box_key=Path(args.box_key) if args.box_key else None,
+        fitter=RayFitter(args.ray_address) if getattr(args, "ray_address", None) else fit_here,
     )
 
 
@@ -221,6 +224,10 @@ def _server_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch-size", type=int, default=8, help="the largest micro-batch when parts queue up")
     p.add_argument("--no-training", action="store_true", help="run no training jobs in this server")
+    p.add_argument(
+        "--ray-address",
+        help="fit retraining jobs on this Ray cluster (ray start --head gives it) instead of this server's CPU",
+    )
     p.add_argument(
         "--box-key",
         default=os.environ.get("HUOYAN_BOX_KEY"),

@@ -158,3 +158,15 @@ D = TypeVar("D", bound=Detector)
 def clone(detector: D) -> D:
     """An unfitted detector with the same parameters (scikit-learn's ``clone``)."""
     return type(detector)(**detector.get_params())
+
+
+class Fitter(Protocol):
+    """Fits a new detector with ``parent``'s parameters on ``samples``, here or on other
+    machines (``huoyan.scale.training.RayFitter``); what retraining calls."""
+
+    def __call__(self, parent: Detector, samples: Sequence[Any]) -> Detector: ...
+
+
+def fit_here(parent: D, samples: Sequence[Any]) -> D:
+    """The Fitter of this process: ``clone(parent).fit(samples)``."""
+    return clone(parent).fit(samples)

@@ -14,6 +14,7 @@ from pathlib import Path
 from fastapi import Request
 from sqlalchemy import Engine, text
 
+from huoyan.core.detector import Fitter, fit_here
 from huoyan.core.recipe import Recipe
 from huoyan.core.station import StationHandle
 from huoyan.server.hosting import StationHost
@@ -43,6 +44,7 @@ class Settings:
     session_hours: float = 12.0
     train_worker: bool = True
     box_key: Path | None = None  # this plant's X25519 key, to open packages sealed for it
+    fitter: Fitter = fit_here  # where retraining jobs fit (huoyan.scale.training.RayFitter: a Ray cluster)
 
 
 class Platform:
@@ -75,8 +77,9 @@ class Platform:
             )
         self.hub.on_watchers = self._watchers
         self.trainer = Trainer(
-            self.versions, self.reviews, lambda: self.hosts, self.blobs, settings.data_dir / "models", settings.runtime
-        )
+            self.versions, self.reviews, lambda: self.hosts, self.blobs, settings.data_dir / "models", settings.runtime,
+            fitter=settings.fitter,
+        )  # fmt: skip
 
     def _watchers(self, station: str, count: int) -> None:
         host = self.hosts.get(station)

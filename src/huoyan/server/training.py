@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from huoyan.core.artifact import artifact_kind
-from huoyan.core.detector import ImageDetector, clone
+from huoyan.core.detector import Fitter, ImageDetector, fit_here
 from huoyan.core.station import StationHandle
 from huoyan.detectors import detector_class, judges_signals, load_image_detector
 from huoyan.store.blobs import BlobStore
@@ -68,6 +68,7 @@ class Trainer:
         models_dir: Path,
         runtime: str = "onnx",
         poll_s: float = 1.0,
+        fitter: Fitter = fit_here,
     ) -> None:
         self.versions = versions
         self.reviews = reviews
@@ -76,6 +77,7 @@ class Trainer:
         self.models_dir = models_dir
         self.runtime = runtime
         self.poll_s = poll_s
+        self.fitter = fitter  # where the fitting runs: this process, or a Ray cluster
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -157,7 +159,8 @@ class Trainer:
                 "needed (keep more OK images with storage.keep_ok_every, or review more false alarms)"
             )
         self.versions.progress(job["id"], f"training on {len(train)} images")
-        model = clone(parent).fit(train)
+        model = self.fitter(parent, train)
+        assert isinstance(model, ImageDetector)
         path = self.models_dir / host.station_id / f"job-{job['id']}.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
         model.save(path)

@@ -1,14 +1,17 @@
-"""MVTec-AD folder layout: train/good, test/<type>, ground_truth/<type>/<stem>_mask.png."""
+"""MVTec-AD folder layout: train/good, test/<type>, ground_truth/<type>/<stem>_mask.png; and the
+good images a model is fitted on (what ``huoyan fit`` and the fits on Ray read alike)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from huoyan.vision.imageio import ImageError, list_images
+from huoyan.core.models import IMAGE_SUFFIXES
+from huoyan.vision.imageio import ImageError, list_images, read_image
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,31 @@ class Category:
     root: Path
     train: list[Path]
     test: list[TestSample]
+
+
+def train_folder(path: Path) -> Path:
+    """An image folder as it is, or an MVTec-layout category's train/good."""
+    nested = path / "train" / "good"
+    return nested if nested.is_dir() else path
+
+
+def good_images(folder: Path, on_file: Callable[[], None] | None = None) -> tuple[list[np.ndarray], list[str]]:
+    """The folder's images, and why each other file in it was left out: what `predict`
+    would call an ERROR (a file that is no image) is said here too, not passed over.
+    ``on_file`` is called after each file (a progress bar)."""
+    images, errors = [], []
+    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+    for p in files:
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            errors.append(f"{p}: not an image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        else:
+            try:
+                images.append(read_image(p))
+            except ImageError as exc:
+                errors.append(str(exc))
+        if on_file is not None:
+            on_file()
+    return images, errors
 
 
 def load_category(root: str | Path) -> Category:
