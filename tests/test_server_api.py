@@ -625,3 +625,18 @@ def test_a_user_has_a_display_name_in_any_script_shown_in_the_header(
     cleared = client.patch("/api/users/operator", json={"display_name": ""}, headers=admin).json()
     assert cleared["display_name"] is None
     assert p.audit.entries(limit=1)[0]["detail"]["display_name"] == ""
+
+
+def test_an_engineer_pauses_and_resumes_a_hosted_station_with_a_reason(
+    served: tuple[TestClient, Platform, Keys],
+) -> None:
+    client, p, keys = served
+    assert client.post("/api/stations/cell-1/pause", headers=keys.headers(OPERATOR)).status_code == 403
+    paused = client.post("/api/stations/cell-1/pause", json={"reason": "lens cleaning"}, headers=keys.headers(ENGINEER))
+    assert paused.status_code == 200 and paused.json()["paused"] is True
+    assert client.get("/api/stations/cell-1", headers=keys.headers(OPERATOR)).json()["paused"] is True
+    resumed = client.post("/api/stations/cell-1/resume", headers=keys.headers(ENGINEER))
+    assert resumed.status_code == 200 and resumed.json()["paused"] is False
+    actions = [(e["action"], e["detail"].get("reason")) for e in p.audit.entries(actor="engineer")]
+    assert ("station-pause", "lens cleaning") in actions and ("station-resume", None) in actions
+    assert client.post("/api/stations/nowhere/pause", headers=keys.headers(ENGINEER)).status_code == 404

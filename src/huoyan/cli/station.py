@@ -24,11 +24,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     setup_logging(args.verbose)
     recipe = load_recipe_or_exit(args.recipe)
+    key = _server_key(args.server) if args.server else ""
     try:
         opened = open_station(recipe, args.db, batch_size=args.batch_size, runtime=args.runtime)
     except (ArtifactError, RecipeConflict, FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from exc
-    on_start = _stdin_triggers(opened.source) if args.triggers_from_stdin else None
+    starts = [_stdin_triggers(opened.source)] if args.triggers_from_stdin else []
+    if args.server:
+        starts.append(_server_link(opened, recipe, args.server, key))
+
+    def on_start(loop: Any) -> None:
+        for start in starts:
+            start(loop)
+
     print(
         f"station {recipe.station}: recipe {recipe.recipe} v{recipe.version}, model {opened.model_sha256[:12]}, "
         f"source {recipe.source.type}",
@@ -39,6 +47,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     print(json.dumps(summary))
     return 0
+
+
+def _server_key(url: str) -> str:
+    """The station's API key for the server at ``url`` ($HUOYAN_SERVER_KEY), checked before the station opens."""
+    import os
+
+    from huoyan.runner.link import KEY_ENV
+
+    key = os.environ.get(KEY_ENV)
+    if not key:
+        raise SystemExit(f"error: --server needs the station's API key in ${KEY_ENV} (a key with scope 'station')")
+    if not url.startswith(("http://", "https://")):
+        raise SystemExit(f"error: --server {url!r}: give the server's URL, e.g. https://huoyan.plant.local:8000")
+    return key
+
+
+def _server_link(opened: Any, recipe: Any, url: str, key: str) -> Any:
+    """Report to the server at ``url`` from the station's own loop."""
+    from huoyan.runner.link import ServerLink
+
+    link = ServerLink(opened, recipe, url, key).attach()
+    tasks: list[Any] = []  # the loop keeps only a weak reference to a task
+    return lambda loop: tasks.append(loop.create_task(link.run()))
 
 
 def _stdin_triggers(source: Any) -> Any:
@@ -125,6 +156,10 @@ def add_commands(sub: Any) -> None:
     run.add_argument("--idle-exit", type=float, default=None, help="stop after this many seconds without parts")
     run.add_argument("--max-parts", type=int, default=None, help="stop after this many parts")
     run.add_argument("--triggers-from-stdin", action="store_true", help="camera trigger mode: one line per trigger")
+    run.add_argument(
+        "--server",
+        help="report to this central `huoyan serve` (URL) and take its commands; API key in $HUOYAN_SERVER_KEY",
+    )
     run.add_argument("--quiet", action="store_true", help="no live status line")
     run.add_argument("-v", "--verbose", action="store_true", help="log what the station does")
     run.set_defaults(func=cmd_run)

@@ -10,7 +10,7 @@ content (sha256 in the blob store), never by file path.
 from __future__ import annotations
 
 import concurrent.futures
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -93,6 +93,12 @@ class StationHandle(Protocol):
         """Judge with this model version from the next part on."""
         ...
 
+    async def pause(self) -> None:
+        """Take no new parts until resumed (the parts in flight are finished and recorded)."""
+        ...
+
+    async def resume(self) -> None: ...
+
     async def set_threshold(self, threshold: float | None, by: str) -> None:
         """Decide at this raw-score threshold from the next part on (None: the model's calibrated one)."""
         ...
@@ -104,3 +110,36 @@ class StationHandle(Protocol):
     def blob(self, sha256: str) -> bytes:
         """A piece of evidence the station kept. Raises ``FileNotFoundError``."""
         ...
+
+
+# -- a station on another PC and the server it reports to (huoyan.runner.link) -------------
+
+
+class StationCommand(BaseModel):
+    """What the server asks of a remote station, carried out between parts."""
+
+    id: int
+    action: Literal["pause", "resume", "threshold", "activate"]
+    threshold: float | None = Field(default=None, gt=0, description="threshold: the raw score; none: calibrated")
+    model: ModelVersionRef | None = Field(default=None, description="activate: the version, fetched by its digest")
+
+
+class CommandDone(BaseModel):
+    """A command's outcome, told with the station's next report."""
+
+    id: int
+    ok: bool
+    error: str | None = None
+
+
+class LinkReport(BaseModel):
+    """A remote station's report to the server, once a second: its status and what became of the commands."""
+
+    status: StationStatus
+    done: list[CommandDone] = Field(default_factory=list)
+
+
+class LinkReply(BaseModel):
+    """The server's answer to a report: the commands waiting for the station."""
+
+    commands: list[StationCommand] = Field(default_factory=list)

@@ -37,6 +37,7 @@ from huoyan.server.routes import (
     quality,
     records,
     reinspections,
+    remote,
     stations,
 )
 from huoyan.server.routes.stations import MAX_UPLOAD
@@ -50,6 +51,7 @@ ROUTERS = (
     stations.router,
     records.router,
     reinspections.router,
+    remote.router,
     defect_types.router,
     alarms.router,
     measurements.router,

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from huoyan.core.records import InspectionRecord, Severity, StationEvent, Stored
 from huoyan.core.station import ModelVersionRef, StationStatus
 from huoyan.core.text import Message
 from huoyan.runner import OpenStation, open_station, run_station
+from huoyan.runner.status import ng_rate, station_status, threshold_of
 from huoyan.server.live import LiveHub
 from huoyan.server.metrics import Metrics
 from huoyan.station.sources import HttpUpload, SourceBusy
@@ -232,7 +233,7 @@ class StationHost:
         self._last.append(r.verdict.value)
         self.metrics.part(self.station_id, r.verdict.value, r.latency_ms)
         payload = part_message(r)
-        payload["ng_rate"] = self.ng_rate()
+        payload["ng_rate"] = ng_rate(self._last)
         if item.preview is not None:
             payload["preview"] = "data:image/jpeg;base64," + base64.b64encode(item.preview).decode()
         self.hub.publish(self.station_id, "part", payload)
@@ -249,42 +250,18 @@ class StationHost:
             self.opened.line.set_preview(draw_preview if watchers else None)
 
     # -- state ----------------------------------------------------------------------------
-    def ng_rate(self) -> float:
-        last = list(self._last)
-        return sum(v == "NG" for v in last) / len(last) if last else 0.0
-
     def status(self) -> StationStatus:
-        opened = self.opened
-        stats = opened.station.stats if opened else None
-        line = opened.line if opened else None
-        active = line.active_recipe() if line else None
-        return StationStatus(
-            station_id=self.station_id,
-            product=self.recipe.product,
+        return station_status(
+            self.opened,
+            self.recipe,
             running=self.running,
-            paused=bool(opened and opened.station.paused),
             error=self.error,
-            source=self.recipe.source.type,
-            recipe_id=active.recipe_id if active else self.recipe.recipe,
-            recipe_version=active.version if active else self.recipe.version,
             model_version=self.model_version,
-            model_sha256=active.model_sha256 if active else None,
-            threshold=self.threshold(),
-            threshold_set=bool(line and line.recipe is not line.base_recipe),
-            counts=dict(stats.verdicts) if stats else {},
-            parts_per_second=round(stats.rate(), 3) if stats else 0.0,
-            ng_rate=round(self.ng_rate(), 4),
-            queue_depth=stats.queue_depth if stats else 0,
-            latency_ms_p50=stats.latency(0.5) if stats else None,
-            latency_ms_p99=stats.latency(0.99) if stats else None,
-            alarms=dict(stats.alarms) if stats else {},
-            spooled=len(opened.store.spool) if opened else 0,
+            last_verdicts=self._last,
         )
 
     def threshold(self) -> float | None:
-        inspector = self.opened.station.inspector if self.opened else None
-        value = getattr(inspector, "threshold", None)
-        return None if value is None else float(value)
+        return threshold_of(self.opened)
 
     def blob(self, sha256: str) -> bytes:
         return self.blobs.get(sha256)
@@ -330,6 +307,24 @@ class StationHost:
         self.model_version = model.version
         took = time.perf_counter() - start
         log.info("station %s: model version %s active (%.1f s)", self.station_id, model.version, took)
+
+    async def pause(self) -> None:
+        await self._on_line(lambda line: line.pause())
+
+    async def resume(self) -> None:
+        await self._on_line(lambda line: line.resume())
+
+    async def _on_line(self, action: Callable[[Any], None]) -> None:
+        """Do ``action(line)`` on the station's own loop, between parts, and wait for it."""
+        loop, opened = self._loop, self.opened
+        if loop is None or opened is None or opened.line is None:
+            raise RuntimeError(Message("station {station} is not running", station=self.station_id))
+        line = opened.line
+
+        async def act() -> None:
+            action(line)
+
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(act(), loop))
 
     async def set_threshold(self, threshold: float | None, by: str) -> None:
         """Decide at this raw-score threshold from the next part on (None: the calibrated one)."""

@@ -20,6 +20,7 @@ from huoyan.core.station import StationHandle
 from huoyan.server.hosting import StationHost
 from huoyan.server.live import LiveHub
 from huoyan.server.metrics import Metrics, snapshot
+from huoyan.server.remote import RemoteStation
 from huoyan.server.throttle import LoginThrottle
 from huoyan.server.training import Trainer
 from huoyan.store.accounts import Accounts
@@ -85,6 +86,12 @@ class Platform:
         host = self.hosts.get(station)
         if host is not None:
             host.watch(count)
+
+    def join_remote(self, station_id: str) -> RemoteStation:
+        """A station on another PC reporting for the first time: one of this server's stations from now on."""
+        host = RemoteStation(station_id)
+        self.hosts.setdefault(station_id, host)
+        return host
 
     def start(self) -> None:
         try:

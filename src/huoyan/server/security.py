@@ -163,6 +163,8 @@ Operator = Annotated[Principal, require(Role.OPERATOR, Scope.READ)]
 Uploader = Annotated[Principal, require(Role.OPERATOR, Scope.UPLOAD)]
 Reviewer = Annotated[Principal, require(Role.OPERATOR, Scope.REVIEW)]
 Engineer = Annotated[Principal, require(Role.ENGINEER, Scope.ADMIN)]
+# A station on another PC: an engineer's key (it takes commands that change how parts are judged).
+RemoteStationKey = Annotated[Principal, require(Role.ENGINEER, Scope.STATION)]
 Admin = Annotated[Principal, require(Role.ADMIN, Scope.ADMIN)]
 Authenticated = Annotated[Principal, Depends(current_principal)]
 OperatorPage = Annotated[Principal, require_page(Role.OPERATOR)]

@@ -85,6 +85,7 @@ class Scope(StrEnum):
     UPLOAD = "upload"  # send parts to inspect
     READ = "read"  # records, images, stations, metrics
     REVIEW = "review"  # judge inspected parts (reviews feed retraining)
+    STATION = "station"  # a station on another PC: report its status, take the server's commands
     ADMIN = "admin"
 
 

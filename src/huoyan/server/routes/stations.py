@@ -19,10 +19,11 @@ from huoyan.core.text import Message
 from huoyan.decision import judge
 from huoyan.server.live import sse
 from huoyan.server.platform import Platform, platform
+from huoyan.server.remote import CommandTimeout
 from huoyan.server.routes.common import errors, not_found, said
 from huoyan.server.routes.models import switch_to
 from huoyan.server.schemas import ActionIn, ShiftCountsOut, ThresholdIn, ThresholdPreviewOut, UploadResult
-from huoyan.server.security import Engineer, Operator, Uploader
+from huoyan.server.security import Engineer, Operator, Principal, Uploader
 from huoyan.server.uploads import multipart_body, read_form
 from huoyan.store.counters import reset_counters, shift_counts
 from huoyan.store.records import UNAVAILABLE, get_inspection, recent_scores
@@ -193,6 +194,39 @@ def preview_threshold(
     status = _host(p, station_id).status()
     scored = recent_scores(p.engine, station_id, status.model_sha256, parts)
     return ThresholdPreviewOut.model_validate(asdict(judge.preview_threshold(scored, threshold)))
+
+
+@router.post("/api/stations/{station_id}/pause", response_model=StationStatus, responses=errors(404, 409, 504))
+async def pause(
+    station_id: str, p: Annotated[Platform, Depends(platform)], principal: Engineer, body: ActionIn | None = None
+) -> StationStatus:
+    """Take no new parts until resumed; the parts in flight are finished and recorded."""
+    return await _line_action(p, station_id, principal, "station-pause", body, pausing=True)
+
+
+@router.post("/api/stations/{station_id}/resume", response_model=StationStatus, responses=errors(404, 409, 504))
+async def resume(
+    station_id: str, p: Annotated[Platform, Depends(platform)], principal: Engineer, body: ActionIn | None = None
+) -> StationStatus:
+    """Take parts again."""
+    return await _line_action(p, station_id, principal, "station-resume", body, pausing=False)
+
+
+async def _line_action(
+    p: Platform, station_id: str, principal: Principal, action: str, body: ActionIn | None, pausing: bool
+) -> StationStatus:
+    host = _host(p, station_id)
+    who, reason = principal.user.username, body.reason if body else None
+    try:
+        await (host.pause() if pausing else host.resume())
+    except CommandTimeout as exc:
+        p.audit.add(who, action, station_id, "queued", reason=reason)
+        raise HTTPException(504, said(exc)) from exc
+    except RuntimeError as exc:
+        p.audit.add(who, action, station_id, "failed", error=str(exc), reason=reason)
+        raise HTTPException(409, said(exc)) from exc
+    p.audit.add(who, action, station_id, reason=reason)
+    return host.status()
 
 
 @router.put("/api/stations/{station_id}/threshold", response_model=StationStatus, responses=errors(404, 409))

@@ -1,0 +1,131 @@
+"""A station on another PC reporting to a central ``huoyan serve``: its status once a
+second, and the server's commands carried out between parts.
+
+The station runs as ever (its records go to the plant's database, its signals to the
+PLC); the link only reports and listens. Each report (``core.station.LinkReport``) is
+one HTTP POST with the station's API key; the answer carries the commands waiting for it
+(pause, resume, threshold, activate a model version), whose outcomes go with the next
+report. A model version is fetched by its SHA-256 and checked before it is used. When
+the server cannot be reached the station keeps inspecting; the link says so once, tries
+again every few seconds, and the next report that gets through brings the server up to
+date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from huoyan.core.durable import write_durably
+from huoyan.core.recipe import Recipe
+from huoyan.core.station import CommandDone, LinkReply, LinkReport, StationCommand
+from huoyan.runner.status import station_status
+
+log = logging.getLogger(__name__)
+KEY_ENV = "HUOYAN_SERVER_KEY"  # the API key a station reports with (scope 'station')
+
+
+class ServerLink:
+    """Reports the station ``opened`` to the server at ``url`` every ``every_s`` seconds."""
+
+    def __init__(self, opened: Any, recipe: Recipe, url: str, api_key: str, every_s: float = 1.0) -> None:
+        self.opened = opened
+        self.recipe = recipe
+        self.url = url.rstrip("/")
+        self.headers = {"X-API-Key": api_key}
+        self.every_s = every_s
+        self.model_version: int | None = None  # the version the server last had it activate
+        self.done: list[CommandDone] = []
+        self.connected: bool | None = None  # unknown until the first report
+        self._last: deque[str] = deque(maxlen=100)
+        self.models_dir = Path(recipe.storage.data_dir) / "models"
+
+    def attach(self) -> ServerLink:
+        """Follow the station's verdicts (for the NG rate of the status)."""
+        self.opened.station.item_listeners.append(lambda item: self._last.append(item.record.verdict.value))
+        return self
+
+    def report(self) -> LinkReport:
+        status = station_status(
+            self.opened, self.recipe, running=True, error=None, model_version=self.model_version,
+            last_verdicts=self._last,
+        )  # fmt: skip
+        return LinkReport(status=status, done=list(self.done))
+
+    async def run(self) -> None:
+        """Report until cancelled (the station's loop ends)."""
+        async with httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=10.0) as client:
+            wait = self.every_s
+            while True:
+                try:
+                    reply = await self._exchange(client)
+                except Exception as exc:  # whatever failed, the station inspects on and reports again
+                    if self.connected is not False:
+                        log.warning("server %s unreachable (%s); inspecting on, reporting again when it answers",
+                                    self.url, exc)  # fmt: skip
+                    self.connected = False
+                    wait = min(5.0, wait * 2)
+                else:
+                    if not self.connected:
+                        log.info("reporting to %s", self.url)
+                    self.connected, wait = True, self.every_s
+                    for command in reply.commands:
+                        self.done.append(await self._carry_out(client, command))
+                await asyncio.sleep(wait)
+
+    async def _exchange(self, client: httpx.AsyncClient) -> LinkReply:
+        sent = self.report()
+        answer = await client.post(
+            f"/api/remote/stations/{self.recipe.station}/link", content=sent.model_dump_json(),
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        if answer.status_code != 200:
+            raise ValueError(f"the server answered {answer.status_code}: {answer.text[:300]}")
+        told = {d.id for d in sent.done}
+        self.done = [d for d in self.done if d.id not in told]  # delivered: not told again
+        return LinkReply.model_validate_json(answer.content)
+
+    async def _carry_out(self, client: httpx.AsyncClient, command: StationCommand) -> CommandDone:
+        line = self.opened.line
+        try:
+            if command.action == "pause":
+                line.pause()
+            elif command.action == "resume":
+                line.resume()
+            elif command.action == "threshold":
+                await line.set_threshold(command.threshold)
+            elif command.action == "activate" and command.model is not None:
+                path = await self._fetch_model(client, command.model.sha256)
+                await line.use_model(path)
+                self.model_version = command.model.version
+            else:
+                raise ValueError(f"command {command.action!r} names no model")
+        except Exception as exc:  # the outcome goes to the server; the station inspects on
+            log.warning("command %s (%s) failed: %s", command.id, command.action, exc)
+            return CommandDone(id=command.id, ok=False, error=str(exc) or type(exc).__name__)
+        log.info("command %s: %s done", command.id, command.action)
+        return CommandDone(id=command.id, ok=True)
+
+    async def _fetch_model(self, client: httpx.AsyncClient, sha256: str) -> Path:
+        """The model version's file, fetched once by its digest and checked on arrival."""
+        path = self.models_dir / f"{sha256}.safetensors"
+        if path.is_file() and await asyncio.to_thread(_digest, path) == sha256:
+            return path
+        answer = await client.get(f"/api/remote/models/{sha256}")
+        answer.raise_for_status()
+        if hashlib.sha256(answer.content).hexdigest() != sha256:
+            raise ValueError(f"model {sha256[:12]} arrived damaged: its SHA-256 differs")
+        await asyncio.to_thread(write_durably, path, answer.content)
+        return path
+
+
+def _digest(path: Path) -> str:
+    from huoyan.store.blobs import file_sha256
+
+    return file_sha256(path)

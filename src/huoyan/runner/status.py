@@ -1,0 +1,62 @@
+"""A running station's status as the server shows it: one function for a station the
+server hosts and for one that reports to it from another PC (``runner.link``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from huoyan.core.models import Verdict
+from huoyan.core.recipe import Recipe
+from huoyan.core.station import StationStatus
+
+
+def threshold_of(opened: object | None) -> float | None:
+    """The raw score above which the running station calls a part NG."""
+    station = getattr(opened, "station", None)
+    value = getattr(getattr(station, "inspector", None), "threshold", None)
+    return None if value is None else float(value)
+
+
+def ng_rate(last: Iterable[str]) -> float:
+    """The share of NG among the last judged parts' verdicts."""
+    seen = list(last)
+    return sum(v == Verdict.NG for v in seen) / len(seen) if seen else 0.0
+
+
+def station_status(
+    opened: object | None,
+    recipe: Recipe,
+    *,
+    running: bool,
+    error: str | None,
+    model_version: int | None,
+    last_verdicts: Iterable[str] = (),
+) -> StationStatus:
+    """The status of the station ``opened`` (a ``runner.OpenStation``; None before it opened)."""
+    station = getattr(opened, "station", None)
+    stats = station.stats if station is not None else None
+    line = getattr(opened, "line", None)
+    store = getattr(opened, "store", None)
+    active = line.active_recipe() if line else None
+    return StationStatus(
+        station_id=recipe.station,
+        product=recipe.product,
+        running=running,
+        paused=bool(station is not None and station.paused),
+        error=error,
+        source=recipe.source.type,
+        recipe_id=active.recipe_id if active else recipe.recipe,
+        recipe_version=active.version if active else recipe.version,
+        model_version=model_version,
+        model_sha256=active.model_sha256 if active else None,
+        threshold=threshold_of(opened),
+        threshold_set=bool(line and line.recipe is not line.base_recipe),
+        counts=dict(stats.verdicts) if stats else {},
+        parts_per_second=round(stats.rate(), 3) if stats else 0.0,
+        ng_rate=round(ng_rate(last_verdicts), 4),
+        queue_depth=stats.queue_depth if stats else 0,
+        latency_ms_p50=stats.latency(0.5) if stats else None,
+        latency_ms_p99=stats.latency(0.99) if stats else None,
+        alarms=dict(stats.alarms) if stats else {},
+        spooled=len(store.spool) if store is not None else 0,
+    )

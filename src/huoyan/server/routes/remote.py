@@ -1,0 +1,53 @@
+"""Stations on other PCs reporting to this server (``huoyan run --server``): their reports,
+the commands handed back, and the model versions they fetch by digest."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from huoyan.core.station import LinkReply, LinkReport
+from huoyan.core.text import Message
+from huoyan.server.platform import Platform, platform
+from huoyan.server.remote import RemoteStation
+from huoyan.server.routes.common import errors, not_found
+from huoyan.server.security import RemoteStationKey
+from huoyan.store.schema import ModelRow
+
+router = APIRouter(prefix="/api/remote", tags=["remote stations"])
+StationIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
+
+
+@router.post("/stations/{station_id}/link", response_model=LinkReply, responses=errors(409, 422))
+def link(
+    station_id: StationIdPath, body: LinkReport, p: Annotated[Platform, Depends(platform)], principal: RemoteStationKey
+) -> LinkReply:
+    """A remote station's report (status, commands' outcomes), once a second; answered with
+    the commands waiting for it. The first report makes it one of this server's stations."""
+    if body.status.station_id != station_id:
+        raise HTTPException(422, Message("the report is of station {station}", station=body.status.station_id))
+    host = p.hosts.get(station_id)
+    if host is None:
+        host = p.join_remote(station_id)
+        p.audit.add(principal.user.username, "station-joined", station_id)
+    if not isinstance(host, RemoteStation):
+        raise HTTPException(409, Message("station {station} is hosted by this server itself", station=station_id))
+    return LinkReply(commands=host.reported(body))
+
+
+@router.get(
+    "/models/{sha256}",
+    response_class=Response,
+    responses={**errors(404), 200: {"content": {"application/octet-stream": {}}}},
+)
+def model_file(sha256: Sha256Path, p: Annotated[Platform, Depends(platform)], _: RemoteStationKey) -> Response:
+    """A model version's file, by its SHA-256 (only models the server registered, not other blobs)."""
+    with Session(p.engine) as s:
+        known = s.scalar(select(ModelRow.id).where(ModelRow.sha256 == sha256)) is not None
+    if not known or not p.blobs.has(sha256):
+        raise not_found(Message("model {digest}", digest=sha256[:12]))
+    return Response(p.blobs.get(sha256), media_type="application/octet-stream")

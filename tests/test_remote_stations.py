@@ -1,0 +1,157 @@
+"""#21: stations on other PCs (two ``huoyan run --server`` processes) join a central
+server on the plant's PostgreSQL: they appear with live counts, obey a pause and a
+threshold change, and keep inspecting through a server outage, reporting again when it
+returns."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import create_engine, text
+
+from huoyan.server.app import create_app
+from huoyan.server.platform import Settings
+from huoyan.store.accounts import Role, Scope
+from huoyan.store.database import make_engine, upgrade
+from linepeers import free_port, wait_for_port
+from serverkit import PASSWORD
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+pytestmark = pytest.mark.slow
+
+
+@contextmanager
+def server_on(db: str, data: Path, port: int) -> Iterator[str]:
+    """``huoyan serve`` (the app on uvicorn) on a fixed port, stopped on leaving."""
+    app = create_app(Settings(database_url=db, data_dir=data, train_worker=False))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for_port(port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def station_recipe(folder: Path, station: str, model: Path, images: Path) -> Path:
+    path = folder / f"{station}.yaml"
+    path.write_text(
+        f"station: {station}\nproduct: washer\nrecipe: washer-{station}\nversion: '1'\nmodel: {model}\n"
+        f"source: {{type: replay, path: {images}, rate: 5, loop: true}}\n"
+        f"storage: {{data_dir: {folder / station}}}\n"
+    )
+    return path
+
+
+def wait_until(what: Callable[[], Any], timeout_s: float = 60.0, every_s: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout_s
+    got = None
+    while time.monotonic() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(every_s)
+    raise AssertionError(f"timed out waiting; last: {got!r}")
+
+
+def test_remote_stations_join_report_obey_and_ride_out_a_server_outage(
+    postgres_server: Any, line_dir: Path, model_file: Path, tmp_path: Path
+) -> None:
+    db = postgres_server.new_database()
+    upgrade(make_engine(db))
+    setup = create_app(Settings(database_url=db, data_dir=tmp_path / "server", train_worker=False)).state.platform
+    setup.accounts.add_user("engineer", PASSWORD, Role.ENGINEER)
+    station_key = setup.accounts.add_api_key("engineer", "line 3 stations", [Scope.STATION])[1]
+    engineer_key = setup.accounts.add_api_key("engineer", "tests", [Scope.ADMIN])[1]
+    images = line_dir / "test" / "good"
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(SRC), "HUOYAN_SERVER_KEY": station_key}
+    stations = {}
+    h = {"X-API-Key": engineer_key}
+    records = create_engine(db)
+
+    def stored(station: str) -> int:
+        with records.connect() as c:
+            return int(c.execute(text("select count(*) from inspections where station_id = :s"), {"s": station})
+                       .scalar_one())  # fmt: skip
+
+    try:
+        with server_on(db, tmp_path / "server", port) as base:
+            for name in ("line3-a", "line3-b"):
+                recipe = station_recipe(tmp_path, name, model_file, images)
+                stations[name] = subprocess.Popen(
+                    [sys.executable, "-m", "huoyan.cli", "run", str(recipe), "--db", db, "--server", base, "--quiet"],
+                    env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / f"{name}.log").open("w"),
+                )  # fmt: skip
+            client = httpx.Client(base_url=base, headers=h, timeout=30)
+
+            # Both join and show live counts, which grow as their records do.
+            def joined() -> list[dict[str, Any]]:
+                found = client.get("/api/stations").json()
+                ready = len(found) == 2 and all(s["running"] and sum(s["counts"].values()) >= 5 for s in found)
+                assert ready or time.monotonic() < give_up, found
+                return found if ready else []
+
+            give_up = time.monotonic() + 59
+            wait_until(joined)
+            listed = {s["station_id"]: s for s in client.get("/api/stations").json()}
+            assert set(listed) == {"line3-a", "line3-b"} and all(s["source"] == "replay" for s in listed.values())
+            counted = sum(client.get("/api/stations/line3-a").json()["counts"].values())
+            assert counted <= stored("line3-a") + 8  # the counts are of parts recorded (a batch may be in flight)
+
+            # A pause is carried out between parts and confirmed; no part is taken after it.
+            paused = client.post("/api/stations/line3-a/pause", json={"reason": "cleaning the lens"})
+            assert paused.status_code == 200, paused.text
+            assert paused.json()["paused"] is True
+            time.sleep(1.5)  # parts in flight are finished and recorded
+            still = stored("line3-a")
+            time.sleep(2.0)
+            assert stored("line3-a") == still
+            assert stored("line3-b") > 0  # the other station is not paused
+            assert client.post("/api/stations/line3-a/resume").json()["paused"] is False
+            wait_until(lambda: stored("line3-a") > still)
+
+            # A threshold from the server judges the station's next parts.
+            changed = client.put("/api/stations/line3-b/threshold", json={"threshold": 123.5, "reason": "trial"})
+            assert changed.status_code == 200, changed.text
+            assert changed.json()["threshold"] == 123.5 and changed.json()["threshold_set"] is True
+            with records.connect() as c:
+                judged = text("select count(*) from inspections where station_id = 'line3-b' and threshold = 123.5")
+                wait_until(lambda: c.execute(judged).scalar_one())
+            actions = [(e["action"], e["target"], e["outcome"]) for e in setup.audit.entries(actor="engineer")]
+            assert ("station-pause", "line3-a", "ok") in actions and ("threshold-set", "line3-b", "ok") in actions
+            assert ("station-joined", "line3-a", "ok") in actions
+            before_outage = stored("line3-b")
+        # The server is down: the stations keep inspecting and recording.
+        wait_until(lambda: stored("line3-b") >= before_outage + 10)
+        assert all(s.poll() is None for s in stations.values())
+        with server_on(db, tmp_path / "server", port) as base:  # back, on the same address
+            client = httpx.Client(base_url=base, headers=h, timeout=30)
+            back = wait_until(lambda: [s for s in client.get("/api/stations").json() if s["running"]])
+            assert {s["station_id"] for s in back} <= {"line3-a", "line3-b"}
+            wait_until(lambda: {s["station_id"] for s in client.get("/api/stations").json() if s["running"]}
+                       == {"line3-a", "line3-b"})  # fmt: skip
+            b = client.get("/api/stations/line3-b").json()
+            assert sum(b["counts"].values()) >= before_outage  # the counts went on through the outage
+            assert b["threshold"] == 123.5
+    finally:
+        for proc in stations.values():
+            proc.terminate()
+        for proc in stations.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
