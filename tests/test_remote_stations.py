@@ -5,6 +5,7 @@ returns."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,10 +21,13 @@ import pytest
 import uvicorn
 from sqlalchemy import create_engine, text
 
+from huoyan.core.artifact import read_metadata
 from huoyan.server.app import create_app
 from huoyan.server.platform import Settings
 from huoyan.store.accounts import Role, Scope
 from huoyan.store.database import make_engine, upgrade
+from huoyan.vision.imageio import list_images, read_image
+from huoyan.vision.patchcore import PatchCore
 from linepeers import free_port, wait_for_port
 from serverkit import PASSWORD
 
@@ -134,6 +138,20 @@ def test_remote_stations_join_report_obey_and_ride_out_a_server_outage(
             actions = [(e["action"], e["target"], e["outcome"]) for e in setup.audit.entries(actor="engineer")]
             assert ("station-pause", "line3-a", "ok") in actions and ("threshold-set", "line3-b", "ok") in actions
             assert ("station-joined", "line3-a", "ok") in actions
+            # A model version travels to the station by its digest and judges its next parts.
+            train = [read_image(f) for f in list_images(line_dir / "train" / "good")]
+            newer = PatchCore(image_size=128, coreset_ratio=0.1, seed=1).fit(train).save(tmp_path / "v2.safetensors")
+            sha = setup.blobs.put_file(newer)
+            card = json.loads(read_metadata(newer)["card"])
+            version = setup.versions.add("line3-a", sha, newer.name, card, str(newer), "engineer")
+            activated = client.post(f"/api/models/{version['id']}/activate", json={"reason": "new bank"})
+            assert activated.status_code == 200, activated.text
+            assert client.get("/api/stations/line3-a").json()["model_sha256"] == sha
+            with records.connect() as c:
+                on_new = text("select count(*) from inspections where station_id = 'line3-a' and model_pk = "
+                              "(select id from models where sha256 = :sha)")  # fmt: skip
+                wait_until(lambda: c.execute(on_new, {"sha": sha}).scalar_one())
+            assert (tmp_path / "line3-a" / "models" / f"{sha}.safetensors").is_file()  # fetched, checked, kept
             before_outage = stored("line3-b")
         # The server is down: the stations keep inspecting and recording.
         wait_until(lambda: stored("line3-b") >= before_outage + 10)
