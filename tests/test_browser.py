@@ -211,6 +211,12 @@ def test_operator_sees_part_live_reviews_it_and_cannot_reach_models(
         expect(section.locator(".thr-input")).to_have_value("")  # the field no longer shows a stale value
         section.locator(".thr-reset").click()
         expect(section.locator(".thr-source")).to_have_text("(calibrated)")
+        # #21: pausing a station asks why too; the button then offers to resume it.
+        section.locator("button.pause").click()
+        expect(section.locator("button.pause")).to_have_text("Resume the station")
+        assert any(message.startswith("Pause cell-1") for _, message in dialogs)
+        section.locator("button.pause").click()
+        expect(section.locator("button.pause")).to_have_text("Pause the station")
         assert {kind for kind, _ in dialogs} == {"prompt"}  # asked why each time, never an alert
         # ... and imports a package plant A signed: verified, its model a candidate version.
         page.set_input_files("#import-package input[type=file]", str(signed_package(tmp_path, model_file)))

@@ -538,6 +538,7 @@ pages.models = async () => {
       section.querySelector(".thr-source").textContent = status.threshold_set ? t("(set on the line)") : t("(calibrated)");
       // Rolling back needs a parent: the button is not offered without one.
       section.querySelector("button.rollback").hidden = !(active && active.parent_id);
+      section.querySelector("button.pause").textContent = status.paused ? t("Resume the station") : t("Pause the station");
       fillRows(section.querySelector(".versions tbody"), versions.map((v) => [
         `v${v.version}`, el("span", { class: "pill " + v.status }, t(v.status)),
         v.parent_id ? "v" + (versions.find((x) => x.id === v.parent_id) || {}).version : "—",
@@ -677,6 +678,15 @@ pages.models = async () => {
     typeLoaders.push(showTypes);
     section.querySelector("button.train").onclick = () => act(section, () =>
       api("/api/training-jobs", { method: "POST", json: { station_id: section.dataset.station } }));
+    section.querySelector("button.pause").onclick = () => {
+      const station = section.dataset.station;
+      const paused = (state[station] || {}).status?.paused;
+      const reason = reasonFor(section, paused ? t("Resume {station}: take parts again?", { station })
+        : t("Pause {station}: take no new parts until resumed? Parts in flight are finished and recorded.", { station }));
+      if (reason === null) return;
+      act(section, () => api(`/api/stations/${encodeURIComponent(station)}/${paused ? "resume" : "pause"}`,
+        { method: "POST", json: { reason } }));
+    };
     section.querySelector("button.rollback").onclick = () => {
       const reason = reasonFor(section, t("Roll {station} back to the parent of its active version?", { station: section.dataset.station }));
       if (reason === null) return;

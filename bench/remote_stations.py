@@ -1,0 +1,161 @@
+"""How many remote stations one server serves before its live view lags: simulated
+stations over the real network stack, against ``huoyan serve`` in its own process on a
+private PostgreSQL.
+
+Each simulated station reports once a second (``POST /api/remote/stations/<id>/link``,
+the ``LinkReport`` a ``huoyan run --server`` sends) with its parts counted at 10 parts/s;
+a report's count names the moment it was sent. Live views (``GET
+/api/stations/<id>/live``, the dashboard's Server-Sent Events) watch a sample of the
+stations; the lag of a status event is when it arrived minus when the report it shows
+was sent. The status stream runs once a second, so a view that keeps up shows reports
+0-1 s old (p99 near 1 s); "lags" means the p99 goes past 2 s. Also reported: the report
+round trip (p50/p99). The link path does not write the database (the stations write their
+records themselves); the server process's CPU share is what limits it here, on the same
+2 cores as the simulated stations.
+
+    PYTHONPATH=src:bench:tests python bench/remote_stations.py [--stations 10,50,100,200] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from huoyan.core.station import LinkReport, StationStatus
+
+RATE = 10.0  # parts per second per station
+
+
+def status(station: str, parts: int) -> StationStatus:
+    return StationStatus(
+        station_id=station, product="washer", running=True, paused=False, error=None, source="hot_folder",
+        recipe_id=f"washer-{station}", recipe_version="1", model_version=1, model_sha256="0" * 64, threshold=1.0,
+        threshold_set=False, counts={"OK": parts}, parts_per_second=RATE, ng_rate=0.0, queue_depth=0,
+        latency_ms_p50=30.0, latency_ms_p99=60.0, alarms={}, spooled=0,
+    )  # fmt: skip
+
+
+async def station(client: httpx.AsyncClient, name: str, start: float, until: float, trips: list[float]) -> None:
+    """Report every second, as a station does; the count says when the report was sent."""
+    await asyncio.sleep((hash(name) % 1000) / 1000)  # stations do not report in lock-step
+    while (now := time.time()) < until:
+        parts = int((now - start) * RATE)
+        body = LinkReport(status=status(name, parts)).model_dump_json()
+        sent = time.perf_counter()
+        try:
+            answer = await client.post(
+                f"/api/remote/stations/{name}/link", content=body, headers={"Content-Type": "application/json"}
+            )
+            if answer.status_code == 200:
+                trips.append(time.perf_counter() - sent)
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(max(0.0, 1.0 - (time.time() - now)))
+
+
+async def watch(client: httpx.AsyncClient, name: str, start: float, until: float, lags: list[float]) -> None:
+    """A live view of one station: the age of the report each status event shows."""
+    try:
+        async with client.stream("GET", f"/api/stations/{name}/live", timeout=None) as events:
+            kind = None
+            async for line in events.aiter_lines():
+                if time.time() >= until:
+                    return
+                if line.startswith("event:"):
+                    kind = line.split(":", 1)[1].strip()
+                elif line.startswith("data:") and kind == "status":
+                    shown = json.loads(line[5:])
+                    parts = sum(shown.get("counts", {}).values())
+                    if shown.get("running") and parts:
+                        lags.append(time.time() - (start + parts / RATE))
+    except httpx.HTTPError:
+        return
+
+
+async def round_of(base: str, key: str, n: int, seconds: float) -> dict[str, Any]:
+    names = [f"sim-{n}-{i:03d}" for i in range(n)]
+    start = time.time()
+    until = start + seconds
+    trips: list[float] = []
+    lags: list[float] = []
+    limits = httpx.Limits(max_connections=n + 20, max_keepalive_connections=n + 20)
+    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=30, limits=limits) as client:
+        reporting = [asyncio.create_task(station(client, name, start, until, trips)) for name in names]
+        await asyncio.sleep(3.0)  # every station has joined
+        watched = names[:: max(1, n // 5)][:5]
+        views = [asyncio.create_task(watch(client, name, start, until, lags)) for name in watched]
+        await asyncio.gather(*reporting)
+        for v in views:
+            v.cancel()
+    settled = lags[len(watched) :]  # each view's first event shows the report it found on connecting
+    return {
+        "stations": n,
+        "reports": len(trips),
+        "reports_per_s": len(trips) / seconds,
+        "trip_ms_p50": 1000 * statistics.median(trips) if trips else None,
+        "trip_ms_p99": 1000 * quantile(trips, 0.99) if trips else None,
+        "lag_s_p50": statistics.median(settled) if settled else None,
+        "lag_s_p99": quantile(settled, 0.99) if settled else None,
+        "lag_events": len(settled),
+    }
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stations", default="10,50,100,200")
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+
+    from benchlib import cpu_model, private_postgres
+    from huoyan.store.accounts import Accounts, Role, Scope
+    from huoyan.store.database import make_engine, upgrade
+    from linepeers import free_port, wait_for_port
+
+    rows = []
+    with private_postgres() as pg, tempfile.TemporaryDirectory(prefix="huoyan-bench-remote-") as tmp:
+        db = pg.new_database()
+        engine = make_engine(db)
+        upgrade(engine)
+        accounts = Accounts(engine)
+        accounts.add_user("engineer", "a long password 1", Role.ENGINEER)
+        key = accounts.add_api_key("engineer", "bench", [Scope.STATION, Scope.READ])[1]
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "huoyan.cli", "serve", "--db", db, "--data-dir", tmp, "--port", str(port),
+             "--no-training"],
+            env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            wait_for_port(port, 60)
+            for n in (int(x) for x in args.stations.split(",")):
+                row = asyncio.run(round_of(f"http://127.0.0.1:{port}", key, n, args.seconds))
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        finally:
+            server.terminate()
+            server.wait(30)
+    summary = {"cpu": cpu_model(), "cores": os.cpu_count(), "rate_per_station": RATE, "rounds": rows}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
