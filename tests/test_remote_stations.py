@@ -80,7 +80,7 @@ def test_remote_stations_join_report_obey_and_ride_out_a_server_outage(
     setup.accounts.add_user("engineer", PASSWORD, Role.ENGINEER)
     station_key = setup.accounts.add_api_key("engineer", "line 3 stations", [Scope.STATION])[1]
     engineer_key = setup.accounts.add_api_key("engineer", "tests", [Scope.ADMIN])[1]
-    images = line_dir / "test" / "good"
+    images = line_dir / "test"  # good parts and defects
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(SRC), "HUOYAN_SERVER_KEY": station_key}
     stations = {}
@@ -115,6 +115,15 @@ def test_remote_stations_join_report_obey_and_ride_out_a_server_outage(
             assert set(listed) == {"line3-a", "line3-b"} and all(s["source"] == "replay" for s in listed.values())
             counted = sum(client.get("/api/stations/line3-a").json()["counts"].values())
             assert counted <= stored("line3-a") + 8  # the counts are of parts recorded (a batch may be in flight)
+
+            # NG parts' images reach the server's blob store once their records are stored.
+            def ng_image() -> int | None:
+                with records.connect() as c:
+                    ng = c.execute(text("select id from inspections where station_id = 'line3-a' and verdict = 'NG' "
+                                        "order by id limit 1")).scalar()  # fmt: skip
+                return ng if ng and client.get(f"/api/inspections/{ng}/image").status_code == 200 else None
+
+            assert client.get(f"/api/inspections/{wait_until(ng_image)}/heatmap").status_code == 200
 
             # A pause is carried out between parts and confirmed; no part is taken after it.
             paused = client.post("/api/stations/line3-a/pause", json={"reason": "cleaning the lens"})

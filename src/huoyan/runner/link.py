@@ -5,7 +5,10 @@ The station runs as ever (its records go to the plant's database, its signals to
 PLC); the link only reports and listens. Each report (``core.station.LinkReport``) is
 one HTTP POST with the station's API key; the answer carries the commands waiting for it
 (pause, resume, threshold, activate a model version), whose outcomes go with the next
-report. A model version is fetched by its SHA-256 and checked before it is used. When
+report. The images and heat maps of NG and ERROR parts are uploaded to the server's blob
+store once their records are in the database, so the dashboard shows them; a backlog
+(after an outage) drains oldest first. A model version is fetched by its SHA-256 and
+checked before it is used. When
 the server cannot be reached the station keeps inspecting; the link says so once, tries
 again every few seconds, and the next report that gets through brings the server up to
 date.
@@ -29,6 +32,7 @@ from huoyan.runner.status import station_status
 
 log = logging.getLogger(__name__)
 KEY_ENV = "HUOYAN_SERVER_KEY"  # the API key a station reports with (scope 'station')
+UPLOADS_PER_REPORT = 16  # NG evidence uploaded after each report: a backlog drains at 16 a second
 
 
 class ServerLink:
@@ -44,12 +48,19 @@ class ServerLink:
         self.done: list[CommandDone] = []
         self.connected: bool | None = None  # unknown until the first report
         self._last: deque[str] = deque(maxlen=100)
+        self._evidence: deque[str] = deque()  # SHA-256 of NG evidence not uploaded yet, oldest first
         self.models_dir = Path(recipe.storage.data_dir) / "models"
 
     def attach(self) -> ServerLink:
-        """Follow the station's verdicts (for the NG rate of the status)."""
-        self.opened.station.item_listeners.append(lambda item: self._last.append(item.record.verdict.value))
+        """Follow the station's parts: verdicts for the NG rate, NG evidence to upload."""
+        self.opened.station.item_listeners.append(self._on_item)
         return self
+
+    def _on_item(self, item: Any) -> None:
+        verdict = item.record.verdict.value
+        self._last.append(verdict)
+        if verdict != "OK":  # NG and ERROR parts' images and heat maps, for the central dashboard
+            self._evidence.extend(item.blobs)
 
     def report(self) -> LinkReport:
         status = station_status(
@@ -65,18 +76,18 @@ class ServerLink:
             while True:
                 try:
                     reply = await self._exchange(client)
+                    if not self.connected:
+                        log.info("reporting to %s", self.url)
+                    self.connected, wait = True, self.every_s
+                    for command in reply.commands:
+                        self.done.append(await self._carry_out(client, command))
+                    await self._upload_evidence(client)
                 except Exception as exc:  # whatever failed, the station inspects on and reports again
                     if self.connected is not False:
                         log.warning("server %s unreachable (%s); inspecting on, reporting again when it answers",
                                     self.url, exc)  # fmt: skip
                     self.connected = False
                     wait = min(5.0, wait * 2)
-                else:
-                    if not self.connected:
-                        log.info("reporting to %s", self.url)
-                    self.connected, wait = True, self.every_s
-                    for command in reply.commands:
-                        self.done.append(await self._carry_out(client, command))
                 await asyncio.sleep(wait)
 
     async def _exchange(self, client: httpx.AsyncClient) -> LinkReply:
@@ -90,6 +101,26 @@ class ServerLink:
         told = {d.id for d in sent.done}
         self.done = [d for d in self.done if d.id not in told]  # delivered: not told again
         return LinkReply.model_validate_json(answer.content)
+
+    async def _upload_evidence(self, client: httpx.AsyncClient) -> None:
+        """Upload up to ``UPLOADS_PER_REPORT`` pieces of NG evidence, oldest first; one whose
+        record the server cannot see yet (still in the station's spool) waits for the next round."""
+        blobs = self.opened.store.blobs
+        for _ in range(UPLOADS_PER_REPORT):
+            if not self._evidence:
+                return
+            sha = self._evidence[0]
+            try:
+                data = await asyncio.to_thread(blobs.get, sha)
+            except FileNotFoundError:
+                return  # not written yet: the record is still on its way to the store
+            answer = await client.put(f"/api/remote/blobs/{sha}", content=data,
+                                      headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+            if answer.status_code == 404:
+                return  # the record is not in the database yet
+            if answer.status_code not in (200, 201, 204):
+                raise ValueError(f"evidence {sha[:12]} refused: {answer.status_code} {answer.text[:200]}")
+            self._evidence.popleft()
 
     async def _carry_out(self, client: httpx.AsyncClient, command: StationCommand) -> CommandDone:
         line = self.opened.line

@@ -82,6 +82,8 @@ def _language_of(request: Request, plat: Platform) -> str | None:
 def _body_limit(path: str) -> int:
     if path == "/api/inspect" or (path.startswith("/api/stations/") and path.endswith("/inspect")):
         return MAX_UPLOAD + FORM_OVERHEAD
+    if path.startswith("/api/remote/blobs/"):  # a remote station's NG image, as large as an upload
+        return MAX_UPLOAD
     return packages.MAX_PACKAGE if path == "/api/packages" else MAX_BODY
 
 

@@ -1,11 +1,14 @@
 """Stations on other PCs reporting to this server (``huoyan run --server``): their reports,
-the commands handed back, and the model versions they fetch by digest."""
+the commands handed back, the model versions they fetch by digest, and the NG evidence
+they upload."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,7 +18,7 @@ from huoyan.server.platform import Platform, platform
 from huoyan.server.remote import RemoteStation
 from huoyan.server.routes.common import errors, not_found
 from huoyan.server.security import RemoteStationKey
-from huoyan.store.schema import ModelRow
+from huoyan.store.schema import EvidenceRow, ModelRow
 
 router = APIRouter(prefix="/api/remote", tags=["remote stations"])
 StationIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -51,3 +54,20 @@ def model_file(sha256: Sha256Path, p: Annotated[Platform, Depends(platform)], _:
     if not known or not p.blobs.has(sha256):
         raise not_found(Message("model {digest}", digest=sha256[:12]))
     return Response(p.blobs.get(sha256), media_type="application/octet-stream")
+
+
+@router.put("/blobs/{sha256}", status_code=204, response_class=Response, responses=errors(404, 413, 422))
+async def put_evidence(
+    sha256: Sha256Path, request: Request, p: Annotated[Platform, Depends(platform)], _: RemoteStationKey
+) -> Response:
+    """A remote station's piece of NG evidence (an image, a heat map), checked against its
+    SHA-256 and taken only when a stored record names it."""
+    data = await request.body()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise HTTPException(422, Message("the evidence does not match its SHA-256"))
+    with Session(p.engine) as s:
+        named = s.scalar(select(EvidenceRow.id).where(EvidenceRow.sha256 == sha256).limit(1)) is not None
+    if not named:
+        raise not_found(Message("record naming evidence {digest}", digest=sha256[:12]))
+    await asyncio.to_thread(p.blobs.put, data, sha256)
+    return Response(status_code=204)
