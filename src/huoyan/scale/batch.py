@@ -25,6 +25,8 @@ import numpy as np
 from huoyan.core.recipe import Recipe
 from huoyan.core.records import Arrival, utcnow
 from huoyan.core.text import safe_text
+from huoyan.scale.cluster import connect
+from huoyan.station.inspect import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +92,9 @@ class Scorer:
 
 def score_batch(inspector: Any, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """One batch of items judged by ``inspector``: the columns the store keeps."""
-    arrivals = [_arrival(str(item), str(path), str(name)) for item, path, name in zip(
+    prepared = [_prepared(inspector, str(item), str(path), str(name)) for item, path, name in zip(
         batch["item"], batch["path"], batch["source_name"], strict=True)]  # fmt: skip
-    records = inspector.run([inspector.prepare(a) for a in arrivals])
+    records = inspector.run(prepared)
     out = {k: batch[k] for k in ("item", "source_name", "inspection_id", "original_verdict", "original_score")}
     out["verdict"] = np.array([r.record.verdict.value for r in records], dtype=object)
     out["score"] = np.array([np.nan if r.record.score is None else r.record.score for r in records])
@@ -104,13 +106,14 @@ def score_batch(inspector: Any, batch: dict[str, np.ndarray]) -> dict[str, np.nd
     return out
 
 
-def _arrival(item: str, path: str, name: str) -> Arrival:
+def _prepared(inspector: Any, item: str, path: str, name: str) -> Prepared:
+    """The file decoded and preprocessed as the station does, or why it cannot be (its ERROR result)."""
     try:
         data = Path(path).read_bytes()
-    except OSError as exc:  # the part's ERROR result says why; the run goes on
-        data = b""
-        log.warning("%s: %s", path, exc)
-    return Arrival(key=item, source_name=name, part_id=None, arrived_at=utcnow(), data=data)
+    except OSError as exc:  # a file gone or unreadable: that image's ERROR result; the run goes on
+        gone = Arrival(key=item, source_name=name, part_id=None, arrived_at=utcnow(), data=b"")
+        return Prepared(gone, None, f"{name}: cannot read the file ({exc.strerror or exc})")
+    return inspector.prepare(Arrival(key=item, source_name=name, part_id=None, arrived_at=utcnow(), data=data))
 
 
 def _rows(batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -158,9 +161,7 @@ def run_batch(
         sha = hashlib.sha256(model_bytes).hexdigest()
         if sha != run.model_sha256:
             raise ValueError(f"{model_path} is not the run's model ({run.model_sha256[:12]})")
-        started_here = not ray.is_initialized()
-        if started_here:
-            _start_ray(address, workers)
+        started_here = connect(address, workers)
         try:
             context = ray.data.DataContext.get_current()
             context.enable_progress_bars = False  # the CLI draws its own, of stored results
@@ -205,22 +206,3 @@ def _as_row(item: BatchItem) -> dict[str, Any]:
 def _blocks(n: int, batch_size: int) -> int:
     """Enough blocks that every actor has work and a killed job loses little."""
     return max(1, min(1000, -(-n // batch_size)))
-
-
-def _start_ray(address: str | None, workers: int) -> None:
-    import ray
-
-    env = {"env_vars": {"OMP_NUM_THREADS": "1"}}  # one core per actor: the pool is the parallelism
-    for name in ("ray", "ray.data"):  # Ray Data's plan, timing and progress-bar notes
-        logging.getLogger(name).setLevel(logging.ERROR)
-    if address:
-        ray.init(address=address, runtime_env=env, log_to_driver=False, configure_logging=False)
-    else:  # a cluster of this job alone, on loopback: nothing listens beyond this machine
-        ray.init(
-            num_cpus=max(workers, 1),
-            include_dashboard=False,
-            runtime_env=env,
-            log_to_driver=False,
-            configure_logging=False,
-            _node_ip_address="127.0.0.1",
-        )

@@ -21,6 +21,7 @@ from typing import Any
 
 from huoyan.core.detector import Detector
 from huoyan.core.durable import write_durably
+from huoyan.scale.cluster import connect
 
 log = logging.getLogger(__name__)
 
@@ -70,30 +71,6 @@ def _fit_folder(kind: str, params: dict[str, Any], folder: str) -> tuple[bytes, 
     if not images:
         raise ValueError(f"{folder}: no images to fit on" + (f" ({'; '.join(skipped[:3])})" if skipped else ""))
     return fitted_artifact(kind, params, images), skipped
-
-
-def connect(address: str | None, cpus: int | None = None) -> bool:
-    """Join the cluster at ``address``, or start a local Ray of ``cpus`` on loopback;
-    False if this process was connected already."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    for name in ("ray", "ray.data"):  # Ray's start-up and plan notes
-        logging.getLogger(name).setLevel(logging.ERROR)
-    env = {"env_vars": {"OMP_NUM_THREADS": "1"}}  # one core per task or actor: the pool is the parallelism
-    if address:
-        ray.init(address=address, runtime_env=env, log_to_driver=False, configure_logging=False)
-    else:  # a cluster of this job alone, on loopback: nothing listens beyond this machine
-        ray.init(
-            num_cpus=cpus,
-            include_dashboard=False,
-            runtime_env=env,
-            log_to_driver=False,
-            configure_logging=False,
-            _node_ip_address="127.0.0.1",
-        )
-    return True
 
 
 def fit_many(
