@@ -11,6 +11,7 @@ from huoyan.core.records import StoredInspection
 from huoyan.quality.capability import Capability
 from huoyan.share.package import Manifest
 from huoyan.store.accounts import DEFAULT_KEY_SCOPES, AccountError, Role, Scope, display_name_of, username_of
+from huoyan.store.reinspections import ReinspectionResult, RunInfo
 from huoyan.store.reviews import Outcome
 
 T = TypeVar("T")
@@ -467,23 +468,11 @@ class AckIn(BaseModel):
     comment: str = Field(min_length=1, max_length=2000, description="what was seen and done")
 
 
-class ReinspectionRunOut(BaseModel):
+class ReinspectionRunOut(RunInfo):
     """A re-inspection run (``huoyan batch``): its model, threshold, judging recipe, what
     it re-inspects, and how many of its ``total`` images are stored."""
 
-    id: int
-    name: str
-    model_sha256: str
-    model_name: str
-    threshold: float
-    recipe_id: str
-    recipe_version: str
-    source: dict[str, Any]
-    total: int
     stored: int
-    created_by: str
-    created_at: datetime
-    finished_at: datetime | None
 
 
 class VerdictChange(BaseModel):
@@ -494,17 +483,7 @@ class VerdictChange(BaseModel):
     parts: int
 
 
-class ReinspectionResultOut(BaseModel):
-    item: str
-    inspection_id: int | None
-    source_name: str
-    verdict: str
-    score: float | None
-    normalised_score: float | None
-    regions: int
-    error: str | None
-    original_verdict: str | None
-    original_score: float | None
+class ReinspectionResultOut(ReinspectionResult):
     decided_at: datetime
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -23,19 +24,15 @@ from huoyan.core.text import Message
 from huoyan.store.records import RecordFilter, as_utc
 from huoyan.store.schema import EvidenceRow, InspectionRow, ReinspectionResultRow, ReinspectionRunRow
 
-RESULT_FIELDS = (
-    "item", "inspection_id", "source_name", "verdict", "score", "normalised_score", "regions", "error",
-    "original_verdict", "original_score",
-)  # fmt: skip
-
 
 class RunConflict(ValueError):
     """A run name already used for another model: a resumed run keeps its model."""
 
 
-@dataclass(frozen=True, slots=True)
-class RunInfo:
+class RunInfo(BaseModel):
     """What a run is: its name, model, threshold and judging recipe, what it re-inspects."""
+
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
 
     id: int
     name: str
@@ -52,11 +49,31 @@ class RunInfo:
 
     @classmethod
     def of(cls, row: ReinspectionRunRow) -> RunInfo:
-        return cls(
-            row.id, row.name, row.model_sha256, row.model_name, row.threshold, row.recipe_id, row.recipe_version,
-            dict(row.source), row.total, row.created_by, as_utc(row.created_at),
-            as_utc(row.finished_at) if row.finished_at else None,
-        )  # fmt: skip
+        return cls.model_validate(
+            {name: getattr(row, name) for name in cls.model_fields}
+            | {
+                "created_at": as_utc(row.created_at),
+                "finished_at": as_utc(row.finished_at) if row.finished_at else None,
+            }
+        )
+
+
+class ReinspectionResult(BaseModel):
+    """One re-inspected image's result beside its original verdict (a row of ``reinspection_results``)."""
+
+    item: str
+    inspection_id: int | None
+    source_name: str
+    verdict: str
+    score: float | None
+    normalised_score: float | None
+    regions: int
+    error: str | None
+    original_verdict: str | None
+    original_score: float | None
+
+
+RESULT_FIELDS = tuple(ReinspectionResult.model_fields)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -22,7 +21,7 @@ router = APIRouter(prefix="/api", tags=["re-inspections"])
 def runs(p: Annotated[Platform, Depends(platform)], _: Operator) -> list[ReinspectionRunOut]:
     """Every re-inspection run, newest first, with how many of its images are stored."""
     stored = R.stored_counts(p.engine)
-    return [ReinspectionRunOut(**asdict(run), stored=stored.get(run.id, 0)) for run in R.list_runs(p.engine)]
+    return [ReinspectionRunOut(**run.model_dump(), stored=stored.get(run.id, 0)) for run in R.list_runs(p.engine)]
 
 
 @router.get("/reinspections/{run_id}", response_model=ReinspectionDetail, responses=errors(404))
@@ -40,7 +39,7 @@ async def run_detail(
     table = await asyncio.to_thread(R.verdict_table, p.engine, run_id)
     changed = await asyncio.to_thread(R.changed_results, p.engine, run_id, limit, offset)
     return ReinspectionDetail(
-        **asdict(run),
+        **run.model_dump(),
         stored=sum(table.values()),
         table=[VerdictChange(original=o, verdict=v, parts=n) for (o, v), n in sorted(table.items(), key=str)],
         changed=[ReinspectionResultOut(**r) for r in changed],
