@@ -50,12 +50,13 @@ def server_on(db: str, data: Path, port: int) -> Iterator[str]:
         thread.join(30)
 
 
-def station_recipe(folder: Path, station: str, model: Path, images: Path) -> Path:
-    path = folder / f"{station}.yaml"
+def station_recipe(folder: Path, station: str, model: Path, images: Path, name: str = "", table: str = "") -> Path:
+    """A station's recipe (``name`` after the station's: another recipe of its table)."""
+    path = folder / f"{station}{name}.yaml"
     path.write_text(
-        f"station: {station}\nproduct: washer\nrecipe: washer-{station}\nversion: '1'\nmodel: {model}\n"
+        f"station: {station}\nproduct: washer\nrecipe: washer-{station}{name}\nversion: '1'\nmodel: {model}\n"
         f"source: {{type: replay, path: {images}, rate: 5, loop: true}}\n"
-        f"storage: {{data_dir: {folder / station}}}\n"
+        f"storage: {{data_dir: {folder / station}}}\n{table}"
     )
     return path
 
@@ -94,8 +95,10 @@ def test_remote_stations_join_report_obey_and_ride_out_a_server_outage(
 
     try:
         with server_on(db, tmp_path / "server", port) as base:
+            other = station_recipe(tmp_path, "line3-a", model_file, images, "-fine")
+            table = f"feedback: {{recipes: [{{index: 7, file: {other}}}]}}\n"
             for name in ("line3-a", "line3-b"):
-                recipe = station_recipe(tmp_path, name, model_file, images)
+                recipe = station_recipe(tmp_path, name, model_file, images, table=table if name == "line3-a" else "")
                 stations[name] = subprocess.Popen(
                     [sys.executable, "-m", "huoyan.cli", "run", str(recipe), "--db", db, "--server", base, "--quiet"],
                     env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / f"{name}.log").open("w"),
@@ -161,6 +164,12 @@ def test_remote_stations_join_report_obey_and_ride_out_a_server_outage(
                               "(select id from models where sha256 = :sha)")  # fmt: skip
                 wait_until(lambda: c.execute(on_new, {"sha": sha}).scalar_one())
             assert (tmp_path / "line3-a" / "models" / f"{sha}.safetensors").is_file()  # fetched, checked, kept
+            # ... and so does a recipe of its table, named by the server as a PLC would select it.
+            switched = client.put("/api/stations/line3-a/recipe", json={"recipe": "7", "reason": "fine pitch lot"})
+            assert switched.status_code == 200, switched.text
+            assert switched.json()["recipe_id"] == "washer-line3-a-fine"
+            unknown = client.put("/api/stations/line3-a/recipe", json={"recipe": "washer-nowhere"})
+            assert unknown.status_code == 409 and "no recipe 'washer-nowhere'" in unknown.json()["detail"]
             before_outage = stored("line3-b")
         # The server is down: the stations keep inspecting and recording.
         wait_until(lambda: stored("line3-b") >= before_outage + 10)
@@ -174,6 +183,7 @@ def test_remote_stations_join_report_obey_and_ride_out_a_server_outage(
             b = client.get("/api/stations/line3-b").json()
             assert sum(b["counts"].values()) >= before_outage  # the counts went on through the outage
             assert b["threshold"] == 123.5
+            assert client.get("/api/stations/line3-a").json()["recipe_id"] == "washer-line3-a-fine"
     finally:
         for proc in stations.values():
             proc.terminate()

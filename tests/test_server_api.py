@@ -640,3 +640,16 @@ def test_an_engineer_pauses_and_resumes_a_hosted_station_with_a_reason(
     actions = [(e["action"], e["detail"].get("reason")) for e in p.audit.entries(actor="engineer")]
     assert ("station-pause", "lens cleaning") in actions and ("station-resume", None) in actions
     assert client.post("/api/stations/nowhere/pause", headers=keys.headers(ENGINEER)).status_code == 404
+
+
+def test_a_recipe_outside_the_hosted_stations_table_is_refused_and_audited(
+    served: tuple[TestClient, Platform, Keys],
+) -> None:
+    client, p, keys = served
+    body = {"recipe": "washer-bottom", "reason": "lot change"}
+    assert client.put("/api/stations/cell-1/recipe", json=body, headers=keys.headers(OPERATOR)).status_code == 403
+    refused = client.put("/api/stations/cell-1/recipe", json=body, headers=keys.headers(ENGINEER))
+    assert refused.status_code == 409 and "no recipe 'washer-bottom'" in refused.json()["detail"]
+    assert client.get("/api/stations/cell-1", headers=keys.headers(OPERATOR)).json()["recipe_id"] == "washer-top"
+    entry = p.audit.entries(actor="engineer")[0]
+    assert (entry["action"], entry["outcome"], entry["detail"]["to"]) == ("recipe-switch", "failed", "washer-bottom")

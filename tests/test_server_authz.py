@@ -23,7 +23,7 @@ from serverkit import PASSWORD, Keys, make_platform_app, write_recipe
 PUBLIC = {"/api/health", "/api/health/ready", "/login", "/vendor/plotly.min.js", "/favicon.ico", "/api/session:POST"}
 ADMIN_ONLY = re.compile(r"^/(api/(users|api-keys|audit)|admin)")
 ENGINEER_UP = re.compile(
-    r"^/(api/(models|training-jobs|recipes|packages|remote)|api/stations/\{station_id\}/(rollback|threshold|pause|resume)"
+    r"^/(api/(models|training-jobs|recipes|packages|remote)|api/stations/\{station_id\}/(rollback|threshold|pause|resume|recipe)"
     r"|models)"
 )
 

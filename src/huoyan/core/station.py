@@ -99,6 +99,10 @@ class StationHandle(Protocol):
 
     async def resume(self) -> None: ...
 
+    async def switch_recipe(self, recipe: str) -> None:
+        """Judge by another recipe of the station's table (its id, or the PLC's index) from the next part on."""
+        ...
+
     async def set_threshold(self, threshold: float | None, by: str) -> None:
         """Decide at this raw-score threshold from the next part on (None: the model's calibrated one)."""
         ...
@@ -119,9 +123,12 @@ class StationCommand(BaseModel):
     """What the server asks of a remote station, carried out between parts."""
 
     id: int
-    action: Literal["pause", "resume", "threshold", "activate"]
+    action: Literal["pause", "resume", "threshold", "activate", "recipe"]
     threshold: float | None = Field(default=None, gt=0, description="threshold: the raw score; none: calibrated")
     model: ModelVersionRef | None = Field(default=None, description="activate: the version, fetched by its digest")
+    recipe: str | None = Field(
+        default=None, description="recipe: the id or PLC index of a recipe in the station's table"
+    )
 
 
 class CommandDone(BaseModel):
@@ -143,3 +150,8 @@ class LinkReply(BaseModel):
     """The server's answer to a report: the commands waiting for the station."""
 
     commands: list[StationCommand] = Field(default_factory=list)
+
+
+def recipe_key(recipe: str) -> str | int:
+    """A recipe named by the server: the PLC's index when it is a number, else the recipe id."""
+    return int(recipe) if recipe.isdigit() else recipe

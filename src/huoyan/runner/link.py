@@ -4,7 +4,7 @@ second, and the server's commands carried out between parts.
 The station runs as ever (its records go to the plant's database, its signals to the
 PLC); the link only reports and listens. Each report (``core.station.LinkReport``) is
 one HTTP POST with the station's API key; the answer carries the commands waiting for it
-(pause, resume, threshold, activate a model version), whose outcomes go with the next
+(pause, resume, threshold, switch to a recipe of its table, activate a model version), whose outcomes go with the next
 report. The images and heat maps of NG and ERROR parts are uploaded to the server's blob
 store once their records are in the database, so the dashboard shows them; a backlog
 (after an outage) drains oldest first. A model version is fetched by its SHA-256 and
@@ -27,7 +27,7 @@ import httpx
 
 from huoyan.core.durable import write_durably
 from huoyan.core.recipe import Recipe
-from huoyan.core.station import CommandDone, LinkReply, LinkReport, StationCommand
+from huoyan.core.station import CommandDone, LinkReply, LinkReport, StationCommand, recipe_key
 from huoyan.runner.status import station_status
 
 log = logging.getLogger(__name__)
@@ -131,12 +131,14 @@ class ServerLink:
                 line.resume()
             elif command.action == "threshold":
                 await line.set_threshold(command.threshold)
+            elif command.action == "recipe" and command.recipe:
+                await line.prepare_recipe(recipe_key(command.recipe))
             elif command.action == "activate" and command.model is not None:
                 path = await self._fetch_model(client, command.model.sha256)
                 await line.use_model(path)
                 self.model_version = command.model.version
             else:
-                raise ValueError(f"command {command.action!r} names no model")
+                raise ValueError(f"command {command.action!r} lacks what it acts on")
         except Exception as exc:  # the outcome goes to the server; the station inspects on
             log.warning("command %s (%s) failed: %s", command.id, command.action, exc)
             return CommandDone(id=command.id, ok=False, error=str(exc) or type(exc).__name__)

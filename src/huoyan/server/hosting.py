@@ -26,7 +26,7 @@ import numpy as np
 from huoyan.core.models import Region
 from huoyan.core.recipe import QualitySettings, Recipe
 from huoyan.core.records import InspectionRecord, Severity, StationEvent, StoredRecord
-from huoyan.core.station import ModelVersionRef, StationStatus
+from huoyan.core.station import ModelVersionRef, StationStatus, recipe_key
 from huoyan.core.text import Message
 from huoyan.runner import OpenStation, open_station, run_station
 from huoyan.runner.status import ng_rate, station_status, threshold_of
@@ -313,6 +313,13 @@ class StationHost:
 
     async def resume(self) -> None:
         await self._on_line(lambda line: line.resume())
+
+    async def switch_recipe(self, recipe: str) -> None:
+        loop, opened = self._loop, self.opened
+        if loop is None or opened is None or opened.line is None:
+            raise RuntimeError(Message("station {station} is not running", station=self.station_id))
+        switch = opened.line.prepare_recipe(recipe_key(recipe))
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(switch, loop))
 
     async def _on_line(self, action: Callable[[Any], None]) -> None:
         """Do ``action(line)`` on the station's own loop, between parts, and wait for it."""

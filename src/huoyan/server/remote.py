@@ -3,7 +3,7 @@ reports over HTTP (``huoyan run --server``, ``runner.link``).
 
 Its status is the station's last report; a station that has not reported for
 ``STALE_S`` is shown as not running, with how long it has been silent. An action
-(pause, resume, threshold, activate) becomes a command handed to the station with its
+(pause, resume, threshold, activate, recipe switch) becomes a command handed to the station with its
 next report and is awaited until the station tells its outcome, or ``WAIT_S`` passes
 (then it stays queued: a station that comes back still carries it out, and the answer
 says so). Uploads and evidence stay with the station.
@@ -122,6 +122,9 @@ class RemoteStation:
 
     async def set_threshold(self, threshold: float | None, by: str) -> None:
         await self._command(StationCommand(id=next(self._ids), action="threshold", threshold=threshold))
+
+    async def switch_recipe(self, recipe: str) -> None:
+        await self._command(StationCommand(id=next(self._ids), action="recipe", recipe=recipe))
 
     async def activate(self, model: ModelVersionRef) -> None:
         await self._command(StationCommand(id=next(self._ids), action="activate", model=model))

@@ -236,6 +236,13 @@ class ThresholdPreviewOut(BaseModel):
     ng_to_ok: int
 
 
+class RecipeSwitchIn(BaseModel):
+    """A recipe of the station's table, by its id or the PLC's index, and why."""
+
+    recipe: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")
+    reason: str | None = REASON
+
+
 class ThresholdIn(BaseModel):
     threshold: float | None = Field(
         gt=0, le=1e9, description="raw image score above which a part is NG; null returns to the calibrated one"

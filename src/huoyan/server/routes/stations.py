@@ -22,7 +22,14 @@ from huoyan.server.platform import Platform, platform
 from huoyan.server.remote import CommandTimeout
 from huoyan.server.routes.common import errors, not_found, said
 from huoyan.server.routes.models import switch_to
-from huoyan.server.schemas import ActionIn, ShiftCountsOut, ThresholdIn, ThresholdPreviewOut, UploadResult
+from huoyan.server.schemas import (
+    ActionIn,
+    RecipeSwitchIn,
+    ShiftCountsOut,
+    ThresholdIn,
+    ThresholdPreviewOut,
+    UploadResult,
+)
 from huoyan.server.security import Engineer, Operator, Principal, Uploader
 from huoyan.server.uploads import multipart_body, read_form
 from huoyan.store.counters import reset_counters, shift_counts
@@ -227,6 +234,28 @@ async def _line_action(
         raise HTTPException(409, said(exc)) from exc
     p.audit.add(who, action, station_id, reason=reason)
     return host.status()
+
+
+@router.put("/api/stations/{station_id}/recipe", response_model=StationStatus, responses=errors(404, 409, 504))
+async def switch_recipe(
+    station_id: str, body: RecipeSwitchIn, p: Annotated[Platform, Depends(platform)], principal: Engineer
+) -> StationStatus:
+    """Judge by another recipe of the station's table (``feedback.recipes``: by its id or
+    the PLC's index) from the next part on, as a PLC's recipe selection does."""
+    host = _host(p, station_id)
+    before = host.status().recipe_id
+    who = principal.user.username
+    try:
+        await host.switch_recipe(body.recipe)
+    except CommandTimeout as exc:
+        p.audit.add(who, "recipe-switch", station_id, "queued", to=body.recipe, reason=body.reason)
+        raise HTTPException(504, said(exc)) from exc
+    except RuntimeError as exc:
+        p.audit.add(who, "recipe-switch", station_id, "failed", to=body.recipe, error=str(exc), reason=body.reason)
+        raise HTTPException(409, said(exc)) from exc
+    after = host.status()
+    p.audit.add(who, "recipe-switch", station_id, before=before, after=after.recipe_id, reason=body.reason)
+    return after
 
 
 @router.put("/api/stations/{station_id}/threshold", response_model=StationStatus, responses=errors(404, 409))
