@@ -119,6 +119,17 @@ def test_remote_stations_join_report_obey_and_ride_out_a_server_outage(
             counted = sum(client.get("/api/stations/line3-a").json()["counts"].values())
             assert counted <= stored("line3-a") + 8  # the counts are of parts recorded (a batch may be in flight)
 
+            # The live view shows each part as the station reports it, as for a station the server hosts.
+            with client.stream("GET", "/api/stations/line3-b/live") as events:
+                kinds = []
+                for line in events.iter_lines():
+                    if line.startswith("event:"):
+                        kinds.append(line.split(":", 1)[1].strip())
+                    if line.startswith("data:") and kinds[-1] == "part":
+                        part = json.loads(line[5:])
+                        break
+            assert kinds[0] == "status" and part["recipe"] == "washer-line3-b v1" and part["verdict"] in ("OK", "NG")
+
             # NG parts' images reach the server's blob store once their records are stored.
             def ng_image() -> int | None:
                 with records.connect() as c:

@@ -10,12 +10,12 @@ content (sha256 in the blob store), never by file path.
 from __future__ import annotations
 
 import concurrent.futures
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
 from huoyan.core.recipe import QualitySettings
-from huoyan.core.records import InspectionRecord
+from huoyan.core.records import InspectionRecord, StationEvent
 
 
 class StationBusy(RuntimeError):
@@ -140,10 +140,17 @@ class CommandDone(BaseModel):
 
 
 class LinkReport(BaseModel):
-    """A remote station's report to the server, once a second: its status and what became of the commands."""
+    """A remote station's report to the server, once a second: its status, what became of
+    the commands, and the parts decided and events raised since the last report (for the
+    live view; the newest ``LINK_PARTS`` parts when more passed)."""
 
     status: StationStatus
     done: list[CommandDone] = Field(default_factory=list)
+    parts: list[dict[str, Any]] = Field(default_factory=list, max_length=200)
+    events: list[StationEvent] = Field(default_factory=list, max_length=200)
+
+
+LINK_PARTS = 50  # parts a report carries at most: the live view shows the newest; counts stay exact
 
 
 class LinkReply(BaseModel):

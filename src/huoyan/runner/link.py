@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 from collections import deque
 from pathlib import Path
@@ -27,8 +28,8 @@ import httpx
 
 from huoyan.core.durable import write_durably
 from huoyan.core.recipe import Recipe
-from huoyan.core.station import CommandDone, LinkReply, LinkReport, StationCommand, recipe_key
-from huoyan.runner.status import station_status
+from huoyan.core.station import LINK_PARTS, CommandDone, LinkReply, LinkReport, StationCommand, recipe_key
+from huoyan.runner.status import ng_rate, part_message, station_status
 
 log = logging.getLogger(__name__)
 KEY_ENV = "HUOYAN_SERVER_KEY"  # the API key a station reports with (scope 'station')
@@ -49,16 +50,23 @@ class ServerLink:
         self.connected: bool | None = None  # unknown until the first report
         self._last: deque[str] = deque(maxlen=100)
         self._evidence: deque[str] = deque()  # SHA-256 of NG evidence not uploaded yet, oldest first
+        # Decided and raised since the last report, numbered so that a report removes what it told.
+        self._numbers = itertools.count(1)
+        self._told = 0  # the number of the last part or event a report carried
+        self._parts: deque[tuple[int, dict[str, Any]]] = deque(maxlen=LINK_PARTS)
+        self._events: deque[tuple[int, Any]] = deque(maxlen=LINK_PARTS)
         self.models_dir = Path(recipe.storage.data_dir) / "models"
 
     def attach(self) -> ServerLink:
         """Follow the station's parts: verdicts for the NG rate, NG evidence to upload."""
         self.opened.station.item_listeners.append(self._on_item)
+        self.opened.station.event_listeners.append(lambda event: self._events.append((next(self._numbers), event)))
         return self
 
     def _on_item(self, item: Any) -> None:
         verdict = item.record.verdict.value
         self._last.append(verdict)
+        self._parts.append((next(self._numbers), {**part_message(item.record), "ng_rate": ng_rate(self._last)}))
         if verdict != "OK":  # NG and ERROR parts' images and heat maps, for the central dashboard
             self._evidence.extend(item.blobs)
 
@@ -67,7 +75,10 @@ class ServerLink:
             self.opened, self.recipe, running=True, error=None, model_version=self.model_version,
             last_verdicts=self._last,
         )  # fmt: skip
-        return LinkReport(status=status, done=list(self.done))
+        self._told = max([n for n, _ in self._parts] + [n for n, _ in self._events] + [self._told])
+        return LinkReport(
+            status=status, done=list(self.done), parts=[p for _, p in self._parts], events=[e for _, e in self._events]
+        )
 
     async def run(self) -> None:
         """Report until cancelled (the station's loop ends)."""
@@ -100,6 +111,10 @@ class ServerLink:
             raise ValueError(f"the server answered {answer.status_code}: {answer.text[:300]}")
         told = {d.id for d in sent.done}
         self.done = [d for d in self.done if d.id not in told]  # delivered: not told again
+        # Shown live now; what was decided or raised meanwhile waits for the next report.
+        for queue in (self._parts, self._events):
+            while queue and queue[0][0] <= self._told:
+                queue.popleft()
         return LinkReply.model_validate_json(answer.content)
 
     async def _upload_evidence(self, client: httpx.AsyncClient) -> None:

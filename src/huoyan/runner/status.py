@@ -1,12 +1,15 @@
-"""A running station's status as the server shows it: one function for a station the
-server hosts and for one that reports to it from another PC (``runner.link``)."""
+"""A running station's status and each part as the server's live view shows them: one
+function each for a station the server hosts and for one that reports to it from
+another PC (``runner.link``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from huoyan.core.models import Verdict
 from huoyan.core.recipe import Recipe
+from huoyan.core.records import InspectionRecord
 from huoyan.core.station import StationStatus
 
 
@@ -60,3 +63,35 @@ def station_status(
         alarms=dict(stats.alarms) if stats else {},
         spooled=len(store.spool) if store is not None else 0,
     )
+
+
+# What the live view shows of each part (the record page shows the rest).
+LIVE_FIELDS = frozenset(
+    {
+        "key",
+        "seq",
+        "part_id",
+        "source_name",
+        "verdict",
+        "score",
+        "normalised_score",
+        "threshold",
+        "regions",
+        "rules",
+        "error",
+        "decided_at",
+        "latency_ms",
+        "recipe_id",
+        "recipe_version",
+        "model_sha256",
+    }
+)
+
+
+def part_message(r: InspectionRecord) -> dict[str, Any]:
+    """One part for the live view: a subset of the record's own fields, as the record
+    serialises them."""
+    message = r.model_dump(mode="json", include=set(LIVE_FIELDS))
+    message["latency_ms"] = round(r.latency_ms, 1)
+    message["recipe"] = f"{r.recipe_id} v{r.recipe_version}"
+    return message

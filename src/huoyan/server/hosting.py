@@ -29,7 +29,7 @@ from huoyan.core.records import InspectionRecord, Severity, StationEvent, Stored
 from huoyan.core.station import ModelVersionRef, StationStatus, recipe_key
 from huoyan.core.text import Message
 from huoyan.runner import OpenStation, open_station, run_station
-from huoyan.runner.status import ng_rate, station_status, threshold_of
+from huoyan.runner.status import ng_rate, part_message, station_status, threshold_of
 from huoyan.server.live import LiveHub
 from huoyan.server.metrics import Metrics
 from huoyan.station.sources import HttpUpload, SourceBusy
@@ -347,35 +347,3 @@ class StationHost:
             self.versions.set_threshold_override(
                 self.station_id, base.recipe, base.version, info.model_sha256, threshold, by
             )
-
-
-# What the live view shows of each part (the record page shows the rest).
-LIVE_FIELDS = frozenset(
-    {
-        "key",
-        "seq",
-        "part_id",
-        "source_name",
-        "verdict",
-        "score",
-        "normalised_score",
-        "threshold",
-        "regions",
-        "rules",
-        "error",
-        "decided_at",
-        "latency_ms",
-        "recipe_id",
-        "recipe_version",
-        "model_sha256",
-    }
-)
-
-
-def part_message(r: InspectionRecord) -> dict[str, Any]:
-    """One part for the live view: a subset of the record's own fields, as the record
-    serialises them."""
-    message = r.model_dump(mode="json", include=set(LIVE_FIELDS))
-    message["latency_ms"] = round(r.latency_ms, 1)
-    message["recipe"] = f"{r.recipe_id} v{r.recipe_version}"
-    return message

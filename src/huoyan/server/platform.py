@@ -89,7 +89,7 @@ class Platform:
 
     def join_remote(self, station_id: str) -> RemoteStation:
         """A station on another PC reporting for the first time: one of this server's stations from now on."""
-        host = RemoteStation(station_id)
+        host = RemoteStation(station_id, lambda kind, payload: self.hub.publish(station_id, kind, payload))
         self.hosts.setdefault(station_id, host)
         return host
 

@@ -16,6 +16,7 @@ import concurrent.futures
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from huoyan.core.recipe import QualitySettings
@@ -36,14 +37,14 @@ class RemoteStation:
 
     _ids = itertools.count(1)
 
-    def __init__(self, station_id: str, on_status: Any = None) -> None:
+    def __init__(self, station_id: str, publish: Callable[[str, dict[str, Any]], None] | None = None) -> None:
         self._station_id = station_id
         self._lock = threading.Lock()
         self._last: StationStatus | None = None
         self._seen_at = 0.0
         self._queued: list[StationCommand] = []
         self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[CommandDone]]] = {}
-        self.on_status = on_status  # called with each report's status (the live view's hub)
+        self.publish = publish  # (kind, payload) to the live view: each part decided, each event
 
     @property
     def station_id(self) -> str:
@@ -78,8 +79,11 @@ class RemoteStation:
             if waiter is not None:
                 loop, future = waiter
                 loop.call_soon_threadsafe(_settle, future, done)
-        if self.on_status is not None:
-            self.on_status(self.status())
+        if self.publish is not None:
+            for part in report.parts:
+                self.publish("part", part)
+            for event in report.events:
+                self.publish("alarm", event.model_dump(mode="json"))
         return commands
 
     def status(self) -> StationStatus:
