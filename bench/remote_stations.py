@@ -3,7 +3,8 @@ stations over the real network stack, against ``huoyan serve`` in its own proces
 private PostgreSQL.
 
 Each simulated station reports once a second (``POST /api/remote/stations/<id>/link``,
-the ``LinkReport`` a ``huoyan run --server`` sends) with its parts counted at 10 parts/s;
+the ``LinkReport`` a ``huoyan run --server`` sends: its status and the 10 parts decided
+since the last report) with its parts counted at 10 parts/s;
 a report's count names the moment it was sent. Live views (``GET
 /api/stations/<id>/live``, the dashboard's Server-Sent Events) watch a sample of the
 stations; the lag of a status event is when it arrived minus when the report it shows
@@ -46,12 +47,23 @@ def status(station: str, parts: int) -> StationStatus:
     )  # fmt: skip
 
 
+def part(station: str, seq: int) -> dict[str, Any]:
+    """A part as a report carries it (``runner.status.part_message``'s fields)."""
+    return {
+        "key": f"{station}:{seq}", "seq": seq, "part_id": f"P{seq:08d}", "source_name": f"P{seq:08d}.png",
+        "verdict": "OK", "score": 0.42, "normalised_score": 0.61, "threshold": 0.69, "regions": [], "rules": [],
+        "error": None, "decided_at": "2026-12-02T23:00:00+00:00", "latency_ms": 31.2, "recipe_id": f"washer-{station}",
+        "recipe_version": "1", "model_sha256": "0" * 64, "recipe": f"washer-{station} v1", "ng_rate": 0.01,
+    }  # fmt: skip
+
+
 async def station(client: httpx.AsyncClient, name: str, start: float, until: float, trips: list[float]) -> None:
     """Report every second, as a station does; the count says when the report was sent."""
     await asyncio.sleep((hash(name) % 1000) / 1000)  # stations do not report in lock-step
     while (now := time.time()) < until:
         parts = int((now - start) * RATE)
-        body = LinkReport(status=status(name, parts)).model_dump_json()
+        body = LinkReport(status=status(name, parts), parts=[part(name, parts - i) for i in range(int(RATE))])
+        body = body.model_dump_json()
         sent = time.perf_counter()
         try:
             answer = await client.post(

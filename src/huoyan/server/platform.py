@@ -87,11 +87,10 @@ class Platform:
         if host is not None:
             host.watch(count)
 
-    def join_remote(self, station_id: str) -> RemoteStation:
+    def join_remote(self, station_id: str) -> StationHandle:
         """A station on another PC reporting for the first time: one of this server's stations from now on."""
         host = RemoteStation(station_id, lambda kind, payload: self.hub.publish(station_id, kind, payload))
-        self.hosts.setdefault(station_id, host)
-        return host
+        return self.hosts.setdefault(station_id, host)  # two first reports at once: one handle
 
     def start(self) -> None:
         try:

@@ -37,6 +37,7 @@ def link(
     if host is None:
         host = p.join_remote(station_id)
         p.audit.add(principal.user.username, "station-joined", station_id)
+    # A station id the server hosts itself is not taken over by a report.
     if not isinstance(host, RemoteStation):
         raise HTTPException(409, Message("station {station} is hosted by this server itself", station=station_id))
     return LinkReply(commands=host.reported(body))
