@@ -141,7 +141,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from exc
     sha = hashlib.sha256(model.read_bytes()).hexdigest()
-    source_digest = hashlib.sha256(json.dumps(source, sort_keys=True, default=str).encode()).hexdigest()
+    # The default name is the command's, as typed: "--since 30d" names the same run tomorrow, so it resumes.
+    asked = {"folder": source.get("folder"), "station": args.station, "recipe_id": args.recipe_id,
+             "since": args.since, "until": args.until}  # fmt: skip
+    source_digest = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
     name = args.name or f"{model.stem}-{sha[:8]}-{source_digest[:8]}"
     try:
         run = open_run(
