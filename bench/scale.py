@@ -37,23 +37,17 @@ def engine_rate(model: Path, folder: Path, batch: int = 8) -> float:
     from huoyan.cli.scale import _default_recipe
     from huoyan.detectors import load_station_detector
     from huoyan.runner.recipes import make_inspector
-    from huoyan.scale.batch import folder_items, score_batch
+    from huoyan.scale.batch import _as_row, folder_items, score_batch
 
     recipe = _default_recipe(model, str(folder))
     inspector = make_inspector(load_station_detector(model), recipe, "bench")
     items = folder_items(folder)
 
-    def columns(chunk: list[Any]) -> dict[str, Any]:
+    def columns(chunk: list[Any]) -> dict[str, Any]:  # a batch as the actors get it from Ray Data
         import numpy as np
 
-        return {
-            "item": np.array([i.item for i in chunk], dtype=object),
-            "path": np.array([i.path for i in chunk], dtype=object),
-            "source_name": np.array([i.source_name for i in chunk], dtype=object),
-            "inspection_id": np.full(len(chunk), -1),
-            "original_verdict": np.array([""] * len(chunk), dtype=object),
-            "original_score": np.full(len(chunk), float("nan")),
-        }
+        rows = [_as_row(i) for i in chunk]
+        return {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0]}
 
     score_batch(inspector, columns(items[:batch]))  # warm-up
     start = time.perf_counter()

@@ -100,7 +100,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from huoyan.runner import open_database
     from huoyan.runner.recipes import make_inspector
     from huoyan.scale.batch import BatchItem, folder_items, run_batch
-    from huoyan.store.blobs import BlobStore
+    from huoyan.store.blobs import BlobStore, file_sha256
     from huoyan.store.database import DatabaseConfigError
     from huoyan.store.records import RecordFilter, data_paths
     from huoyan.store.reinspections import RunConflict, archived_images, open_run, verdict_table
@@ -140,7 +140,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         inspector = make_inspector(load_station_detector(model, recipe.detector), recipe, "")
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from exc
-    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    sha = file_sha256(model)
     # The default name is the command's, as typed: "--since 30d" names the same run tomorrow, so it resumes.
     asked = {"folder": source.get("folder"), "station": args.station, "recipe_id": args.recipe_id,
              "since": args.since, "until": args.until}  # fmt: skip

@@ -30,6 +30,7 @@ from huoyan.core.durable import write_durably
 from huoyan.core.recipe import Recipe
 from huoyan.core.station import LINK_PARTS, CommandDone, LinkReply, LinkReport, StationCommand, recipe_key
 from huoyan.runner.status import ng_rate, part_message, station_status
+from huoyan.store.blobs import file_sha256
 
 log = logging.getLogger(__name__)
 KEY_ENV = "HUOYAN_SERVER_KEY"  # the API key a station reports with (scope 'station')
@@ -163,7 +164,7 @@ class ServerLink:
     async def _fetch_model(self, client: httpx.AsyncClient, sha256: str) -> Path:
         """The model version's file, fetched once by its digest and checked on arrival."""
         path = self.models_dir / f"{sha256}.safetensors"
-        if path.is_file() and await asyncio.to_thread(_digest, path) == sha256:
+        if path.is_file() and await asyncio.to_thread(file_sha256, path) == sha256:
             return path
         answer = await client.get(f"/api/remote/models/{sha256}")
         answer.raise_for_status()
@@ -171,9 +172,3 @@ class ServerLink:
             raise ValueError(f"model {sha256[:12]} arrived damaged: its SHA-256 differs")
         await asyncio.to_thread(write_durably, path, answer.content)
         return path
-
-
-def _digest(path: Path) -> str:
-    from huoyan.store.blobs import file_sha256
-
-    return file_sha256(path)

@@ -27,6 +27,7 @@ from huoyan.core.records import Arrival, utcnow
 from huoyan.core.text import safe_text
 from huoyan.scale.cluster import connect
 from huoyan.station.inspect import Prepared
+from huoyan.store.blobs import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +158,7 @@ def run_batch(
     if progress is not None and report.already:
         progress(report.already)
     if todo:
-        model_bytes = model_path.read_bytes()
-        sha = hashlib.sha256(model_bytes).hexdigest()
+        sha = file_sha256(model_path)
         if sha != run.model_sha256:
             raise ValueError(f"{model_path} is not the run's model ({run.model_sha256[:12]})")
         started_here = connect(address, workers)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import inspect
 import logging
 import threading
 import time
@@ -283,11 +284,27 @@ class StationHost:
             raise SourceBusy(Message("station {station} is not running", station=self.station_id))
         return source.submit(data, name, part_id, lot)
 
-    async def activate(self, model: ModelVersionRef) -> None:
-        """Switch the running station to a model version, read from the blob store by sha256."""
+    def _running_line(self) -> tuple[asyncio.AbstractEventLoop, Any]:
+        """The station's loop and line controller, or RuntimeError when it is not running."""
         loop, opened = self._loop, self.opened
         if loop is None or opened is None or opened.line is None:
             raise RuntimeError(Message("station {station} is not running", station=self.station_id))
+        return loop, opened.line
+
+    async def _on_line(self, work: Callable[[Any], Any]) -> Any:
+        """``work(line)`` done on the station's own loop, between parts (awaited there when it
+        is a coroutine), and its result awaited here."""
+        loop, line = self._running_line()
+
+        async def run() -> Any:
+            result = work(line)
+            return await result if inspect.isawaitable(result) else result
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), loop))
+
+    async def activate(self, model: ModelVersionRef) -> None:
+        """Switch the running station to a model version, read from the blob store by sha256."""
+        self._running_line()
         path = self.artifacts.path(model.sha256)
         if not path.is_file():
             raise FileNotFoundError(
@@ -302,8 +319,7 @@ class StationHost:
                 Message("the model store's copy of version {version} does not match its sha256", version=model.version)
             )
         start = time.perf_counter()
-        future = asyncio.run_coroutine_threadsafe(opened.line.use_model(path), loop)
-        await asyncio.wrap_future(future)
+        await self._on_line(lambda line: line.use_model(path))
         self.model_version = model.version
         took = time.perf_counter() - start
         log.info("station %s: model version %s active (%.1f s)", self.station_id, model.version, took)
@@ -315,31 +331,12 @@ class StationHost:
         await self._on_line(lambda line: line.resume())
 
     async def switch_recipe(self, recipe: str) -> None:
-        loop, opened = self._loop, self.opened
-        if loop is None or opened is None or opened.line is None:
-            raise RuntimeError(Message("station {station} is not running", station=self.station_id))
-        switch = opened.line.prepare_recipe(recipe_key(recipe))
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(switch, loop))
-
-    async def _on_line(self, action: Callable[[Any], None]) -> None:
-        """Do ``action(line)`` on the station's own loop, between parts, and wait for it."""
-        loop, opened = self._loop, self.opened
-        if loop is None or opened is None or opened.line is None:
-            raise RuntimeError(Message("station {station} is not running", station=self.station_id))
-        line = opened.line
-
-        async def act() -> None:
-            action(line)
-
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(act(), loop))
+        await self._on_line(lambda line: line.prepare_recipe(recipe_key(recipe)))
 
     async def set_threshold(self, threshold: float | None, by: str) -> None:
         """Decide at this raw-score threshold from the next part on (None: the calibrated one)."""
-        loop, opened = self._loop, self.opened
-        if loop is None or opened is None or opened.line is None:
-            raise RuntimeError(Message("station {station} is not running", station=self.station_id))
-        line = opened.line
-        info = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(line.set_threshold(threshold), loop))
+        _, line = self._running_line()
+        info = await self._on_line(lambda line: line.set_threshold(threshold))
         base = line.base_recipe
         if threshold is None:
             self.versions.clear_threshold_override(self.station_id)
