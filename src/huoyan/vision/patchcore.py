@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-import cv2
 import numpy as np
 
 from huoyan.core import progress
@@ -27,6 +26,7 @@ from huoyan.vision.anomaly_map import patch_grid_to_map
 from huoyan.vision.artifact import PatchCoreDetails
 from huoyan.vision.backbone import BACKBONES, DEFAULT_STRIDES, build_backbone, feature_dim
 from huoyan.vision.coreset import coreset_size, greedy_coreset
+from huoyan.vision.edge_runner import resize_to
 from huoyan.vision.features import fuse
 from huoyan.vision.runtime import FeatureRuntime, make_runtime
 from huoyan.vision.search import NearestNeighbourIndex
@@ -164,14 +164,15 @@ class PatchCore(Parameters):
         return self
 
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """HxWx3 uint8 RGB images -> N x 3 x S x S float32, mean = std = 0.5."""
+        """HxWx3 uint8 RGB images -> N x 3 x S x S float32, mean = std = 0.5.
+
+        The resize rule is declared once, in the exported model's standalone runner
+        (``edge_runner.resize_to``), so the station and an edge export cannot drift apart.
+        """
         s = self.image_size
         batch = np.empty((len(images), 3, s, s), dtype=np.float32)
         for i, img in enumerate(images):
-            h, w = img.shape[:2]
-            interp = cv2.INTER_AREA if h > s or w > s else cv2.INTER_LINEAR
-            resized = cv2.resize(img, (s, s), interpolation=interp)
-            batch[i] = resized.transpose(2, 0, 1)
+            batch[i] = resize_to(img, s).transpose(2, 0, 1)
         batch *= 1.0 / 127.5
         batch -= 1.0
         return batch
