@@ -2,7 +2,7 @@
 
 ``engine``: fit, predict, evaluate, sample-line. ``station``: run, records, db, feed.
 ``server``: serve, user, audit. ``quality``: spc. ``report``: report. ``share``: keys, pkg.
-``demo``: the sample line end to end. ``scale``: batch, fit-many. ``export``: export. Each module
+``demo``: the sample line end to end. ``scale``: batch, fit-many. ``export``: export. ``update``: update. Each module
 declares its own commands and options (``add_commands``); this one assembles them.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 
 from huoyan import __version__
-from huoyan.cli import demo, engine, export, quality, report, scale, server, share, station
+from huoyan.cli import demo, engine, export, quality, report, scale, server, share, station, update
 
-GROUPS = (engine, export, demo, station, server, quality, report, share, scale)
+GROUPS = (engine, update, export, demo, station, server, quality, report, share, scale)
 
 
 def build_parser() -> argparse.ArgumentParser:

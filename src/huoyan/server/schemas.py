@@ -279,6 +279,12 @@ class ModelVersionOut(BaseModel):
 class TrainingRequest(BaseModel):
     station_id: str = Field(min_length=1, max_length=128)
     max_images: int = Field(default=200, ge=8, le=5000, description="newest good images to train on")
+    mode: Literal["refit", "update"] = Field(
+        default="refit",
+        description="refit: a new model from the collected good images; update: the reviewed false alarms join "
+        "the active memory-bank model's bank (no refit), kept only if held-out good images and confirmed "
+        "defects show it costs nothing the model promises",
+    )
 
 
 class TrainingJobOut(BaseModel):

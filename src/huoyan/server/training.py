@@ -1,4 +1,5 @@
-"""Retraining from the line: queued jobs build a new model version from collected good images.
+"""Retraining from the line: queued jobs build a new model version from collected good images,
+or add the reviewed false alarms to the active model's bank under a guard (``bank_update``).
 
 A job trains on the station's kept OK images (those not flagged as missed defects) and
 on the NG parts reviewers marked as false alarms, with the same parameters as the
@@ -26,7 +27,9 @@ from huoyan.detectors import detector_class, judges_signals, load_image_detector
 from huoyan.store.blobs import BlobStore
 from huoyan.store.reviews import Labelled, Reviews
 from huoyan.store.versions import JobStatus, ModelVersions, artifact_of
+from huoyan.vision.bank_update import guarded_update
 from huoyan.vision.imageio import ImageError, decode_image
+from huoyan.vision.patchcore import PatchCore
 
 log = logging.getLogger(__name__)
 MIN_TRAIN_IMAGES = 8
@@ -151,6 +154,8 @@ class Trainer:
                 "train it with 'huoyan fit --detector template' and name the new file in the recipe's model"
             )
         max_images = int(job["params"].get("max_images", 200))
+        if job["params"].get("mode") == "update":
+            return self._update(job, host, active, path, max_images)
         picked = self.reviews.good_images(host.station_id, max_images)
         train, kept = self._images(host, [sha for _, sha in picked])
         if len(train) < MIN_TRAIN_IMAGES:
@@ -186,6 +191,71 @@ class Trainer:
             metrics=metrics,
         )
         return version["id"], f"version {version['version']} trained on {len(train)} images"
+
+    def _update(
+        self, job: dict[str, Any], host: StationHandle, active: dict[str, Any], path: Path, max_images: int
+    ) -> tuple[int, str]:
+        """A guarded update: the reviewed false alarms join the active model's bank.
+
+        A seeded third of them is held out with the kept OK images, so the check on good
+        parts sees some the update did not learn: the kept OK images alone passed the
+        active model already and would show nothing. False alarms are over-represented
+        there (every one is kept, OK parts only every n-th), which errs towards refusing.
+        """
+        model = load_image_detector(path, runtime=self.runtime)
+        if not isinstance(model, PatchCore):
+            raise TrainingError(
+                f"only memory-bank (patchcore) models take a guarded update, not {model.kind!r}: train a new version"
+            )
+        alarms = self.reviews.good_images(host.station_id, max_images, ok=False)
+        alarm_images, alarm_kept = self._images(host, [sha for _, sha in alarms])
+        if not alarm_images:
+            raise TrainingError(f"no reviewed false alarms of {host.station_id} with a kept image to add")
+        order = np.random.default_rng(job["id"]).permutation(len(alarm_images))
+        held = set(order[: len(alarm_images) // 3].tolist())
+        adds = [i for i in range(len(alarm_images)) if i not in held]
+        ok = self.reviews.good_images(host.station_id, max_images, ok=True, false_alarms=False)
+        ok_images, _ = self._images(host, [sha for _, sha in ok])
+        labelled = self.reviews.labelled(host.station_id)
+        defect_items = [item for item in labelled if item.is_defect]
+        defects, _ = self._images(host, [item.image_sha256 for item in defect_items])
+        self.versions.progress(job["id"], f"adding {len(adds)} false alarms to the bank")
+        check = guarded_update(
+            model,
+            [alarm_images[i] for i in adds],
+            ok_images + [alarm_images[i] for i in sorted(held)],
+            defects,
+        )
+        if not check.accepted:
+            raise TrainingError("update refused: " + "; ".join(check.reasons))
+        out = self.models_dir / host.station_id / f"job-{job['id']}.safetensors"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        model.save(out)
+        sha = self.artifacts.put_file(out)
+        added = [alarms[alarm_kept[i]] for i in adds]
+        parent = load_image_detector(path, runtime=self.runtime)
+        metrics = self._compare(host, labelled, model, parent, {inspection for inspection, _ in added})
+        version = self.versions.add(
+            host.station_id,
+            sha,
+            out.name,
+            model.card_.model_dump(mode="json"),
+            str(out.resolve()),
+            created_by=job["requested_by"],
+            parent_id=active["id"],
+            trained_on={
+                "source": "guarded bank update",
+                "job_id": job["id"],
+                "images": len(added),
+                "inspection_ids": [inspection for inspection, _ in added],
+                "image_sha256": [sha for _, sha in added],
+            },
+            metrics=metrics | {"guard": check.model_dump(mode="json")},
+        )
+        return version["id"], (
+            f"version {version['version']}: {len(added)} false alarms added to the bank "
+            f"({check.bank_rows_after - check.bank_rows_before} rows)"
+        )
 
     def _compare(
         self,

@@ -233,25 +233,30 @@ class Reviews:
         with Session(self.engine) as s:
             return [Labelled(i, sha, Outcome(o).is_defect) for i, sha, o in s.execute(stmt).all() if sha]
 
-    def good_images(self, station: str, limit: int) -> list[tuple[int, str]]:
+    def good_images(
+        self, station: str, limit: int, ok: bool = True, false_alarms: bool = True
+    ) -> list[tuple[int, str]]:
         """(inspection id, image sha256) of parts to train on: kept OK images not flagged as
-        missed defects, and NG parts reviewed as false alarms. Newest first."""
+        missed defects (``ok``), and NG parts reviewed as false alarms (``false_alarms``).
+        Newest first."""
         latest = select(ReviewRow.inspection_id, ReviewRow.outcome).where(ReviewRow.id.in_(_latest_ids())).subquery()
         image = _kept_image()
+        kinds = []
+        if ok:
+            kinds.append(
+                and_(
+                    InspectionRow.verdict == "OK",
+                    or_(latest.c.outcome.is_(None), latest.c.outcome != Outcome.MISSED_DEFECT.value),
+                )
+            )
+        if false_alarms:
+            kinds.append(and_(InspectionRow.verdict == "NG", latest.c.outcome == Outcome.FALSE_ALARM.value))
+        if not kinds:
+            return []
         stmt = (
             select(InspectionRow.id, image)
             .outerjoin(latest, latest.c.inspection_id == InspectionRow.id)
-            .where(
-                InspectionRow.station_id == station,
-                image.is_not(None),
-                or_(
-                    and_(
-                        InspectionRow.verdict == "OK",
-                        or_(latest.c.outcome.is_(None), latest.c.outcome != Outcome.MISSED_DEFECT.value),
-                    ),
-                    and_(InspectionRow.verdict == "NG", latest.c.outcome == Outcome.FALSE_ALARM.value),
-                ),
-            )
+            .where(InspectionRow.station_id == station, image.is_not(None), or_(*kinds))
             .order_by(InspectionRow.id.desc())
             .limit(limit)
         )

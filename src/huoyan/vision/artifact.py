@@ -5,6 +5,7 @@ details (files from before kinds were recorded are PatchCore's and carry it too)
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,16 @@ from huoyan.core.models import ModelCard
 from huoyan.vision.backbone import BACKBONES
 
 KIND = "patchcore"
+
+
+class BankUpdate(BaseModel):
+    """Good images that joined a fitted model's bank later (``PatchCore.partial_fit``)."""
+
+    at: datetime
+    images: int
+    content_sha256: str = Field(description="digest of the added images, in order")
+    rows_added: int
+    parent_bank_sha256: str = Field(description="the bank it was added to")
 
 
 class PatchCoreDetails(BaseModel):
@@ -30,6 +41,12 @@ class PatchCoreDetails(BaseModel):
     coreset_ratio: float | None
     bank_images: int = Field(description="good images whose patches built the memory bank")
     bank_sha256: str = ""
+    coreset_radius: float | None = Field(
+        default=None,
+        description="the greedy selection's covering radius (in its seeded projection): patches added later "
+        "join the bank only beyond it (absent in models made before it was kept)",
+    )
+    updates: list[BankUpdate] = Field(default_factory=list, description="images added after fitting, in order")
 
 
 def save_model(path: str | Path, bank: np.ndarray, card: ModelCard, params: dict[str, Any]) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -23,7 +24,7 @@ from huoyan.core.calibration import calibrate
 from huoyan.core.detector import NotFittedError, Parameters, Scores
 from huoyan.core.models import InputSpec, ModelCard
 from huoyan.vision.anomaly_map import patch_grid_to_map
-from huoyan.vision.artifact import PatchCoreDetails
+from huoyan.vision.artifact import BankUpdate, PatchCoreDetails
 from huoyan.vision.backbone import BACKBONES, DEFAULT_STRIDES, build_backbone, feature_dim
 from huoyan.vision.coreset import coreset_size, greedy_coreset
 from huoyan.vision.edge_runner import resize_to
@@ -246,10 +247,56 @@ class PatchCore(Parameters):
             bank_dtype=self.bank_dtype,
             coreset_ratio=self.coreset_ratio if self.coreset_size is None else None,
             bank_images=len(bank_images),
+            coreset_radius=coreset.radius,
         )
         self.card_ = ModelCard.fitted(
             self.kind, self.seed, len(images), content_sha256(images), cal, details, InputSpec.of(images)
         )
+        return self
+
+    def partial_fit(self, images: Sequence[np.ndarray]) -> Self:
+        """Add good images to the fitted bank without refitting (scikit-learn's ``partial_fit``).
+
+        Their patches go through the bank's own greedy selection, continued: a patch
+        joins only if the bank leaves it farther away than the selection's covering
+        radius (so the added parts themselves come to score like the parts the bank was
+        built from). The threshold is kept: a bank
+        that only grows can only lower a part's score, so good parts' false-reject bound
+        still holds, and what has to be checked is that defects still stand out
+        (``bank_update.guarded_update``). The card records the update; the bank's digest
+        changes, so the model is a new version.
+        """
+        card = self._card()
+        self._check_images(images)
+        details = PatchCoreDetails.model_validate(card.details)
+        patches = self.embed(images).reshape(-1, self.bank_.shape[1])
+        # Every patch the bank leaves beyond its covering radius joins (what makes the added
+        # parts pass); a model from before the radius was kept takes its ratio of them.
+        k = patches.shape[0] if details.coreset_radius else coreset_size(patches.shape[0], details.coreset_ratio, None)
+        extra = greedy_coreset(
+            patches,
+            k,
+            seed=self.seed,
+            covered_by=self.bank_.astype(np.float32),
+            radius=details.coreset_radius or 0.0,
+        )
+        parent_sha = hashlib.sha256(np.ascontiguousarray(self.bank_).tobytes()).hexdigest()
+        self._set_bank(np.concatenate([self.bank_, patches[extra.indices].astype(self.bank_.dtype)]))
+        update = BankUpdate(
+            at=datetime.now(UTC),
+            images=len(images),
+            content_sha256=content_sha256(images),
+            rows_added=len(extra.indices),
+            parent_bank_sha256=parent_sha,
+        )
+        details = details.model_copy(
+            update={
+                "bank_size": self.bank_.shape[0],
+                "bank_images": details.bank_images + len(images),
+                "updates": [*details.updates, update],
+            }
+        )
+        self.card_ = card.model_copy(update={"details": details.model_dump(mode="json")})
         return self
 
     def _set_bank(self, bank: np.ndarray) -> None:

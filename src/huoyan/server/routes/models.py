@@ -113,10 +113,13 @@ def training_job(job_id: RowId, p: Annotated[Platform, Depends(platform)], _: En
 
 @router.post("/training-jobs", response_model=TrainingJobOut, status_code=202, responses=errors(404))
 def train(body: TrainingRequest, p: Annotated[Platform, Depends(platform)], principal: Engineer) -> TrainingJobOut:
-    """Queue training of a new version from the station's collected good images; it runs
-    on the server and ends as a candidate version with metrics next to the active one's."""
+    """Queue training of a new version from the station's collected good images, or (mode
+    ``update``) a guarded update of the active model's bank with the reviewed false alarms;
+    it runs on the server and ends as a candidate version with metrics next to the active
+    one's, or as a failed job saying why the update was refused."""
     if body.station_id not in p.hosts:
         raise not_found(Message("station '{station}' on this server", station=body.station_id))
-    job = p.versions.enqueue(body.station_id, {"max_images": body.max_images}, principal.user.username)
-    p.audit.add(principal.user.username, "training-requested", body.station_id, job=job["id"])
+    params = {"max_images": body.max_images, "mode": body.mode}
+    job = p.versions.enqueue(body.station_id, params, principal.user.username)
+    p.audit.add(principal.user.username, "training-requested", body.station_id, job=job["id"], mode=body.mode)
     return TrainingJobOut.model_validate(job)

@@ -678,6 +678,8 @@ pages.models = async () => {
     typeLoaders.push(showTypes);
     section.querySelector("button.train").onclick = () => act(section, () =>
       api("/api/training-jobs", { method: "POST", json: { station_id: section.dataset.station } }));
+    section.querySelector("button.update").onclick = () => act(section, () =>
+      api("/api/training-jobs", { method: "POST", json: { station_id: section.dataset.station, mode: "update" } }));
     section.querySelector("button.pause").onclick = () => {
       const station = section.dataset.station;
       const paused = (state[station] || {}).status?.paused;
