@@ -98,6 +98,7 @@ def _stages(bar: Any) -> Any:
 def cmd_fit(args: argparse.Namespace) -> int:
     from huoyan.core import progress
     from huoyan.detectors import default_params, new_detector
+    from huoyan.vision.patchcore import FEW_SHOT_IMAGES
 
     images, defects, what = _training_samples(args)
     folder = " ".join(args.train)
@@ -109,6 +110,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if hasattr(args, name) and getattr(args, name) is not None
     }
     model = new_detector(args.detector, **offered)
+    if getattr(args, "calibration", None) == "holdout" and what == "images" and len(images) <= FEW_SHOT_IMAGES:
+        print(
+            f"note: only {len(images)} good images; --calibration leave-one-out calibrates with all of them "
+            "instead of holding some out",
+            file=sys.stderr,
+        )
     start = time.perf_counter()
     try:
         with progress_bar(None, "step", "fit") as bar, progress.listening(_stages(bar)):
@@ -366,6 +373,13 @@ def add_commands(sub: Any) -> None:
         type=fraction,
         default=d["calibration_fraction"],
         help="share of the good images held out to set the threshold",
+    )
+    fit.add_argument(
+        "--calibration",
+        choices=("auto", "holdout", "leave-one-out"),
+        default=d["calibration"],
+        help="how good images set the threshold: held out of the bank (default), or leave-one-out on a bank of "
+        "every patch (few images: all of them calibrate); auto: leave-one-out up to 20 images",
     )
     fit.add_argument(
         "--calibration-in-bank",

@@ -47,6 +47,11 @@ class PatchCoreDetails(BaseModel):
         "join the bank only beyond it (absent in models made before it was kept)",
     )
     updates: list[BankUpdate] = Field(default_factory=list, description="images added after fitting, in order")
+    calibration_scores: str = Field(
+        default="held-out",
+        description="how the calibration scores were obtained: 'held-out' images, or 'leave-one-out' (few images, "
+        "each scored against a bank of the others; every patch kept)",
+    )
 
 
 def save_model(path: str | Path, bank: np.ndarray, card: ModelCard, params: dict[str, Any]) -> Path:

@@ -48,7 +48,12 @@ _PARAMS = (
     "blur_sigma",
     "batch_size",
     "calibration_in_bank",
+    "calibration",
 )
+CALIBRATIONS = ("auto", "holdout", "leave-one-out")
+# Up to this many good images, "auto" calibrates leave-one-out on a bank of every patch
+# (20 images at 224 px: 15.7k rows, the size of a 200-image bank at ratio 0.1).
+FEW_SHOT_IMAGES = 20
 
 
 def content_sha256(images: Sequence[np.ndarray]) -> str:
@@ -82,6 +87,12 @@ class PatchCore(Parameters):
       < 1e-4 of AUROC on magnetic tile. The model is calibrated with the rounded bank,
       so saved and in-memory scores agree.
     - ``runtime``: ``onnx`` (fastest here) or ``torch`` for the backbone.
+    - ``calibration``: how the threshold's good-part scores are obtained. ``holdout``: the
+      ``calibration_fraction`` above. ``leave-one-out`` (for few images): the bank keeps
+      every patch of every image (no coreset) and each image is scored against the bank of
+      the others, so all of them calibrate (see ``_fit_leave_one_out``). ``auto``:
+      leave-one-out up to ``FEW_SHOT_IMAGES`` images, holdout above. ``holdout`` is the
+      default, so that a coreset ratio or calibration fraction given is never ignored.
     """
 
     def __init__(
@@ -99,6 +110,7 @@ class PatchCore(Parameters):
         blur_sigma: float = 4.0,
         batch_size: int = 8,
         calibration_in_bank: bool = True,
+        calibration: str = "holdout",
     ) -> None:
         self.backbone = backbone
         self.image_size = image_size
@@ -113,6 +125,7 @@ class PatchCore(Parameters):
         self.blur_sigma = blur_sigma
         self.batch_size = batch_size
         self.calibration_in_bank = calibration_in_bank
+        self.calibration = calibration
         self._runtime: FeatureRuntime | None = None
         self._index: NearestNeighbourIndex | None = None
 
@@ -134,6 +147,8 @@ class PatchCore(Parameters):
             raise ValueError(f"bank_dtype must be one of {BANK_DTYPES}")
         if not 0 < self.calibration_fraction < 1:
             raise ValueError("calibration_fraction must be in (0, 1)")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}")
         if self.image_size < 32 or self.image_size % 16:
             raise ValueError("image_size must be a multiple of 16 and at least 32")
 
@@ -205,6 +220,11 @@ class PatchCore(Parameters):
         if given, add the F1-optimal threshold and its rates to the calibration report.
         """
         self._check_params()
+        leave_one_out = self.calibration == "leave-one-out" or (
+            self.calibration == "auto" and len(images) <= FEW_SHOT_IMAGES
+        )
+        if leave_one_out:
+            return self._fit_leave_one_out(images, defect_samples)
         n_cal = max(2, round(len(images) * self.calibration_fraction))
         if len(images) - n_cal < 1:
             raise ValueError(f"fit needs at least {n_cal + 1} good images ({n_cal} are held out to calibrate)")
@@ -248,6 +268,53 @@ class PatchCore(Parameters):
             coreset_ratio=self.coreset_ratio if self.coreset_size is None else None,
             bank_images=len(bank_images),
             coreset_radius=coreset.radius,
+        )
+        self.card_ = ModelCard.fitted(
+            self.kind, self.seed, len(images), content_sha256(images), cal, details, InputSpec.of(images)
+        )
+        return self
+
+    def _fit_leave_one_out(
+        self, images: Sequence[np.ndarray], defect_samples: Sequence[np.ndarray] | None = None
+    ) -> Self:
+        """Few good images: every one calibrates, none is spent on it alone.
+
+        The bank is every patch of every image (a deterministic, symmetric construction:
+        no coreset, whose choices depend on all the images at once). Image i is scored
+        against the bank of the others. For a new good part, the scores of the n + 1
+        parts, each against the bank of all the others, are exchangeable; each computed
+        score here is against a bank with one image fewer, so it can only be higher (a
+        smaller bank is never nearer). The conformal threshold of these scores is thus
+        at least the exchangeable one, and the stated bound holds, conservatively, for the
+        model that keeps all n images (``tests/test_few_shot.py`` checks it on repeated
+        draws). The cost is n searches against banks of n - 1 images at fit time.
+        """
+        if len(images) < 2:
+            raise ValueError("fit needs at least 2 good images to calibrate leave-one-out")
+        self._check_images(images)
+        maps = self.feature_maps(images)
+        per_image = fuse(maps).reshape(len(images), -1, sum(m.shape[1] for m in maps))
+        d = per_image.shape[-1]
+        good_scores = np.empty(len(images))
+        for i in range(len(images)):
+            self._set_bank(np.delete(per_image, i, axis=0).reshape(-1, d).astype(self.bank_dtype))
+            good_scores[i] = self._score_maps([m[i : i + 1] for m in maps]).raw[0]
+            progress.report("calibration", i + 1, len(images))
+        bank = per_image.reshape(-1, d).astype(self.bank_dtype)
+        self._set_bank(bank)
+        defect_scores = None if not defect_samples else self.score(defect_samples).raw
+        cal = calibrate(good_scores, self.false_reject_rate, self.confidence, defect_scores)
+        details = PatchCoreDetails(
+            backbone=self.backbone,
+            layers=list(DEFAULT_STRIDES),
+            image_size=self.image_size,
+            feature_dim=d,
+            bank_size=bank.shape[0],
+            bank_dtype=self.bank_dtype,
+            coreset_ratio=None,
+            bank_images=len(images),
+            coreset_radius=0.0,
+            calibration_scores="leave-one-out",
         )
         self.card_ = ModelCard.fitted(
             self.kind, self.seed, len(images), content_sha256(images), cal, details, InputSpec.of(images)
