@@ -94,3 +94,17 @@ def test_fit_suggests_leave_one_out_for_few_images_and_takes_it(
     assert main(args) == 0
     card = json.loads(capsys.readouterr().out)["card"]
     assert card["details"]["calibration_scores"] == "leave-one-out" and card["calibration"]["n_calibration"] == 8
+
+
+def test_mirrored_copies_join_the_bank_only_when_asked() -> None:
+    images = washers(4, np.random.default_rng(4))
+    plain = PatchCore(image_size=64, calibration="leave-one-out").fit(images)
+    flips = PatchCore(image_size=64, calibration="leave-one-out", augment="flips").fit(images)
+    turns = PatchCore(image_size=64, calibration="leave-one-out", augment="rot90").fit(images)
+    assert flips.bank_.shape[0] == 4 * plain.bank_.shape[0] and turns.bank_.shape[0] == 8 * plain.bank_.shape[0]
+    mirrored = np.ascontiguousarray(images[0][::-1, ::-1])
+    turned = np.ascontiguousarray(np.rot90(images[1]))
+    assert flips.score([mirrored]).raw[0] < 0.1 * plain.score([mirrored]).raw[0]
+    assert turns.score([turned]).raw[0] < 0.1 * flips.score([turned]).raw[0]
+    with pytest.raises(ValueError, match="augment must be one of"):
+        PatchCore(augment="jitter").fit(images)

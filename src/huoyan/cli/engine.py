@@ -382,6 +382,13 @@ def add_commands(sub: Any) -> None:
         "every patch (few images: all of them calibrate); auto: leave-one-out up to 20 images",
     )
     fit.add_argument(
+        "--augment",
+        choices=("none", "flips", "rot90"),
+        default=d["augment"],
+        help="mirrored (flips) or also turned (rot90) copies of the good images join the bank: only for parts "
+        "whose mirror or turned image is still good (textures, symmetric parts)",
+    )
+    fit.add_argument(
         "--calibration-in-bank",
         action=argparse.BooleanOptionalAction,
         default=d["calibration_in_bank"],

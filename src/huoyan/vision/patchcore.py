@@ -49,11 +49,26 @@ _PARAMS = (
     "batch_size",
     "calibration_in_bank",
     "calibration",
+    "augment",
 )
 CALIBRATIONS = ("auto", "holdout", "leave-one-out")
+# Copies of each bank image: as taken, mirrored, and (rot90) turned by quarter turns.
+AUGMENTS = ("none", "flips", "rot90")
 # Up to this many good images, "auto" calibrates leave-one-out on a bank of every patch
 # (20 images at 224 px: 15.7k rows, the size of a 200-image bank at ratio 0.1).
 FEW_SHOT_IMAGES = 20
+
+
+def augmented(images: Sequence[np.ndarray], augment: str) -> list[np.ndarray]:
+    """``images`` followed by their copies, copy by copy (all first copies, then all second)."""
+    if augment == "none":
+        return list(images)
+    turns: list[Any] = [lambda x: x[:, ::-1], lambda x: x[::-1], lambda x: x[::-1, ::-1]]
+    if augment == "rot90":
+        turns += [lambda x, k=k: np.rot90(x, k) for k in (1, 3)] + [
+            lambda x, k=k: np.rot90(x[:, ::-1], k) for k in (1, 3)
+        ]
+    return [*images, *(np.ascontiguousarray(turn(img)) for turn in turns for img in images)]
 
 
 def content_sha256(images: Sequence[np.ndarray]) -> str:
@@ -87,6 +102,10 @@ class PatchCore(Parameters):
       < 1e-4 of AUROC on magnetic tile. The model is calibrated with the rounded bank,
       so saved and in-memory scores agree.
     - ``runtime``: ``onnx`` (fastest here) or ``torch`` for the backbone.
+    - ``augment``: copies of each bank image that join the bank: ``none`` (default),
+      ``flips`` (mirrored left-right, up-down and both: 4x the patches) or ``rot90`` (also
+      quarter turns: 8x). Only for parts whose mirror image or turned image is still a
+      good part (textures, symmetric parts), never for parts with a handedness.
     - ``calibration``: how the threshold's good-part scores are obtained. ``holdout``: the
       ``calibration_fraction`` above. ``leave-one-out`` (for few images): the bank keeps
       every patch of every image (no coreset) and each image is scored against the bank of
@@ -111,6 +130,7 @@ class PatchCore(Parameters):
         batch_size: int = 8,
         calibration_in_bank: bool = True,
         calibration: str = "holdout",
+        augment: str = "none",
     ) -> None:
         self.backbone = backbone
         self.image_size = image_size
@@ -126,6 +146,7 @@ class PatchCore(Parameters):
         self.batch_size = batch_size
         self.calibration_in_bank = calibration_in_bank
         self.calibration = calibration
+        self.augment = augment
         self._runtime: FeatureRuntime | None = None
         self._index: NearestNeighbourIndex | None = None
 
@@ -149,6 +170,8 @@ class PatchCore(Parameters):
             raise ValueError("calibration_fraction must be in (0, 1)")
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}")
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {AUGMENTS}")
         if self.image_size < 32 or self.image_size % 16:
             raise ValueError("image_size must be a multiple of 16 and at least 32")
 
@@ -232,7 +255,7 @@ class PatchCore(Parameters):
         order = np.random.default_rng(self.seed).permutation(len(images))
         cal_idx, bank_idx = np.sort(order[:n_cal]), np.sort(order[n_cal:])
         bank_images = [images[i] for i in bank_idx]
-        feats = self.embed(bank_images)
+        feats = self.embed(augmented(bank_images, self.augment))
         d = feats.shape[-1]
         flat = feats.reshape(-1, d)
         k = coreset_size(flat.shape[0], self.coreset_ratio, self.coreset_size)
@@ -293,8 +316,12 @@ class PatchCore(Parameters):
             raise ValueError("fit needs at least 2 good images to calibrate leave-one-out")
         self._check_images(images)
         maps = self.feature_maps(images)
-        per_image = fuse(maps).reshape(len(images), -1, sum(m.shape[1] for m in maps))
-        d = per_image.shape[-1]
+        d = sum(m.shape[1] for m in maps)
+        per_image = fuse(maps).reshape(len(images), -1, d)
+        copies = augmented(images, self.augment)[len(images) :]
+        if copies:  # each image's own copies join with it, so the construction stays symmetric
+            extra = self.embed(copies).reshape(len(copies) // len(images), len(images), -1, d)
+            per_image = np.concatenate([per_image, *extra], axis=1)
         good_scores = np.empty(len(images))
         for i in range(len(images)):
             self._set_bank(np.delete(per_image, i, axis=0).reshape(-1, d).astype(self.bank_dtype))
@@ -336,7 +363,7 @@ class PatchCore(Parameters):
         card = self._card()
         self._check_images(images)
         details = PatchCoreDetails.model_validate(card.details)
-        patches = self.embed(images).reshape(-1, self.bank_.shape[1])
+        patches = self.embed(augmented(images, self.augment)).reshape(-1, self.bank_.shape[1])
         # Every patch the bank leaves beyond its covering radius joins (what makes the added
         # parts pass); a model from before the radius was kept takes its ratio of them.
         k = patches.shape[0] if details.coreset_radius else coreset_size(patches.shape[0], details.coreset_ratio, None)
