@@ -382,6 +382,12 @@ def add_commands(sub: Any) -> None:
         "every patch (few images: all of them calibrate); auto: leave-one-out up to 20 images",
     )
     fit.add_argument(
+        "--blur-sigma",
+        type=float,
+        default=d["blur_sigma"],
+        help="Gaussian smoothing of the anomaly map, px at the model's input size (0: none)",
+    )
+    fit.add_argument(
         "--augment",
         choices=("none", "flips", "rot90"),
         default=d["augment"],
