@@ -2,7 +2,7 @@
 
 While a browser watches a station, each judged part also gets a preview: the image
 with its heat map and regions drawn on, shrunk to 480 px and JPEG-encoded
-(``huoyan.server.hosting.draw_preview``), on the inference thread. This measures, in one
+(``huoyan.runner.status.draw_preview``), on the inference thread. This measures, in one
 run and on the same parts, the engine's per-part time (score + judge, batch 1) and the
 preview's, and reports the ratio. Timings are measured, never asserted.
 
@@ -20,8 +20,8 @@ import numpy as np
 
 from benchlib import cpu_model, timed
 from huoyan.decision.judge import ImageDecider, Policy
+from huoyan.runner.status import draw_preview
 from huoyan.sampleline.generator import generate_line
-from huoyan.server.hosting import draw_preview
 from huoyan.station.inspect import heatmap_u8
 from huoyan.vision.imageio import list_images, read_image
 from huoyan.vision.patchcore import PatchCore

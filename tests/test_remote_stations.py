@@ -5,6 +5,7 @@ returns."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -16,7 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 from sqlalchemy import create_engine, text
@@ -119,16 +122,24 @@ def test_remote_stations_join_report_obey_and_ride_out_a_server_outage(
             counted = sum(client.get("/api/stations/line3-a").json()["counts"].values())
             assert counted <= stored("line3-a") + 8  # the counts are of parts recorded (a batch may be in flight)
 
-            # The live view shows each part as the station reports it, as for a station the server hosts.
+            # The live view shows each part as the station reports it, as for a station the server hosts;
+            # once the station hears it is watched, its reports bring a picture of their newest part.
             with client.stream("GET", "/api/stations/line3-b/live") as events:
-                kinds = []
+                kinds, parts = [], []
                 for line in events.iter_lines():
                     if line.startswith("event:"):
                         kinds.append(line.split(":", 1)[1].strip())
                     if line.startswith("data:") and kinds[-1] == "part":
-                        part = json.loads(line[5:])
-                        break
+                        parts.append(json.loads(line[5:]))
+                        if "preview" in parts[-1] or len(parts) > 400:
+                            break
+            part = parts[0]
             assert kinds[0] == "status" and part["recipe"] == "washer-line3-b v1" and part["verdict"] in ("OK", "NG")
+            assert "preview" not in part  # nobody watched until this view opened
+            pictured = parts[-1]
+            assert pictured.get("preview", "").startswith("data:image/jpeg;base64,"), f"{len(parts)} parts, no picture"
+            jpeg = base64.b64decode(pictured["preview"].split(",", 1)[1])
+            assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is not None
 
             # NG parts' images reach the server's blob store once their records are stored.
             def ng_image() -> int | None:

@@ -154,9 +154,11 @@ LINK_PARTS = 50  # parts a report carries at most: the live view shows the newes
 
 
 class LinkReply(BaseModel):
-    """The server's answer to a report: the commands waiting for the station."""
+    """The server's answer to a report: the commands waiting for the station, and whether
+    anyone watches it live (then its reports bring a picture of their newest part)."""
 
     commands: list[StationCommand] = Field(default_factory=list)
+    watchers: int = Field(default=0, ge=0, description="live views of the station open on the server now")
 
 
 def recipe_key(recipe: str) -> str | int:

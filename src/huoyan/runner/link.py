@@ -4,14 +4,15 @@ second, and the server's commands carried out between parts.
 The station runs as ever (its records go to the plant's database, its signals to the
 PLC); the link only reports and listens. Each report (``core.station.LinkReport``) is
 one HTTP POST with the station's API key; the answer carries the commands waiting for it
-(pause, resume, threshold, switch to a recipe of its table, activate a model version), whose outcomes go with the next
-report. The images and heat maps of NG and ERROR parts are uploaded to the server's blob
-store once their records are in the database, so the dashboard shows them; a backlog
-(after an outage) drains oldest first. A model version is fetched by its SHA-256 and
-checked before it is used. When
-the server cannot be reached the station keeps inspecting; the link says so once, tries
-again every few seconds, and the next report that gets through brings the server up to
-date.
+(pause, resume, threshold, switch to a recipe of its table, activate a model version),
+whose outcomes go with the next report, and says whether a live view of the station is
+open: while one is, the station draws previews and each report brings the picture of its
+newest part. The images and heat maps of NG and ERROR parts are uploaded to the server's
+blob store once their records are in the database, so the dashboard shows them; a
+backlog (after an outage) drains oldest first. A model version is fetched by its SHA-256
+and checked before it is used. When the server cannot be reached the station keeps
+inspecting; the link says so once, tries again every few seconds, and the next report
+that gets through brings the server up to date.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import httpx
 from huoyan.core.durable import write_durably
 from huoyan.core.recipe import Recipe
 from huoyan.core.station import LINK_PARTS, CommandDone, LinkReply, LinkReport, StationCommand, recipe_key
-from huoyan.runner.status import ng_rate, part_message, station_status
+from huoyan.runner.status import draw_preview, ng_rate, part_message, preview_url, station_status
 from huoyan.store.blobs import file_sha256
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class ServerLink:
         self._parts: deque[tuple[int, dict[str, Any]]] = deque(maxlen=LINK_PARTS)
         self._events: deque[tuple[int, Any]] = deque(maxlen=LINK_PARTS)
         self.models_dir = Path(recipe.storage.data_dir) / "models"
+        self.watched = False  # a live view is open on the server: previews are drawn
+        self._preview: tuple[int, bytes] | None = None  # the newest part's picture, by its number
 
     def attach(self) -> ServerLink:
         """Follow the station's parts: verdicts for the NG rate, NG evidence to upload."""
@@ -67,7 +70,10 @@ class ServerLink:
     def _on_item(self, item: Any) -> None:
         verdict = item.record.verdict.value
         self._last.append(verdict)
-        self._parts.append((next(self._numbers), {**part_message(item.record), "ng_rate": ng_rate(self._last)}))
+        number = next(self._numbers)
+        self._parts.append((number, {**part_message(item.record), "ng_rate": ng_rate(self._last)}))
+        if item.preview is not None:
+            self._preview = (number, item.preview)
         if verdict != "OK":  # NG and ERROR parts' images and heat maps, for the central dashboard
             self._evidence.extend(item.blobs)
 
@@ -77,9 +83,18 @@ class ServerLink:
             last_verdicts=self._last,
         )  # fmt: skip
         self._told = max([n for n, _ in self._parts] + [n for n, _ in self._events] + [self._told])
-        return LinkReport(
-            status=status, done=list(self.done), parts=[p for _, p in self._parts], events=[e for _, e in self._events]
-        )
+        parts = [p for _, p in self._parts]
+        # One picture a report, of its newest part: a second's worth of previews would be megabytes.
+        if parts and self._preview is not None and self._preview[0] == self._parts[-1][0]:
+            parts[-1] = {**parts[-1], "preview": preview_url(self._preview[1])}
+        return LinkReport(status=status, done=list(self.done), parts=parts, events=[e for _, e in self._events])
+
+    def _watch(self, watched: bool) -> None:
+        """Draw previews only while the server has the station's live view open."""
+        line = getattr(self.opened, "line", None)
+        if watched != self.watched and line is not None:
+            line.set_preview(draw_preview if watched else None)
+            self.watched = watched
 
     async def run(self) -> None:
         """Report until cancelled (the station's loop ends)."""
@@ -91,6 +106,7 @@ class ServerLink:
                     if not self.connected:
                         log.info("reporting to %s", self.url)
                     self.connected, wait = True, self.every_s
+                    self._watch(reply.watchers > 0)
                     for command in reply.commands:
                         self.done.append(await self._carry_out(client, command))
                     await self._upload_evidence(client)
@@ -99,6 +115,7 @@ class ServerLink:
                         log.warning("server %s unreachable (%s); inspecting on, reporting again when it answers",
                                     self.url, exc)  # fmt: skip
                     self.connected = False
+                    self._watch(False)  # nobody can watch through a link that is down
                     wait = min(5.0, wait * 2)
                 await asyncio.sleep(wait)
 

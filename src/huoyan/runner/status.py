@@ -1,16 +1,32 @@
 """A running station's status and each part as the server's live view shows them: one
 function each for a station the server hosts and for one that reports to it from
-another PC (``runner.link``)."""
+another PC (``runner.link``), and the preview picture both draw while the view is watched."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import base64
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+import numpy as np
 
 from huoyan.core.models import Verdict
 from huoyan.core.recipe import Recipe
 from huoyan.core.records import InspectionRecord
 from huoyan.core.station import StationStatus
+from huoyan.vision.overlay import encode, render_overlay
+
+PREVIEW_SIDE = 480  # px of the live view's picture of a part (its longer side)
+
+
+def draw_preview(image: np.ndarray, heat: np.ndarray | None, regions: Sequence[Any]) -> bytes:
+    """The part with its heat map and regions, as a JPEG for the live view."""
+    return encode(render_overlay(image, heat, regions, max_side=PREVIEW_SIDE), ".jpg", 80)
+
+
+def preview_url(jpeg: bytes) -> str:
+    """A preview as the live view's messages carry it."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
 
 
 def threshold_of(opened: object | None) -> float | None:

@@ -11,42 +11,32 @@ and uploads cross into the station's loop thread-safely.
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import inspect
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from huoyan.core.models import Region
 from huoyan.core.recipe import QualitySettings, Recipe
 from huoyan.core.records import InspectionRecord, Severity, StationEvent, StoredRecord
 from huoyan.core.station import ModelVersionRef, StationStatus, recipe_key
 from huoyan.core.text import Message
 from huoyan.runner import OpenStation, open_station, run_station
-from huoyan.runner.status import ng_rate, part_message, station_status, threshold_of
+from huoyan.runner.status import draw_preview, ng_rate, part_message, preview_url, station_status, threshold_of
 from huoyan.server.live import LiveHub
 from huoyan.server.metrics import Metrics
 from huoyan.station.sources import HttpUpload, SourceBusy
 from huoyan.store.blobs import BlobStore, file_sha256
 from huoyan.store.records import UNAVAILABLE, data_paths
 from huoyan.store.versions import ModelVersions, artifact_of
-from huoyan.vision.overlay import encode, render_overlay
 
 log = logging.getLogger(__name__)
-PREVIEW_SIDE = 480
 RESTART_MAX_S = 30.0
 NG_WINDOW = 100
-
-
-def draw_preview(image: np.ndarray, heat: np.ndarray | None, regions: Sequence[Region]) -> bytes:
-    return encode(render_overlay(image, heat, regions, max_side=PREVIEW_SIDE), ".jpg", 80)
 
 
 class StationHost:
@@ -236,7 +226,7 @@ class StationHost:
         payload = part_message(r)
         payload["ng_rate"] = ng_rate(self._last)
         if item.preview is not None:
-            payload["preview"] = "data:image/jpeg;base64," + base64.b64encode(item.preview).decode()
+            payload["preview"] = preview_url(item.preview)
         self.hub.publish(self.station_id, "part", payload)
 
     def _on_event(self, event: StationEvent) -> None:

@@ -6,7 +6,8 @@ Its status is the station's last report; a station that has not reported for
 (pause, resume, threshold, activate, recipe switch) becomes a command handed to the station with its
 next report and is awaited until the station tells its outcome, or ``WAIT_S`` passes
 (then it stays queued: a station that comes back still carries it out, and the answer
-says so). Uploads and evidence stay with the station.
+says so). Uploads stay with the station; its NG evidence is uploaded to the server's blob
+store, and while a live view is open its reports bring a preview of their newest part.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class RemoteStation:
         self._queued: list[StationCommand] = []
         self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[CommandDone]]] = {}
         self.publish = publish  # (kind, payload) to the live view: each part decided, each event
+        self.watchers = 0  # live views open: told to the station, which then sends previews
 
     @property
     def station_id(self) -> str:
@@ -116,7 +118,9 @@ class RemoteStation:
         raise FileNotFoundError(sha256)  # the station keeps its evidence; the server's store is asked instead
 
     def watch(self, watchers: int) -> None:
-        """Previews are drawn on the station's PC only while it is watched there."""
+        """Told to the station with its next report: it draws a preview of the newest part
+        of each report only while someone watches."""
+        self.watchers = watchers
 
     async def pause(self) -> None:
         await self._command(StationCommand(id=next(self._ids), action="pause"))

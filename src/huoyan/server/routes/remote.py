@@ -40,7 +40,7 @@ def link(
     # A station id the server hosts itself is not taken over by a report.
     if not isinstance(host, RemoteStation):
         raise HTTPException(409, Message("station {station} is hosted by this server itself", station=station_id))
-    return LinkReply(commands=host.reported(body))
+    return LinkReply(commands=host.reported(body), watchers=host.watchers)
 
 
 @router.get(
