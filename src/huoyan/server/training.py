@@ -166,14 +166,32 @@ class Trainer:
         self.versions.progress(job["id"], f"training on {len(train)} images")
         model = self.fitter(parent, train)
         assert isinstance(model, ImageDetector)
+        version = self._add_version(
+            job, host, active, model, parent, [picked[i] for i in kept], "server training job", {}
+        )
+        return version["id"], f"version {version['version']} trained on {len(train)} images"
+
+    def _add_version(
+        self,
+        job: dict[str, Any],
+        host: StationHandle,
+        active: dict[str, Any],
+        model: ImageDetector,
+        parent: ImageDetector,
+        learned: Sequence[tuple[int, str]],
+        source: str,
+        metrics: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Keep ``model`` as a candidate version of the station, child of ``active``, with the
+        inspections it learned from and its comparison with the parent on reviewed parts."""
         path = self.models_dir / host.station_id / f"job-{job['id']}.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
         model.save(path)
         sha = self.artifacts.put_file(path)
         self.versions.progress(job["id"], "comparing with the active version on reviewed parts")
         labelled = self.reviews.labelled(host.station_id)
-        metrics = self._compare(host, labelled, model, parent, {picked[i][0] for i in kept})
-        version = self.versions.add(
+        compared = self._compare(host, labelled, model, parent, {inspection for inspection, _ in learned})
+        return self.versions.add(
             host.station_id,
             sha,
             path.name,
@@ -182,15 +200,14 @@ class Trainer:
             created_by=job["requested_by"],
             parent_id=active["id"],
             trained_on={
-                "source": "server training job",
+                "source": source,
                 "job_id": job["id"],
-                "images": len(train),
-                "inspection_ids": [picked[i][0] for i in kept],
-                "image_sha256": [picked[i][1] for i in kept],
+                "images": len(learned),
+                "inspection_ids": [inspection for inspection, _ in learned],
+                "image_sha256": [sha for _, sha in learned],
             },
-            metrics=metrics,
+            metrics=compared | metrics,
         )
-        return version["id"], f"version {version['version']} trained on {len(train)} images"
 
     def _update(
         self, job: dict[str, Any], host: StationHandle, active: dict[str, Any], path: Path, max_images: int
@@ -228,30 +245,10 @@ class Trainer:
         )
         if not check.accepted:
             raise TrainingError("update refused: " + "; ".join(check.reasons))
-        out = self.models_dir / host.station_id / f"job-{job['id']}.safetensors"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        model.save(out)
-        sha = self.artifacts.put_file(out)
         added = [alarms[alarm_kept[i]] for i in adds]
         parent = load_image_detector(path, runtime=self.runtime)
-        metrics = self._compare(host, labelled, model, parent, {inspection for inspection, _ in added})
-        version = self.versions.add(
-            host.station_id,
-            sha,
-            out.name,
-            model.card_.model_dump(mode="json"),
-            str(out.resolve()),
-            created_by=job["requested_by"],
-            parent_id=active["id"],
-            trained_on={
-                "source": "guarded bank update",
-                "job_id": job["id"],
-                "images": len(added),
-                "inspection_ids": [inspection for inspection, _ in added],
-                "image_sha256": [sha for _, sha in added],
-            },
-            metrics=metrics | {"guard": check.model_dump(mode="json")},
-        )
+        guard = {"guard": check.model_dump(mode="json")}
+        version = self._add_version(job, host, active, model, parent, added, "guarded bank update", guard)
         return version["id"], (
             f"version {version['version']}: {len(added)} false alarms added to the bank "
             f"({check.bank_rows_after - check.bank_rows_before} rows)"

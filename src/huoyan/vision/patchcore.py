@@ -22,7 +22,7 @@ import numpy as np
 from huoyan.core import progress
 from huoyan.core.calibration import calibrate
 from huoyan.core.detector import NotFittedError, Parameters, Scores
-from huoyan.core.models import InputSpec, ModelCard
+from huoyan.core.models import Calibration, InputSpec, ModelCard
 from huoyan.vision.anomaly_map import patch_grid_to_map
 from huoyan.vision.artifact import BankUpdate, PatchCoreDetails
 from huoyan.vision.backbone import BACKBONES, DEFAULT_STRIDES, build_backbone, feature_dim
@@ -281,16 +281,30 @@ class PatchCore(Parameters):
             bank = np.concatenate([bank, held[extra.indices].astype(self.bank_dtype)])
             self._set_bank(bank)
             bank_images = [*bank_images, *cal_images]
+        ratio = self.coreset_ratio if self.coreset_size is None else None
+        return self._fitted(images, cal, len(bank_images), ratio, coreset.radius, "held-out")
+
+    def _fitted(
+        self,
+        images: Sequence[np.ndarray],
+        cal: Calibration,
+        bank_images: int,
+        coreset_ratio: float | None,
+        coreset_radius: float,
+        calibration_scores: str,
+    ) -> Self:
+        """The card of the bank just built, whichever way the threshold was calibrated."""
         details = PatchCoreDetails(
             backbone=self.backbone,
             layers=list(DEFAULT_STRIDES),
             image_size=self.image_size,
-            feature_dim=d,
-            bank_size=bank.shape[0],
+            feature_dim=self.bank_.shape[1],
+            bank_size=self.bank_.shape[0],
             bank_dtype=self.bank_dtype,
-            coreset_ratio=self.coreset_ratio if self.coreset_size is None else None,
-            bank_images=len(bank_images),
-            coreset_radius=coreset.radius,
+            coreset_ratio=coreset_ratio,
+            bank_images=bank_images,
+            coreset_radius=coreset_radius,
+            calibration_scores=calibration_scores,
         )
         self.card_ = ModelCard.fitted(
             self.kind, self.seed, len(images), content_sha256(images), cal, details, InputSpec.of(images)
@@ -331,22 +345,7 @@ class PatchCore(Parameters):
         self._set_bank(bank)
         defect_scores = None if not defect_samples else self.score(defect_samples).raw
         cal = calibrate(good_scores, self.false_reject_rate, self.confidence, defect_scores)
-        details = PatchCoreDetails(
-            backbone=self.backbone,
-            layers=list(DEFAULT_STRIDES),
-            image_size=self.image_size,
-            feature_dim=d,
-            bank_size=bank.shape[0],
-            bank_dtype=self.bank_dtype,
-            coreset_ratio=None,
-            bank_images=len(images),
-            coreset_radius=0.0,
-            calibration_scores="leave-one-out",
-        )
-        self.card_ = ModelCard.fitted(
-            self.kind, self.seed, len(images), content_sha256(images), cal, details, InputSpec.of(images)
-        )
-        return self
+        return self._fitted(images, cal, len(images), None, 0.0, "leave-one-out")
 
     def partial_fit(self, images: Sequence[np.ndarray]) -> Self:
         """Add good images to the fitted bank without refitting (scikit-learn's ``partial_fit``).
