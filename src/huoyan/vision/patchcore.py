@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from huoyan.core import progress
+from huoyan.core.artifact import sha256
 from huoyan.core.calibration import calibrate
 from huoyan.core.detector import NotFittedError, Parameters, Scores
 from huoyan.core.models import Calibration, InputSpec, ModelCard
@@ -353,11 +354,10 @@ class PatchCore(Parameters):
         Their patches go through the bank's own greedy selection, continued: a patch
         joins only if the bank leaves it farther away than the selection's covering
         radius (so the added parts themselves come to score like the parts the bank was
-        built from). The threshold is kept: a bank
-        that only grows can only lower a part's score, so good parts' false-reject bound
-        still holds, and what has to be checked is that defects still stand out
-        (``bank_update.guarded_update``). The card records the update; the bank's digest
-        changes, so the model is a new version.
+        built from). The threshold is kept: a bank that only grows can only lower a
+        part's score, so good parts' false-reject bound still holds, and what has to be
+        checked is that defects still stand out (``bank_update.guarded_update``). The card
+        records the update; the bank's digest changes, so the model is a new version.
         """
         card = self._card()
         self._check_images(images)
@@ -373,7 +373,7 @@ class PatchCore(Parameters):
             covered_by=self.bank_.astype(np.float32),
             radius=details.coreset_radius or 0.0,
         )
-        parent_sha = hashlib.sha256(np.ascontiguousarray(self.bank_).tobytes()).hexdigest()
+        parent_sha = sha256(np.ascontiguousarray(self.bank_).tobytes())  # as the saved card's bank_sha256
         self._set_bank(np.concatenate([self.bank_, patches[extra.indices].astype(self.bank_.dtype)]))
         update = BankUpdate(
             at=datetime.now(UTC),
