@@ -40,6 +40,7 @@ def add_commands(sub: Any) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from huoyan.detectors import load_detector
     from huoyan.store.blobs import file_sha256
+    from huoyan.vision import edge_runner
     from huoyan.vision.backbone import BackboneUnavailable
     from huoyan.vision.export import export
 
@@ -51,7 +52,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     runner = written[0].parent / RUNNER_NAME
-    shutil.copyfile(Path(__file__).resolve().parent.parent / "vision" / "edge_runner.py", runner)
+    shutil.copyfile(edge_runner.__file__, runner)  # the module is the script: it imports nothing of Huoyan
     summary: dict[str, Any] = {"files": [str(f) for f in written], "runner": str(runner), "format": args.format}
     if args.check:
         summary["check"] = check_export(model, written[0], Path(args.check))
