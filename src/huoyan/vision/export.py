@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import io
 import json
-import warnings
 from pathlib import Path
 
 import cv2
@@ -40,12 +39,12 @@ from torch import nn
 from huoyan.vision.backbone import DEFAULT_STRIDES, build_backbone
 from huoyan.vision.features import upsample
 from huoyan.vision.patchcore import PatchCore
+from huoyan.vision.runtime import onnx_graph
 
 FORMATS = ("onnx", "openvino")
 # How far an export's scores and maps may lie from the Python model's, relative to the
 # score; ``huoyan export --check`` and the tests hold exports to it.
 EXPORT_RTOL = 1e-4
-OPSET = 17
 # Metadata keys of the exported file; the reference runner reads them.
 META_THRESHOLD = "huoyan.threshold"
 META_IMAGE_SIZE = "huoyan.image_size"
@@ -124,23 +123,8 @@ class WholePatchCore(nn.Module):
 
 def onnx_bytes(model: PatchCore) -> bytes:
     """The whole model as a serialised ONNX graph (no metadata)."""
-    whole = WholePatchCore(model).eval()
     dummy = torch.zeros(1, model.image_size, model.image_size, 3, dtype=torch.uint8)
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        # The TorchScript exporter warns about its own deprecation; the graph is fine.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            whole,
-            (dummy,),
-            buf,  # type: ignore[arg-type]
-            input_names=["image"],
-            output_names=["score", "anomaly_map"],
-            dynamic_axes={"image": {0: "batch"}, "score": {0: "batch"}, "anomaly_map": {0: "batch"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    return buf.getvalue()
+    return onnx_graph(WholePatchCore(model).eval(), dummy, ["score", "anomaly_map"])
 
 
 def metadata(model: PatchCore, source_sha256: str) -> dict[str, str]:

@@ -21,6 +21,29 @@ from torch import nn
 RUNTIMES = ("onnx", "torch")
 
 
+ONNX_OPSET = 17
+
+
+def onnx_graph(module: nn.Module, example: torch.Tensor, outputs: list[str]) -> bytes:
+    """``module`` as a serialised ONNX graph with one input ``image`` and ``outputs``, the
+    batch axis dynamic: the backbone runtime's graph and the edge export's (``export``)."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript exporter warns about its own deprecation; the graph is fine.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (example,),
+            buf,  # type: ignore[arg-type]
+            input_names=["image"],
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in ["image", *outputs]},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    return buf.getvalue()
+
+
 class FeatureRuntime(Protocol):
     name: str
 
@@ -57,23 +80,10 @@ class OnnxRuntime:
     def __init__(self, model: nn.Module, image_size: int, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        buf = io.BytesIO()
         dummy = torch.zeros(1, 3, image_size, image_size)
         with torch.no_grad():
             names = [f"map{i}" for i in range(len(model(dummy)))]
-        with warnings.catch_warnings():
-            # The TorchScript exporter warns about its own deprecation; the graph is fine.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (dummy,),
-                buf,  # type: ignore[arg-type]
-                input_names=["image"],
-                output_names=names,
-                dynamic_axes={"image": {0: "batch"}} | {n: {0: "batch"} for n in names},
-                opset_version=17,
-                dynamo=False,
-            )
+        graph = onnx_graph(model, dummy, names)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or cpu_threads()
         options.inter_op_num_threads = 1
@@ -82,7 +92,7 @@ class OnnxRuntime:
         # ONNX Runtime's workers otherwise busy-wait after each run and steal the cores
         # from the nearest-neighbour search that follows (measured: 2x slower search).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         out: list[np.ndarray] = self.session.run(None, {"image": np.ascontiguousarray(batch)})
