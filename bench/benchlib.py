@@ -33,6 +33,17 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+def vector_extensions() -> str:
+    """The CPU's vector extensions that matter to these benchmarks, as /proc/cpuinfo names them."""
+    flags: set[str] = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+    return " ".join(f for f in wanted if f in flags)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -25,17 +25,11 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from accuracy import DATA, magnetic_tile
-from benchlib import cpu_model
+from benchlib import cpu_model, vector_extensions
 from huoyan.vision.edge_runner import open_model, resize_to
 from huoyan.vision.export import export
 from huoyan.vision.imageio import read_image
 from huoyan.vision.patchcore import PatchCore
-
-
-def vector_extensions() -> str:
-    flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
-    return " ".join(f for f in flags.split() if f in wanted)
 
 
 def main() -> None:

@@ -22,8 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from benchlib import cpu_model
-from export import vector_extensions
+from benchlib import cpu_model, vector_extensions
 from huoyan.decision.judge import ImageDecider, Policy
 from huoyan.sampleline.generator import make_sample
 from huoyan.vision.anomaly_map import patch_grid_to_map

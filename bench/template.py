@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from benchlib import cpu_model
+from benchlib import cpu_model, vector_extensions
 from huoyan.core.models import PairedImage
 from huoyan.vision.detection_metrics import Box, evaluate_detections
 from huoyan.vision.template.detector import TemplateComparison
@@ -34,16 +34,6 @@ from huoyan.vision.template.evaluate import detected_boxes, truth_boxes
 from huoyan.vision.template.pairs import PairFiles, load_pair, read_split_list
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "deeppcb" / "PCBData"
-
-
-def vector_extensions() -> str:
-    flags = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
-    return " ".join(f for f in wanted if f in flags)
 
 
 def baseline(pair: PairedImage, padding: int = 10) -> list[Box]:

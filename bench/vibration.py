@@ -31,7 +31,7 @@ from scipy import fft, signal
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from benchlib import cpu_model
+from benchlib import cpu_model, vector_extensions
 from huoyan.signals.bearings import bearing
 from huoyan.signals.detector import VibrationMonitor
 from huoyan.signals.diagnosis import bearing_lines, measure_line
@@ -49,16 +49,6 @@ FAULTS = {
 # threshold (every block's windows overlap most others), so accuracy is measured on
 # shorter ones; speed on 1 s windows.
 SETTINGS = ((0.25, 0.05), (0.5, 0.1))
-
-
-def vector_extensions() -> str:
-    flags: set[str] = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile")
-    return " ".join(f for f in wanted if f in flags)
 
 
 def halves(rec: Recording) -> tuple[Recording, Recording]:

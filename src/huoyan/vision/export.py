@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from huoyan.vision.backbone import DEFAULT_STRIDES, build_backbone
+from huoyan.vision.edge_runner import IMAGE_SIZE_KEY, THRESHOLD_KEY
 from huoyan.vision.features import upsample
 from huoyan.vision.patchcore import PatchCore
 from huoyan.vision.runtime import onnx_graph
@@ -45,9 +46,9 @@ FORMATS = ("onnx", "openvino")
 # How far an export's scores and maps may lie from the Python model's, relative to the
 # score; ``huoyan export --check`` and the tests hold exports to it.
 EXPORT_RTOL = 1e-4
-# Metadata keys of the exported file; the reference runner reads them.
-META_THRESHOLD = "huoyan.threshold"
-META_IMAGE_SIZE = "huoyan.image_size"
+# Metadata keys of the exported file: the two the reference runner reads are its own.
+META_THRESHOLD = THRESHOLD_KEY
+META_IMAGE_SIZE = IMAGE_SIZE_KEY
 META_SOURCE_SHA256 = "huoyan.source_sha256"
 META_CARD = "huoyan.card"
 
