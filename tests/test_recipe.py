@@ -46,15 +46,18 @@ def test_fields_added_by_an_upgrade_leave_stored_recipe_hashes_alone(tmp_path: P
     a = parse_recipe(BASE, tmp_path)
     before = a.model_dump(mode="json", by_alias=True, exclude={"feedback"})
     # What earlier releases hashed: without max_image_pixels and detector (#13, #14), templates (#15),
-    # machine, channels and fusion (#16), lot and quality (#17).
+    # machine, channels and fusion (#16), lot and quality (#17), storage.retention (#21).
     del before["preprocess"]["max_image_pixels"], before["detector"], before["templates"]
     del before["machine"], before["channels"], before["fusion"], before["lot"], before["quality"]
+    del before["storage"]["retention"]
     previous = hashlib.sha256(json.dumps(before, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
     assert a.content_sha256() == previous
     limited = parse_recipe(BASE + "preprocess: {max_image_pixels: 1000000}\n", tmp_path)
     assert limited.content_sha256() != previous
     paired = parse_recipe(BASE + "templates: {folder: golden}\n", tmp_path)
     assert paired.content_sha256() != previous
+    kept = parse_recipe(BASE + "storage: {retention: {ok_days: 90}}\n", tmp_path)
+    assert kept.storage.retention.ok_days == 90 and kept.content_sha256() != previous
 
 
 @pytest.mark.parametrize(
@@ -65,6 +68,7 @@ def test_fields_added_by_an_upgrade_leave_stored_recipe_hashes_alone(tmp_path: P
         ("decision: {threshold: -1}", "decision.threshold"),
         ("decision: {ng_if_any_region: [{field: colour, above: 1}]}", "decision.ng_if_any_region.0.field"),
         ("storage: {keep_ok_evry: 3}", "storage.keep_ok_evry"),
+        ("storage: {retention: {ok_days: 0}}", "storage.retention.ok_days"),
         ("part_id: {from: filename, pattern: '(unclosed'}", "part_id.pattern"),
         ("part_id: {from: trigger}", "part_id.from 'trigger' needs a camera"),
         ("decision: {ng_if_any_region: [{field: area_mm2, above: 1}]}", "needs preprocess.mm_per_px"),

@@ -1,4 +1,4 @@
-"""`huoyan run`, `records`, `db` and `feed`: a station in the foreground and its records."""
+"""`huoyan run`, `records`, `retention`, `db` and `feed`: a station in the foreground and its records."""
 
 from __future__ import annotations
 
@@ -96,11 +96,10 @@ def _stdin_triggers(source: Any) -> Any:
     return lambda loop: threading.Thread(target=pump, args=(loop,), daemon=True).start()
 
 
-def cmd_records(args: argparse.Namespace) -> int:
+def _current_schema_or_exit(engine: Any) -> Any:
+    """``engine``, if its database has this release's schema."""
     from huoyan.store.database import current_revision, head_revision
-    from huoyan.store.records import query_records
 
-    engine = open_database_or_exit(args)
     revision = current_revision(engine)
     if revision is None:
         raise SystemExit("error: no Huoyan records in this database (run `huoyan db upgrade` or a station first)")
@@ -109,6 +108,13 @@ def cmd_records(args: argparse.Namespace) -> int:
             f"error: this database has the schema of an earlier release (revision {revision}); "
             "run `huoyan db upgrade` first"
         )
+    return engine
+
+
+def cmd_records(args: argparse.Namespace) -> int:
+    from huoyan.store.records import query_records
+
+    engine = _current_schema_or_exit(open_database_or_exit(args))
     rows = query_records(engine, args.station, parse_since(args.since), args.verdict, args.limit, newest_first=True)
     for row in rows:
         if args.json:
@@ -119,6 +125,46 @@ def cmd_records(args: argparse.Namespace) -> int:
                 f"{row['arrived_at'][:23]}  {row['station_id']}  {row['part_id'] or '-'}  {row['verdict']:5}  "
                 f"{score:>6}  {row['source_name']}  {row['error'] or ''}"
             )
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    from huoyan.core.recipe import Retention
+    from huoyan.runner import open_database
+    from huoyan.store.audit import AuditLog, audit_key
+    from huoyan.store.blobs import BlobStore
+    from huoyan.store.records import data_paths
+    from huoyan.store.retention import apply_retention
+
+    recipe = load_recipe_or_exit(args.recipe)
+    rule = recipe.storage.retention
+    rule = Retention(
+        ok_days=args.ok_days if args.ok_days is not None else rule.ok_days,
+        ng_days=args.ng_days if args.ng_days is not None else rule.ng_days,
+    )
+    if not (rule.ok_days or rule.ng_days):
+        raise SystemExit("error: no retention period: set storage.retention in the recipe, or --ok-days / --ng-days")
+    data_dir = Path(args.data_dir) if args.data_dir else Path(recipe.storage.data_dir)
+    engine = _current_schema_or_exit(open_database(args.db or recipe, migrate=False))
+    audit = AuditLog(engine, audit_key(data_dir))
+    report = apply_retention(
+        engine,
+        BlobStore(data_paths(data_dir)[0]),
+        recipe.station,
+        rule,
+        dry_run=args.dry_run,
+        audit=audit,
+        actor="cli",
+    )
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    else:
+        verb = "would remove" if report.dry_run else "removed"
+        print(
+            f"station {report.station_id}: {report.records} parts past the retention periods; {verb} "
+            f"{report.blobs_removed} evidence files ({report.bytes_removed / 1e6:.1f} MB), kept "
+            f"{report.blobs_kept} still in use, {report.blobs_missing} gone already"
+        )
     return 0
 
 
@@ -139,6 +185,13 @@ def cmd_feed(args: argparse.Namespace) -> int:
     n = feed_folder(files, Path(args.inbox), args.rate)
     print(f"fed {n} images into {args.inbox}")
     return 0
+
+
+def _days(text: str) -> int:
+    days = int(text)
+    if days < 1:
+        raise argparse.ArgumentTypeError("a retention period is at least 1 day")
+    return days
 
 
 def add_commands(sub: Any) -> None:
@@ -174,6 +227,21 @@ def add_commands(sub: Any) -> None:
     rec.add_argument("--limit", type=int, help="the newest N records")
     rec.add_argument("--json", action="store_true", help="one JSON object per line")
     rec.set_defaults(func=cmd_records)
+
+    ret = sub.add_parser(
+        "retention",
+        help="remove the evidence files of parts past the recipe's storage.retention (the records stay)",
+    )
+    ret.add_argument("recipe", help="the station's recipe: its station, database, data folder and periods")
+    ret.add_argument("--db", help="database URL (default: the recipe's)")
+    ret.add_argument(
+        "--data-dir", help="the blob store's data folder (default: the recipe's; a server's for its copies)"
+    )
+    ret.add_argument("--ok-days", type=_days, help="override the recipe's storage.retention.ok_days")
+    ret.add_argument("--ng-days", type=_days, help="override the recipe's storage.retention.ng_days")
+    ret.add_argument("--dry-run", action="store_true", help="count what would go; remove nothing")
+    ret.add_argument("--json", action="store_true", help="the report as JSON")
+    ret.set_defaults(func=cmd_retention)
 
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)

@@ -210,14 +210,30 @@ class Decision(_Strict):
         return v
 
 
+class Retention(_Strict):
+    """How long a part's evidence files (images, heat maps, signal windows) are kept.
+
+    The records themselves stay: they are small, and they are the audit trail. Reviewed
+    parts' evidence, and images a model version was trained on, are never removed.
+    """
+
+    ok_days: int | None = Field(
+        default=None, ge=1, description="remove OK parts' evidence after this many days; none keeps it"
+    )
+    ng_days: int | None = Field(
+        default=None, ge=1, description="remove NG and ERROR parts' evidence after this many days; none keeps it"
+    )
+
+
 class Storage(_Strict):
-    """Where records, images and heat maps go, and which images are kept."""
+    """Where records, images and heat maps go, which images are kept, and for how long."""
 
     database: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite in data_dir")
     data_dir: Path = Path("huoyan-data")
     keep_ng: bool = True
     keep_ok_every: int = Field(default=10, ge=0, description="keep 1 in N OK images; 0 keeps none")
     min_free_mb: int = Field(default=200, ge=0, description="intake pauses below this much free disk")
+    retention: Retention = Field(default_factory=Retention)
 
 
 class PartId(_Strict):
@@ -529,6 +545,7 @@ class Recipe(_Strict):
 ADDED_LATER: dict[str, tuple[str, ...]] = {
     "": ("detector", "templates", "machine", "channels", "fusion", "lot", "quality"),
     "preprocess": ("max_image_pixels",),
+    "storage": ("retention",),
 }
 
 

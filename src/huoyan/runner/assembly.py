@@ -35,6 +35,7 @@ from huoyan.runner.recipes import (
     window_spec,
     with_threshold,
 )
+from huoyan.runner.retention_watch import RetentionWatch
 from huoyan.runner.rule_watch import RuleWatch
 from huoyan.station.drift import DriftWatch
 from huoyan.station.fuse import FusedInspector
@@ -148,7 +149,8 @@ def open_station(
         """The record chain's head, kept in the keyed audit trail: a cut-off tail shows."""
         audit.add(f"station:{station_id}", CHECKPOINT_ACTION, station_id, pos=pos, sha256=sha)
 
-    store = RecordStore(engine, BlobStore(blobs_dir), Spool(spool_dir / recipe.station), on_checkpoint=checkpoint)
+    blobs = BlobStore(blobs_dir)
+    store = RecordStore(engine, blobs, Spool(spool_dir / recipe.station), on_checkpoint=checkpoint)
     store.configure(**config)
     try:
         upgrade(engine)
@@ -192,6 +194,9 @@ def open_station(
 
         station.listeners.append(DriftWatch(recipe.station, station.emit, current_card))
     station.listeners.append(RuleWatch(engine, recipe.station, station.emit))
+    rule = recipe.storage.retention
+    if rule.ok_days or rule.ng_days:
+        station.listeners.append(RetentionWatch(engine, blobs, recipe.station, rule, audit, station.emit))
     card = config["model_card"]
     return OpenStation(station, store, source, engine, model_sha, line, feedback, model_path, card)
 

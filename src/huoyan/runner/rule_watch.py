@@ -4,68 +4,38 @@ ended completes a run-rule pattern (Western Electric 1-4), clearing it when an h
 not. Without frozen limits there is nothing to test against, and nothing is raised: limits
 estimated from the same hours would move with the process they are meant to judge.
 
-The test reads the database's rollup (a few dozen rows), on a thread of its own so a slow
-database never holds up inspection; its alarm goes where every station alarm goes (the
-records, the line's channels, the dashboard), handed back to the station's event loop.
+The test reads the database's rollup (a few dozen rows), as an hourly check
+(``runner.hourly``): off the station's thread, its alarm handed back to the station.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from huoyan.core.records import InspectionRecord, Severity, StationEvent
+from huoyan.core.records import Severity, StationEvent
 from huoyan.quality.charts import ChartError
 from huoyan.quality.rules import DEFAULT_RULES
+from huoyan.runner.hourly import HourlyCheck
 from huoyan.store import quality as Q
-
-log = logging.getLogger(__name__)
 
 KIND = "ng-rate-rule"
 HOURS = 24  # the chart the newest hour is tested in: runs of up to 8 hours need their history
 
 
-class RuleWatch:
-    """A record listener that tests the hour just ended once the first part of a new hour arrives."""
+class RuleWatch(HourlyCheck):
+    """Tests the hour just ended once the first part of a new hour arrives."""
+
+    failures = (SQLAlchemyError, ChartError, Q.QualityQueryError)
+    failed = "the NG-rate rules could not be tested"
 
     def __init__(self, engine: Engine, station_id: str, emit: Callable[[StationEvent], None]) -> None:
+        super().__init__(station_id, emit, "huoyan-rules")
         self.engine = engine
-        self.station_id = station_id
-        self.emit = emit
-        self._hour: datetime | None = None
         self._raised = False
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="huoyan-rules")
-
-    def __call__(self, record: InspectionRecord) -> None:
-        hour = record.arrived_at.replace(minute=0, second=0, microsecond=0)
-        if self._hour is None or hour <= self._hour:
-            self._hour = self._hour or hour
-            return
-        self._hour = hour
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        self._pool.submit(self._check_and_tell, hour, loop)
-
-    def _check_and_tell(self, until: datetime, loop: asyncio.AbstractEventLoop | None) -> None:
-        try:
-            event = self.check(until)
-        except (SQLAlchemyError, ChartError, Q.QualityQueryError) as exc:
-            log.warning("%s: the NG-rate rules could not be tested (%s)", self.station_id, exc)
-            return
-        if event is None:
-            return
-        if loop is None:
-            self.emit(event)
-        else:
-            loop.call_soon_threadsafe(self.emit, event)
 
     def check(self, until: datetime) -> StationEvent | None:
         """Test the hour before ``until``; the event to emit, if the alarm changes."""
@@ -99,6 +69,3 @@ class RuleWatch:
                 active=False,
             )
         return None
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)

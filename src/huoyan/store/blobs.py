@@ -8,6 +8,7 @@ versions are kept here too, so a version is its content, wherever its file came 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from huoyan.core.durable import write_durably
@@ -38,7 +39,11 @@ class BlobStore:
     def put(self, data: bytes, sha256: str | None = None) -> str:
         digest = sha256 or sha256_hex(data)
         target = self.path(digest)
-        if not target.exists():
+        try:
+            # Stored already: its time is set to now, so retention (``remove``) leaves
+            # alone the bytes a record being stored now is about to reference.
+            os.utime(target)
+        except FileNotFoundError:
             write_durably(target, data)
         return digest
 
@@ -59,3 +64,15 @@ class BlobStore:
 
     def has(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
+
+    def remove(self, sha256: str, unless_stored_since: float) -> bool:
+        """Delete a blob (retention); whether it was. A blob stored again at or after
+        ``unless_stored_since`` (a ``time.time()``) is kept, and a missing one is not deleted."""
+        target = self.path(sha256)
+        try:
+            if target.stat().st_mtime >= unless_stored_since:
+                return False
+            target.unlink()
+        except FileNotFoundError:
+            return False
+        return True

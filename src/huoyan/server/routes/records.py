@@ -28,7 +28,7 @@ from huoyan.server.schemas import (
     ReviewSummary,
 )
 from huoyan.server.security import Operator, Reviewer
-from huoyan.store import chain
+from huoyan.store import chain, retention
 from huoyan.store.export import csv_chunks, write_xlsx
 from huoyan.store.records import Order, RecordFilter, get_inspection, query_records, verdict_counts
 from huoyan.store.reviews import ReviewError
@@ -143,6 +143,15 @@ def _blob(p: Platform, record: StoredInspection, evidence: Evidence) -> bytes:
     try:
         return p.blob(record.station_id, evidence.sha256)
     except FileNotFoundError as exc:
+        before = retention.removed_before(p.engine, record.station_id).get(record.verdict)
+        if before is not None and record.arrived_at < before:
+            gone = Message(
+                "the {kind} of this inspection was removed with the evidence of the parts that arrived"
+                " before {before} (storage.retention)",
+                kind=evidence.kind.value,
+                before=before.strftime("%Y-%m-%d %H:%M UTC"),
+            )
+            raise HTTPException(404, gone) from exc
         raise not_found(Message("file of {kind} {sha256}", kind=evidence.kind.value, sha256=evidence.sha256)) from exc
 
 
