@@ -14,12 +14,15 @@ queries with the bank. Three things keep that product small and fast (measured o
   112 of the 152 channels.
 - The bank is held once, in its own dtype: a float16 bank stays float16 in memory (half
   the bytes of a float32 bank). Each chunk is converted to float32 as it is searched,
-  which costs ~0.03 ms per 1k rows; float16 or bfloat16 products run 25-40x slower than
-  float32 on these CPUs.
+  which costs ~0.03 ms per 1k rows; float16 products run 25-40x slower than float32 on
+  these CPUs.
 
 Both sides are centred on the bank mean, which keeps ||q||^2 + ||b||^2 - 2 q.b from
-cancelling badly. Approximate searches (bf16 candidates, PCA projections, inverted
-lists) were measured and rejected: each lost image AUROC or saved no time.
+cancelling badly. Approximate searches (PCA projections, inverted lists) were measured
+and rejected: each lost image AUROC or saved no time. bfloat16 products are 2-2.6x faster
+where the CPU has AVX-512-BF16, but finding the nearest row to recompute its distance
+exactly costs more than they save, and pruning by the triangle inequality skips almost
+nothing in 152 dimensions (docs/benchmarks.md, *Where a part's time goes*).
 """
 
 from __future__ import annotations
