@@ -14,7 +14,13 @@ round trip (p50/p99). The link path does not write the database (the stations wr
 records themselves); the server process's CPU share is what limits it here, on the same
 2 cores as the simulated stations.
 
+With ``--uploads N``, also the other half of a remote station's traffic: N pieces of NG
+evidence (``--upload-kb`` each, random bytes, as incompressible as a JPEG) uploaded by
+``--upload-clients`` concurrent stations (``PUT /api/remote/blobs/<sha256>``, each named by
+a stored record, as the link uploads them): uploads/s, MB/s and the round trip.
+
     PYTHONPATH=src:bench:tests python bench/remote_stations.py [--stations 10,50,100,200] [--seconds 15]
+                                                               [--uploads 400 --upload-kb 300]
 """
 
 from __future__ import annotations
@@ -123,6 +129,71 @@ async def round_of(base: str, key: str, n: int, seconds: float) -> dict[str, Any
     }
 
 
+def named_evidence(engine: Any, folder: Path, n: int, kb: int) -> list[tuple[str, bytes]]:
+    """n evidence blobs, each named by a stored record of station ``sim-upload``."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from huoyan.store.blobs import BlobStore
+    from huoyan.store.records import RecordStore
+    from huoyan.store.schema import EvidenceRow, InspectionRow
+    from huoyan.store.spool import Spool
+
+    store = RecordStore(engine, BlobStore(folder / "blobs"), Spool(folder / "spool"))
+    store.configure("sim-upload", "washer", "washer-up", "1", "a" * 64, {}, "b" * 64, "m.safetensors", {})
+    store.register()
+    recipe_pk, model_pk = store._pks[("recipe", "washer-up", "1")], store._pks[("model", "b" * 64)]
+    blobs = [os.urandom(kb * 1024) for _ in range(n)]
+    named = [(hashlib.sha256(b).hexdigest(), b) for b in blobs]
+    now = datetime.now(UTC)
+    rows = [
+        {"key": f"sim-upload:{i}", "station_id": "sim-upload", "recipe_pk": recipe_pk, "model_pk": model_pk,
+         "source_name": f"{i}.jpg", "verdict": "NG", "arrived_at": now, "decided_at": now, "stored_at": now,
+         "latency_ms": 30.0}
+        for i in range(n)
+    ]  # fmt: skip
+    with engine.begin() as c:
+        ids = c.execute(insert(InspectionRow).returning(InspectionRow.id), rows).scalars().all()
+        c.execute(
+            insert(EvidenceRow),
+            [
+                {"inspection_id": i, "kind": "image", "channel": "main", "sha256": sha, "media_type": "image/jpeg"}
+                for i, (sha, _) in zip(ids, named, strict=True)
+            ],
+        )
+    return named
+
+
+async def uploads_round(base: str, key: str, named: list[tuple[str, bytes]], clients: int) -> dict[str, Any]:
+    trips: list[float] = []
+    queue = list(named)
+
+    async def uploader(client: httpx.AsyncClient) -> None:
+        while queue:
+            sha, data = queue.pop()
+            t = time.perf_counter()
+            r = await client.put(f"/api/remote/blobs/{sha}", content=data)
+            trips.append(time.perf_counter() - t)
+            r.raise_for_status()
+
+    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=60) as client:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(uploader(client) for _ in range(clients)))
+        seconds = time.perf_counter() - t0
+    size_mb = sum(len(d) for _, d in named) / 1e6
+    return {
+        "uploads": len(named),
+        "clients": clients,
+        "upload_kb": len(named[0][1]) // 1024,
+        "uploads_per_s": len(named) / seconds,
+        "mb_per_s": size_mb / seconds,
+        "trip_ms_p50": 1000 * statistics.median(trips),
+        "trip_ms_p99": 1000 * quantile(trips, 0.99),
+    }
+
+
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -132,6 +203,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stations", default="10,50,100,200")
     ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--uploads", type=int, default=0, help="also measure this many evidence uploads")
+    ap.add_argument("--upload-kb", type=int, default=300)
+    ap.add_argument("--upload-clients", type=int, default=8)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -141,6 +215,7 @@ def main() -> None:
     from linepeers import free_port, wait_for_port
 
     rows = []
+    uploads: dict[str, Any] = {}
     with private_postgres() as pg, tempfile.TemporaryDirectory(prefix="huoyan-bench-remote-") as tmp:
         db = pg.new_database()
         engine = make_engine(db)
@@ -156,14 +231,20 @@ def main() -> None:
         )  # fmt: skip
         try:
             wait_for_port(port, 60)
-            for n in (int(x) for x in args.stations.split(",")):
+            for n in (int(x) for x in args.stations.split(",") if x):
                 row = asyncio.run(round_of(f"http://127.0.0.1:{port}", key, n, args.seconds))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+            if args.uploads:
+                named = named_evidence(engine, Path(tmp) / "station", args.uploads, args.upload_kb)
+                uploads = asyncio.run(uploads_round(f"http://127.0.0.1:{port}", key, named, args.upload_clients))
+                print(json.dumps(uploads), flush=True)
         finally:
             server.terminate()
             server.wait(30)
     summary = {"cpu": cpu_model(), "cores": os.cpu_count(), "rate_per_station": RATE, "rounds": rows}
+    if args.uploads:
+        summary["uploads"] = uploads
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2))
