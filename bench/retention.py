@@ -12,7 +12,7 @@ with OK parts kept 30 days and NG parts 45:
 Reported per run: seconds, records expired, files removed and the rate of each. Both on
 SQLite and on a private PostgreSQL server started from the system's binaries.
 
-    .venv/bin/python bench/retention.py [--records 200000] [--days 60] [--skip-postgres]
+    PYTHONPATH=src:bench:tests .venv/bin/python bench/retention.py [--records 200000] [--days 60] [--skip-postgres]
                                         [--out bench/out/retention.json]
 """
 
