@@ -154,14 +154,18 @@ def test_the_station_applies_its_rule_each_hour(db_url: str, tmp_path: Path) -> 
     _part(store, "old", Verdict.OK, 40, old)
     _old(store.blobs, old)
     events: list[StationEvent] = []
-    watch = RetentionWatch(store.engine, store.blobs, "st-1", Retention(ok_days=30), None, events.append)
+    audit = AuditLog(store.engine, b"k" * 32)
+    watch = RetentionWatch(store.engine, store.blobs, "st-1", Retention(ok_days=30), audit, events.append)
     now = datetime.now(UTC)
     watch(record("a", minutes_ago=0).model_copy(update={"arrived_at": now - timedelta(hours=1)}))
     assert store.blobs.has(sha256_hex(old))  # the first part only sets the hour
     watch(record("b", minutes_ago=0).model_copy(update={"arrived_at": now}))
     watch._pool.shutdown(wait=True)
     assert not store.blobs.has(sha256_hex(old))
-    assert len(events) == 1 and "retention removed 1 evidence files" in events[0].message
+    with Session(store.engine) as s:
+        entry = s.scalars(select(AuditRow).where(AuditRow.action == ACTION)).one()
+    assert entry.actor == "station:st-1" and entry.detail["blobs_removed"] == 1
+    assert events == []  # a routine clean-up raises nothing for operators to acknowledge
 
 
 def test_huoyan_retention_cli_reports_and_refuses_without_a_period(model_file: Path, tmp_path: Path) -> None:

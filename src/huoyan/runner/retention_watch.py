@@ -1,13 +1,14 @@
 """The station's evidence retention (``storage.retention``), applied every hour.
 
 Each hour's run removes the evidence files of the parts that expired since the last one
-(``store.retention``), on the station's own blob store, and tells the station how much it
-removed (an information event; nothing to acknowledge). The audit trail gets an entry
-for every run that removed something.
+(``store.retention``), on the station's own blob store. What it removed goes to the audit
+trail (an entry for every run that removed something) and the log, not to the station's
+alarms: a routine hourly clean-up is nothing for an operator to acknowledge.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 
@@ -15,16 +16,18 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from huoyan.core.recipe import Retention
-from huoyan.core.records import Severity, StationEvent
+from huoyan.core.records import StationEvent
 from huoyan.runner.hourly import HourlyCheck
 from huoyan.store.audit import AuditLog
 from huoyan.store.blobs import BlobStore
 from huoyan.store.retention import apply_retention
 
-KIND = "retention"
+log = logging.getLogger(__name__)
 
 
 class RetentionWatch(HourlyCheck):
+    """Applies the station's retention rule when the first part of a new hour arrives."""
+
     failures = (SQLAlchemyError, OSError)
     failed = "evidence retention did not run"
 
@@ -47,12 +50,12 @@ class RetentionWatch(HourlyCheck):
         report = apply_retention(
             self.engine, self.blobs, self.station_id, self.rule, audit=self.audit, actor=f"station:{self.station_id}"
         )
-        if not report.blobs_removed:
-            return None
-        message = (
-            f"retention removed {report.blobs_removed} evidence files ({report.bytes_removed / 1e6:.1f} MB) "
-            f"of {report.records} parts past storage.retention"
-        )
-        return StationEvent(
-            station_id=self.station_id, kind=KIND, severity=Severity.INFO, message=message, active=False
-        )
+        if report.blobs_removed:
+            log.info(
+                "%s: retention removed %d evidence files (%.1f MB) of %d parts past storage.retention",
+                self.station_id,
+                report.blobs_removed,
+                report.bytes_removed / 1e6,
+                report.records,
+            )
+        return None
