@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import test_store
 from huoyan.core.models import Verdict
 from huoyan.core.recipe import Retention
 from huoyan.core.records import Evidence, EvidenceKind, InspectionRecord, StationEvent, StoredRecord
@@ -20,12 +21,10 @@ from huoyan.runner.retention_watch import RetentionWatch
 from huoyan.store.audit import AuditLog
 from huoyan.store.blobs import BlobStore, sha256_hex
 from huoyan.store.chain import verify_station
-from huoyan.store.database import make_engine, upgrade
 from huoyan.store.records import RecordStore
 from huoyan.store.retention import ACTION, apply_retention, removed_before
 from huoyan.store.reviews import Outcome, Reviews
 from huoyan.store.schema import AuditRow, InspectionRow
-from huoyan.store.spool import Spool
 from huoyan.store.versions import ModelVersions
 from test_store import record
 
@@ -34,12 +33,7 @@ DAY_MINUTES = 24 * 60
 
 def make_store(url: str, tmp_path: Path) -> RecordStore:
     """Station st-1's store, under a recipe of its own (a served platform has washer-top v1)."""
-    engine = make_engine(url)
-    upgrade(engine)
-    store = RecordStore(engine, BlobStore(tmp_path / "st-1-blobs"), Spool(tmp_path / "st-1-spool"))
-    store.configure("st-1", "washer", "kept-washer", "1", "a" * 64, {"k": 1}, "b" * 64, "m.safetensors", {"c": 2})
-    store.register()
-    return store
+    return test_store.make_store(url, tmp_path, recipe_id="kept-washer")
 
 
 def _part(store: RecordStore, key: str, verdict: Verdict, days_ago: float, image: bytes) -> InspectionRecord:
@@ -94,7 +88,8 @@ def test_old_ok_evidence_goes_and_everything_else_stays(db_url: str, tmp_path: P
     for kept in (new_ok, old_ng, reviewed_ok, shared):
         assert blobs.has(sha256_hex(kept))
     # The records stay, and their chain still verifies: it covers the digests, not the bytes.
-    assert len(store.engine.connect().execute(select(InspectionRow.id)).all()) == 6
+    with Session(store.engine) as s:
+        assert len(s.scalars(select(InspectionRow.id)).all()) == 6
     assert verify_station(store.engine, "st-1").intact
     with Session(store.engine) as s:
         entry = s.scalars(select(AuditRow).where(AuditRow.action == ACTION)).one()

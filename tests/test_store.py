@@ -17,11 +17,13 @@ from huoyan.store.records import RecipeConflict, RecordStore, query_events, quer
 from huoyan.store.spool import Spool
 
 
-def make_store(url: str, tmp_path: Path, recipe_sha: str = "a" * 64, busy_timeout_s: float = 5.0) -> RecordStore:
+def make_store(
+    url: str, tmp_path: Path, recipe_sha: str = "a" * 64, busy_timeout_s: float = 5.0, recipe_id: str = "washer-top"
+) -> RecordStore:
     engine = make_engine(url, busy_timeout_s=busy_timeout_s)
     upgrade(engine)
     store = RecordStore(engine, BlobStore(tmp_path / "blobs"), Spool(tmp_path / "spool"))
-    store.configure("st-1", "washer", "washer-top", "1", recipe_sha, {"k": 1}, "b" * 64, "m.safetensors", {"c": 2})
+    store.configure("st-1", "washer", recipe_id, "1", recipe_sha, {"k": 1}, "b" * 64, "m.safetensors", {"c": 2})
     store.register()
     return store
 

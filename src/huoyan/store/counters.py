@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from huoyan.store.quality import shift_calendar
 from huoyan.store.records import RecordFilter, as_utc, verdict_counts
-from huoyan.store.schema import PlantSettingRow
+from huoyan.store.settings import read_setting, update_setting
 
 RESETS_KEY = "counter-resets"
 
@@ -27,17 +26,11 @@ class ShiftCounts:
     counts: dict[str, int]
 
 
-def _resets(s: Session) -> dict[str, dict[str, str]]:
-    row = s.get(PlantSettingRow, RESETS_KEY)
-    return dict(row.value) if row is not None else {}  # type: ignore[arg-type]
-
-
 def shift_counts(engine: Engine, station: str, now: datetime | None = None) -> ShiftCounts:
     calendar = shift_calendar(engine)
     day, name, start = calendar.shift_of(now or datetime.now(UTC))
     start = start.astimezone(UTC)
-    with Session(engine) as s:
-        reset = _resets(s).get(station)
+    reset = (read_setting(engine, RESETS_KEY) or {}).get(station)
     since, by = start, None
     if reset is not None:
         at = as_utc(datetime.fromisoformat(reset["at"]))
@@ -50,11 +43,5 @@ def shift_counts(engine: Engine, station: str, now: datetime | None = None) -> S
 def reset_counters(engine: Engine, station: str, by: str) -> datetime:
     """Count the station's parts from now on, for the rest of the shift."""
     now = datetime.now(UTC)
-    with Session(engine) as s, s.begin():
-        row = s.get(PlantSettingRow, RESETS_KEY, with_for_update=True)
-        value = {**(row.value if row is not None else {}), station: {"at": now.isoformat(), "by": by}}
-        if row is None:
-            s.add(PlantSettingRow(key=RESETS_KEY, value=value, updated_by=by, updated_at=now))
-        else:
-            row.value, row.updated_by, row.updated_at = value, by, now
+    update_setting(engine, RESETS_KEY, lambda resets: {**resets, station: {"at": now.isoformat(), "by": by}}, by)
     return now

@@ -36,11 +36,11 @@ from huoyan.store.schema import (
     InspectionRow,
     MeasurementRow,
     ModelRow,
-    PlantSettingRow,
     RegionRow,
     ReviewRow,
     RollupRow,
 )
+from huoyan.store.settings import read_setting, update_setting
 
 By = Literal["hour", "shift", "day", "lot"]
 GROUPINGS: tuple[str, ...] = ("part", "hour", "shift", "day", "lot")
@@ -528,20 +528,12 @@ SHIFTS_KEY = "shifts"
 
 def shift_calendar(engine: Engine) -> ShiftCalendar:
     """The plant's shift calendar, or the default one if none was set."""
-    with Session(engine) as s:
-        row = s.get(PlantSettingRow, SHIFTS_KEY)
-        return ShiftCalendar.model_validate(row.value) if row is not None else ShiftCalendar()
+    value = read_setting(engine, SHIFTS_KEY)
+    return ShiftCalendar.model_validate(value) if value is not None else ShiftCalendar()
 
 
 def set_shift_calendar(engine: Engine, calendar: ShiftCalendar, by: str) -> None:
-    with Session(engine) as s, s.begin():
-        row = s.get(PlantSettingRow, SHIFTS_KEY)
-        value = calendar.model_dump(mode="json")
-        now = datetime.now(UTC)
-        if row is None:
-            s.add(PlantSettingRow(key=SHIFTS_KEY, value=value, updated_by=by, updated_at=now))
-        else:
-            row.value, row.updated_by, row.updated_at = value, by, now
+    update_setting(engine, SHIFTS_KEY, lambda _: calendar.model_dump(mode="json"), by)
 
 
 # -- frozen control limits -----------------------------------------------------------------

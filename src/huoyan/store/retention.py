@@ -41,7 +41,8 @@ from huoyan.core.recipe import Retention
 from huoyan.store.audit import AuditLog
 from huoyan.store.blobs import BlobStore
 from huoyan.store.records import as_utc
-from huoyan.store.schema import EvidenceRow, InspectionRow, ModelRow, ModelVersionRow, PlantSettingRow, ReviewRow
+from huoyan.store.schema import EvidenceRow, InspectionRow, ModelRow, ModelVersionRow, ReviewRow
+from huoyan.store.settings import read_setting, update_setting
 
 ACTION = "evidence-retention"
 PAGE = 2000  # evidence rows per query: their digests go into IN lists
@@ -78,11 +79,8 @@ def _setting_key(station_id: str) -> str:
 def removed_before(engine: Engine, station_id: str) -> dict[Verdict, datetime]:
     """How far retention has gone for a station: records of each verdict that arrived
     before the time given (and were not reviewed) have had their evidence removed."""
-    with Session(engine) as s:
-        row = s.get(PlantSettingRow, _setting_key(station_id))
-    if row is None:
-        return {}
-    done = {k: datetime.fromisoformat(str(v)) for k, v in row.value.items() if k in ("ok", "ng") and v}
+    value = read_setting(engine, _setting_key(station_id)) or {}
+    done = {k: datetime.fromisoformat(str(v)) for k, v in value.items() if k in ("ok", "ng") and v}
     out = {Verdict.OK: done["ok"]} if "ok" in done else {}
     if "ng" in done:
         out |= {Verdict.NG: done["ng"], Verdict.ERROR: done["ng"]}
@@ -200,14 +198,12 @@ def _size(blobs: BlobStore, sha: str) -> int | None:
 
 def _advance(engine: Engine, station_id: str, ok_before: datetime | None, ng_before: datetime | None, by: str) -> None:
     """Record how far this run went, so the next one starts there."""
-    key = _setting_key(station_id)
-    with Session(engine) as s, s.begin():
-        row = s.get(PlantSettingRow, key, with_for_update=True)
-        value: dict[str, Any] = dict(row.value) if row is not None else {"station_id": station_id}
+
+    def further(value: dict[str, Any]) -> dict[str, Any]:
+        value.setdefault("station_id", station_id)
         for name, before in (("ok", ok_before), ("ng", ng_before)):
             if before is not None and (not value.get(name) or datetime.fromisoformat(str(value[name])) < before):
                 value[name] = as_utc(before).isoformat()
-        if row is None:
-            s.add(PlantSettingRow(key=key, value=value, updated_by=by, updated_at=datetime.now(UTC)))
-        else:
-            row.value, row.updated_by, row.updated_at = value, by, datetime.now(UTC)
+        return value
+
+    update_setting(engine, _setting_key(station_id), further, by)
