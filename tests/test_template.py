@@ -12,7 +12,7 @@ import pytest
 
 from huoyan.core.artifact import ArtifactError
 from huoyan.core.detector import Comparison
-from huoyan.core.models import PairedImage, Verdict
+from huoyan.core.models import DefectBox, PairedImage, Region, Verdict
 from huoyan.decision.judge import DefectDecider, Policy, decider_for
 from huoyan.detectors import load_detector
 from huoyan.vision.template.detector import TemplateComparison
@@ -73,6 +73,10 @@ def test_a_good_part_shifted_and_relit_within_the_tolerance_has_no_defect(traine
     assert r.x <= xs.min() and xs.max() < r.x + r.width and r.y <= ys.min() and ys.max() < r.y + r.height
 
 
+def _overlaps(r: Region, truth: DefectBox) -> bool:
+    return r.x < truth.x2 and truth.x1 < r.x + r.width and r.y < truth.y2 and truth.y1 < r.y + r.height
+
+
 def test_each_defect_type_is_found_and_named(trained: TemplateComparison) -> None:
     named, found, total = 0, 0, 0
     for seed in range(900, 912):
@@ -81,11 +85,7 @@ def test_each_defect_type_is_found_and_named(trained: TemplateComparison) -> Non
         comparison = trained.score([p]).evidence[0]
         truth = p.defects[0]
         total += 1
-        hits = [
-            r
-            for r in comparison.regions
-            if r.x < truth.x2 and truth.x1 < r.x + r.width and r.y < truth.y2 and truth.y1 < r.y + r.height
-        ]
+        hits = [r for r in comparison.regions if _overlaps(r, truth)]
         found += bool(hits)
         named += any(r.label == kind and (r.confidence or 0) > 0.3 for r in hits)
     assert found == total
@@ -155,6 +155,30 @@ def test_a_tampered_template_model_is_refused(trained: TemplateComparison, tmp_p
     save_file(tensors, str(path), metadata=read_metadata(path))
     with pytest.raises(ArtifactError, match="'tolerance' does not match its checksum"):
         load_detector(path)
+
+
+def test_a_model_written_before_later_features_keeps_scoring_as_it_did(
+    trained: TemplateComparison, tmp_path: Path
+) -> None:
+    """A file from before the local re-alignment and the solid-piece features: no
+    ``local_shift_px`` in its parameters, a forest over the first 30 features."""
+    from huoyan.core.artifact import read_artifact, write_artifact
+    from huoyan.vision.template.classify import FEATURES, train_classifier
+
+    tensors, card, params = read_artifact(trained.save(tmp_path / "new"), "template")
+    del params["local_shift_px"]
+    rng = np.random.default_rng(0)
+    older = 30
+    assert len(FEATURES) > older
+    onnx_bytes, classes = train_classifier(
+        rng.normal(size=(60, older)).astype(np.float32), [TYPES[i % 6] for i in range(60)], 5, 0
+    )
+    tensors["classifier_onnx"] = np.frombuffer(onnx_bytes, np.uint8)
+    card = card.model_copy(update={"details": {**card.details, "classifier_classes": classes}})
+    old = load_detector(write_artifact(tmp_path / "old", "template", tensors, card, params))
+    assert isinstance(old, TemplateComparison) and old.local_shift_px == 0
+    comparison = old.score([pair(905, ("copper",))]).evidence[0]
+    assert comparison.error is None and comparison.regions  # its 30-feature forest still runs
 
 
 def test_registration_refuses_an_implausible_motion() -> None:
@@ -240,8 +264,9 @@ def _stretch(image: np.ndarray, amplitude: float) -> np.ndarray:
 
 def test_elastic_registration_follows_a_stretch_that_a_rigid_one_reports_as_defects() -> None:
     train = training_pairs(24)
-    rigid = TemplateComparison(**FAST).fit(train)
-    elastic = TemplateComparison(elastic_px=8, **FAST).fit(train)
+    # Registration alone: the local re-alignment of candidates (tested below) is off.
+    rigid = TemplateComparison(local_shift_px=0, **FAST).fit(train)
+    elastic = TemplateComparison(elastic_px=8, local_shift_px=0, **FAST).fit(train)
     good = [pair(700 + i) for i in range(3)]
     stretched = [PairedImage(_stretch(p.image, 4.0), p.template) for p in good]
     false_rigid = [len(c.regions) for c in rigid.score(stretched).evidence]
@@ -256,3 +281,44 @@ def test_elastic_registration_follows_a_stretch_that_a_rigid_one_reports_as_defe
     assert good[0].template is not None
     alignment = Registrar(elastic_px=8).register(stretched[0].image, good[0].template)
     assert alignment.flow is not None and float(np.abs(alignment.flow).max()) <= 0.25 * 8 + 1e-4
+
+
+def _bulge(image: np.ndarray, cx: float, cy: float, shift_px: float, sigma: float = 14.0) -> np.ndarray:
+    """``image`` with the pattern around (cx, cy) moved sideways by up to ``shift_px``
+    and nowhere else: a board etched or stretched unevenly in one place."""
+    h, w = image.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    dx = shift_px * np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma**2))
+    return cv2.remap(image, xs - dx, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def test_a_candidate_that_moving_the_template_locally_explains_is_not_a_defect() -> None:
+    train = training_pairs(24)
+    checked = TemplateComparison(**FAST).fit(train)
+    unchecked = TemplateComparison(local_shift_px=0, **FAST).fit(train)
+    b = board(710)
+    good = pair(710)
+    x = b.traces[1] + b.trace_width  # a trace's right edge, in the middle of the board
+    bulged = PairedImage(_bulge(good.image, x, 96, 4.5), good.template)
+    assert len(unchecked.score([bulged]).evidence[0].regions) >= 1
+    assert checked.score([bulged]).evidence[0].regions == []
+    # A spur on the bulged edge stands out once the neighbourhood is moved: still found.
+    spurred = pair(710, ("spur",))
+    truth = spurred.defects[0]
+    cy = (truth.y1 + truth.y2) / 2
+    moved = PairedImage(_bulge(spurred.image, (truth.x1 + truth.x2) / 2, cy, 3.0), spurred.template)
+    regions = checked.score([moved]).evidence[0].regions
+    assert any(_overlaps(r, truth) for r in regions)
+
+
+def test_candidate_statistics_are_those_opencv_computes() -> None:
+    from huoyan.vision.template.compare import component_stats
+
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        shape = (int(rng.integers(5, 90)), int(rng.integers(5, 90)))
+        mask = (rng.random(shape) < rng.uniform(0.0, 0.6)).astype(np.uint8)
+        count, labels, expected, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        own = component_stats(mask, labels, count)
+        assert np.array_equal(own[1:], expected[1:])
+        assert own[0, cv2.CC_STAT_AREA] == expected[0, cv2.CC_STAT_AREA]

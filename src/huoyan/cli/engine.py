@@ -433,6 +433,12 @@ def add_commands(sub: Any) -> None:
         default=t["search_px"],
         help="a pixel matching the template within this distance does not differ",
     )
+    tpl.add_argument(
+        "--local-shift-px",
+        type=int,
+        default=t["local_shift_px"],
+        help="dismiss a candidate that moving the template around it by up to this many px explains (0: off)",
+    )
     tpl.add_argument("--min-area-px", type=int, default=t["min_area_px"], help="smaller candidates are dropped")
     tpl.add_argument("--merge-px", type=int, default=t["merge_px"], help="fragments closer than this are one defect")
     tpl.add_argument("--n-trees", type=int, default=t["n_trees"], help="trees of the defect classifier")

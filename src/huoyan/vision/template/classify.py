@@ -13,6 +13,7 @@ ONNX Runtime predicts the same probabilities.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,16 +62,42 @@ FEATURES = (
     "depth_in_bright_max",
     "depth_in_bright_min",
     "bright_depth_around",
+    # Pieces of each tone of at least SOLID_PIECE_PX, tested image minus template: the
+    # counts above also count specks a binarisation leaves, which blur an open (the
+    # copper in two solid pieces) with a mousebite (one piece with a ragged edge).
+    "bright_solid_pieces_change",
+    "dark_solid_pieces_change",
 )
+SOLID_PIECE_PX = 12
+_K3 = np.ones((3, 3), np.uint8)
 
 
 def _pieces(binary: np.ndarray, connectivity: int) -> int:
     return int(cv2.connectedComponents(binary, connectivity=connectivity)[0]) - 1
 
 
+def _tone_pieces(binary: np.ndarray) -> tuple[int, int, int]:
+    """Pieces of ``binary`` (uint8 0/1): 4-connected, 8-connected, and 4-connected of at
+    least ``SOLID_PIECE_PX``."""
+    n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=4)
+    solid = int((stats[1:, cv2.CC_STAT_AREA] >= SOLID_PIECE_PX).sum())
+    return int(n) - 1, _pieces(binary, 8), solid
+
+
 def _depths(inside: np.ndarray, depth: np.ndarray) -> tuple[float, float]:
     values = depth[inside]
     return (float(values.max()), float(values.min())) if values.size else (0.0, 0.0)
+
+
+def _elongation(inside: np.ndarray) -> float:
+    """The square root of the ratio of the pixels' principal second moments (the 2x2
+    symmetric eigenproblem in closed form: numpy's solver costs more than the rest)."""
+    m = cv2.moments(inside.astype(np.uint8), binaryImage=True)
+    n = max(m["m00"], 1.0)
+    a, b, c = m["mu20"] / n, m["mu11"] / n, m["mu02"] / n
+    root = math.sqrt(((a - c) / 2) ** 2 + b**2)
+    low, high = max((a + c) / 2 - root, 0.0), (a + c) / 2 + root
+    return math.sqrt((high + 1e-3) / (low + 1e-3))
 
 
 def region_features(
@@ -95,34 +122,30 @@ def region_features(
     inside = labels[y : y + h, x : x + w] == label
     s = signed[y : y + h, x : x + w][inside]
     r = ratio[y : y + h, x : x + w][inside]
-    m = cv2.moments(inside.astype(np.uint8), binaryImage=True)
-    cov = np.array([[m["mu20"], m["mu11"]], [m["mu11"], m["mu02"]]]) / max(m["m00"], 1.0)
-    eig = np.linalg.eigvalsh(cov)
-    elongation = float(np.sqrt((eig[1] + 1e-3) / (eig[0] + 1e-3)))
     test_bright = (image[y0:y1, x0:x1] > mid_level).astype(np.uint8)
     tmpl_bright = (aligned[y0:y1, x0:x1] > mid_level).astype(np.uint8)
+    test_dark, tmpl_dark = 1 - test_bright, 1 - tmpl_bright
     in_patch = np.zeros(tmpl_bright.shape, bool)
     in_patch[y - y0 : y - y0 + h, x - x0 : x - x0 + w] = inside
-    dark_depth = cv2.distanceTransform(1 - tmpl_bright, cv2.DIST_L2, 3)
+    dark_depth = cv2.distanceTransform(tmpl_dark, cv2.DIST_L2, 3)
     bright_depth = cv2.distanceTransform(tmpl_bright, cv2.DIST_L2, 3)
     cand = in_patch.astype(np.uint8)
-    boundary = int(cand.sum()) - int(cv2.erode(cand, np.ones((3, 3), np.uint8), borderValue=0).sum())
-    tmpl_dark = 1 - tmpl_bright
+    boundary = int(cand.sum()) - int(cv2.erode(cand, _K3, borderValue=0).sum())
+    test_b, test_d, tmpl_b, tmpl_d = (_tone_pieces(t) for t in (test_bright, test_dark, tmpl_bright, tmpl_dark))
     # Would taking the candidate's pixels out of the template's dark (bright) areas split them?
-    dark_split = _pieces(tmpl_dark & (1 - cand), 4) - _pieces(tmpl_dark, 4)
-    bright_split = _pieces(tmpl_bright & (1 - cand), 4) - _pieces(tmpl_bright, 4)
+    dark_split = _pieces(tmpl_dark & (1 - cand), 4) - tmpl_d[0]
+    bright_split = _pieces(tmpl_bright & (1 - cand), 4) - tmpl_b[0]
     raw = ((unopened[y0:y1, x0:x1] > 1.0) & in_patch).astype(np.uint8)
     raw_area = int(raw.sum())
-    raw_boundary = raw_area - int(cv2.erode(raw, np.ones((3, 3), np.uint8), borderValue=0).sum())
-    raw_dark_split = _pieces(tmpl_dark & (1 - raw), 4) - _pieces(tmpl_dark, 4)
-    raw_bright_split = _pieces(tmpl_bright & (1 - raw), 4) - _pieces(tmpl_bright, 4)
-    pieces = [_pieces(t, c) for t in (test_bright, 1 - test_bright, tmpl_bright, 1 - tmpl_bright) for c in (4, 8)]
+    raw_boundary = raw_area - int(cv2.erode(raw, _K3, borderValue=0).sum())
+    raw_dark_split = _pieces(tmpl_dark & (1 - raw), 4) - tmpl_d[0]
+    raw_bright_split = _pieces(tmpl_bright & (1 - raw), 4) - tmpl_b[0]
     return np.array(
         [
             area,
             w,
             h,
-            elongation,
+            _elongation(inside),
             2 * area / max(1, boundary),
             area / max(1, w * h),
             float(s.mean()) / 255 if s.size else 0.0,
@@ -139,14 +162,16 @@ def region_features(
             raw_bright_split,
             dark_split,
             bright_split,
-            pieces[0] - pieces[4],
-            pieces[1] - pieces[5],
-            pieces[2] - pieces[6],
-            pieces[3] - pieces[7],
+            test_b[0] - tmpl_b[0],
+            test_b[1] - tmpl_b[1],
+            test_d[0] - tmpl_d[0],
+            test_d[1] - tmpl_d[1],
             *_depths(in_patch, dark_depth),
             float(dark_depth.max()),
             *_depths(in_patch, bright_depth),
             float(bright_depth.max()),
+            test_b[2] - tmpl_b[2],
+            test_d[2] - tmpl_d[2],
         ],
         dtype=np.float32,
     )
@@ -159,7 +184,7 @@ def train_classifier(features: np.ndarray, labels: Sequence[str], n_trees: int, 
     from sklearn.ensemble import RandomForestClassifier
 
     forest = RandomForestClassifier(
-        n_estimators=n_trees, min_samples_leaf=2, class_weight="balanced_subsample", random_state=seed, n_jobs=1
+        n_estimators=n_trees, min_samples_leaf=1, class_weight="balanced_subsample", random_state=seed, n_jobs=1
     )
     forest.fit(features, np.asarray(labels))
     onnx = to_onnx(
@@ -181,11 +206,16 @@ class DefectClassifier:
         options.intra_op_num_threads = 1  # one part per thread; the station runs several
         options.inter_op_num_threads = 1
         self._session: Any = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-        self._input = self._session.get_inputs()[0].name
+        first = self._session.get_inputs()[0]
+        self._input = first.name
+        # A forest trained before later features were added reads the ones it knew:
+        # FEATURES only ever grows at its end.
+        self._width = int(first.shape[1]) if isinstance(first.shape[1], int) else len(FEATURES)
         self.classes = list(classes)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         if len(features) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        _, probabilities = self._session.run(None, {self._input: features.astype(np.float32)})
+        inputs = features[:, : self._width].astype(np.float32)
+        _, probabilities = self._session.run(None, {self._input: inputs})
         return np.asarray(probabilities, dtype=np.float32)
