@@ -18,7 +18,7 @@
    (isolated pixels and one-pixel seams do not; thin diagonal cracks still do), a
    closing that joins a defect's fragments, and connected components: the candidate
    defects.
-5. A local re-alignment of each candidate (``residual_after_local_shift``): the template
+5. A local re-alignment of each candidate (``LocalShift``): the template
    around it moved by the few pixels that best match the tested image there. Boards
    stretch and etch unevenly, so a global warp leaves edges a few pixels off in
    places; a candidate that such a shift explains is misregistration, while a defect
@@ -131,7 +131,7 @@ class Candidates:
     """Connected components of the out-of-tolerance mask (after closing)."""
 
     labels: np.ndarray  # int32, 0 = background
-    stats: np.ndarray  # cv2's x, y, w, h, area per label (row 0 = background)
+    stats: np.ndarray  # x, y, w, h, area per label as cv2 gives them (row 0: the whole image, background area)
 
     def __len__(self) -> int:
         return len(self.stats) - 1
@@ -147,9 +147,9 @@ def candidates(ratio: np.ndarray, merge_px: int) -> Candidates:
 
 
 def component_stats(mask: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
-    """``cv2.connectedComponentsWithStats``'s stats (x, y, w, h, area per label, row 0
-    the background) from the few foreground pixels: OpenCV's own pass over every pixel
-    of a 640 px image costs four times the labelling itself."""
+    """``cv2.connectedComponentsWithStats``'s stats (x, y, w, h, area per label; row 0
+    the whole image with the background's area) from the few foreground pixels: OpenCV's
+    own pass over every pixel of a 640 px image costs four times the labelling itself."""
     height, width = mask.shape
     stats = np.zeros((count, 5), np.int32)
     points = cv2.findNonZero(mask)
