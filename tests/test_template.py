@@ -157,7 +157,7 @@ def test_a_tampered_template_model_is_refused(trained: TemplateComparison, tmp_p
         load_detector(path)
 
 
-def test_a_model_written_before_later_features_keeps_scoring_as_it_did(
+def test_an_older_template_model_runs_without_the_local_shift_and_on_the_features_it_knew(
     trained: TemplateComparison, tmp_path: Path
 ) -> None:
     """A file from before the local re-alignment and the solid-piece features: no
