@@ -322,3 +322,15 @@ def test_candidate_statistics_are_those_opencv_computes() -> None:
         own = component_stats(mask, labels, count)
         assert np.array_equal(own[1:], expected[1:])
         assert own[0, cv2.CC_STAT_AREA] == expected[0, cv2.CC_STAT_AREA]
+
+
+def test_a_part_with_nothing_out_of_tolerance_has_no_candidates() -> None:
+    from huoyan.vision.template.compare import candidates
+
+    quiet = candidates(np.full((40, 60), 0.5, np.float32), merge_px=11)
+    assert len(quiet) == 0 and quiet.labels.shape == (40, 60) and not quiet.labels.any()
+    assert quiet.stats.tolist() == [[0, 0, 60, 40, 2400]]
+    ratio = np.full((40, 60), 0.5, np.float32)
+    ratio[10:14, 20:25] = 3.0
+    one = candidates(ratio, merge_px=11)
+    assert len(one) == 1 and one.stats[1].tolist() == [20, 10, 5, 4, 20]
