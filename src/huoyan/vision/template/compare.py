@@ -140,8 +140,8 @@ class Candidates:
 def candidates(ratio: np.ndarray, merge_px: int) -> Candidates:
     mask: np.ndarray = (ratio > 1.0).astype(np.uint8)
     if not cv2.countNonZero(mask):  # most parts on a line: nothing to close or label
-        labels = np.zeros(mask.shape, np.int32)
-        return Candidates(labels, component_stats(mask, labels, 1))
+        empty = np.zeros(mask.shape, np.int32)
+        return Candidates(empty, component_stats(mask, empty, 1))
     if merge_px > 1:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (merge_px, merge_px))
         mask = np.asarray(cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel))

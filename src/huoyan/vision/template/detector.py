@@ -327,7 +327,7 @@ class TemplateComparison(Parameters):
             # Nothing reported: the largest ratio outside every candidate (at most 1).
             # (OpenCV's masked maximum: the good parts' path, a quarter of numpy's
             # boolean indexing and without holding the GIL; 0 when no pixel is outside.)
-            outside = cv2.compare(labels, 0, cv2.CMP_EQ)
+            outside = (labels == 0).view(np.uint8)
             score = min(float(cv2.minMaxLoc(ratio, mask=outside)[1]), THRESHOLD)
         reported.sort(key=lambda r: (r.confidence or 0.0, r.max_score), reverse=True)
         return score, Comparison(regions=reported, anomaly_map=ratio, reference=p.aligned)
