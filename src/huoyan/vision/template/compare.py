@@ -27,7 +27,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -193,7 +193,7 @@ class LocalShift:
     search_px: int
     shift_px: int
     context_px: int = 12  # the neighbourhood around a candidate that must match
-    _padded: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
+    _padded: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = field(default=None, init=False, repr=False)
 
     def _images(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if self._padded is None:
@@ -219,8 +219,10 @@ class LocalShift:
         Counting the whole neighbourhood, not the candidate alone, is what tells a
         defect from misregistration: a shift can swallow a thin spur or bite into the
         search band, but then the edges around it stand out instead."""
+        if self.shift_px == 0:
+            return float("inf")
         count = int(pixels.sum())
-        if count == 0 or self.shift_px == 0:
+        if count == 0:
             return float("inf")
         image, template, variation = self._images()
         x, y, w, h = box
