@@ -110,6 +110,9 @@ def test_remote_stations_join_report_obey_and_ride_out_a_server_outage(
 
             # Both join and show live counts, which grow as their records do.
             def joined() -> list[dict[str, Any]]:
+                exited = {name: (tmp_path / f"{name}.log").read_text()[-3000:]
+                          for name, proc in stations.items() if proc.poll() is not None}  # fmt: skip
+                assert not exited, exited
                 found = client.get("/api/stations").json()
                 ready = len(found) == 2 and all(s["running"] and sum(s["counts"].values()) >= 5 for s in found)
                 assert ready or time.monotonic() < give_up, found

@@ -292,18 +292,33 @@ def test_station_rides_out_a_postgres_restart(
     opened = open_station(recipe, postgres_server.new_database(), batch_size=1)
     opened.station.inspector = SlowInspector(opened.station.inspector, 0.1)
 
+    late, picture = inbox / "after_restart.png", (inbox / names[0]).read_bytes()
+    cycles: list[asyncio.Future[None]] = []
+
     def outage(loop: asyncio.AbstractEventLoop) -> None:
         def cycle() -> None:
             time.sleep(0.3)
             postgres_server.stop()
             time.sleep(1.0)
             postgres_server.start()
+            # One more part once the database is back, then stop (as SIGTERM does) when the
+            # spool is written, whenever that is: how fast the server restarts is no test's business.
+            (inbox / "after_restart.part").write_bytes(picture)
+            (inbox / "after_restart.part").rename(late)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                counted = sum(opened.station.stats.verdicts.values())
+                if counted == len(names) + 1 and not opened.store.degraded and not len(opened.store.spool):
+                    break
+                time.sleep(0.1)
+            loop.call_soon_threadsafe(opened.station.stop)
 
-        loop.run_in_executor(None, cycle)
+        cycles.append(loop.run_in_executor(None, cycle))
 
-    summary = run_station(opened, idle_exit=3.0, status=None, on_start=outage)
+    summary = run_station(opened, status=None, on_start=outage)
+    assert cycles[0].done() and cycles[0].exception() is None
     rows = query_records(opened.engine)
-    assert sorted(r["source_name"] for r in rows) == sorted(names)
+    assert sorted(r["source_name"] for r in rows) == sorted([*names, late.name])
     assert summary["spooled"] == 0 and len(opened.store.spool) == 0
     outage_events = [
         (e["severity"], e["active"]) for e in query_events(opened.engine) if e["kind"] == "database-unavailable"

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import Engine, inspect, text
 
 from huoyan.core.models import Region, Verdict
 from huoyan.core.records import Evidence, EvidenceKind, InspectionRecord, StoredRecord
 from huoyan.store.blobs import BlobStore, sha256_hex
 from huoyan.store.database import current_revision, head_revision, make_engine, upgrade
 from huoyan.store.records import RecipeConflict, RecordStore, query_events, query_records
+from huoyan.store.settings import read_setting, update_setting
 from huoyan.store.spool import Spool
 
 
@@ -159,3 +167,91 @@ def test_spool_from_an_earlier_recipe_version_flushes_under_that_version(tmp_pat
     [(_, kind, aside)] = list(new.spool.rejected.entries())  # kept aside, not lost
     assert kind == "record" and aside["entry"]["key"] == "orphan" and "not registered" in aside["error"]
     assert any(e["kind"] == "record-rejected" for e in query_events(engine))
+
+
+def race_an_uncommitted_insert(engine: Engine, insert: str, params: dict[str, Any], write: Callable[[], Any]) -> Any:
+    """Run ``write`` while another writer's ``insert`` of the same new row is uncommitted;
+    commit that insert once ``write`` waits on it, and return what ``write`` returned."""
+    outcome: list[Any] = []
+
+    def writer() -> None:
+        try:
+            outcome.append(write())
+        except Exception as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    with engine.connect() as holder:
+        holder.execute(text(insert), params)
+        racer = threading.Thread(target=writer)
+        racer.start()
+        # (Asked on a connection of its own: a transaction sees one snapshot of the activity.)
+        waiting = text("select count(*) from pg_stat_activity where wait_event_type = 'Lock'")
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watch:
+            deadline = time.monotonic() + 30
+            while not watch.execute(waiting).scalar_one() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert watch.execute(waiting).scalar_one() == 1  # the writer waits on the other's row
+        holder.commit()
+        racer.join(30)
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]
+
+
+def test_stations_migrating_a_new_database_at_once_both_start(postgres_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Every station of a new line brings the new database's schema up when it starts; the
+    ones that start together take turns, and the later find the schema at head."""
+    url = postgres_server.new_database()
+    go = tmp_path / "go"
+    migrate = (
+        "import pathlib, sys, time\n"
+        "from huoyan.store.database import make_engine, upgrade\n"
+        "engine = make_engine(sys.argv[1])\n"
+        "pathlib.Path(sys.argv[3]).touch()\n"
+        "while not pathlib.Path(sys.argv[2]).exists(): time.sleep(0.005)\n"
+        "print(upgrade(engine))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    ready = [tmp_path / f"ready-{n}" for n in range(3)]
+    run = [sys.executable, "-c", migrate, url, str(go)]
+    stations = [
+        subprocess.Popen([*run, str(r)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for r in ready
+    ]
+    deadline = time.monotonic() + 60
+    while not all(r.exists() for r in ready) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()  # all three at once
+    outcomes = [(s.wait(60), *s.communicate()) for s in stations]
+    assert [(rc, out.strip()) for rc, out, _ in outcomes] == [(0, head_revision())] * 3, [e for *_, e in outcomes]
+    assert current_revision(make_engine(url)) == head_revision()
+
+
+def test_stations_registering_the_same_model_at_once_both_start(postgres_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A line restarts: every station registers the model they share at the same moment.
+    The second one's insert waits on the first's uncommitted row, then must use it rather
+    than fail on the unique index (which kept the station from starting)."""
+    url = postgres_server.new_database()
+    first = make_store(url, tmp_path / "a")
+    other = RecordStore(make_engine(url), BlobStore(tmp_path / "b" / "blobs"), Spool(tmp_path / "b" / "spool"))
+    shared = "c" * 64
+    other.configure("st-2", "washer", "washer-side", "1", "d" * 64, {"k": 2}, shared, "m2.safetensors", {"c": 3})
+    model = "insert into models (sha256, name, card, created_at) values (:s, 'm2.safetensors', '{}', now())"
+    race_an_uncommitted_insert(first.engine, model, {"s": shared}, other.register)
+    other.write([StoredRecord(record("k-side").model_copy(update={"station_id": "st-2", "recipe_id": "washer-side",
+                                                                  "model_sha256": shared}))])  # fmt: skip
+    with first.engine.connect() as c:
+        assert c.execute(text("select count(*) from models where sha256 = :s"), {"s": shared}).scalar_one() == 1
+    assert [r["key"] for r in query_records(other.engine)] == ["k-side"]
+
+
+def test_two_first_writers_of_a_setting_keep_both_parts(postgres_server) -> None:  # type: ignore[no-untyped-def]
+    """The first write of a setting races another's: the later one waits, then changes the
+    value the first stored instead of failing on the primary key."""
+    engine = make_engine(postgres_server.new_database())
+    upgrade(engine)
+    first = "insert into plant_settings (key, value, updated_by, updated_at) values ('resets', :v, 'a', now())"
+    value = race_an_uncommitted_insert(
+        engine, first, {"v": '{"st-1": 1}'}, lambda: update_setting(engine, "resets", lambda v: {**v, "st-2": 2}, "b")
+    )
+    assert value == {"st-1": 1, "st-2": 2} == read_setting(engine, "resets")

@@ -10,13 +10,14 @@ A product without a list takes any type, as before.
 from __future__ import annotations
 
 import unicodedata
-from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from huoyan.core.text import Message
 from huoyan.store.schema import PlantSettingRow, StationRow
+from huoyan.store.settings import update_setting
 
 KEY = "defect-types"
 
@@ -50,16 +51,12 @@ def set_defect_types(engine: Engine, product: str, types: list[str], by: str) ->
         name = unicodedata.normalize("NFC", " ".join(t.split()))
         if name and name.casefold() not in {c.casefold() for c in clean}:
             clean.append(name)
-    now = datetime.now(UTC)
-    with Session(engine) as s, s.begin():
-        row = s.get(PlantSettingRow, KEY, with_for_update=True)
-        value: dict[str, object] = {**_all(s), product: clean}
-        if not clean:
-            value.pop(product)
-        if row is None:
-            s.add(PlantSettingRow(key=KEY, value=value, updated_by=by, updated_at=now))
-        else:
-            row.value, row.updated_by, row.updated_at = value, by, now
+
+    def change(current: dict[str, Any]) -> dict[str, Any]:
+        kept = {name: listed for name, listed in current.items() if name != product}
+        return {**kept, product: clean} if clean else kept
+
+    update_setting(engine, KEY, change, by)
     return clean
 
 

@@ -42,6 +42,7 @@ from huoyan.core.records import (
 from huoyan.core.text import Message
 from huoyan.store import chain
 from huoyan.store.blobs import BlobStore, sha256_hex
+from huoyan.store.database import put_row
 from huoyan.store.schema import (
     RECORD_CHILDREN,
     Base,
@@ -80,6 +81,12 @@ class RecipeConflict(ValueError):
 def as_utc(ts: datetime) -> datetime:
     """SQLite hands back naive datetimes; every time Huoyan stores is UTC."""
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def model_pk(session: Session, sha256: str, name: str, card: dict[str, Any]) -> int:
+    """The models row of ``sha256`` (added, named ``name`` with ``card``, if it is new)."""
+    put_row(session, ModelRow, {"sha256": sha256, "name": name, "card": card, "created_at": utcnow()}, ["sha256"])
+    return int(session.execute(select(ModelRow.id).where(ModelRow.sha256 == sha256)).scalar_one())
 
 
 class RecordStore:
@@ -155,39 +162,31 @@ class RecordStore:
         now = utcnow()
         st, rc, md = self._station, self._recipe, self._model
         with self._session() as s:
-            station = s.get(StationRow, st["id"])
-            if station is None:
-                s.add(StationRow(id=st["id"], product=st["product"], created_at=now, last_started_at=now))
-            else:
-                station.product, station.last_started_at = st["product"], now
-            row = s.scalar(
-                select(RecipeRow).where(RecipeRow.recipe_id == rc["recipe_id"], RecipeRow.version == rc["version"])
+            put_row(
+                s,
+                StationRow,
+                {"id": st["id"], "product": st["product"], "created_at": now, "last_started_at": now},
+                ["id"],
+                update=("product", "last_started_at"),
             )
-            if row is None:
-                row = RecipeRow(
-                    recipe_id=rc["recipe_id"],
-                    version=rc["version"],
-                    content_sha256=rc["sha"],
-                    body=rc["body"],
-                    created_at=now,
+            recipe = {"recipe_id": rc["recipe_id"], "version": rc["version"]}
+            content = {"content_sha256": rc["sha"], "body": rc["body"], "created_at": now}
+            put_row(s, RecipeRow, {**recipe, **content}, list(recipe))
+            stored_sha, recipe_pk = s.execute(
+                select(RecipeRow.content_sha256, RecipeRow.id).where(
+                    RecipeRow.recipe_id == rc["recipe_id"], RecipeRow.version == rc["version"]
                 )
-                s.add(row)
-            elif row.content_sha256 != rc["sha"]:
+            ).one()
+            if stored_sha != rc["sha"]:
                 raise RecipeConflict(
                     f"recipe {rc['recipe_id']!r} version {rc['version']!r} is already stored with different "
                     "content: give the changed recipe a new version"
                 )
-            model = s.scalar(select(ModelRow).where(ModelRow.sha256 == md["sha256"]))
-            if model is None:
-                model = ModelRow(sha256=md["sha256"], name=md["name"], card=md["card"], created_at=now)
-                s.add(model)
-            for other in {m["sha256"]: m for m in self._channel_models}.values():
-                known = s.scalar(select(ModelRow.id).where(ModelRow.sha256 == other["sha256"]))
-                if known is None and other["sha256"] != md["sha256"]:
-                    s.add(ModelRow(sha256=other["sha256"], name=other["name"], card=other["card"], created_at=now))
-            s.flush()
-            self._pks[("recipe", rc["recipe_id"], rc["version"])] = row.id
-            self._pks[("model", md["sha256"])] = model.id
+            model = model_pk(s, md["sha256"], md["name"], md["card"])
+            for other in self._channel_models:
+                model_pk(s, other["sha256"], other["name"], other["card"])
+            self._pks[("recipe", rc["recipe_id"], rc["version"])] = recipe_pk
+            self._pks[("model", md["sha256"])] = model
         self._registered = True
 
     # -- queries used by the station --------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from huoyan.store.database import put_row
 from huoyan.store.schema import PlantSettingRow
 
 
@@ -25,12 +26,12 @@ def update_setting(
 ) -> dict[str, Any]:
     """Set the value to ``change(current value, {} if unset)`` in one transaction that
     holds the row, so two writers of different parts of a value do not lose each other's."""
+    now = datetime.now(UTC)
     with Session(engine) as s, s.begin():
-        row = s.get(PlantSettingRow, key, with_for_update=True)
-        value = change(dict(row.value) if row is not None else {})
-        now = datetime.now(UTC)
-        if row is None:
-            s.add(PlantSettingRow(key=key, value=value, updated_by=by, updated_at=now))
-        else:
-            row.value, row.updated_by, row.updated_at = value, by, now
+        # An unset key is set to {} first (kept if another writer's row is there), so the
+        # row exists to be held: two first writers cannot both insert it.
+        put_row(s, PlantSettingRow, {"key": key, "value": {}, "updated_by": by, "updated_at": now}, ["key"])
+        row = s.get_one(PlantSettingRow, key, with_for_update=True)
+        value = change(dict(row.value))
+        row.value, row.updated_by, row.updated_at = value, by, now
     return value

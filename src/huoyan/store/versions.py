@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 from huoyan.core.records import utcnow
 from huoyan.core.station import ModelVersionRef
 from huoyan.store.blobs import BlobStore, file_sha256
-from huoyan.store.records import as_utc
+from huoyan.store.records import as_utc, model_pk
 from huoyan.store.schema import ModelRow, ModelVersionRow, ThresholdOverrideRow, TrainingJobRow
 
 
@@ -102,14 +102,6 @@ class ModelVersions:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def _model_pk(self, s: Session, sha256: str, name: str, card: dict[str, Any]) -> int:
-        row = s.scalar(select(ModelRow).where(ModelRow.sha256 == sha256))
-        if row is None:
-            row = ModelRow(sha256=sha256, name=name, card=card, created_at=utcnow())
-            s.add(row)
-            s.flush()
-        return row.id
-
     def add(
         self,
         station_id: str,
@@ -128,7 +120,7 @@ class ModelVersions:
             row = ModelVersionRow(
                 station_id=station_id,
                 version=(last or 0) + 1,
-                model_pk=self._model_pk(s, model_sha256, name, card),
+                model_pk=model_pk(s, model_sha256, name, card),
                 path=path,
                 parent_id=parent_id,
                 status=status.value,
