@@ -4,7 +4,7 @@ drift, alarm acknowledgement and the shift calendar, each behind its role."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +179,40 @@ def test_a_report_with_capability_fits_the_api_schema() -> None:
     assert out.capability is not None and out.capability.cp is not None
     assert out.capability.cp.value == pytest.approx(body["capability"]["cp"]["value"])
     assert "Capability" in json.dumps(ChartReportOut.model_json_schema())
+
+
+def test_capability_is_against_the_specification_the_parts_were_made_under(
+    served: tuple[TestClient, Platform, Keys], db_url: str, tmp_path: Path
+) -> None:
+    """The specification comes with the recipe stored beside the records, so a station
+    the server does not run (on another PC, or ``huoyan run``) gets its capability too, and
+    after a recipe switch the chart is judged by the recipe its newest parts were made under."""
+    from huoyan.store.database import make_engine
+
+    client, _, keys = served
+    store = RecordStore(make_engine(db_url), BlobStore(tmp_path / "blobs-st"), Spool(tmp_path / "spool-st"))
+    body = {"quality": {"drift": True, "specs": {"score": {"lsl": None, "usl": 3.0}}}}
+    store.configure("st-1", "washer", "top", "1", "a" * 64, body, MODEL, "m.safetensors", {})
+    records = [r.model_copy(update={"model_sha256": MODEL, "recipe_id": "top"}) for r in parts(400)]
+    store.write([StoredRecord(r) for r in records[:200]])
+    fine = {"quality": {"drift": True, "specs": {"score": {"lsl": 0.1, "usl": 2.5}}}}
+    store.switch(station_id="st-1", product="washer", recipe_id="top-fine", recipe_version="1", recipe_sha256="f" * 64,
+                 recipe_body=fine, model_sha256=MODEL, model_name="m.safetensors", model_card={})  # fmt: skip
+    store.write([StoredRecord(r.model_copy(update={"recipe_id": "top-fine"})) for r in records[200:]])
+
+    def spec(until: datetime) -> dict[str, Any] | None:
+        since = START.astimezone(UTC) - timedelta(hours=1)
+        r = client.get(
+            "/api/quality/charts",
+            params={"station": "st-1", "chart": "imr", "metric": "score", "by": "part",
+                    "since": since.isoformat(), "until": until.isoformat()},
+            headers=keys.headers(OPERATOR),
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        capability: dict[str, Any] | None = r.json()["capability"]
+        return capability
+
+    before_switch = spec(records[199].arrived_at + timedelta(seconds=1))
+    assert before_switch is not None and (before_switch["lsl"], before_switch["usl"]) == (None, 3.0)
+    after = spec(records[-1].arrived_at + timedelta(seconds=1))
+    assert after is not None and (after["lsl"], after["usl"]) == (0.1, 2.5)

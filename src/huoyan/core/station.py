@@ -14,7 +14,6 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from huoyan.core.recipe import QualitySettings
 from huoyan.core.records import InspectionRecord, StationEvent
 
 
@@ -65,11 +64,6 @@ class StationHandle(Protocol):
 
     @property
     def station_id(self) -> str: ...
-
-    @property
-    def quality(self) -> QualitySettings:
-        """The recipe's quality settings (specification limits of charted metrics)."""
-        ...
 
     @property
     def max_image_pixels(self) -> int:

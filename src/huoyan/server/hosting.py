@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from huoyan.core.recipe import QualitySettings, Recipe
+from huoyan.core.recipe import Recipe
 from huoyan.core.records import InspectionRecord, Severity, StationEvent, StoredRecord
 from huoyan.core.station import ModelVersionRef, StationStatus, recipe_key
 from huoyan.core.text import Message
@@ -80,10 +80,6 @@ class StationHost:
     @property
     def max_image_pixels(self) -> int:
         return self.recipe.preprocess.max_image_pixels
-
-    @property
-    def quality(self) -> QualitySettings:
-        return self.recipe.quality
 
     # -- life cycle ---------------------------------------------------------------------
     def start(self) -> None:

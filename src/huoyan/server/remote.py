@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from huoyan.core.recipe import QualitySettings
 from huoyan.core.records import InspectionRecord
 from huoyan.core.station import CommandDone, LinkReport, ModelVersionRef, StationCommand, StationStatus
 from huoyan.core.text import Message
@@ -51,10 +50,6 @@ class RemoteStation:
     @property
     def station_id(self) -> str:
         return self._station_id
-
-    @property
-    def quality(self) -> QualitySettings:
-        return QualitySettings()  # the recipe stays on the station's PC
 
     @property
     def max_image_pixels(self) -> int:

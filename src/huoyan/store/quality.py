@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, Float, Integer, and_, case, func, literal, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased
@@ -25,6 +26,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from huoyan.core.plant import BUCKET_S, ShiftCalendar
+from huoyan.core.recipe import Spec
 from huoyan.core.text import Message
 from huoyan.quality.charts import ATTRIBUTE_CHARTS, Limits, Subgroups
 from huoyan.quality.drift import BASELINE, Reference
@@ -36,6 +38,7 @@ from huoyan.store.schema import (
     InspectionRow,
     MeasurementRow,
     ModelRow,
+    RecipeRow,
     RegionRow,
     ReviewRow,
     RollupRow,
@@ -466,6 +469,27 @@ def series_of(
     return Series([r.label for r in rows], subgroups=sums)
 
 
+def recipe_spec(engine: Engine, window: Window, metric: str) -> Spec | None:
+    """The specification of ``metric`` in the recipe the window's newest part was inspected
+    under (``quality.specs`` of the recipe stored with the records), or None. Read from
+    the records, so it holds for every station writing to this database, wherever it runs,
+    and follows a recipe switch."""
+    with Session(engine) as s:
+        body = s.scalar(
+            select(RecipeRow.body)
+            .join(InspectionRow, InspectionRow.recipe_pk == RecipeRow.id)
+            .where(window.where())
+            .order_by(InspectionRow.arrived_at.desc(), InspectionRow.id.desc())
+            .limit(1)
+        )
+    quality = body.get("quality") if isinstance(body, dict) else None
+    raw = quality.get("specs", {}).get(metric) if isinstance(quality, dict) else None
+    try:
+        return None if raw is None else Spec.model_validate(raw)
+    except ValidationError:  # a recipe stored by a release whose specs had another shape
+        return None
+
+
 def records_report(
     engine: Engine,
     window: Window,
@@ -478,17 +502,18 @@ def records_report(
     options: Options | None = None,
     rules: str | Sequence[str] = "western-electric",
     estimate: bool = False,
-    lsl: float | None = None,
-    usl: float | None = None,
 ) -> Report | None:
-    """A chart of the station's records with its violations (and capability, given a
-    specification), on the newest limits frozen for the station, metric and chart unless
-    ``estimate`` (Phase I); None when the window holds no point. What the API, the shift
-    report and the hourly rule alarm chart."""
+    """A chart of the station's records with its violations, and the capability against
+    the recipe's specification for the metric (``recipe_spec``) where it has one; on the
+    newest limits frozen for the station, metric and chart unless ``estimate`` (Phase I).
+    None when the window holds no point. What the API, the shift report and the hourly
+    rule alarm chart."""
     series = series_of(engine, window, metric, kind, by, calendar)
     if not series.labels:
         return None
     frozen = None if estimate else frozen_limits(engine, window.station, metric, kind)
+    spec = recipe_spec(engine, window, metric)
+    lsl, usl = (spec.lsl, spec.usl) if spec is not None else (None, None)
     return report(kind, series, title, replace(options or Options(), frozen=frozen), rules, lsl, usl)
 
 

@@ -37,13 +37,6 @@ Grouping = Literal["part", "hour", "shift", "day", "lot"]
 DEFAULT_HOURS = 24.0
 
 
-def _spec(p: Platform, station: str, metric: str) -> tuple[float | None, float | None]:
-    """The recipe's specification limits for the metric, if the server runs the station."""
-    host = p.hosts.get(station)
-    spec = host.quality.specs.get(metric) if host is not None else None
-    return (spec.lsl, spec.usl) if spec is not None else (None, None)
-
-
 def _chart(
     p: Platform,
     station: str,
@@ -59,7 +52,6 @@ def _chart(
 ) -> Report:
     end = until or datetime.now(UTC)
     window = Q.Window(station, since or end - timedelta(hours=DEFAULT_HOURS), end)
-    lsl, usl = _spec(p, station, metric)
     result = Q.records_report(
         p.engine,
         window,
@@ -71,8 +63,6 @@ def _chart(
         options=replace(options, exclude=exclude),
         rules=rules,
         estimate=estimate,
-        lsl=lsl,
-        usl=usl,
     )
     if result is None:
         raise not_found(
