@@ -528,3 +528,34 @@ def test_a_re_inspection_run_shows_which_parts_would_change_verdict(
         changed.get_by_role("link", name="D1.png").click()
         page.wait_for_url(f"{base}/records/{part['id']}")
         page.close()
+
+
+def test_an_admin_makes_a_key_for_one_line_pc_and_sees_its_stations(
+    browser: object, model_file: Path, tmp_path: Path
+) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    recipe = write_recipe(tmp_path, "cell-1", model_file, "http")
+    app, _, _ = make_platform_app(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, [recipe])
+    with live_server(app) as base:
+        page = browser.new_page()
+        log_in(page, base, "admin")
+        page.goto(f"{base}/admin")
+        form = page.locator("#new-key")
+        form.locator("input[name=username]").fill("engineer")
+        form.locator("input[name=name]").fill("line 3 PC")
+        form.locator("input[value=upload]").uncheck()
+        form.locator("input[value=station]").check()
+        form.locator("input[name=stations]").fill("line3-a, line3-b")
+        form.locator("button[type=submit]").click()
+        expect(page.locator("#new-key-value")).to_contain_text("hy_")
+        row = page.locator("#keys tbody tr", has_text="line 3 PC")
+        expect(row).to_contain_text("line3-a, line3-b")
+        # Reading is not limited by station: the form says so instead of making a half-limited key.
+        form.locator("input[name=name]").fill("reader")
+        form.locator("input[value=read]").check()
+        form.locator("button[type=submit]").click()
+        expect(page.locator("#key-error")).to_contain_text("read")
+        expect(page.locator("#keys tbody tr", has_text="reader")).to_have_count(0)
+        page.close()

@@ -43,6 +43,15 @@ def test_user_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: 
     assert capsys.readouterr().out.splitlines()[-1].split() == ["boss", "admin", "disabled"]
     assert main(["user", "key", "boss", "--name", "reader", "--scope", "read", "--scope", "review", "--db", url]) == 0
     capsys.readouterr()
+    pc = ["user", "key", "boss", "--name", "line 3 PC", "--scope", "station", "--db", url]
+    assert main([*pc, "--station", "line3-a", "--station", "line3-b"]) == 0
+    from huoyan.store.accounts import Accounts
+    from huoyan.store.database import make_engine
+
+    keys = {k["name"]: k for k in Accounts(make_engine(url)).api_keys()}
+    assert keys["line 3 PC"]["stations"] == ["line3-a", "line3-b"] and keys["reader"]["stations"] is None
+    with pytest.raises(SystemExit, match="not: read"):
+        main([*pc, "--scope", "read", "--station", "line3-a"])
 
 
 def test_audit_verify_command(

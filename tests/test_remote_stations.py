@@ -82,7 +82,7 @@ def test_remote_stations_join_report_obey_and_ride_out_a_server_outage(
     upgrade(make_engine(db))
     setup = create_app(Settings(database_url=db, data_dir=tmp_path / "server", train_worker=False)).state.platform
     setup.accounts.add_user("engineer", PASSWORD, Role.ENGINEER)
-    station_key = setup.accounts.add_api_key("engineer", "line 3 stations", [Scope.STATION])[1]
+    station_key = setup.accounts.add_api_key("engineer", "line 3 stations", [Scope.STATION], ["line3-a", "line3-b"])[1]
     engineer_key = setup.accounts.add_api_key("engineer", "tests", [Scope.ADMIN])[1]
     images = line_dir / "test"  # good parts and defects
     port = free_port()

@@ -194,6 +194,47 @@ def test_api_keys_act_only_within_their_scopes(
     assert client.get("/api/inspections", headers=wide).status_code == 200
 
 
+def test_a_key_limited_to_stations_acts_for_no_other(
+    served_sqlite: tuple[TestClient, Platform, Keys], line_dir: Path
+) -> None:
+    """A shop-floor PC's key names the stations it serves: taken from that PC, it cannot
+    report as another station (and take that station's commands) or send it parts."""
+    client, p, keys = served_sqlite
+    admin = keys.headers(ADMIN)
+    body = {"username": "engineer", "name": "line 3 PC", "scopes": ["station"], "stations": ["line3-a"]}
+    made = client.post("/api/api-keys", json=body, headers=admin)
+    assert made.status_code == 201, made.text
+    pc = {"X-API-Key": made.json()["key"]}
+    listed = [k for k in client.get("/api/api-keys", headers=admin).json() if k["name"] == "line 3 PC"]
+    assert listed[0]["stations"] == ["line3-a"]
+
+    def report(station: str) -> Any:
+        status = {"station_id": station, "product": "washer", "running": True, "paused": False, "error": None,
+                  "source": "replay", "recipe_id": "washer", "recipe_version": "1", "model_version": None,
+                  "model_sha256": None, "threshold": 1.0, "threshold_set": False, "counts": {}, "parts_per_second": 0,
+                  "ng_rate": 0, "queue_depth": 0, "latency_ms_p50": None, "latency_ms_p99": None, "alarms": {},
+                  "spooled": 0}  # fmt: skip
+        return client.post(f"/api/remote/stations/{station}/link", json={"status": status}, headers=pc)
+
+    assert report("line3-a").status_code == 200
+    refused = report("line3-b")
+    assert refused.status_code == 403 and "line3-b" in refused.text
+    assert {s["station_id"] for s in client.get("/api/stations", headers=admin).json()} == {"cell-1", "line3-a"}
+    denied = [e for e in p.audit.entries(actor="engineer") if e["outcome"] == "denied"]
+    assert denied[-1]["target"] == "line3-b" and denied[-1]["detail"]["stations"] == ["line3-a"]
+
+    # A camera's upload key, for one station.
+    def camera(stations: list[str]) -> dict[str, str]:
+        body = {"username": "operator", "name": "camera", "scopes": ["upload"], "stations": stations}
+        return {"X-API-Key": client.post("/api/api-keys", json=body, headers=admin).json()["key"]}
+
+    assert post_image(client, camera(["cell-2"]), good_png(line_dir)).status_code == 403
+    assert post_image(client, camera(["cell-1"]), good_png(line_dir)).status_code == 200
+    # Reading and reviewing are not limited by station: such a key is refused, not half-limited.
+    body = {"username": "operator", "name": "reader", "scopes": ["read"], "stations": ["cell-1"]}
+    assert client.post("/api/api-keys", json=body, headers=admin).status_code == 422
+
+
 def test_wrong_guesses_from_one_address_do_not_lock_the_user_out_elsewhere() -> None:
     throttle = LoginThrottle(free=3, base_delay_s=1.0, max_delay_s=60.0, address_limit=30)
     for _ in range(8):

@@ -189,8 +189,11 @@ def cmd_user(args: argparse.Namespace) -> int:
             audit.add("cli", "user-change", user.username, role=user.role.value, active=user.active)
             print(f"user {user.username}: role {user.role.value}, {'active' if user.active else 'disabled'}")
         elif args.user_command == "key":
-            key_id, key = accounts.add_api_key(args.username, args.name, args.scope or DEFAULT_KEY_SCOPES)
-            audit.add("cli", "api-key-add", args.username, key_id=key_id, name=args.name, scopes=args.scope)
+            scopes = args.scope or [s.value for s in DEFAULT_KEY_SCOPES]
+            key_id, key = accounts.add_api_key(args.username, args.name, scopes, args.station)
+            stations = None if args.station is None else sorted(set(args.station))
+            audit.add("cli", "api-key-add", args.username, key_id=key_id, name=args.name, scopes=sorted(set(scopes)),
+                      stations=stations)  # fmt: skip
             print(key)
         else:
             for u in accounts.users():
@@ -263,6 +266,12 @@ def add_commands(sub: Any) -> None:
         action="append",
         choices=[s.value for s in Scope],
         help="what the key may do within the user's role (repeat; default: upload only)",
+    )
+    u_key.add_argument(
+        "--station",
+        action="append",
+        help="a station the key may act for (repeat; default: any); for upload and station keys, "
+        "e.g. the key of one line's PC",
     )
     u_list = user_sub.add_parser("list", help="list users")
     for p in (u_add, u_set, u_key, u_list):

@@ -18,6 +18,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+# A station id: what names it in records, URLs, topics and API keys.
+STATION_ID = r"^[A-Za-z0-9_.:-]+$"
+
 
 class RecipeError(ValueError):
     """A recipe file is missing, unreadable or invalid; the message names the bad field."""
@@ -456,7 +459,7 @@ class Feedback(_Strict):
 class Recipe(_Strict):
     """One station's complete configuration."""
 
-    station: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    station: str = Field(min_length=1, max_length=128, pattern=STATION_ID)
     product: str = Field(min_length=1)
     recipe: str = Field(min_length=1, description="recipe id")
     version: str = Field(min_length=1)

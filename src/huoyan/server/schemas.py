@@ -5,12 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field, computed_field, field_validator
+from pydantic import BaseModel, Field, computed_field, field_validator, model_validator
 
+from huoyan.core.recipe import STATION_ID
 from huoyan.core.records import StoredInspection
 from huoyan.quality.capability import Capability
 from huoyan.share.package import Manifest
-from huoyan.store.accounts import DEFAULT_KEY_SCOPES, AccountError, Role, Scope, display_name_of, username_of
+from huoyan.store.accounts import (
+    DEFAULT_KEY_SCOPES,
+    AccountError,
+    Role,
+    Scope,
+    check_key_stations,
+    display_name_of,
+    username_of,
+)
 from huoyan.store.reinspections import ReinspectionResult, RunInfo
 from huoyan.store.reviews import Outcome
 
@@ -97,8 +106,24 @@ class NewApiKey(BaseModel):
         min_length=1,
         max_length=4,
         description="what the key may do within the user's role: upload (a camera's key, the default), "
-        "read, review, admin (all the role allows)",
+        "read, review, station (a station on another PC), admin (all the role allows)",
     )
+    stations: list[Annotated[str, Field(min_length=1, max_length=128, pattern=STATION_ID)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="the stations the key may act for (upload to, report as); none: any. "
+        "Only for keys whose scopes are upload and station",
+    )
+
+    @model_validator(mode="after")
+    def _stations_limit_only_station_scopes(self) -> NewApiKey:
+        if self.stations is not None:
+            try:
+                check_key_stations(self.stations, self.scopes)
+            except AccountError as exc:
+                raise ValueError(*exc.args) from None  # its Message, translated in the 422 answer
+        return self
 
 
 class ApiKeyOut(BaseModel):
@@ -110,6 +135,7 @@ class ApiKeyOut(BaseModel):
     last_used_at: datetime | None
     revoked: bool
     scopes: list[Scope]
+    stations: list[str] | None = Field(description="the stations the key may act for; null: any")
 
 
 class ApiKeyCreated(BaseModel):

@@ -44,6 +44,7 @@ class Principal:
     session_token: str | None = None
     api_key_id: int | None = None
     scopes: frozenset[Scope] | None = None  # an API key's; None for a session (the whole role)
+    stations: frozenset[str] | None = None  # the stations an API key may act for; None: any
 
     def may(self, scope: Scope) -> bool:
         return self.scopes is None or scope in self.scopes or Scope.ADMIN in self.scopes
@@ -68,7 +69,9 @@ def _identify(
         found_key = p.accounts.api_key_user(api_key)
         if found_key is None:
             return None
-        return Principal(found_key.user, "api-key", api_key_id=found_key.id, scopes=found_key.scopes)
+        return Principal(
+            found_key.user, "api-key", api_key_id=found_key.id, scopes=found_key.scopes, stations=found_key.stations
+        )
     if cookie:
         found = p.accounts.session_user(cookie)
         if found is None:
@@ -127,6 +130,21 @@ def deny(p: Platform, principal: Principal, needed: Role, what: str, scope: Scop
             "this needs the {needed} role; you are {role}", needed=Message(needed.value), role=Message(user.role.value)
         ),
     )
+
+
+def check_station(p: Platform, principal: Principal, station_id: str) -> None:
+    """Refuse (403, audited) a key limited to other stations than ``station_id``: a
+    shop-floor PC's key, taken from it, cannot report as another station or send it parts."""
+    allowed = principal.stations
+    if allowed is None or station_id in allowed:
+        return
+    names = sorted(allowed)
+    key, user = principal.api_key_id, principal.user.username
+    log.warning("denied: API key %s of %s acts for %s only, not %s", key, user, names, station_id)
+    p.audit.add(user, "access", station_id, "denied", api_key=key, stations=names)
+    said = Message("this API key acts for {stations} only, not station {station}", stations=", ".join(names),
+                   station=station_id)  # fmt: skip
+    raise HTTPException(403, said)
 
 
 def _role_check(needed: Role, scope: Scope, for_pages: bool) -> Callable[..., Principal]:

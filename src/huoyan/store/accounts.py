@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -24,6 +24,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from huoyan.core.recipe import STATION_ID
 from huoyan.core.records import utcnow
 from huoyan.core.text import Message
 from huoyan.store.records import UNAVAILABLE, as_utc
@@ -90,6 +91,9 @@ class Scope(StrEnum):
 
 
 DEFAULT_KEY_SCOPES = (Scope.UPLOAD,)
+# What a key limited to named stations may do: act for them. Reading and reviewing are not
+# limited by station, so a key with those scopes is never given a station list.
+STATION_SCOPES = frozenset({Scope.UPLOAD, Scope.STATION})
 
 
 def parse_scopes(text: str) -> frozenset[Scope]:
@@ -98,6 +102,23 @@ def parse_scopes(text: str) -> frozenset[Scope]:
 
 class AccountError(ValueError):
     """A user or key that cannot be created or changed as asked."""
+
+
+def check_key_stations(stations: Sequence[str], scopes: Iterable[Scope]) -> None:
+    """Raise ``AccountError`` unless ``stations`` can limit a key of ``scopes``."""
+    if not stations:
+        raise AccountError(Message("name at least one station, or none to allow any"))
+    bad = [s for s in stations if not re.fullmatch(STATION_ID, s) or len(s) > 128]
+    if bad:
+        raise AccountError(Message("not a station id: {ids}", ids=", ".join(bad)))
+    wide = sorted(set(scopes) - STATION_SCOPES)
+    if wide:
+        raise AccountError(
+            Message(
+                "a key limited to stations may only upload to them and report as them, not: {scopes}",
+                scopes=", ".join(wide),
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +139,7 @@ class ApiKey:
     user: User
     id: int
     scopes: frozenset[Scope]
+    stations: frozenset[str] | None = None  # the stations it may act for; None: any
 
 
 def _user(row: UserRow) -> User:
@@ -255,9 +277,14 @@ class Accounts:
 
     # -- API keys ---------------------------------------------------------------------
     def add_api_key(
-        self, username: str, name: str, scopes: Iterable[Scope | str] = DEFAULT_KEY_SCOPES
+        self,
+        username: str,
+        name: str,
+        scopes: Iterable[Scope | str] = DEFAULT_KEY_SCOPES,
+        stations: Iterable[str] | None = None,
     ) -> tuple[int, str]:
-        """A new key for ``username`` limited to ``scopes``: (id, the key). The key is shown this once."""
+        """A new key for ``username`` limited to ``scopes`` (and, given ``stations``, to acting
+        for those stations only): (id, the key). The key is shown this once."""
         try:
             chosen = sorted({Scope(x) for x in scopes})
         except ValueError as exc:
@@ -266,6 +293,9 @@ class Accounts:
             ) from exc
         if not chosen:
             raise AccountError(Message("an API key needs at least one scope"))
+        limited = None if stations is None else sorted(set(stations))
+        if limited is not None:
+            check_key_stations(limited, chosen)
         key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         with Session(self.engine) as s, s.begin():
             user = s.scalar(select(UserRow).where(UserRow.username == unicodedata.normalize("NFC", username)))
@@ -279,6 +309,7 @@ class Accounts:
                 created_at=utcnow(),
                 revoked=False,
                 scopes=",".join(chosen),
+                stations=limited,
             )
             s.add(row)
             s.flush()
@@ -297,6 +328,7 @@ class Accounts:
                     "last_used_at": None if k.last_used_at is None else as_utc(k.last_used_at),
                     "revoked": k.revoked,
                     "scopes": sorted(parse_scopes(k.scopes)),
+                    "stations": k.stations,
                 }
                 for k, username in rows
             ]
@@ -339,4 +371,5 @@ class Accounts:
             # At most once a minute: a camera gateway's every upload need not be a write.
             if row.last_used_at is None or now - as_utc(row.last_used_at) > LAST_USED_EVERY:
                 row.last_used_at = now
-            return ApiKey(_user(user), row.id, parse_scopes(row.scopes))
+            stations = None if row.stations is None else frozenset(row.stations)
+            return ApiKey(_user(user), row.id, parse_scopes(row.scopes), stations)

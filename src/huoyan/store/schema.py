@@ -275,6 +275,8 @@ class ApiKeyRow(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked: Mapped[bool] = mapped_column(default=False)
     scopes: Mapped[str] = mapped_column(String(100), default="upload", server_default="upload")
+    # The stations the key may act for (upload to, report as); None: any.
+    stations: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class ReviewRow(Base):

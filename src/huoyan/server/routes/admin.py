@@ -70,11 +70,13 @@ def api_keys(p: Annotated[Platform, Depends(platform)], _: Admin) -> list[ApiKey
 def add_api_key(body: NewApiKey, p: Annotated[Platform, Depends(platform)], principal: Admin) -> ApiKeyCreated:
     """A key for a machine, acting as ``username`` within that user's role and the key's scopes."""
     try:
-        key_id, key = p.accounts.add_api_key(body.username, body.name, body.scopes)
+        key_id, key = p.accounts.add_api_key(body.username, body.name, body.scopes, body.stations)
     except AccountError as exc:
         raise not_found(Message("user '{name}'", name=body.username)) from exc
     scopes = sorted(s.value for s in set(body.scopes))
-    p.audit.add(principal.user.username, "api-key-add", body.username, key_id=key_id, name=body.name, scopes=scopes)
+    stations = None if body.stations is None else sorted(set(body.stations))
+    p.audit.add(principal.user.username, "api-key-add", body.username, key_id=key_id, name=body.name, scopes=scopes,
+                stations=stations)  # fmt: skip
     return ApiKeyCreated(id=key_id, key=key)
 
 

@@ -12,16 +12,17 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from huoyan.core.recipe import STATION_ID
 from huoyan.core.station import LinkReply, LinkReport
 from huoyan.core.text import Message
 from huoyan.server.platform import Platform, platform
 from huoyan.server.remote import RemoteStation
 from huoyan.server.routes.common import errors, not_found
-from huoyan.server.security import RemoteStationKey
-from huoyan.store.schema import EvidenceRow, ModelRow
+from huoyan.server.security import RemoteStationKey, check_station
+from huoyan.store.schema import EvidenceRow, InspectionRow, ModelRow
 
 router = APIRouter(prefix="/api/remote", tags=["remote stations"])
-StationIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+StationIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=STATION_ID)]
 Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 
 
@@ -31,6 +32,7 @@ def link(
 ) -> LinkReply:
     """A remote station's report (status, commands' outcomes), once a second; answered with
     the commands waiting for it. The first report makes it one of this server's stations."""
+    check_station(p, principal, station_id)
     if body.status.station_id != station_id:
         raise HTTPException(422, Message("the report is of station {station}", station=body.status.station_id))
     host = p.hosts.get(station_id)
@@ -59,15 +61,18 @@ def model_file(sha256: Sha256Path, p: Annotated[Platform, Depends(platform)], _:
 
 @router.put("/blobs/{sha256}", status_code=204, response_class=Response, responses=errors(404, 413, 422))
 async def put_evidence(
-    sha256: Sha256Path, request: Request, p: Annotated[Platform, Depends(platform)], _: RemoteStationKey
+    sha256: Sha256Path, request: Request, p: Annotated[Platform, Depends(platform)], principal: RemoteStationKey
 ) -> Response:
     """A remote station's piece of NG evidence (an image, a heat map), checked against its
-    SHA-256 and taken only when a stored record names it."""
+    SHA-256 and taken only when a stored record (of a station the key acts for) names it."""
     data = await request.body()
     if hashlib.sha256(data).hexdigest() != sha256:
         raise HTTPException(422, Message("the evidence does not match its SHA-256"))
+    naming = select(InspectionRow.station_id).join(EvidenceRow).where(EvidenceRow.sha256 == sha256)
+    if principal.stations is not None:
+        naming = naming.where(InspectionRow.station_id.in_(principal.stations))
     with Session(p.engine) as s:
-        named = s.scalar(select(EvidenceRow.id).where(EvidenceRow.sha256 == sha256).limit(1)) is not None
+        named = s.scalar(naming.limit(1)) is not None
     if not named:
         raise not_found(Message("record naming evidence {digest}", digest=sha256[:12]))
     await asyncio.to_thread(p.blobs.put, data, sha256)

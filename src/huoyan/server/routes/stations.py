@@ -30,7 +30,7 @@ from huoyan.server.schemas import (
     ThresholdPreviewOut,
     UploadResult,
 )
-from huoyan.server.security import Engineer, Operator, Principal, Uploader
+from huoyan.server.security import Engineer, Operator, Principal, Uploader, check_station
 from huoyan.server.uploads import multipart_body, read_form
 from huoyan.store.counters import reset_counters, shift_counts
 from huoyan.store.records import UNAVAILABLE, get_inspection, recent_scores
@@ -80,10 +80,11 @@ UPLOAD_ERRORS = errors(400, 404, 409, 413, 415, 422, 503)
     openapi_extra=multipart_body(Upload),
 )
 async def inspect_upload(
-    station_id: str, request: Request, p: Annotated[Platform, Depends(platform)], _: Uploader
+    station_id: str, request: Request, p: Annotated[Platform, Depends(platform)], principal: Uploader
 ) -> UploadResult:
     """Inspect one uploaded image on a station whose recipe's source is ``http``; answers
     once the record is stored, with the verdict, score, regions and heat map."""
+    check_station(p, principal, station_id)
     host = _host(p, station_id)
     form, name = await read_form(request, Upload, "image", MAX_UPLOAD)
     return await _inspect(p, host, form, name)
@@ -92,12 +93,16 @@ async def inspect_upload(
 @router.post(
     "/api/inspect", response_model=UploadResult, responses=UPLOAD_ERRORS, openapi_extra=multipart_body(RecipeUpload)
 )
-async def inspect_with_recipe(request: Request, p: Annotated[Platform, Depends(platform)], _: Uploader) -> UploadResult:
-    """Inspect one uploaded image with a recipe: on the HTTP-source station running it."""
+async def inspect_with_recipe(
+    request: Request, p: Annotated[Platform, Depends(platform)], principal: Uploader
+) -> UploadResult:
+    """Inspect one uploaded image with a recipe: on the HTTP-source station running it
+    (of those the key may send parts to)."""
     form, name = await read_form(request, RecipeUpload, "image", MAX_UPLOAD)
     for host in p.hosts.values():
         status = host.status()
         if status.recipe_id == form.recipe and status.takes_uploads:
+            check_station(p, principal, host.station_id)
             return await _inspect(p, host, form, name)
     raise not_found(Message("station running recipe '{recipe}' with an http source", recipe=form.recipe))
 

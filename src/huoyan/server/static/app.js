@@ -724,7 +724,8 @@ pages.admin = async () => {
         } catch (e) { say(error, e.message); }
         load();
       } }, u.active ? t("Disable") : t("Enable"))]));
-    fillRows(document.querySelector("#keys tbody"), keys.map((k) => [k.id, k.name, k.username, k.scopes.join(", "), k.prefix + "…",
+    fillRows(document.querySelector("#keys tbody"), keys.map((k) => [k.id, k.name, k.username, k.scopes.join(", "),
+      k.stations ? k.stations.join(", ") : t("any"), k.prefix + "…",
       fmt.time(k.last_used_at), k.revoked ? t("revoked") : el("button", { type: "button", onclick: async () => {
         await api(`/api/api-keys/${k.id}`, { method: "DELETE" }); load();
       } }, t("Revoke"))]));
@@ -769,8 +770,14 @@ pages.admin = async () => {
     ev.preventDefault();
     const form = new FormData(keyForm);
     const body = { username: form.get("username"), name: form.get("name"), scopes: form.getAll("scopes") };
-    const made = await api("/api/api-keys", { method: "POST", json: body });
-    document.getElementById("new-key-value").textContent = t("key (shown once): {key}", { key: made.key });
+    const stations = form.get("stations").split(/[\s,]+/).filter((s) => s);
+    if (stations.length) body.stations = stations;
+    const error = document.getElementById("key-error");
+    try {
+      const made = await api("/api/api-keys", { method: "POST", json: body });
+      document.getElementById("new-key-value").textContent = t("key (shown once): {key}", { key: made.key });
+      say(error, "");
+    } catch (e) { say(error, e.message); }
     load();
   });
   await load();
