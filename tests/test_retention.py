@@ -120,6 +120,8 @@ def test_training_images_and_bytes_stored_again_are_kept(db_url: str, tmp_path: 
         "st-1", "c" * 64, "m2.safetensors", {}, "/m2", "qe", trained_on={"image_sha256": [sha256_hex(trained)]}
     )
     blobs.put(again)  # a part being stored now brings the same bytes: its time is renewed
+    dry = apply_retention(store.engine, blobs, "st-1", Retention(ok_days=30), dry_run=True)
+    assert (dry.records, dry.blobs_removed, dry.blobs_kept) == (2, 0, 2)  # what the run will do
     report = apply_retention(store.engine, blobs, "st-1", Retention(ok_days=30))
     assert (report.records, report.blobs_removed, report.blobs_kept) == (2, 0, 2)
     assert blobs.has(sha256_hex(trained)) and blobs.has(sha256_hex(again))

@@ -65,14 +65,21 @@ class BlobStore:
     def has(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
+    def stored_since(self, sha256: str, since: float) -> bool:
+        """Whether the blob was stored (again) at or after ``since`` (a ``time.time()``);
+        False for a missing one."""
+        try:
+            return self.path(sha256).stat().st_mtime >= since
+        except FileNotFoundError:
+            return False
+
     def remove(self, sha256: str, unless_stored_since: float) -> bool:
         """Delete a blob (retention); whether it was. A blob stored again at or after
         ``unless_stored_since`` (a ``time.time()``) is kept, and a missing one is not deleted."""
-        target = self.path(sha256)
+        if self.stored_since(sha256, unless_stored_since):
+            return False
         try:
-            if target.stat().st_mtime >= unless_stored_since:
-                return False
-            target.unlink()
+            self.path(sha256).unlink()
         except FileNotFoundError:
             return False
         return True

@@ -177,7 +177,11 @@ def apply_retention(
                     size = _size(blobs, sha)
                     if size is None:
                         missing += 1
-                    elif not dry_run and not blobs.remove(sha, unless_stored_since=in_use_since):
+                    elif (
+                        blobs.stored_since(sha, in_use_since)  # a dry run says what the run would keep
+                        if dry_run
+                        else not blobs.remove(sha, unless_stored_since=in_use_since)
+                    ):
                         kept += 1
                     else:
                         removed, freed = removed + 1, freed + size
