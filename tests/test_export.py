@@ -32,10 +32,19 @@ def model(model_file: Path) -> PatchCore:
     return detector
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+@pytest.mark.parametrize(("fmt", "chunk_rows"), [("onnx", None), ("openvino", None), ("onnx", 300)])
 def test_the_exported_file_scores_and_maps_as_the_model_does(
-    model: PatchCore, model_file: Path, line_dir: Path, tmp_path: Path, fmt: str
+    model: PatchCore,
+    model_file: Path,
+    line_dir: Path,
+    tmp_path: Path,
+    fmt: str,
+    chunk_rows: int | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if chunk_rows is not None:  # a bank searched in several chunks (a large one's case), the last one short
+        assert model.bank_.shape[0] > 2 * chunk_rows and model.bank_.shape[0] % chunk_rows
+        monkeypatch.setattr("huoyan.vision.export.EXPORT_CHUNK_ROWS", chunk_rows)
     written = export(model, tmp_path / "washer", fmt, "digest")
     scorer, threshold, size = open_model(written[0])
     assert threshold == model.threshold and size == model.image_size

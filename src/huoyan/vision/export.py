@@ -43,6 +43,8 @@ from huoyan.vision.patchcore import PatchCore
 from huoyan.vision.runtime import onnx_graph
 
 FORMATS = ("onnx", "openvino")
+# Bank rows per matrix product in the exported graph (see ``WholePatchCore.forward``).
+EXPORT_CHUNK_ROWS = 4096
 # How far an export's scores and maps may lie from the Python model's, relative to the
 # score; ``huoyan export --check`` and the tests hold exports to it.
 EXPORT_RTOL = 1e-4
@@ -108,7 +110,15 @@ class WholePatchCore(nn.Module):
         parts = [m if m.shape[2] == h else upsample(m, (h, w)) for m in maps]
         q = torch.cat(parts, dim=1) - self.mean
         q = q.permute(0, 2, 3, 1).reshape(n, h * w, -1)
-        nearest = torch.matmul(q * -2.0, self.bank.t()).add(self.bank_sq).amin(2)
+        # The bank in chunks, each product reduced to its row minima at once: one product
+        # against the whole bank is batch x patches x rows floats (measured: 3.8 GB against
+        # 1.0 GB at batch 8 and 60k rows, and no faster; docs/benchmarks.md).
+        nearest: torch.Tensor | None = None
+        for start in range(0, self.bank.shape[0], EXPORT_CHUNK_ROWS):
+            rows = slice(start, start + EXPORT_CHUNK_ROWS)
+            chunk = torch.matmul(q * -2.0, self.bank[rows].t()).add(self.bank_sq[rows]).amin(2)
+            nearest = chunk if nearest is None else torch.minimum(nearest, chunk)
+        assert nearest is not None
         distances = (nearest + q.square().sum(2)).clamp(min=0).sqrt()
         grid = distances.view(n, 1, h, w)
         s = self.image_size
