@@ -99,11 +99,13 @@ async def inspect_with_recipe(
     """Inspect one uploaded image with a recipe: on the HTTP-source station running it
     (of those the key may send parts to)."""
     form, name = await read_form(request, RecipeUpload, "image", MAX_UPLOAD)
-    for host in p.hosts.values():
-        status = host.status()
-        if status.recipe_id == form.recipe and status.takes_uploads:
-            check_station(p, principal, host.station_id)
-            return await _inspect(p, host, form, name)
+    running = [h for h in p.hosts.values() if (s := h.status()).recipe_id == form.recipe and s.takes_uploads]
+    if running:
+        # One the key may send parts to, if any runs the recipe; else the refusal names the first.
+        allowed = [h for h in running if principal.stations is None or h.station_id in principal.stations]
+        host = (allowed or running)[0]
+        check_station(p, principal, host.station_id)
+        return await _inspect(p, host, form, name)
     raise not_found(Message("station running recipe '{recipe}' with an http source", recipe=form.recipe))
 
 
