@@ -326,6 +326,43 @@ def test_station_rides_out_a_postgres_restart(
     assert outage_events == [("alarm", True), ("info", False)]
 
 
+def test_a_part_arriving_while_intake_pauses_waits_for_the_resume(
+    line_dir: Path, model_file: Path, tmp_path: Path
+) -> None:
+    """Pausing means nothing new goes in flight (a recipe switch relies on it), even for a
+    part the source was already waiting for when the pause came."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    picture = sample_images(line_dir)[0].read_bytes()
+    recipe = load(write_recipe(tmp_path, model_file, f"{{type: hot_folder, path: {inbox}, settle_ms: 0}}"))
+    opened = open_station(recipe, f"sqlite:///{tmp_path / 'db.sqlite'}", batch_size=1)
+    station = opened.station
+    seen: list[tuple[int, int]] = []
+    runs: list[asyncio.Future[None]] = []
+
+    def during(loop: asyncio.AbstractEventLoop) -> None:
+        def steps() -> None:
+            time.sleep(1.0)  # intake is waiting on the empty folder
+            loop.call_soon_threadsafe(station.pause)
+            time.sleep(0.2)
+            (inbox / "late.part").write_bytes(picture)
+            (inbox / "late.part").rename(inbox / "late.png")
+            time.sleep(1.5)
+            seen.append((station.in_flight, sum(station.stats.verdicts.values())))
+            loop.call_soon_threadsafe(station.resume)
+            deadline = time.monotonic() + 30
+            while sum(station.stats.verdicts.values()) < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            loop.call_soon_threadsafe(station.stop)
+
+        runs.append(loop.run_in_executor(None, steps))
+
+    run_station(opened, status=None, on_start=during)
+    assert runs[0].done() and runs[0].exception() is None
+    assert seen == [(0, 0)]  # held while paused
+    assert [r["source_name"] for r in query_records(opened.engine)] == ["late.png"]  # and inspected after
+
+
 def kinds(record: dict[str, Any]) -> list[str]:
     """The kinds of a stored record's evidence, in order."""
     return [e["kind"] for e in record["evidence"]]

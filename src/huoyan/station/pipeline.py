@@ -241,6 +241,9 @@ class Station:
                     arrival = await anext(it)
                 except StopAsyncIteration:
                     break
+                # A part the source was waiting for when a pause came waits for the resume:
+                # paused means nothing new in flight (a recipe switch relies on it).
+                await self._taking.wait()
                 self._last_arrival = time.monotonic()
                 self.stats.arrived += 1
                 if arrival.recovered:
