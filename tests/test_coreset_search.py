@@ -1,11 +1,26 @@
+import platform
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from huoyan.vision import fused_search
 from huoyan.vision.coreset import coreset_size, greedy_coreset
 from huoyan.vision.features import fuse
+from huoyan.vision.fused_search import Query
 from huoyan.vision.search import NearestNeighbourIndex
+
+KERNELS = ["library", "fused"] if fused_search.available() else ["library"]
+COPIES = [lanes for lanes in (16, 8) if fused_search.lanes() >= lanes]
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {f for line in text.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
 
 
 def test_coreset_size() -> None:
@@ -59,26 +74,67 @@ def test_greedy_reduces_covering_radius_versus_random() -> None:
     assert greedy < random
 
 
-def test_search_matches_brute_force() -> None:
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_search_matches_brute_force(kernel: str) -> None:
     rng = np.random.default_rng(4)
     bank = rng.normal(0, 1, (5000, 40)).astype(np.float32) + 7  # offset: tests the centring
     q = rng.normal(0, 1, (300, 40)).astype(np.float32) + 7
     brute = np.sqrt(((q[:, None, :] - bank[None]) ** 2).sum(-1))
-    got = NearestNeighbourIndex(bank).distances(q)
+    got = NearestNeighbourIndex(bank, kernel=kernel).distances(q)  # type: ignore[arg-type]
     np.testing.assert_allclose(got, brute.min(1), rtol=1e-4, atol=1e-3)
-    small = NearestNeighbourIndex(bank[:7]).distances(q)  # a bank smaller than one chunk
+    small = NearestNeighbourIndex(bank[:7], kernel=kernel).distances(q)  # type: ignore[arg-type]
     np.testing.assert_allclose(small, brute[:, :7].min(1), rtol=1e-4, atol=1e-3)
 
 
+def test_the_fused_kernel_is_built_wherever_the_cpu_can_run_it() -> None:
+    # The build is optional (a machine without a compiler still installs); on the x86-64
+    # machines Huoyan runs on, a kernel that failed to build would silently halve the speed.
+    flags = _cpu_flags()
+    if platform.machine() != "x86_64" or not {"avx2", "fma", "f16c"} <= flags:
+        pytest.skip("not an x86-64 CPU with AVX2, FMA and F16C")
+    assert fused_search.lanes() == (16 if "avx512f" in flags else 8)
+    assert NearestNeighbourIndex(np.zeros((4, 3), np.float32)).fused
+
+
+@pytest.mark.skipif(not COPIES, reason="the fused kernel is not built for this CPU")
+@pytest.mark.parametrize("lanes", COPIES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
-def test_search_from_feature_maps_matches_search_of_fused_features(dtype: type) -> None:
+def test_every_copy_of_the_fused_kernel_gives_the_library_distances(lanes: int, dtype: type) -> None:
+    # Sizes that fill no block or tile evenly: bank rows, output rows, grids, channels.
+    rng = np.random.default_rng(11)
+    bank = rng.normal(1, 2, (1013, 31)).astype(dtype)
+    index = NearestNeighbourIndex(bank, kernel="library")
+    images = [
+        [
+            Query(torch.randn(13 * 11, 9) * -2, (13, 11), slice(0, 9)),
+            Query(torch.randn(7 * 6, 15) * -2, (7, 6), slice(9, 24)),
+            Query(torch.randn(3 * 3, 7) * -2, (3, 3), slice(24, 31)),
+        ]
+        for _ in range(3)
+    ]
+    want = index._library_minima(images, [torch.zeros(13 * 11)] * 3)
+    for threads in (1, 2, 5):
+        got = fused_search.nearest(index.bank, index.mean, images, threads, lanes=lanes)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-3)
+    lone = [[Query(torch.randn(5, 31), (5, 1), slice(0, 31))]]  # fewer rows than a tile, no coarse maps
+    torch.testing.assert_close(
+        fused_search.nearest(index.bank, index.mean, lone, 2, lanes=lanes),
+        index._library_minima(lone, [torch.zeros(5)]),
+        rtol=1e-5,
+        atol=1e-3,
+    )
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_search_from_feature_maps_matches_search_of_fused_features(kernel: str, dtype: type) -> None:
     # The coarse map's products are taken on its own grid and resized: same distances.
     rng = np.random.default_rng(6)
     fine = rng.normal(2, 1, (3, 8, 12, 12)).astype(np.float32)
     coarse = rng.normal(-1, 1, (3, 20, 6, 6)).astype(np.float32)
     fused = fuse([fine, coarse])
     bank = (fused.reshape(-1, 28)[::3] + rng.normal(0, 0.3, (144, 28))).astype(dtype)
-    index = NearestNeighbourIndex(bank)
+    index = NearestNeighbourIndex(bank, kernel=kernel)  # type: ignore[arg-type]
     got = index.map_distances([fine, coarse])
     assert got.shape == (3, 12, 12)
     brute = np.sqrt(((fused.reshape(-1, 1, 28) - bank.astype(np.float32)[None]) ** 2).sum(-1)).min(1)

@@ -29,36 +29,35 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 
+from huoyan.vision import fused_search
 from huoyan.vision.features import upsample
+from huoyan.vision.fused_search import Query
 
 CHUNK_ROWS = 1024
 QUERY_ROWS = 1024
 
-
-@dataclass
-class _Part:
-    """One feature map's share of the queries of one image: rows on its own grid."""
-
-    rows: torch.Tensor  # (grid h * grid w) x C, centred and scaled by -2
-    grid: tuple[int, int]
-    channels: slice
+Kernel = Literal["auto", "fused", "library"]
 
 
 class NearestNeighbourIndex:
     """Distance from query vectors to their nearest bank vector (Euclidean).
 
     ``bank`` is used in place (no copy): float32 or float16, N x D. Calls are thread-safe;
-    each allocates its own work buffers.
+    each allocates its own work buffers. ``kernel``: the fused kernel (``fused_search``)
+    where it is built and the CPU runs it ("auto"), or always one path.
     """
 
-    def __init__(self, bank: np.ndarray) -> None:
+    def __init__(self, bank: np.ndarray, kernel: Kernel = "auto") -> None:
         if bank.ndim != 2 or bank.dtype not in (np.float32, np.float16):
             raise ValueError("the bank must be a 2-D float32 or float16 array")
+        if kernel == "fused" and not fused_search.available():
+            raise RuntimeError("the fused search kernel is not built or this CPU cannot run it")
+        self.fused = kernel == "fused" or (kernel == "auto" and fused_search.available())
         self.bank = torch.from_numpy(np.ascontiguousarray(bank))
         total = torch.zeros(bank.shape[1], dtype=torch.float64)
         for chunk in torch.split(self.bank, CHUNK_ROWS):
@@ -77,7 +76,7 @@ class NearestNeighbourIndex:
         count = max(1, math.ceil(n / QUERY_ROWS))
         size = math.ceil(n / count) if n else 1
         blocks = [q[s : s + size] for s in range(0, n, size)]
-        images = [[_Part(b * -2.0, (b.shape[0], 1), slice(0, d))] for b in blocks]
+        images = [[Query(b * -2.0, (b.shape[0], 1), slice(0, d))] for b in blocks]
         sq = [(b * b).sum(1) for b in blocks]
         return self._nearest(images, sq).numpy() if n else np.zeros(0, np.float32)
 
@@ -89,7 +88,7 @@ class NearestNeighbourIndex:
         """
         first = maps[0]
         n, h, w = first.shape[0], first.shape[2], first.shape[3]
-        images: list[list[_Part]] = [[] for _ in range(n)]
+        images: list[list[Query]] = [[] for _ in range(n)]
         sq = torch.zeros(n, h * w)
         start = 0
         for m in maps:
@@ -101,13 +100,22 @@ class NearestNeighbourIndex:
             sq += resized.square().sum(1).reshape(n, h * w)
             rows = centred.permute(0, 2, 3, 1).reshape(n, -1, c) * -2.0
             for i in range(n):
-                images[i].append(_Part(rows[i], (m.shape[2], m.shape[3]), channels))
+                images[i].append(Query(rows[i], (m.shape[2], m.shape[3]), channels))
         if start != self.bank.shape[1]:
             raise ValueError(f"features have {start} channels, the bank {self.bank.shape[1]}")
         return self._nearest(images, list(sq)).numpy().reshape(n, h, w)
 
-    def _nearest(self, images: list[list[_Part]], sq: list[torch.Tensor]) -> torch.Tensor:
+    def _nearest(self, images: list[list[Query]], sq: list[torch.Tensor]) -> torch.Tensor:
         """Row minima of ||q - b|| over the bank for every image's queries, concatenated."""
+        if self.fused:
+            out = fused_search.nearest(self.bank, self.mean, images, torch.get_num_threads())
+        else:
+            out = self._library_minima(images, sq)
+        out += torch.cat(sq)
+        return out.clamp_(min=0).sqrt_()
+
+    def _library_minima(self, images: list[list[Query]], sq: list[torch.Tensor]) -> torch.Tensor:
+        """Row minima of ||b||^2 - 2 q.b by library matrix products, chunk by chunk."""
         best = [torch.full_like(s, float("inf")) for s in sq]
         chunk_buf = torch.empty(min(CHUNK_ROWS, self.bank.shape[0]), self.bank.shape[1])
         for chunk in torch.split(self.bank, CHUNK_ROWS):
@@ -118,12 +126,10 @@ class NearestNeighbourIndex:
             # Every image meets the chunk while it is hot in cache.
             for parts, s, row_best in zip(images, sq, best, strict=True):
                 torch.minimum(row_best, self._chunk_products(parts, b, s.shape[0]).add_(b_sq).amin(1), out=row_best)
-        out = torch.cat(best)
-        out += torch.cat(sq)
-        return out.clamp_(min=0).sqrt_()
+        return torch.cat(best)
 
     @staticmethod
-    def _chunk_products(parts: list[_Part], b: torch.Tensor, rows: int) -> torch.Tensor:
+    def _chunk_products(parts: list[Query], b: torch.Tensor, rows: int) -> torch.Tensor:
         """-2 q.b for one image's queries (rows x chunk), coarse parts resized from their grid."""
         fine = [p for p in parts if p.rows.shape[0] == rows]
         coarse = [p for p in parts if p.rows.shape[0] != rows]

@@ -1,0 +1,181 @@
+/* Fused exact nearest-row search for the memory bank (called from search.py via ctypes).
+ *
+ * The library path (search.py) takes a matrix product per bank chunk and then re-reads it
+ * four times from memory (coarse products resized, fine products added, norms added,
+ * minimum). This kernel keeps each tile of products in registers and reduces it to row
+ * minima at once, so the bank is streamed once per image and nothing but the running
+ * minima is written. Arithmetic is float32 throughout (exact in the same sense as the
+ * library path: the same sums in another order). One source is compiled for AVX-512 and
+ * for AVX2 + FMA; hy_nearest picks by what the CPU reports, and returns -1 where it has
+ * neither, so the caller keeps the library path.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HY_TAPS 4      /* bilinear taps per output row of a coarse map */
+#define HY_MAX_MAPS 8  /* feature maps per image */
+#define HY_MAX_THREADS 64
+
+typedef struct {
+    const float *rows;      /* n x c queries on this map's grid, centred and scaled by -2 */
+    int32_t n;              /* rows on this map's grid (map 0: the output rows) */
+    int32_t c;              /* channels */
+    int32_t offset;         /* first channel of this map in a bank row */
+    int32_t unused;
+    const int32_t *taps;    /* output rows x HY_TAPS rows of this map (maps after the first) */
+    const float *weights;   /* output rows x HY_TAPS weights */
+} hy_map;
+
+typedef struct {
+    const void *bank; /* rows x dim, float32 or float16, row-major */
+    int32_t half;     /* 1: the bank is float16 */
+    int32_t dim;
+    int64_t rows;
+    const float *mean; /* dim: the centre subtracted from bank rows (queries come centred) */
+    const hy_map *maps; /* nimages x nmaps */
+    int32_t nmaps;
+    int32_t nimages;
+} hy_job;
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,f16c,fma")
+#define LANES 16
+#define TILE 8
+#define SFX avx512
+#include "_nearest_body.h"
+#undef LANES
+#undef TILE
+#undef SFX
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,f16c,fma")
+#define LANES 8
+#define TILE 6
+#define SFX avx2
+#include "_nearest_body.h"
+#undef LANES
+#undef TILE
+#undef SFX
+#pragma GCC pop_options
+
+typedef void (*search_fn)(const hy_job *, int64_t, int64_t, float *, float *, float *, float *);
+
+typedef struct {
+    const hy_job *job;
+    search_fn fn;
+    int lanes;
+    int64_t row0, row1;
+    int64_t out_rows;
+    float *best; /* out_rows x lanes */
+    int failed;
+} hy_share;
+
+static void *run_share(void *arg) {
+    hy_share *s = arg;
+    const hy_job *job = s->job;
+    int width = 2 * s->lanes;
+    int64_t coarse = 0;
+    for (int image = 0; image < job->nimages; image++) {
+        int64_t sum = 0;
+        for (int m = 1; m < job->nmaps; m++) sum += job->maps[(int64_t)image * job->nmaps + m].n;
+        if (sum > coarse) coarse = sum;
+    }
+    float *block = aligned_alloc(64, ((size_t)job->dim * width * 4 + 63) / 64 * 64);
+    float *norms = aligned_alloc(64, 64 * 4);
+    float *scratch = aligned_alloc(64, ((size_t)(coarse + 1) * width * 4 + 63) / 64 * 64);
+    if (!block || !norms || !scratch) {
+        s->failed = 1;
+    } else {
+        float inf = __builtin_inff();
+        for (int64_t i = 0; i < s->out_rows * s->lanes; i++) s->best[i] = inf;
+        s->fn(job, s->row0, s->row1, block, norms, scratch, s->best);
+    }
+    free(block);
+    free(norms);
+    free(scratch);
+    return NULL;
+}
+
+/* Which copy this CPU runs: 16 (AVX-512), 8 (AVX2 + FMA) or 0 (neither). */
+int hy_lanes(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("f16c")) return 16;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return 8;
+    return 0;
+}
+
+/* best[out row] = min over bank rows of ||b - mean||^2 + sum over maps of (-2 q . b),
+ * for every image's output rows, one image after another. `lanes` forces a copy (0: the
+ * CPU's best). Returns 0, -1 where the CPU has no copy, -2 on bad arguments or memory. */
+int hy_nearest(const hy_job *job, int32_t threads, int32_t lanes, float *best) {
+    if (lanes == 0) lanes = hy_lanes();
+    if (lanes != 16 && lanes != 8) return -1;
+    if (lanes > hy_lanes()) return -1;
+    if (job->nmaps < 1 || job->nmaps > HY_MAX_MAPS || job->nimages < 0 || job->rows < 0) return -2;
+    for (int64_t i = 0; i < (int64_t)job->nimages * job->nmaps; i++) {
+        const hy_map *m = &job->maps[i];
+        if (m->n < 0 || m->c < 0 || m->offset < 0 || m->offset + m->c > job->dim) return -2;
+        if (i % job->nmaps && (!m->taps || !m->weights)) return -2;
+    }
+    int64_t out_rows = 0;
+    for (int image = 0; image < job->nimages; image++) out_rows += job->maps[(int64_t)image * job->nmaps].n;
+    search_fn fn = lanes == 16 ? search_avx512 : search_avx2;
+    int width = 2 * lanes;
+    int64_t blocks = (job->rows + width - 1) / width;
+    if (threads < 1) threads = 1;
+    if (threads > HY_MAX_THREADS) threads = HY_MAX_THREADS;
+    if (threads > blocks) threads = blocks > 0 ? (int)blocks : 1;
+    hy_share shares[HY_MAX_THREADS];
+    pthread_t ids[HY_MAX_THREADS];
+    int started[HY_MAX_THREADS] = {0};
+    int failed = 0;
+    for (int t = 0; t < threads; t++) {
+        hy_share *s = &shares[t];
+        s->job = job;
+        s->fn = fn;
+        s->lanes = lanes;
+        s->row0 = blocks * t / threads * width;
+        s->row1 = blocks * (t + 1) / threads * width;
+        if (s->row1 > job->rows) s->row1 = job->rows;
+        s->out_rows = out_rows;
+        s->failed = 0;
+        s->best = malloc((size_t)(out_rows > 0 ? out_rows : 1) * lanes * sizeof(float));
+        if (!s->best) {
+            failed = 1;
+            continue;
+        }
+        if (t > 0 && pthread_create(&ids[t], NULL, run_share, s) == 0) started[t] = 1;
+    }
+    if (!failed) {
+        run_share(&shares[0]);
+        for (int t = 1; t < threads; t++)
+            if (!started[t]) run_share(&shares[t]);
+    }
+    for (int t = 1; t < threads; t++)
+        if (started[t]) pthread_join(ids[t], NULL);
+    for (int t = 0; t < threads; t++) failed |= !shares[t].best || shares[t].failed;
+    if (!failed) {
+        for (int64_t i = 0; i < out_rows; i++) {
+            float m = __builtin_inff();
+            for (int t = 0; t < threads; t++)
+                for (int l = 0; l < lanes; l++) {
+                    float v = shares[t].best[i * lanes + l];
+                    if (v < m) m = v;
+                }
+            best[i] = m;
+        }
+    }
+    for (int t = 0; t < threads; t++) free(shares[t].best);
+    return failed ? -2 : 0;
+}
+
+/* An importable module, so that Python finds this file where the package is installed. */
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_nearest", "Fused nearest-row search (ctypes).", -1, NULL};
+
+PyMODINIT_FUNC PyInit__nearest(void) { return PyModule_Create(&module); }
