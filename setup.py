@@ -14,8 +14,8 @@ kernel = Extension(
     "huoyan.vision._nearest",
     sources=["src/huoyan/vision/_nearest.c"],
     depends=["src/huoyan/vision/_nearest_body.h"],
-    extra_compile_args=["-O3", "-std=gnu11"],
-    extra_link_args=["-pthread"],
+    extra_compile_args=["-O3", "-std=gnu11", "-fopenmp"],
+    extra_link_args=["-fopenmp"],
     optional=True,
 )
 

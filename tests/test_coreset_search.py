@@ -168,3 +168,37 @@ def test_long_work_reports_its_progress_to_a_listener_and_to_nobody_otherwise(fi
     features = [h for h in heard if h[0] == "features"]
     assert coreset[-1] == ("coreset", 200, 200) and len(coreset) == 100 and all(h[2] == 200 for h in coreset)
     assert features[-1] == ("features", 5, 5) and [h[1] for h in features] == sorted(h[1] for h in features)
+
+
+@pytest.mark.skipif(not fused_search.bfloat16_available(), reason="this CPU has no AVX-512 BF16")
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_bfloat16_search_gives_real_rows_float32_distances_and_nearly_always_the_nearest(dtype: type) -> None:
+    # Clustered features, as patch features are: near ties between rows are common.
+    rng = np.random.default_rng(21)
+    centres = rng.normal(0, 3, (40, 56)).astype(np.float32)
+    fused = (centres[rng.integers(0, 40, (2, 16, 16))] + rng.normal(0, 1, (2, 16, 16, 56))).astype(np.float32)
+    fine = np.ascontiguousarray(fused[..., :24].transpose(0, 3, 1, 2))
+    coarse = np.ascontiguousarray(fused[:, ::2, ::2, 24:].transpose(0, 3, 1, 2))
+    bank = (centres[rng.integers(0, 40, 3001)] + rng.normal(0, 1, (3001, 56))).astype(dtype)
+    exact = NearestNeighbourIndex(bank, kernel="library").map_distances([fine, coarse])
+    index = NearestNeighbourIndex(bank, precision="bfloat16")
+    assert index.packed is not None and index.nbytes > bank.nbytes + index.packed.words.nbytes
+    got = index.map_distances([fine, coarse])
+    # Never below the exact minimum (each is a real row's distance), never above its bound,
+    # and the exact minimum itself for nearly every patch.
+    assert np.all(got >= exact * (1 - 1e-5))
+    same = np.isclose(got, exact, rtol=1e-5)
+    assert same.mean() >= 0.95, same.mean()
+    rounding = 2.0**-7 + 2.0**-16 + 56 * 2.0**-23
+    centred = bank.astype(np.float32) - bank.astype(np.float32).mean(0)
+    bound = 2 * rounding * 2 * np.abs(fused).sum(-1).max() * np.linalg.norm(centred, axis=1).max()
+    assert np.all(got**2 - exact**2 <= bound)
+    # Where the channels cannot be packed in pairs (a map starting on an odd channel), the
+    # search is float32 and exact.
+    odd = NearestNeighbourIndex(bank[:, 1:], precision="bfloat16")
+    shifted = [np.ascontiguousarray(fine[:, 1:]), coarse]
+    np.testing.assert_allclose(
+        odd.map_distances(shifted),
+        NearestNeighbourIndex(bank[:, 1:], kernel="library").map_distances(shifted),
+        rtol=1e-5,
+    )

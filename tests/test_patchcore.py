@@ -87,6 +87,26 @@ def test_float16_bank_halves_bytes(line_dir: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(again.score(images[:1])[0], m16.score(images[:1])[0], rtol=1e-5)
 
 
+def test_a_model_keeps_its_search_precision_and_scores_alike_in_either(
+    fitted: PatchCore, tmp_path: Path, defect_sample
+) -> None:
+    from huoyan.vision import fused_search
+
+    assert fitted.search_precision == "float32"  # the default: exact
+    image, _ = defect_sample
+    exact = fitted.score([image])
+    fast = PatchCore.load(fitted.save(tmp_path / "m")).set_params(search_precision="bfloat16")
+    assert fast._index is not None and (fast._index.packed is not None) == fused_search.bfloat16_available()
+    scores = fast.score([image])
+    want, got = np.asarray(exact.evidence), np.asarray(scores.evidence)
+    np.testing.assert_allclose(got, want, rtol=1e-3)
+    assert np.all(got >= want - 1e-4 * want.max())  # real rows: never nearer than the nearest
+    np.testing.assert_allclose(scores.raw, exact.raw, rtol=1e-3)
+    again = PatchCore.load(fast.save(tmp_path / "b"))
+    assert again.search_precision == "bfloat16"
+    np.testing.assert_allclose(again.score([image]).raw, scores.raw, rtol=1e-6)
+
+
 def test_tampered_truncated_and_foreign_files_are_refused(fitted: PatchCore, tmp_path: Path) -> None:
     path = fitted.save(tmp_path / "m.safetensors")
     data = bytearray(path.read_bytes())
@@ -119,7 +139,13 @@ def test_unfitted_and_bad_parameters() -> None:
         PatchCore().score([np.zeros((8, 8, 3), np.uint8)])
     few = [np.zeros((8, 8, 3), np.uint8)] * 2
     # __init__ only stores parameters (scikit-learn's contract); fit says what is wrong with them.
-    for bad in ({"image_size": 100}, {"bank_dtype": "int8"}, {"calibration_fraction": 1.0}, {"backbone": "vgg"}):
+    for bad in (
+        {"image_size": 100},
+        {"bank_dtype": "int8"},
+        {"calibration_fraction": 1.0},
+        {"backbone": "vgg"},
+        {"search_precision": "float16"},
+    ):
         model = PatchCore(**bad)
         assert model.get_params()[next(iter(bad))] == next(iter(bad.values()))
         with pytest.raises(ValueError):

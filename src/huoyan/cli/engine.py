@@ -403,6 +403,13 @@ def add_commands(sub: Any) -> None:
     fit.add_argument(
         "--bank-dtype", choices=("float32", "float16"), default=d["bank_dtype"], help="float16 halves the bank's bytes"
     )
+    fit.add_argument(
+        "--search-precision",
+        choices=("float32", "bfloat16"),
+        default=d["search_precision"],
+        help="bfloat16: search the bank at twice the speed on CPUs with AVX-512 BF16, each nearest candidate "
+        "measured again in float32 (a distance can rarely be a near-tied row's); float32 elsewhere",
+    )
     fit.add_argument("--defects", nargs="*", help="folders of labelled defect images (adds the F1-optimal threshold)")
     fit.add_argument("--seed", type=int, default=d["seed"], help="random seed: the same seed, the same model")
     fit.add_argument("--runtime", choices=("onnx", "torch"), default=d["runtime"], help=RUNTIME_HELP)

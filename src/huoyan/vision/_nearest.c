@@ -12,7 +12,9 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <pthread.h>
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,10 @@
 #define HY_TAPS 4      /* bilinear taps per output row of a coarse map */
 #define HY_MAX_MAPS 8  /* feature maps per image */
 #define HY_MAX_THREADS 64
+/* Threads take the bank STEP blocks at a time from a shared counter, not in fixed halves:
+ * a core that is shared for a while (another library's worker spinning after its own
+ * parallel work) then costs only its own share of the time, not the whole call's. */
+#define HY_STEP_BLOCKS 8
 
 typedef struct {
     const float *rows;      /* n x c queries on this map's grid, centred and scaled by -2 */
@@ -64,20 +70,21 @@ typedef struct {
 #undef SFX
 #pragma GCC pop_options
 
+#include "_nearest_bf16.h"
+
 typedef void (*search_fn)(const hy_job *, int64_t, int64_t, float *, float *, float *, float *);
 
 typedef struct {
     const hy_job *job;
     search_fn fn;
     int lanes;
-    int64_t row0, row1;
+    int64_t *next; /* the next step of blocks, shared */
     int64_t out_rows;
     float *best; /* out_rows x lanes */
     int failed;
 } hy_share;
 
-static void *run_share(void *arg) {
-    hy_share *s = arg;
+static void run_share(hy_share *s) {
     const hy_job *job = s->job;
     int width = 2 * s->lanes;
     int64_t coarse = 0;
@@ -94,12 +101,16 @@ static void *run_share(void *arg) {
     } else {
         float inf = __builtin_inff();
         for (int64_t i = 0; i < s->out_rows * s->lanes; i++) s->best[i] = inf;
-        s->fn(job, s->row0, s->row1, block, norms, scratch, s->best);
+        for (;;) {
+            int64_t row0 = __atomic_fetch_add(s->next, 1, __ATOMIC_RELAXED) * HY_STEP_BLOCKS * width;
+            if (row0 >= job->rows) break;
+            int64_t row1 = row0 + HY_STEP_BLOCKS * width < job->rows ? row0 + HY_STEP_BLOCKS * width : job->rows;
+            s->fn(job, row0, row1, block, norms, scratch, s->best);
+        }
     }
     free(block);
     free(norms);
     free(scratch);
-    return NULL;
 }
 
 /* Which copy this CPU runs: 16 (AVX-512), 8 (AVX2 + FMA) or 0 (neither). */
@@ -127,38 +138,31 @@ int hy_nearest(const hy_job *job, int32_t threads, int32_t lanes, float *best) {
     for (int image = 0; image < job->nimages; image++) out_rows += job->maps[(int64_t)image * job->nmaps].n;
     search_fn fn = lanes == 16 ? search_avx512 : search_avx2;
     int width = 2 * lanes;
-    int64_t blocks = (job->rows + width - 1) / width;
+    int64_t steps = (job->rows + width * HY_STEP_BLOCKS - 1) / (width * HY_STEP_BLOCKS);
     if (threads < 1) threads = 1;
     if (threads > HY_MAX_THREADS) threads = HY_MAX_THREADS;
-    if (threads > blocks) threads = blocks > 0 ? (int)blocks : 1;
+    if (threads > steps) threads = steps > 0 ? (int)steps : 1;
     hy_share shares[HY_MAX_THREADS];
-    pthread_t ids[HY_MAX_THREADS];
-    int started[HY_MAX_THREADS] = {0};
     int failed = 0;
+    int64_t next = 0;
     for (int t = 0; t < threads; t++) {
         hy_share *s = &shares[t];
         s->job = job;
         s->fn = fn;
         s->lanes = lanes;
-        s->row0 = blocks * t / threads * width;
-        s->row1 = blocks * (t + 1) / threads * width;
-        if (s->row1 > job->rows) s->row1 = job->rows;
+        s->next = &next;
         s->out_rows = out_rows;
         s->failed = 0;
         s->best = malloc((size_t)(out_rows > 0 ? out_rows : 1) * lanes * sizeof(float));
-        if (!s->best) {
-            failed = 1;
-            continue;
-        }
-        if (t > 0 && pthread_create(&ids[t], NULL, run_share, s) == 0) started[t] = 1;
+        failed |= !s->best;
     }
     if (!failed) {
-        run_share(&shares[0]);
-        for (int t = 1; t < threads; t++)
-            if (!started[t]) run_share(&shares[t]);
+        /* OpenMP, not threads of our own: the library is torch's (one libgomp per process),
+         * so its workers, still spinning after torch's last parallel work, take ours at
+         * once instead of competing with new threads for the cores. */
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+        for (int t = 0; t < threads; t++) run_share(&shares[t]);
     }
-    for (int t = 1; t < threads; t++)
-        if (started[t]) pthread_join(ids[t], NULL);
     for (int t = 0; t < threads; t++) failed |= !shares[t].best || shares[t].failed;
     if (!failed) {
         for (int64_t i = 0; i < out_rows; i++) {
@@ -172,6 +176,107 @@ int hy_nearest(const hy_job *job, int32_t threads, int32_t lanes, float *best) {
         }
     }
     for (int t = 0; t < threads; t++) free(shares[t].best);
+    return failed ? -2 : 0;
+}
+
+/* Whether this CPU runs the bfloat16 copy. */
+int hy_bf16(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16") &&
+           __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
+}
+
+/* As hy_nearest, on a bank packed by hy_pack_bf16, products in bfloat16 and the candidates
+ * measured again in float32 (_nearest_bf16.h). Returns -1 where the CPU has no BF16, -2 on bad arguments or memory, -3 where a
+ * map's channels do not start on a pair (the caller searches in float32). */
+__attribute__((target("avx512f,avx512bf16,f16c,fma"))) int hy_nearest_bf16(const hy_job *job, const uint32_t *packed, const float *norms, int32_t threads, float *best) {
+    if (!hy_bf16()) return -1;
+    if (job->nmaps < 1 || job->nmaps > HY_MAX_MAPS || job->nimages < 0 || job->rows < 0) return -2;
+    int64_t nmaps_all = (int64_t)job->nimages * job->nmaps, query_words = 0, out_rows = 0, coarse_rows = 0;
+    for (int64_t i = 0; i < nmaps_all; i++) {
+        const hy_map *m = &job->maps[i];
+        if (m->n < 0 || m->c < 0 || m->offset < 0 || m->offset + m->c > job->dim) return -2;
+        if (i % job->nmaps && (!m->taps || !m->weights)) return -2;
+        if (m->offset % 2 || (m->c % 2 && m->offset + m->c != job->dim)) return -3;
+        query_words += (int64_t)m->n * ((m->c + 1) / 2);
+        if (i % job->nmaps == 0) out_rows += m->n;
+        else coarse_rows += m->n;
+    }
+    bf_map *bm = malloc((size_t)(nmaps_all + 1) * sizeof(bf_map));
+    uint32_t *words = malloc((size_t)(query_words + 1) * sizeof(uint32_t));
+    float *query_norms = malloc((size_t)(out_rows + coarse_rows + 1) * sizeof(float));
+    int64_t steps = (job->rows + BF_WIDTH * HY_STEP_BLOCKS - 1) / (BF_WIDTH * HY_STEP_BLOCKS);
+    if (threads < 1) threads = 1;
+    if (threads > HY_MAX_THREADS) threads = HY_MAX_THREADS;
+    if (threads > steps) threads = steps > 0 ? (int)steps : 1;
+    int64_t next = 0;
+    bf_share shares[HY_MAX_THREADS];
+    int failed = !bm || !words || !query_norms;
+    for (int t = 0; t < threads; t++) {
+        shares[t].best = malloc((size_t)(out_rows + 1) * 16 * sizeof(float));
+        shares[t].which = malloc((size_t)(out_rows + 1) * 16 * sizeof(int32_t));
+        failed |= !shares[t].best || !shares[t].which;
+    }
+    if (!failed) {
+        uint32_t *at = words;
+        float *norm_at = query_norms;
+        for (int64_t i = 0; i < nmaps_all; i++) {
+            const hy_map *m = &job->maps[i];
+            int pairs = (m->c + 1) / 2;
+            bm[i].rows = at;
+            bm[i].pairs = pairs;
+            bm[i].first_pair = m->offset / 2;
+            for (int64_t j = 0; j < m->n; j++)
+                for (int p = 0; p < pairs; p++) at[j * pairs + p] = bf16_pair(m->rows + j * m->c, 2 * p, m->c);
+            at += (int64_t)m->n * pairs;
+            row_norms(m->rows, m->n, m->c, norm_at);
+            norm_at += m->n;
+        }
+        for (int t = 0; t < threads; t++) {
+            bf_share *s = &shares[t];
+            s->job = job;
+            s->packed = packed;
+            s->norms = norms;
+            s->bm = bm;
+            s->next = &next;
+            s->out_rows = out_rows;
+            s->failed = 0;
+        }
+#pragma omp parallel num_threads(threads)
+        {
+            int me = omp_get_thread_num(), team = omp_get_num_threads();
+            for (int t = me; t < threads; t += team) bf_run(&shares[t]);
+#pragma omp barrier
+            int ran = 1;
+            for (int t = 0; t < threads; t++) ran &= !shares[t].failed;
+            float *whole = malloc((size_t)job->dim * sizeof(float) + 4);
+            if (ran && whole) {
+                int64_t out = 0;
+                const float *norm_at = query_norms;
+                for (int image = 0; image < job->nimages; image++) {
+                    const hy_map *maps = job->maps + (int64_t)image * job->nmaps;
+                    int64_t n = maps[0].n;
+                    bf_measure(job, maps, shares, threads, norm_at, norms, out, n * me / team,
+                               n * (me + 1) / team, whole, best);
+                    out += n;
+                    for (int m = 0; m < job->nmaps; m++) norm_at += maps[m].n;
+                }
+            }
+            if (!whole) {
+#pragma omp atomic write
+                shares[me % threads].failed = 1;
+            }
+            free(whole);
+        }
+        for (int t = 0; t < threads; t++) failed |= shares[t].failed;
+    }
+    for (int t = 0; t < threads; t++) {
+        free(shares[t].best);
+        free(shares[t].which);
+    }
+    free(bm);
+    free(words);
+    free(query_norms);
     return failed ? -2 : 0;
 }
 

@@ -68,8 +68,27 @@ def _library() -> ctypes.CDLL | None:
         return None
     lib = ctypes.CDLL(_nearest.__file__)
     lib.hy_lanes.restype = ctypes.c_int
+    lib.hy_bf16.restype = ctypes.c_int
     lib.hy_nearest.restype = ctypes.c_int
     lib.hy_nearest.argtypes = [ctypes.POINTER(_Job), ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p]
+    lib.hy_pack_bf16.restype = None
+    lib.hy_pack_bf16.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int32,
+        ctypes.c_int64,
+        ctypes.c_int32,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
+    lib.hy_nearest_bf16.restype = ctypes.c_int
+    lib.hy_nearest_bf16.argtypes = [
+        ctypes.POINTER(_Job),
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int32,
+        ctypes.c_void_p,
+    ]
     return lib
 
 
@@ -82,6 +101,40 @@ def lanes() -> int:
 def available() -> bool:
     """Whether the kernel was built and this CPU can run it."""
     return lanes() > 0
+
+
+def bfloat16_available() -> bool:
+    """Whether this CPU runs the bfloat16 copy (AVX-512 with BF16)."""
+    lib = _library()
+    return lib is not None and bool(lib.hy_bf16())
+
+
+@dataclass(frozen=True)
+class PackedBank:
+    """The bank as the bfloat16 copy reads it: blocks of 32 rows, channel pairs interleaved."""
+
+    words: np.ndarray  # uint32: blocks x pairs x 32
+    norms: np.ndarray  # float32 squared norms of the centred rows, blocks x 32 (inf past the end)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.words.nbytes + self.norms.nbytes)
+
+
+def pack_bfloat16(bank: torch.Tensor, mean: torch.Tensor) -> PackedBank:
+    """Centre and pack ``bank`` (float32 or float16, rows x D) for :func:`nearest_bfloat16`."""
+    lib = _library()
+    if lib is None or not lib.hy_bf16():
+        raise RuntimeError("this CPU has no bfloat16 copy of the kernel")
+    bank = bank.contiguous()
+    mean = mean.float().contiguous()
+    rows, dim = bank.shape
+    blocks = -(-rows // 32)
+    words = np.empty(blocks * ((dim + 1) // 2) * 32, np.uint32)
+    norms = np.empty(blocks * 32, np.float32)
+    half = int(bank.dtype == torch.float16)
+    lib.hy_pack_bf16(bank.data_ptr(), half, rows, dim, mean.data_ptr(), words.ctypes.data, norms.ctypes.data)
+    return PackedBank(words, norms)
 
 
 @functools.cache
@@ -109,14 +162,60 @@ def nearest(
 ) -> torch.Tensor:
     """min over bank rows of ||b - mean||^2 - 2 q.b for every image's output rows, concatenated.
 
-    ``bank`` is float32 or float16, rows x D, contiguous; every image has the same number
-    of maps, its first on the output grid. ``lanes`` forces a copy of the kernel (tests).
+    ``bank`` is float32 or float16, rows x D; every image has the same number of maps, its
+    first on the output grid. ``lanes`` forces a copy of the kernel (tests).
     """
     lib = _library()
     if lib is None:
         raise RuntimeError("the fused search kernel is not built")
     if not images:
         return torch.zeros(0)
+    job, out, keep = _job(bank, mean, images)
+    status = lib.hy_nearest(ctypes.byref(job), threads, lanes, out.data_ptr())
+    del keep
+    if status == -1:
+        raise RuntimeError(f"this CPU cannot run the kernel's {lanes or 'best'}-lane copy")
+    if status != 0:
+        raise ValueError("the fused search kernel refused its arguments or ran out of memory")
+    return out
+
+
+def nearest_bfloat16(
+    bank: torch.Tensor, mean: torch.Tensor, packed: PackedBank, images: Sequence[Sequence[Query]], threads: int
+) -> torch.Tensor | None:
+    """As :func:`nearest`, products in bfloat16 and the candidates measured again in float32.
+
+    Each result is the float32 value for a real bank row, the exact minimum unless that row
+    lost a near tie in bfloat16 (``_nearest_bf16.h``). None where a map's channels do not
+    start on an even channel: the caller searches in float32.
+    """
+    lib = _library()
+    if lib is None:
+        raise RuntimeError("the fused search kernel is not built")
+    if not images:
+        return torch.zeros(0)
+    job, out, keep = _job(bank, mean, images)
+    status = lib.hy_nearest_bf16(
+        ctypes.byref(job),
+        packed.words.ctypes.data,
+        packed.norms.ctypes.data,
+        threads,
+        out.data_ptr(),
+    )
+    del keep
+    if status == -3:
+        return None
+    if status == -1:
+        raise RuntimeError("this CPU has no bfloat16 copy of the kernel")
+    if status != 0:
+        raise ValueError("the fused search kernel refused its arguments or ran out of memory")
+    return out
+
+
+def _job(
+    bank: torch.Tensor, mean: torch.Tensor, images: Sequence[Sequence[Query]]
+) -> tuple[_Job, torch.Tensor, list[object]]:
+    """The kernel's view of one call, its output and what must stay alive until it returns."""
     nmaps = len(images[0])
     maps = (_Map * (len(images) * nmaps))()
     keep: list[object] = []
@@ -139,6 +238,7 @@ def nearest(
                 keep += [taps, weights]
     bank = bank.contiguous()
     mean = mean.float().contiguous()
+    keep += [bank, mean, maps]
     job = _Job(
         bank=bank.data_ptr(),
         half=int(bank.dtype == torch.float16),
@@ -150,9 +250,4 @@ def nearest(
         nimages=len(images),
     )
     out = torch.empty(sum(parts[0].rows.shape[0] for parts in images))
-    status = lib.hy_nearest(ctypes.byref(job), threads, lanes, out.data_ptr())
-    if status == -1:
-        raise RuntimeError(f"this CPU cannot run the kernel's {lanes or 'best'}-lane copy")
-    if status != 0:
-        raise ValueError("the fused search kernel refused its arguments or ran out of memory")
-    return out
+    return job, out, keep

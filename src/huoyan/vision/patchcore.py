@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from huoyan.vision.coreset import coreset_size, greedy_coreset
 from huoyan.vision.edge_runner import resize_to
 from huoyan.vision.features import fuse
 from huoyan.vision.runtime import FeatureRuntime, make_runtime
-from huoyan.vision.search import NearestNeighbourIndex
+from huoyan.vision.search import NearestNeighbourIndex, Precision
 
 BANK_DTYPES = ("float32", "float16")
 # The estimator's parameters, in ``__init__``'s order: what ``get_params`` reports and saves.
@@ -51,7 +51,9 @@ _PARAMS = (
     "calibration_in_bank",
     "calibration",
     "augment",
+    "search_precision",
 )
+SEARCH_PRECISIONS = ("float32", "bfloat16")
 CALIBRATIONS = ("auto", "holdout", "leave-one-out")
 # Copies of each bank image: as taken, mirrored, and (rot90) turned by quarter turns.
 AUGMENTS = ("none", "flips", "rot90")
@@ -113,6 +115,13 @@ class PatchCore(Parameters):
       the others, so all of them calibrate (see ``_fit_leave_one_out``). ``auto``:
       leave-one-out up to ``FEW_SHOT_IMAGES`` images, holdout above. ``holdout`` is the
       default, so that a coreset ratio or calibration fraction given is never ignored.
+    - ``search_precision``: ``float32`` (default: the exact nearest distance) or
+      ``bfloat16``: the bank is searched with bfloat16 products where the CPU has AVX-512
+      BF16 (twice the float32 rate), every candidate for the nearest row is measured again
+      in float32, so a patch's distance is a real row's float32 distance, equal to the exact
+      one unless that row lost a near tie (docs/benchmarks.md measures how often, and that
+      AUROC does not move); float32 on other CPUs. Set before ``fit``, the threshold is
+      calibrated with the search the model runs with.
     """
 
     def __init__(
@@ -132,6 +141,7 @@ class PatchCore(Parameters):
         calibration_in_bank: bool = True,
         calibration: str = "holdout",
         augment: str = "none",
+        search_precision: str = "float32",
     ) -> None:
         self.backbone = backbone
         self.image_size = image_size
@@ -148,6 +158,7 @@ class PatchCore(Parameters):
         self.calibration_in_bank = calibration_in_bank
         self.calibration = calibration
         self.augment = augment
+        self.search_precision = search_precision
         self._runtime: FeatureRuntime | None = None
         self._index: NearestNeighbourIndex | None = None
 
@@ -161,6 +172,8 @@ class PatchCore(Parameters):
     def _parameters_changed(self, names: set[str]) -> None:
         if {"backbone", "image_size", "runtime"} & names:
             self._runtime = None  # rebuilt for the new input on next use
+        if "search_precision" in names and hasattr(self, "bank_"):
+            self._set_bank(self.bank_)
 
     def _check_params(self) -> None:
         if self.backbone not in BACKBONES:
@@ -173,6 +186,8 @@ class PatchCore(Parameters):
             raise ValueError(f"calibration must be one of {CALIBRATIONS}")
         if self.augment not in AUGMENTS:
             raise ValueError(f"augment must be one of {AUGMENTS}")
+        if self.search_precision not in SEARCH_PRECISIONS:
+            raise ValueError(f"search_precision must be one of {SEARCH_PRECISIONS}")
         if self.image_size < 32 or self.image_size % 16:
             raise ValueError("image_size must be a multiple of 16 and at least 32")
 
@@ -394,7 +409,7 @@ class PatchCore(Parameters):
 
     def _set_bank(self, bank: np.ndarray) -> None:
         self.bank_ = bank
-        self._index = NearestNeighbourIndex(bank)
+        self._index = NearestNeighbourIndex(bank, precision=cast(Precision, self.search_precision))
 
     # -- inference (pure) -------------------------------------------------------------
     @property

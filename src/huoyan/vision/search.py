@@ -42,6 +42,7 @@ CHUNK_ROWS = 1024
 QUERY_ROWS = 1024
 
 Kernel = Literal["auto", "fused", "library"]
+Precision = Literal["float32", "bfloat16"]
 
 
 class NearestNeighbourIndex:
@@ -49,10 +50,13 @@ class NearestNeighbourIndex:
 
     ``bank`` is used in place (no copy): float32 or float16, N x D. Calls are thread-safe;
     each allocates its own work buffers. ``kernel``: the fused kernel (``fused_search``)
-    where it is built and the CPU runs it ("auto"), or always one path.
+    where it is built and the CPU runs it ("auto"), or always one path. ``precision``
+    "bfloat16": products in bfloat16 where the CPU has AVX-512 BF16 and the fused kernel,
+    the candidates measured again in float32 (a packed copy of the bank is held for it);
+    float32 elsewhere.
     """
 
-    def __init__(self, bank: np.ndarray, kernel: Kernel = "auto") -> None:
+    def __init__(self, bank: np.ndarray, kernel: Kernel = "auto", precision: Precision = "float32") -> None:
         if bank.ndim != 2 or bank.dtype not in (np.float32, np.float16):
             raise ValueError("the bank must be a 2-D float32 or float16 array")
         if kernel == "fused" and not fused_search.available():
@@ -63,11 +67,15 @@ class NearestNeighbourIndex:
         for chunk in torch.split(self.bank, CHUNK_ROWS):
             total += chunk.double().sum(0)
         self.mean = (total / max(1, bank.shape[0])).float()
+        self.packed: fused_search.PackedBank | None = None
+        if precision == "bfloat16" and self.fused and fused_search.bfloat16_available():
+            self.packed = fused_search.pack_bfloat16(self.bank, self.mean)
 
     @property
     def nbytes(self) -> int:
-        """Bytes held for the bank (the bank itself and its mean)."""
-        return int(self.bank.numel() * self.bank.element_size() + self.mean.numel() * 4)
+        """Bytes held for the bank (the bank itself, its mean and any packed copy)."""
+        packed = self.packed.nbytes if self.packed is not None else 0
+        return int(self.bank.numel() * self.bank.element_size() + self.mean.numel() * 4 + packed)
 
     def distances(self, queries: np.ndarray) -> np.ndarray:
         """Nearest distance for each row of ``queries`` (n x D)."""
@@ -107,8 +115,14 @@ class NearestNeighbourIndex:
 
     def _nearest(self, images: list[list[Query]], sq: list[torch.Tensor]) -> torch.Tensor:
         """Row minima of ||q - b|| over the bank for every image's queries, concatenated."""
-        if self.fused:
-            out = fused_search.nearest(self.bank, self.mean, images, torch.get_num_threads())
+        threads = torch.get_num_threads()
+        packed_out = None
+        if self.packed is not None:
+            packed_out = fused_search.nearest_bfloat16(self.bank, self.mean, self.packed, images, threads)
+        if packed_out is not None:
+            out = packed_out
+        elif self.fused:
+            out = fused_search.nearest(self.bank, self.mean, images, threads)
         else:
             out = self._library_minima(images, sq)
         out += torch.cat(sq)
