@@ -25,6 +25,7 @@ from huoyan.vision.dataset import Category, TestSample, load_category
 from huoyan.vision.evaluate import evaluate
 from huoyan.vision.imageio import read_image
 from huoyan.vision.patchcore import PatchCore
+from huoyan.vision.search import NearestNeighbourIndex
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MT_DEFECTS = ("Blowhole", "Break", "Crack", "Fray", "Uneven")
@@ -47,7 +48,11 @@ def magnetic_tile(root: Path, max_train: int | None) -> Category:
 
 def run(name: str, category: Category, args: argparse.Namespace) -> dict[str, Any]:
     images = [read_image(p) for p in category.train]
-    model = PatchCore(backbone=args.backbone, coreset_ratio=args.coreset_ratio, image_size=args.size)
+    both = args.search_precision == "both"
+    first = "float32" if both else args.search_precision
+    model = PatchCore(
+        backbone=args.backbone, coreset_ratio=args.coreset_ratio, image_size=args.size, search_precision=first
+    )
     model.prepare()  # backbone build and ONNX export are start-up, not fit
     t = time.perf_counter()
     model.fit(images)
@@ -56,8 +61,27 @@ def run(name: str, category: Category, args: argparse.Namespace) -> dict[str, An
     assert model.card_ is not None
     row = {"dataset": name, "train_images": len(images), "bank_rows": model.card_.details["bank_size"], "fit_s": fit_s}
     row.update({k: v for k, v in result.items() if k != "category"})
+    if both:  # the same bank searched in bfloat16: do the nearest rows and the metrics move?
+        fast = evaluate(model.set_params(search_precision="bfloat16"), category)
+        row["bfloat16"] = {k: v for k, v in fast.items() if k != "category"}
+        row["bfloat16"].update(nearest_rows_kept(model, category))
     print(json.dumps(row))
     return row
+
+
+def nearest_rows_kept(model: PatchCore, category: Category) -> dict[str, float]:
+    """Share of test patches whose bfloat16 distance is the exact one, and the largest excess."""
+    exact = NearestNeighbourIndex(model.bank_)
+    fast = NearestNeighbourIndex(model.bank_, precision="bfloat16")
+    same = total = 0
+    excess = 0.0
+    for sample in category.test:
+        maps = model.feature_maps([read_image(sample.path)])
+        want, got = exact.map_distances(maps), fast.map_distances(maps)
+        total += want.size
+        same += int(np.isclose(got, want, rtol=1e-5).sum())
+        excess = max(excess, float((got / np.maximum(want, 1e-12) - 1).max()))
+    return {"patches_exact": same / total, "largest_relative_excess": excess, "patches": total}
 
 
 def main() -> None:
@@ -68,6 +92,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--max-train", type=int, default=None, help="cap the magnetic-tile training images")
     ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument(
+        "--search-precision",
+        choices=("float32", "bfloat16", "both"),
+        default="float32",
+        help="both: the float32 model, then the same bank searched in bfloat16, with the share of patches kept",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     rows = []

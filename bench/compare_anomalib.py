@@ -111,6 +111,7 @@ def huoyan_side(view: Path, out: Path, args: argparse.Namespace) -> None:
         seed=args.seed,
         calibration_in_bank=args.calibration_in_bank,
         bank_dtype=args.bank_dtype,
+        search_precision=args.search_precision,
     )
     model.fit([read_image(p) for p in cat.train])
     fit_s = time.perf_counter() - start
@@ -132,7 +133,8 @@ def huoyan_side(view: Path, out: Path, args: argparse.Namespace) -> None:
     assert model.bank_ is not None
     result = {
         "library": "huoyan",
-        "mode": f"greedy-coreset, {args.bank_dtype} bank" + (", calibration in bank" * args.calibration_in_bank),
+        "mode": f"greedy-coreset, {args.bank_dtype} bank, {args.search_precision} search"
+        + (", calibration in bank" * args.calibration_in_bank),
         "fit_seconds": fit_s,
         "train_images": len(cat.train),
         "bank_images": model.card_.details["bank_images"],
@@ -201,6 +203,9 @@ def main() -> None:
         help="Huoyan adds its calibration images to the bank after calibrating (its default)",
     )
     ap.add_argument("--bank-dtype", choices=("float32", "float16"), default="float16", help="Huoyan's memory bank")
+    ap.add_argument(
+        "--search-precision", choices=("float32", "bfloat16"), default="float32", help="Huoyan's search of the bank"
+    )
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--anomalib-python", type=Path, default=DEFAULT_ANOMALIB_PYTHON)
     ap.add_argument("--side", choices=("huoyan",), help=argparse.SUPPRESS)
@@ -219,7 +224,7 @@ def main() -> None:
         "--eval-size", str(args.eval_size), "--repeats", str(args.repeats), "--seed", str(args.seed),
     ]  # fmt: skip
     in_bank = ["--calibration-in-bank" if args.calibration_in_bank else "--no-calibration-in-bank"]
-    in_bank += ["--bank-dtype", args.bank_dtype]
+    in_bank += ["--bank-dtype", args.bank_dtype, "--search-precision", args.search_precision]
     subprocess.run(
         [sys.executable, __file__, str(view), "--side", "huoyan", "--work", str(work), *common, *in_bank], check=True
     )

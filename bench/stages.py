@@ -8,6 +8,11 @@ normalise), backbone (ONNX Runtime), search (nearest bank row of every patch), a
 map (upsampling and blur) and decision (the map at the image's size, regions, verdict).
 The whole path is timed too, so what the stages leave out (Python between them) shows.
 
+The search and the whole path are timed with each search in turn on every part (the
+library's matrix products, the fused float32 kernel, and the fused bfloat16 kernel where
+the CPU has AVX-512 BF16), so the three are interleaved; the bfloat16 distances are
+compared with the exact ones patch by patch.
+
     python bench/stages.py [--parts 200] [--json bench/out/stages.json]
 """
 
@@ -25,9 +30,11 @@ import numpy as np
 from benchlib import cpu_model, vector_extensions
 from huoyan.decision.judge import ImageDecider, Policy
 from huoyan.sampleline.generator import make_sample
+from huoyan.vision import fused_search
 from huoyan.vision.anomaly_map import patch_grid_to_map
 from huoyan.vision.imageio import decode_image
 from huoyan.vision.patchcore import PatchCore
+from huoyan.vision.search import NearestNeighbourIndex
 
 STAGES = ("decode", "preprocess", "backbone", "search", "anomaly_map", "decision")
 
@@ -44,10 +51,18 @@ def main() -> None:
     encoded = [cv2.imencode(".png", cv2.cvtColor(p, cv2.COLOR_RGB2BGR))[1].tobytes() for p in parts]
     model = PatchCore().prepare().fit(train)
     runtime = model._features_runtime()
-    index = model._index
-    assert index is not None
+    searches = {"library": NearestNeighbourIndex(model.bank_, kernel="library")}
+    if fused_search.available():
+        searches["fused_float32"] = NearestNeighbourIndex(model.bank_, kernel="fused")
+    if fused_search.bfloat16_available():
+        searches["fused_bfloat16"] = NearestNeighbourIndex(model.bank_, precision="bfloat16")
     decider = ImageDecider(Policy.of(model.threshold))
-    spent = {stage: [] for stage in (*STAGES, "whole")}  # type: dict[str, list[float]]
+    spent: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    for name in searches:
+        spent[f"search_{name}"] = []
+        spent[f"whole_{name}"] = []
+    patches = same = 0
+    largest_excess = 0.0
 
     def whole(data: bytes) -> None:
         image = decode_image(data)
@@ -63,30 +78,53 @@ def main() -> None:
         marks.append(time.perf_counter())
         feature_maps = runtime(batch)
         marks.append(time.perf_counter())
-        distances = index.map_distances(feature_maps)
+        found = {}
+        for name, index in searches.items():
+            t = time.perf_counter()
+            found[name] = index.map_distances(feature_maps)
+            if i >= 5:
+                spent[f"search_{name}"].append(time.perf_counter() - t)
+        distances = found["library"]
         marks.append(time.perf_counter())
         heat = patch_grid_to_map(distances[0], model.image_size, model.blur_sigma)
         marks.append(time.perf_counter())
         decider.judge(image, float(heat.max()), heat, "part")
         marks.append(time.perf_counter())
-        t = time.perf_counter()
-        whole(data)
-        whole_s = time.perf_counter() - t
+        if "fused_bfloat16" in found:
+            fast = found["fused_bfloat16"]
+            patches += distances.size
+            same += int(np.isclose(fast, distances, rtol=1e-5).sum())
+            largest_excess = max(largest_excess, float((fast / distances - 1).max()))
+        for name, index in searches.items():
+            model._index = index
+            t = time.perf_counter()
+            whole(data)
+            if i >= 5:
+                spent[f"whole_{name}"].append(time.perf_counter() - t)
         if i >= 5:  # warm-up
             for stage, start, end in zip(STAGES, marks, marks[1:], strict=False):
-                spent[stage].append(end - start)
-            spent["whole"].append(whole_s)
-    ms = {stage: float(np.median(v) * 1000) for stage, v in spent.items()}
-    staged = sum(ms[s] for s in STAGES)
+                if stage != "search":
+                    spent[stage].append(end - start)
+    ms = {stage: float(np.median(v) * 1000) for stage, v in spent.items() if v}
     row: dict[str, Any] = {
         "cpu": cpu_model(),
         "vector_extensions": vector_extensions(),
         "bank_rows": int(model.bank_.shape[0]),
         "ms_median": ms,
-        "share_of_stages": {s: ms[s] / staged for s in STAGES},
-        "between_stages_ms": ms["whole"] - staged,
-        "images_per_s_whole": 1000 / ms["whole"],
     }
+    for name in searches:
+        stages = {s: ms[s] if s != "search" else ms[f"search_{name}"] for s in STAGES}
+        staged = sum(stages.values())
+        row[name] = {
+            "share_of_stages": {s: v / staged for s, v in stages.items()},
+            "between_stages_ms": ms[f"whole_{name}"] - staged,
+            "images_per_s_whole": 1000 / ms[f"whole_{name}"],
+            # The issue's measure: from a decoded image to a result.
+            "images_per_s_decoded": 1000 / (ms[f"whole_{name}"] - ms["decode"]),
+        }
+    if patches:
+        row["bfloat16_patches_exact"] = same / patches
+        row["bfloat16_largest_excess"] = largest_excess
     print(json.dumps(row, indent=2))
     if args.json:
         args.json.write_text(json.dumps(row, indent=2) + "\n")

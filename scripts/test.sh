@@ -19,6 +19,8 @@ fi
 # independent OPC UA client. The tests start their own broker. The dashboard's browser tests
 # drive Debian's Chromium through Playwright (Playwright cannot download its own browser here).
 need=()
+# The memory-bank search kernel is C, compiled when Huoyan is installed.
+command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 [ -x /usr/bin/chromium ] || need+=(chromium)

@@ -15,6 +15,7 @@ import pytest
 
 from huoyan.cli import main
 from huoyan.detectors import REGISTRY, load_detector
+from huoyan.vision import fused_search
 from huoyan.vision.edge_runner import open_model, read_rgb8, resize_to
 from huoyan.vision.export import EXPORT_RTOL, ExportError, export
 from huoyan.vision.imageio import list_images, read_image
@@ -120,6 +121,13 @@ def test_export_checks_itself_and_a_mismatch_fails_the_check(
     assert main(["export", str(model_file), "-o", str(out), *check]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["check"]["identical"] and summary["check"]["images"] == len(_test_images(line_dir))
+    # A model that searches in bfloat16 is held to its float32 search (the export's), and
+    # is left as it was.
+    fast = load_detector(model_file).set_params(search_precision="bfloat16")
+    result = check_export(fast, out, line_dir / "test")
+    assert result["identical"] and result["reference_search"] == "float32"
+    assert fast.search_precision == "bfloat16" and fast._index is not None
+    assert (fast._index.packed is not None) == fused_search.bfloat16_available()
     # the export of another model does not pass for this one
     other = PatchCore(image_size=model.image_size, coreset_ratio=0.05, blur_sigma=2.0, seed=1)
     other.fit([read_image(p) for p in list_images(line_dir / "train" / "good")][:6])

@@ -75,7 +75,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 def check_export(model: Any, exported: Path, folder: Path) -> dict[str, Any]:
     """Score ``folder``'s images with the model and with the export, one at a time (as a
     station does); the largest differences of scores and maps, as shares of each image's
-    score (the scale the threshold and the normalised score are on)."""
+    score (the scale the threshold and the normalised score are on). The export searches
+    in float32, so a model that searches in bfloat16 is checked by its float32 search."""
+    import copy
+
     import numpy as np
 
     from huoyan.vision.edge_runner import open_model, resize_to
@@ -83,6 +86,9 @@ def check_export(model: Any, exported: Path, folder: Path) -> dict[str, Any]:
     from huoyan.vision.imageio import ImageError, list_images, read_image
 
     scorer, _, size = open_model(exported)
+    reference = model
+    if getattr(model, "search_precision", "float32") != "float32":
+        reference = copy.copy(model).set_params(search_precision="float32")  # the bank is shared, not copied
     worst_score = worst_map = 0.0
     count = 0
     for path in list_images(folder, recursive=True):
@@ -90,7 +96,7 @@ def check_export(model: Any, exported: Path, folder: Path) -> dict[str, Any]:
             image = read_image(path)
         except ImageError:
             continue
-        want = model.score([image])
+        want = reference.score([image])
         got_scores, got_maps = scorer(resize_to(image, size)[None])
         scale = max(abs(float(want.raw[0])), float(np.finfo(np.float32).tiny))
         worst_score = max(worst_score, abs(float(got_scores[0]) - float(want.raw[0])) / scale)
@@ -103,5 +109,6 @@ def check_export(model: Any, exported: Path, folder: Path) -> dict[str, Any]:
         "max_score_difference": worst_score,
         "max_map_difference": worst_map,
         "tolerance": EXPORT_RTOL,
+        "reference_search": "float32",
         "identical": worst_score <= EXPORT_RTOL and worst_map <= EXPORT_RTOL,
     }

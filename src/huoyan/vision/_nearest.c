@@ -7,7 +7,9 @@
  * minima is written. Arithmetic is float32 throughout (exact in the same sense as the
  * library path: the same sums in another order). One source is compiled for AVX-512 and
  * for AVX2 + FMA; hy_nearest picks by what the CPU reports, and returns -1 where it has
- * neither, so the caller keeps the library path.
+ * neither, so the caller keeps the library path. hy_nearest_bf16 is the bfloat16 copy
+ * (_nearest_bf16.h), for CPUs with AVX-512 BF16. The threads are OpenMP's, which in a
+ * process that has loaded torch are torch's own (one libgomp per process).
  */
 
 #define PY_SSIZE_T_CLEAN

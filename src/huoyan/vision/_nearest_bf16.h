@@ -16,7 +16,7 @@
 #pragma GCC target("avx512f,avx512bf16,f16c,fma")
 
 #define BF_WIDTH 32
-#define BF_TILE 8
+#define BF_TILE 12
 
 static inline uint32_t bf16_bits(float x) {
     uint32_t bits;

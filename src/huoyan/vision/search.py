@@ -1,28 +1,30 @@
 """Exact nearest-neighbour search of patch features against the memory bank.
 
-Search dominates inference time, and on a CPU it is bound by the matrix product of the
-queries with the bank. Three things keep that product small and fast (measured on the
-2-core development machines, docs/benchmarks.md):
+Search dominates inference time, and on a CPU it is bound by the products of the queries
+with the bank. What keeps them small and fast (measured on the 2-core development
+machines, docs/benchmarks.md):
 
-- The bank is taken in ~1k-row chunks, each product reduced to its row minimum at once,
-  so the distance block stays in cache (one product against the whole bank spills out
-  of it and runs at half the speed). Each chunk's buffer is reused, not reallocated:
-  fresh multi-MB tensors cost page faults on every chunk.
 - The coarse (stride-16) part of a patch feature is a bilinear resize of a grid 4x
   smaller than the patch grid. Resizing is linear, so its dot products with the bank are
   taken on that grid and then resized: the same numbers for a quarter of the work on
   112 of the 152 channels.
+- The fused kernel (``fused_search``, C compiled at install for AVX-512 and AVX2) keeps
+  each tile of products in registers, resizes the coarse ones there and reduces them to
+  row minima at once: nothing but the minima is written, the bank is read once per image
+  (1.6-1.8x the library path). Where it is not built, the library path takes the bank in
+  ~1k-row chunks, each product reduced to its row minimum at once so the block stays in
+  cache, its buffer reused (fresh multi-MB tensors cost page faults on every chunk).
 - The bank is held once, in its own dtype: a float16 bank stays float16 in memory (half
-  the bytes of a float32 bank). Each chunk is converted to float32 as it is searched,
-  which costs ~0.03 ms per 1k rows; float16 products run 25-40x slower than float32 on
-  these CPUs.
+  the bytes of a float32 bank), converted to float32 as it is searched.
+- ``precision="bfloat16"`` (a model's ``search_precision``), on CPUs with AVX-512 BF16:
+  products at twice the float32 rate, every candidate for the nearest row measured again
+  in float32; a packed copy of the bank is held for it.
 
 Both sides are centred on the bank mean, which keeps ||q||^2 + ||b||^2 - 2 q.b from
 cancelling badly. Approximate searches (PCA projections, inverted lists) were measured
-and rejected: each lost image AUROC or saved no time. bfloat16 products are 2-2.6x faster
-where the CPU has AVX-512-BF16, but finding the nearest row to recompute its distance
-exactly costs more than they save, and pruning by the triangle inequality skips almost
-nothing in 152 dimensions (docs/benchmarks.md, *Where a part's time goes*).
+and rejected: each lost image AUROC or saved no time; so was pruning by the triangle
+inequality, which skips almost nothing in 152 dimensions (docs/benchmarks.md, *Where a
+part's time goes*).
 """
 
 from __future__ import annotations
