@@ -155,40 +155,43 @@ static void bf_run(bf_share *s) {
         s->which[i] = -1;
     }
     float *coarse[HY_MAX_MAPS];
-    /* Blocks outside, images inside: each block is read from memory once per call. */
+    /* A step of blocks at a time, each image in turn against all of it: the step stays in
+     * cache across the images and an image's queries and minima across the step's blocks
+     * (blocks inside images would stream every image's through the cache per block). */
     int64_t blocks = (job->rows + BF_WIDTH - 1) / BF_WIDTH;
-    for (int64_t blk = 0, end = 0;; blk++) {
-        if (blk == end) {
-            blk = __atomic_fetch_add(s->next, 1, __ATOMIC_RELAXED) * HY_STEP_BLOCKS;
-            if (blk >= blocks) break;
-            end = blk + HY_STEP_BLOCKS < blocks ? blk + HY_STEP_BLOCKS : blocks;
-        }
-        const uint32_t *block = s->packed + blk * pairs * BF_WIDTH;
-        const float *norms = s->norms + blk * BF_WIDTH;
+    for (;;) {
+        int64_t first = __atomic_fetch_add(s->next, 1, __ATOMIC_RELAXED) * HY_STEP_BLOCKS;
+        if (first >= blocks) break;
+        int64_t end = first + HY_STEP_BLOCKS < blocks ? first + HY_STEP_BLOCKS : blocks;
         int64_t out_start = 0;
         for (int image = 0; image < job->nimages; image++) {
             const hy_map *maps = job->maps + (int64_t)image * job->nmaps;
             const bf_map *bm = s->bm + (int64_t)image * job->nmaps;
-            float *at = scratch;
-            for (int m = 1; m < job->nmaps; m++) {
-                coarse[m] = at;
-                at += (int64_t)maps[m].n * BF_WIDTH;
-                const uint32_t *b = block + bm[m].first_pair * BF_WIDTH;
-                int j = 0;
-                for (; j + BF_TILE <= maps[m].n; j += BF_TILE)
-                    bf_products(BF_TILE, bm[m].rows + (int64_t)j * bm[m].pairs, bm[m].pairs, b,
-                                coarse[m] + (int64_t)j * BF_WIDTH);
-                for (; j < maps[m].n; j++)
-                    bf_products(1, bm[m].rows + (int64_t)j * bm[m].pairs, bm[m].pairs, b,
-                                coarse[m] + (int64_t)j * BF_WIDTH);
-            }
             float *best = s->best + out_start * 16;
             int32_t *which = s->which + out_start * 16;
-            int32_t row0 = (int32_t)(blk * BF_WIDTH);
-            int i = 0;
-            for (; i + BF_TILE <= maps[0].n; i += BF_TILE)
-                bf_tile(BF_TILE, maps, bm, job->nmaps, i, block, norms, coarse, row0, best, which);
-            for (; i < maps[0].n; i++) bf_tile(1, maps, bm, job->nmaps, i, block, norms, coarse, row0, best, which);
+            for (int64_t blk = first; blk < end; blk++) {
+                const uint32_t *block = s->packed + blk * pairs * BF_WIDTH;
+                const float *norms = s->norms + blk * BF_WIDTH;
+                float *at = scratch;
+                for (int m = 1; m < job->nmaps; m++) {
+                    coarse[m] = at;
+                    at += (int64_t)maps[m].n * BF_WIDTH;
+                    const uint32_t *b = block + bm[m].first_pair * BF_WIDTH;
+                    int j = 0;
+                    for (; j + BF_TILE <= maps[m].n; j += BF_TILE)
+                        bf_products(BF_TILE, bm[m].rows + (int64_t)j * bm[m].pairs, bm[m].pairs, b,
+                                    coarse[m] + (int64_t)j * BF_WIDTH);
+                    for (; j < maps[m].n; j++)
+                        bf_products(1, bm[m].rows + (int64_t)j * bm[m].pairs, bm[m].pairs, b,
+                                    coarse[m] + (int64_t)j * BF_WIDTH);
+                }
+                int32_t row0 = (int32_t)(blk * BF_WIDTH);
+                int i = 0;
+                for (; i + BF_TILE <= maps[0].n; i += BF_TILE)
+                    bf_tile(BF_TILE, maps, bm, job->nmaps, i, block, norms, coarse, row0, best, which);
+                for (; i < maps[0].n; i++)
+                    bf_tile(1, maps, bm, job->nmaps, i, block, norms, coarse, row0, best, which);
+            }
             out_start += maps[0].n;
         }
     }
