@@ -5,6 +5,8 @@ of centred features, the coarse maps' products resized bilinearly, the bank norm
 minima) without writing the products out: measured side by side in docs/benchmarks.md.
 It is compiled when the package is installed, for AVX-512 and for AVX2 + FMA; where it was
 not built or the CPU has neither, :func:`available` is false and the library path serves.
+A third copy (:func:`nearest_bfloat16`, CPUs with AVX-512 BF16) takes the products in
+bfloat16 on a packed copy of the bank and measures the nearest candidates again in float32.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Exact nearest-neighbour search of patch features against the memory bank.
+"""Nearest-neighbour search of patch features against the memory bank: exact in float32,
+or in bfloat16 with the nearest candidates measured again in float32.
 
 Search dominates inference time, and on a CPU it is bound by the products of the queries
 with the bank. What keeps them small and fast (measured on the 2-core development
