@@ -28,6 +28,7 @@
  * a core that is shared for a while (another library's worker spinning after its own
  * parallel work) then costs only its own share of the time, not the whole call's. */
 #define HY_STEP_BLOCKS 8
+#define HY_BF16_TARGET __attribute__((target("avx512f,avx512bf16,f16c,fma")))
 
 typedef struct {
     const float *rows;      /* n x c queries on this map's grid, centred and scaled by -2 */
@@ -106,7 +107,8 @@ static void run_share(hy_share *s) {
         for (;;) {
             int64_t row0 = __atomic_fetch_add(s->next, 1, __ATOMIC_RELAXED) * HY_STEP_BLOCKS * width;
             if (row0 >= job->rows) break;
-            int64_t row1 = row0 + HY_STEP_BLOCKS * width < job->rows ? row0 + HY_STEP_BLOCKS * width : job->rows;
+            int64_t row1 = row0 + HY_STEP_BLOCKS * width;
+            if (row1 > job->rows) row1 = job->rows;
             s->fn(job, row0, row1, block, norms, scratch, s->best);
         }
     }
@@ -119,7 +121,8 @@ static void run_share(hy_share *s) {
 int hy_lanes(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("f16c")) return 16;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return 8;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return 8;
     return 0;
 }
 
@@ -189,9 +192,11 @@ int hy_bf16(void) {
 }
 
 /* As hy_nearest, on a bank packed by hy_pack_bf16, products in bfloat16 and the candidates
- * measured again in float32 (_nearest_bf16.h). Returns -1 where the CPU has no BF16, -2 on bad arguments or memory, -3 where a
- * map's channels do not start on a pair (the caller searches in float32). */
-__attribute__((target("avx512f,avx512bf16,f16c,fma"))) int hy_nearest_bf16(const hy_job *job, const uint32_t *packed, const float *norms, int32_t threads, float *best) {
+ * measured again in float32 (_nearest_bf16.h). Returns -1 where the CPU has no BF16, -2 on
+ * bad arguments or memory, -3 where a map's channels do not start on a pair (the caller
+ * searches in float32). */
+HY_BF16_TARGET int hy_nearest_bf16(const hy_job *job, const uint32_t *packed, const float *norms, int32_t threads,
+                                   float *best) {
     if (!hy_bf16()) return -1;
     if (job->nmaps < 1 || job->nmaps > HY_MAX_MAPS || job->nimages < 0 || job->rows < 0) return -2;
     int64_t nmaps_all = (int64_t)job->nimages * job->nmaps, query_words = 0, out_rows = 0, coarse_rows = 0;
@@ -229,7 +234,8 @@ __attribute__((target("avx512f,avx512bf16,f16c,fma"))) int hy_nearest_bf16(const
             bm[i].pairs = pairs;
             bm[i].first_pair = m->offset / 2;
             for (int64_t j = 0; j < m->n; j++)
-                for (int p = 0; p < pairs; p++) at[j * pairs + p] = bf16_pair(m->rows + j * m->c, 2 * p, m->c);
+                for (int p = 0; p < pairs; p++)
+                    at[j * pairs + p] = bf16_pair(m->rows + j * m->c, 2 * p, m->c);
             at += (int64_t)m->n * pairs;
             row_norms(m->rows, m->n, m->c, norm_at);
             norm_at += m->n;
@@ -283,6 +289,7 @@ __attribute__((target("avx512f,avx512bf16,f16c,fma"))) int hy_nearest_bf16(const
 }
 
 /* An importable module, so that Python finds this file where the package is installed. */
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_nearest", "Fused nearest-row search (ctypes).", -1, NULL};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_nearest", "Fused nearest-row search (ctypes).", -1, NULL, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__nearest(void) { return PyModule_Create(&module); }

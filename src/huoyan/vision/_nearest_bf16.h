@@ -30,8 +30,8 @@ static inline uint32_t bf16_pair(const float *x, int k, int c) {
 
 /* Packs `rows` bank rows (centred on `mean`) into `packed` (blocks x pairs x 32 words) and
  * `norms` (blocks x 32, infinite past the last row). */
-void hy_pack_bf16(const void *bank, int32_t half, int64_t rows, int32_t dim, const float *mean, uint32_t *packed,
-                  float *norms) {
+void hy_pack_bf16(const void *bank, int32_t half, int64_t rows, int32_t dim, const float *mean,
+                  uint32_t *packed, float *norms) {
     int pairs = (dim + 1) / 2;
     float *row = malloc((size_t)dim * sizeof(float) + 4);
     int64_t blocks = (rows + BF_WIDTH - 1) / BF_WIDTH;
@@ -44,7 +44,8 @@ void hy_pack_bf16(const void *bank, int32_t half, int64_t rows, int32_t dim, con
         }
         float sum = 0.0f;
         for (int k = 0; k < dim; k++) {
-            float x = half ? (float)((const _Float16 *)bank)[i * dim + k] : ((const float *)bank)[i * dim + k];
+            float x = half ? (float)((const _Float16 *)bank)[i * dim + k]
+                           : ((const float *)bank)[i * dim + k];
             row[k] = x - mean[k];
             sum += row[k] * row[k];
         }

@@ -144,9 +144,11 @@ static void NAME(search, SFX)(const hy_job *job, int64_t row0, int64_t row1, flo
                 const float *b = block + map->offset * WIDTH;
                 int j = 0;
                 for (; j + TILE <= map->n; j += TILE)
-                    NAME(products, SFX)(TILE, map->rows + (int64_t)j * map->c, map->c, b, coarse[m] + (int64_t)j * WIDTH);
+                    NAME(products, SFX)(TILE, map->rows + (int64_t)j * map->c, map->c, b,
+                                        coarse[m] + (int64_t)j * WIDTH);
                 for (; j < map->n; j++)
-                    NAME(products, SFX)(1, map->rows + (int64_t)j * map->c, map->c, b, coarse[m] + (int64_t)j * WIDTH);
+                    NAME(products, SFX)(1, map->rows + (int64_t)j * map->c, map->c, b,
+                                        coarse[m] + (int64_t)j * WIDTH);
             }
             int i = 0;
             for (; i + TILE <= maps[0].n; i += TILE)
