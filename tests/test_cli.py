@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from huoyan.cli import main
+from huoyan.vision.patchcore import PatchCore
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +32,15 @@ def test_fit_json_reports_card(line_dir: Path, tmp_path: Path, capsys: pytest.Ca
             "0.3",
             "--calibration-fraction",
             "0.5",
+            "--search-precision",
+            "bfloat16",
             "--defects",
             *defects,
         ]
     )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
+    assert PatchCore.load(out).search_precision == "bfloat16"  # kept with the model
     card = report["card"]
     assert card["train_samples"] == 16 and card["details"]["image_size"] == 64
     cal = card["calibration"]
