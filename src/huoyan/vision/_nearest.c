@@ -51,6 +51,36 @@ typedef struct {
     int32_t nimages;
 } hy_job;
 
+/* Whether the job's maps are well formed: channels inside a bank row, taps where needed. */
+static int job_valid(const hy_job *job) {
+    if (job->nmaps < 1 || job->nmaps > HY_MAX_MAPS || job->nimages < 0 || job->rows < 0) return 0;
+    for (int64_t i = 0; i < (int64_t)job->nimages * job->nmaps; i++) {
+        const hy_map *m = &job->maps[i];
+        if (m->n < 0 || m->c < 0 || m->offset < 0 || m->offset + m->c > job->dim) return 0;
+        if (i % job->nmaps && (!m->taps || !m->weights)) return 0;
+    }
+    return 1;
+}
+
+/* The most coarse-map rows one image has: what a thread's coarse products buffer holds. */
+static int64_t largest_coarse_rows(const hy_job *job) {
+    int64_t largest = 0;
+    for (int image = 0; image < job->nimages; image++) {
+        int64_t sum = 0;
+        for (int m = 1; m < job->nmaps; m++) sum += job->maps[(int64_t)image * job->nmaps + m].n;
+        if (sum > largest) largest = sum;
+    }
+    return largest;
+}
+
+/* Threads worth running: at least one, no more than there are steps of `width`-row blocks. */
+static int team_size(int32_t threads, int64_t rows, int width) {
+    int64_t steps = (rows + (int64_t)width * HY_STEP_BLOCKS - 1) / ((int64_t)width * HY_STEP_BLOCKS);
+    if (threads > HY_MAX_THREADS) threads = HY_MAX_THREADS;
+    if (threads > steps) threads = (int32_t)steps;
+    return threads < 1 ? 1 : threads;
+}
+
 #pragma GCC push_options
 #pragma GCC target("avx512f,f16c,fma")
 #define LANES 16
@@ -90,12 +120,7 @@ typedef struct {
 static void run_share(hy_share *s) {
     const hy_job *job = s->job;
     int width = 2 * s->lanes;
-    int64_t coarse = 0;
-    for (int image = 0; image < job->nimages; image++) {
-        int64_t sum = 0;
-        for (int m = 1; m < job->nmaps; m++) sum += job->maps[(int64_t)image * job->nmaps + m].n;
-        if (sum > coarse) coarse = sum;
-    }
+    int64_t coarse = largest_coarse_rows(job);
     float *block = aligned_alloc(64, ((size_t)job->dim * width * 4 + 63) / 64 * 64);
     float *norms = aligned_alloc(64, 64 * 4);
     float *scratch = aligned_alloc(64, ((size_t)(coarse + 1) * width * 4 + 63) / 64 * 64);
@@ -133,20 +158,11 @@ int hy_nearest(const hy_job *job, int32_t threads, int32_t lanes, float *best) {
     if (lanes == 0) lanes = hy_lanes();
     if (lanes != 16 && lanes != 8) return -1;
     if (lanes > hy_lanes()) return -1;
-    if (job->nmaps < 1 || job->nmaps > HY_MAX_MAPS || job->nimages < 0 || job->rows < 0) return -2;
-    for (int64_t i = 0; i < (int64_t)job->nimages * job->nmaps; i++) {
-        const hy_map *m = &job->maps[i];
-        if (m->n < 0 || m->c < 0 || m->offset < 0 || m->offset + m->c > job->dim) return -2;
-        if (i % job->nmaps && (!m->taps || !m->weights)) return -2;
-    }
+    if (!job_valid(job)) return -2;
     int64_t out_rows = 0;
     for (int image = 0; image < job->nimages; image++) out_rows += job->maps[(int64_t)image * job->nmaps].n;
     search_fn fn = lanes == 16 ? search_avx512 : search_avx2;
-    int width = 2 * lanes;
-    int64_t steps = (job->rows + width * HY_STEP_BLOCKS - 1) / (width * HY_STEP_BLOCKS);
-    if (threads < 1) threads = 1;
-    if (threads > HY_MAX_THREADS) threads = HY_MAX_THREADS;
-    if (threads > steps) threads = steps > 0 ? (int)steps : 1;
+    threads = team_size(threads, job->rows, 2 * lanes);
     hy_share shares[HY_MAX_THREADS];
     int failed = 0;
     int64_t next = 0;
@@ -198,12 +214,10 @@ int hy_bf16(void) {
 HY_BF16_TARGET int hy_nearest_bf16(const hy_job *job, const uint32_t *packed, const float *norms, int32_t threads,
                                    float *best) {
     if (!hy_bf16()) return -1;
-    if (job->nmaps < 1 || job->nmaps > HY_MAX_MAPS || job->nimages < 0 || job->rows < 0) return -2;
+    if (!job_valid(job)) return -2;
     int64_t nmaps_all = (int64_t)job->nimages * job->nmaps, query_words = 0, out_rows = 0, coarse_rows = 0;
     for (int64_t i = 0; i < nmaps_all; i++) {
         const hy_map *m = &job->maps[i];
-        if (m->n < 0 || m->c < 0 || m->offset < 0 || m->offset + m->c > job->dim) return -2;
-        if (i % job->nmaps && (!m->taps || !m->weights)) return -2;
         if (m->offset % 2 || (m->c % 2 && m->offset + m->c != job->dim)) return -3;
         query_words += (int64_t)m->n * ((m->c + 1) / 2);
         if (i % job->nmaps == 0) out_rows += m->n;
@@ -212,10 +226,7 @@ HY_BF16_TARGET int hy_nearest_bf16(const hy_job *job, const uint32_t *packed, co
     bf_map *bm = malloc((size_t)(nmaps_all + 1) * sizeof(bf_map));
     uint32_t *words = malloc((size_t)(query_words + 1) * sizeof(uint32_t));
     float *query_norms = malloc((size_t)(out_rows + coarse_rows + 1) * sizeof(float));
-    int64_t steps = (job->rows + BF_WIDTH * HY_STEP_BLOCKS - 1) / (BF_WIDTH * HY_STEP_BLOCKS);
-    if (threads < 1) threads = 1;
-    if (threads > HY_MAX_THREADS) threads = HY_MAX_THREADS;
-    if (threads > steps) threads = steps > 0 ? (int)steps : 1;
+    threads = team_size(threads, job->rows, BF_WIDTH);
     int64_t next = 0;
     bf_share shares[HY_MAX_THREADS];
     int failed = !bm || !words || !query_norms;

@@ -140,12 +140,7 @@ typedef struct {
 static void bf_run(bf_share *s) {
     const hy_job *job = s->job;
     int pairs = (job->dim + 1) / 2;
-    int64_t coarse_rows = 0;
-    for (int image = 0; image < job->nimages; image++) {
-        int64_t sum = 0;
-        for (int m = 1; m < job->nmaps; m++) sum += job->maps[(int64_t)image * job->nmaps + m].n;
-        if (sum > coarse_rows) coarse_rows = sum;
-    }
+    int64_t coarse_rows = largest_coarse_rows(job);
     float *scratch = malloc((size_t)(coarse_rows + 1) * BF_WIDTH * sizeof(float));
     if (!scratch) {
         s->failed = 1;

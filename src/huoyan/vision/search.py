@@ -119,14 +119,12 @@ class NearestNeighbourIndex:
     def _nearest(self, images: list[list[Query]], sq: list[torch.Tensor]) -> torch.Tensor:
         """Row minima of ||q - b|| over the bank for every image's queries, concatenated."""
         threads = torch.get_num_threads()
-        packed_out = None
-        if self.packed is not None:
-            packed_out = fused_search.nearest_bfloat16(self.bank, self.mean, self.packed, images, threads)
-        if packed_out is not None:
-            out = packed_out
-        elif self.fused:
+        out = None
+        if self.packed is not None:  # None where the maps' channels cannot be taken in pairs
+            out = fused_search.nearest_bfloat16(self.bank, self.mean, self.packed, images, threads)
+        if out is None and self.fused:
             out = fused_search.nearest(self.bank, self.mean, images, threads)
-        else:
+        if out is None:
             out = self._library_minima(images, sq)
         out += torch.cat(sq)
         return out.clamp_(min=0).sqrt_()
