@@ -7,6 +7,7 @@ AUROC, AUPRO, F1-max, fit seconds and throughput. Prints one row per dataset;
 ``--json OUT`` writes them.
 
     python bench/accuracy.py [--coreset-ratio 0.1] [--datasets synthetic magnetic_tile]
+        [--lighting fixed|image|shading] [--blur-sigma 4]
 """
 
 from __future__ import annotations
@@ -51,7 +52,12 @@ def run(name: str, category: Category, args: argparse.Namespace) -> dict[str, An
     both = args.search_precision == "both"
     first = "float32" if both else args.search_precision
     model = PatchCore(
-        backbone=args.backbone, coreset_ratio=args.coreset_ratio, image_size=args.size, search_precision=first
+        backbone=args.backbone,
+        coreset_ratio=args.coreset_ratio,
+        image_size=args.size,
+        search_precision=first,
+        lighting=args.lighting,
+        blur_sigma=args.blur_sigma,
     )
     model.prepare()  # backbone build and ONNX export are start-up, not fit
     t = time.perf_counter()
@@ -90,6 +96,8 @@ def main() -> None:
     ap.add_argument("--backbone", default="efficientnet-lite0")
     ap.add_argument("--coreset-ratio", type=float, default=0.1)
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--lighting", choices=("fixed", "image", "shading"), default="fixed")
+    ap.add_argument("--blur-sigma", type=float, default=4.0)
     ap.add_argument("--max-train", type=int, default=None, help="cap the magnetic-tile training images")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument(

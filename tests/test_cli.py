@@ -34,13 +34,16 @@ def test_fit_json_reports_card(line_dir: Path, tmp_path: Path, capsys: pytest.Ca
             "0.5",
             "--search-precision",
             "bfloat16",
+            "--lighting",
+            "shading",
             "--defects",
             *defects,
         ]
     )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    assert PatchCore.load(out).search_precision == "bfloat16"  # kept with the model
+    saved = PatchCore.load(out)
+    assert (saved.search_precision, saved.lighting) == ("bfloat16", "shading")  # kept with the model
     card = report["card"]
     assert card["train_samples"] == 16 and card["details"]["image_size"] == 64
     cal = card["calibration"]

@@ -395,6 +395,13 @@ def add_commands(sub: Any) -> None:
         "whose mirror or turned image is still good (textures, symmetric parts)",
     )
     fit.add_argument(
+        "--lighting",
+        choices=("fixed", "image", "shading"),
+        default=d["lighting"],
+        help="normalise each image before the backbone: image (brightness and contrast) or shading (also uneven "
+        "light across it), for drifting lighting or parts that differ in shade; never where shade is a defect",
+    )
+    fit.add_argument(
         "--calibration-in-bank",
         action=argparse.BooleanOptionalAction,
         default=d["calibration_in_bank"],

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from huoyan.vision.features import PatchFeatures
+from huoyan.vision.lighting import LightingNormalisation
 
 
 class BackboneUnavailable(RuntimeError):
@@ -103,10 +104,12 @@ def build_backbone(
     name: str = "efficientnet-lite0",
     image_size: int = 224,
     strides: tuple[int, ...] = DEFAULT_STRIDES,
+    lighting: str = "fixed",
 ) -> nn.Module:
-    """Pretrained truncated backbone plus patch-feature head, in eval mode.
+    """Lighting normalisation, pretrained truncated backbone and patch-feature head, in eval mode.
 
-    Input: NCHW float32 normalised with mean = std = 0.5 (the TF-port convention).
+    Input: NCHW float32 normalised with mean = std = 0.5 (the TF-port convention);
+    ``lighting`` (``lighting.LIGHTINGS``) says what is normalised further.
     Output: the neighbourhood-averaged maps, finest first (N x C x H/8 x W/8, then
     N x C' x H/16 x W/16); ``features.fuse`` turns them into patch features.
     """
@@ -119,11 +122,11 @@ def build_backbone(
     net.load_state_dict(state)
     taps = tap_blocks(net, strides)
     trunk = TruncatedEfficientNet(net, taps)
-    model = nn.Sequential(trunk, PatchFeatures())
+    model = nn.Sequential(LightingNormalisation(lighting, image_size), trunk, PatchFeatures())
     return model.eval()
 
 
 def feature_dim(model: nn.Module) -> int:
     """Channels of the patch features that ``model`` produces."""
-    trunk = model[0]  # type: ignore[index]
+    trunk = model[1]  # type: ignore[index]
     return sum(int(trunk.blocks[i]._block_args.output_filters) for i in trunk.taps)

@@ -86,7 +86,7 @@ class WholePatchCore(nn.Module):
         index = model._index
         if index is None:
             raise ExportError("the model is not fitted")
-        self.backbone = build_backbone(model.backbone, model.image_size, DEFAULT_STRIDES)
+        self.backbone = build_backbone(model.backbone, model.image_size, DEFAULT_STRIDES, model.lighting)
         self.image_size = model.image_size
         mean = index.mean.clone()
         centred = torch.from_numpy(np.ascontiguousarray(model.bank_)).float() - mean

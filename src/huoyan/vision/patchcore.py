@@ -30,6 +30,7 @@ from huoyan.vision.backbone import BACKBONES, DEFAULT_STRIDES, build_backbone, f
 from huoyan.vision.coreset import coreset_size, greedy_coreset
 from huoyan.vision.edge_runner import resize_to
 from huoyan.vision.features import fuse
+from huoyan.vision.lighting import LIGHTINGS
 from huoyan.vision.runtime import FeatureRuntime, make_runtime
 from huoyan.vision.search import NearestNeighbourIndex, Precision
 
@@ -52,6 +53,7 @@ _PARAMS = (
     "calibration",
     "augment",
     "search_precision",
+    "lighting",
 )
 SEARCH_PRECISIONS = ("float32", "bfloat16")
 CALIBRATIONS = ("auto", "holdout", "leave-one-out")
@@ -122,6 +124,10 @@ class PatchCore(Parameters):
       one unless that row lost a near tie (docs/benchmarks.md measures how often, and that
       AUROC does not move); float32 on other CPUs. Set before ``fit``, the threshold is
       calibrated with the search the model runs with.
+    - ``lighting``: ``fixed`` (default), ``image`` (each image brought to a common
+      brightness and contrast) or ``shading`` (also its slow shading divided out) before
+      the backbone, for lines whose lighting drifts or whose good parts differ in shade;
+      never where a part's overall shade is itself a defect (``vision.lighting``).
     """
 
     def __init__(
@@ -142,6 +148,7 @@ class PatchCore(Parameters):
         calibration: str = "holdout",
         augment: str = "none",
         search_precision: str = "float32",
+        lighting: str = "fixed",
     ) -> None:
         self.backbone = backbone
         self.image_size = image_size
@@ -159,6 +166,7 @@ class PatchCore(Parameters):
         self.calibration = calibration
         self.augment = augment
         self.search_precision = search_precision
+        self.lighting = lighting
         self._runtime: FeatureRuntime | None = None
         self._index: NearestNeighbourIndex | None = None
 
@@ -170,7 +178,7 @@ class PatchCore(Parameters):
     card_: ModelCard
 
     def _parameters_changed(self, names: set[str]) -> None:
-        if {"backbone", "image_size", "runtime"} & names:
+        if {"backbone", "image_size", "runtime", "lighting"} & names:
             self._runtime = None  # rebuilt for the new input on next use
         if "search_precision" in names and hasattr(self, "bank_"):
             self._set_bank(self.bank_)
@@ -188,6 +196,8 @@ class PatchCore(Parameters):
             raise ValueError(f"augment must be one of {AUGMENTS}")
         if self.search_precision not in SEARCH_PRECISIONS:
             raise ValueError(f"search_precision must be one of {SEARCH_PRECISIONS}")
+        if self.lighting not in LIGHTINGS:
+            raise ValueError(f"lighting must be one of {LIGHTINGS}")
         if self.image_size < 32 or self.image_size % 16:
             raise ValueError("image_size must be a multiple of 16 and at least 32")
 
@@ -208,7 +218,7 @@ class PatchCore(Parameters):
     # -- feature extraction -------------------------------------------------------
     def _features_runtime(self) -> FeatureRuntime:
         if self._runtime is None:
-            model = build_backbone(self.backbone, self.image_size, DEFAULT_STRIDES)
+            model = build_backbone(self.backbone, self.image_size, DEFAULT_STRIDES, self.lighting)
             self._feature_dim = feature_dim(model)
             self._runtime = make_runtime(self.runtime, model, self.image_size)
         return self._runtime
