@@ -46,47 +46,58 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 class LightingNormalisation(nn.Module):
-    """NCHW float32 input scaled to [-1, 1] -> the same, normalised as ``mode`` says."""
+    """NCHW float32 input scaled to [-1, 1] -> the same, normalised as ``mode`` says.
 
-    taps: torch.Tensor
+    Written so its ONNX graph has no shape arithmetic (every size is fixed here from
+    ``image_size``): a dozen small operators at full resolution with shape arithmetic
+    between them cost the backbone 1.27x at batch 1 (docs/benchmarks.md)."""
 
-    def __init__(self, mode: str, image_size: int) -> None:
+    taps_h: torch.Tensor
+    taps_w: torch.Tensor
+    mirrored: torch.Tensor
+
+    def __init__(self, mode: str, image_size: int, channels: int = 3) -> None:
         super().__init__()
         if mode not in LIGHTINGS:
             raise ValueError(f"lighting must be one of {LIGHTINGS}, got {mode!r}")
         self.mode = mode
-        # The shading's blur: an eighth of the image, in blocks of SHADING_BLOCK pixels.
-        self.register_buffer("taps", gaussian_kernel(image_size / 8 / SHADING_BLOCK))
+        # The shading's blur: an eighth of the image, on the grid of SHADING_BLOCK-pixel
+        # blocks (the same result for a blur this wide, a sixty-fourth of the work), its
+        # taps cut to the mirrored border a small grid allows and normalised again.
+        if image_size % SHADING_BLOCK:
+            raise ValueError(f"image_size must be a multiple of {SHADING_BLOCK}")
+        grid = image_size // SHADING_BLOCK
+        taps = gaussian_kernel(image_size / 8 / SHADING_BLOCK)
+        radius = taps.shape[0] // 2
+        pad = min(radius, grid - 1)
+        cut = taps[radius - pad : radius + pad + 1]
+        cut = (cut / cut.sum()).repeat(channels, 1)
+        self.register_buffer("taps_h", cut.view(channels, 1, -1, 1))
+        self.register_buffer("taps_w", cut.view(channels, 1, 1, -1))
+        # The grid's mirrored border (edge not repeated) as fixed indices.
+        inner = torch.arange(grid)
+        self.register_buffer("mirrored", torch.cat([inner[1 : pad + 1].flip(0), inner, inner[-pad - 1 : -1].flip(0)]))
 
     def _shading(self, x: torch.Tensor) -> torch.Tensor:
-        """Each channel divided by its blurred self (in grey levels + 1, never zero).
-
-        The blur runs on a grid SHADING_BLOCK times coarser (same result for a blur this
-        wide, a sixty-fourth of the work), with the taps cut to what a small grid allows."""
-        levels = (x + 1.0) * 127.5
-        n, c, h, w = levels.shape
-        coarse = F.avg_pool2d(levels, SHADING_BLOCK, ceil_mode=True)
-        radius = self.taps.shape[0] // 2
-        flat = coarse.reshape(n * c, 1, coarse.shape[2], coarse.shape[3])
-        pad_h, pad_w = min(radius, flat.shape[2] - 1), min(radius, flat.shape[3] - 1)
-        # Mirrored borders, as far as the coarse grid allows. (Continuing the edge's slope
-        # instead keeps a ramp of light straight, but cost magnetic tile 0.014 of pixel
-        # AUROC: it overshoots at bright or dark rims; docs/benchmarks.md.)
-        flat = F.pad(flat, (pad_w, pad_w, pad_h, pad_h), mode="reflect")
-        taps_h = self.taps[radius - pad_h : radius + pad_h + 1]
-        taps_w = self.taps[radius - pad_w : radius + pad_w + 1]
-        blurred = F.conv2d(flat, (taps_h / taps_h.sum()).view(1, 1, -1, 1))
-        blurred = F.conv2d(blurred, (taps_w / taps_w.sum()).view(1, 1, 1, -1))
-        background = F.interpolate(blurred.reshape(n, c, *blurred.shape[2:]), size=(h, w), mode="bilinear")
-        # As a share of the shading, centred on 0: a mid-grey image's units stay the same.
-        return levels / (background + 1.0) - 1.0
+        """Each channel divided by its blurred self, both in grey levels (the blurred one + 1,
+        never zero): levels / (background + 1) with levels = 127.5 (x + 1), the blur being
+        linear, is (x + 1) / (blurred x + 1 + 1 / 127.5). (Less 1, the share of the shading
+        centred on 0; the standardisation that follows takes any offset away.)"""
+        coarse = F.avg_pool2d(x, SHADING_BLOCK)
+        # Mirrored borders. (Continuing the edge's slope instead keeps a ramp of light
+        # straight, but cost magnetic tile 0.014 of pixel AUROC: it overshoots at bright or
+        # dark rims; docs/benchmarks.md.)
+        coarse = coarse.index_select(2, self.mirrored).index_select(3, self.mirrored)
+        blurred = F.conv2d(F.conv2d(coarse, self.taps_h, groups=x.shape[1]), self.taps_w, groups=x.shape[1])
+        background = F.interpolate(blurred + (1.0 + 1.0 / 127.5), scale_factor=SHADING_BLOCK, mode="bilinear")
+        return (x + 1.0) / background
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "fixed":
             return x
         if self.mode == "shading":
             x = self._shading(x)
-        flat = x.reshape(x.shape[0], -1)
-        mean = flat.mean(1).view(-1, 1, 1, 1)
-        spread = flat.std(1).clamp(min=MIN_SPREAD).view(-1, 1, 1, 1)
-        return ((x - mean) * (TARGET_SPREAD / spread)).clamp(-1.0, 1.0)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        centred = x - mean
+        spread = centred.square().mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp(min=MIN_SPREAD)
+        return (centred * (TARGET_SPREAD / spread)).clamp(-1.0, 1.0)
