@@ -15,8 +15,9 @@ Modes (a PatchCore's ``lighting`` parameter):
   image blurred over an eighth of its size), then as ``image``: for uneven lighting
   across a part, e.g. curved or large surfaces.
 
-Measured on magnetic tile (docs/benchmarks.md): not for lines where a part's overall shade
-is itself a defect (burn marks covering a part, a wrong colour), which these modes hide.
+What each mode buys and costs is measured on magnetic tile and the sample line in
+docs/benchmarks.md. Neither normalising mode is for lines where a part's overall shade is
+itself a defect (burn marks covering a part, a wrong colour): that is what they hide.
 """
 
 from __future__ import annotations
