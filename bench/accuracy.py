@@ -25,6 +25,7 @@ from huoyan.sampleline.generator import generate_line
 from huoyan.vision.dataset import Category, TestSample, load_category
 from huoyan.vision.evaluate import evaluate
 from huoyan.vision.imageio import read_image
+from huoyan.vision.lighting import LIGHTINGS
 from huoyan.vision.patchcore import PatchCore
 from huoyan.vision.search import NearestNeighbourIndex
 
@@ -96,7 +97,7 @@ def main() -> None:
     ap.add_argument("--backbone", default="efficientnet-lite0")
     ap.add_argument("--coreset-ratio", type=float, default=0.1)
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--lighting", choices=("fixed", "image", "shading"), default="fixed")
+    ap.add_argument("--lighting", choices=LIGHTINGS, default="fixed")
     ap.add_argument("--blur-sigma", type=float, default=4.0)
     ap.add_argument("--max-train", type=int, default=None, help="cap the magnetic-tile training images")
     ap.add_argument("--data", type=Path, default=DATA)

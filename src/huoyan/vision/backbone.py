@@ -128,5 +128,5 @@ def build_backbone(
 
 def feature_dim(model: nn.Module) -> int:
     """Channels of the patch features that ``model`` produces."""
-    trunk = model[1]  # type: ignore[index]
-    return sum(int(trunk.blocks[i]._block_args.output_filters) for i in trunk.taps)
+    trunk = next(m for m in model.children() if isinstance(m, TruncatedEfficientNet))
+    return sum(int(trunk.blocks[i]._block_args.output_filters) for i in trunk.taps)  # type: ignore[misc,union-attr,arg-type]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -75,9 +76,8 @@ class LightingNormalisation(nn.Module):
         cut = (cut / cut.sum()).repeat(channels, 1)
         self.register_buffer("taps_h", cut.view(channels, 1, -1, 1))
         self.register_buffer("taps_w", cut.view(channels, 1, 1, -1))
-        # The grid's mirrored border (edge not repeated) as fixed indices.
-        inner = torch.arange(grid)
-        self.register_buffer("mirrored", torch.cat([inner[1 : pad + 1].flip(0), inner, inner[-pad - 1 : -1].flip(0)]))
+        # The grid's mirrored border (edge not repeated: torch's "reflect") as fixed indices.
+        self.register_buffer("mirrored", torch.from_numpy(np.pad(np.arange(grid), pad, mode="reflect")))
 
     def _shading(self, x: torch.Tensor) -> torch.Tensor:
         """Each channel divided by its blurred self, both in grey levels (the blurred one + 1,
