@@ -7,7 +7,7 @@ AUROC, AUPRO, F1-max, fit seconds and throughput. Prints one row per dataset;
 ``--json OUT`` writes them.
 
     python bench/accuracy.py [--coreset-ratio 0.1] [--datasets synthetic magnetic_tile]
-        [--lighting fixed|image|shading] [--blur-sigma 4]
+        [--lighting fixed|image|shading] [--blur-sigma 4] [--backbone-precision float32|bfloat16]
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def run(name: str, category: Category, args: argparse.Namespace) -> dict[str, An
         search_precision=first,
         lighting=args.lighting,
         blur_sigma=args.blur_sigma,
+        backbone_precision=args.backbone_precision,
     )
     model.prepare()  # backbone build and ONNX export are start-up, not fit
     t = time.perf_counter()
@@ -99,6 +100,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--lighting", choices=LIGHTINGS, default="fixed")
     ap.add_argument("--blur-sigma", type=float, default=4.0)
+    ap.add_argument("--backbone-precision", choices=("float32", "bfloat16"), default="float32")
     ap.add_argument("--max-train", type=int, default=None, help="cap the magnetic-tile training images")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument(

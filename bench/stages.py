@@ -11,7 +11,11 @@ The whole path is timed too, so what the stages leave out (Python between them) 
 The search and the whole path are timed with each search in turn on every part (the
 library's matrix products, the fused float32 kernel, and the fused bfloat16 kernel where
 the CPU has AVX-512 BF16), so the three are interleaved; the bfloat16 distances are
-compared with the exact ones patch by patch.
+compared with the exact ones patch by patch. Where the CPU has bfloat16 arithmetic, the
+backbone is also run in OpenVINO in bfloat16 (``backbone_precision``) on every part, and
+the whole path with it and the bfloat16 search (the bank is the float32 model's: the
+time does not depend on its values). libgomp reads ``GOMP_SPINCOUNT`` once per process,
+so that setting is compared by running the script again with it in the environment.
 
     python bench/stages.py [--parts 200] [--json bench/out/stages.json]
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +39,7 @@ from huoyan.vision import fused_search
 from huoyan.vision.anomaly_map import patch_grid_to_map
 from huoyan.vision.imageio import decode_image
 from huoyan.vision.patchcore import PatchCore
+from huoyan.vision.runtime import bfloat16_backbone_available
 from huoyan.vision.search import NearestNeighbourIndex
 
 STAGES = ("decode", "preprocess", "backbone", "search", "anomaly_map", "decision")
@@ -56,11 +62,18 @@ def main() -> None:
         searches["fused_float32"] = NearestNeighbourIndex(model.bank_, kernel="fused")
     if fused_search.bfloat16_available():
         searches["fused_bfloat16"] = NearestNeighbourIndex(model.bank_, precision="bfloat16")
+    rounded = None
+    if bfloat16_backbone_available():
+        rounded = PatchCore(backbone_precision="bfloat16").prepare()._features_runtime()
     decider = ImageDecider(Policy.of(model.threshold))
     spent: dict[str, list[float]] = {stage: [] for stage in STAGES}
     for name in searches:
         spent[f"search_{name}"] = []
         spent[f"whole_{name}"] = []
+    wholes = list(searches)
+    if rounded is not None and "fused_bfloat16" in searches:
+        wholes.append("bfloat16_backbone")
+        spent["backbone_bfloat16"], spent["whole_bfloat16_backbone"] = [], []
     patches = same = 0
     largest_excess = 0.0
 
@@ -78,6 +91,11 @@ def main() -> None:
         marks.append(time.perf_counter())
         feature_maps = runtime(batch)
         marks.append(time.perf_counter())
+        if rounded is not None:
+            t = time.perf_counter()
+            rounded(batch)
+            if i >= 5:
+                spent["backbone_bfloat16"].append(time.perf_counter() - t)
         found = {}
         for name, index in searches.items():
             t = time.perf_counter()
@@ -95,8 +113,9 @@ def main() -> None:
             patches += distances.size
             same += int(np.isclose(fast, distances, rtol=1e-5).sum())
             largest_excess = max(largest_excess, float((fast / distances - 1).max()))
-        for name, index in searches.items():
-            model._index = index
+        for name in wholes:
+            model._index = searches.get(name, searches.get("fused_bfloat16"))
+            model._runtime = rounded if name == "bfloat16_backbone" else runtime
             t = time.perf_counter()
             whole(data)
             if i >= 5:
@@ -110,10 +129,14 @@ def main() -> None:
         "cpu": cpu_model(),
         "vector_extensions": vector_extensions(),
         "bank_rows": int(model.bank_.shape[0]),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
         "ms_median": ms,
     }
-    for name in searches:
-        stages = {s: ms[s] if s != "search" else ms[f"search_{name}"] for s in STAGES}
+    for name in wholes:
+        search = "fused_bfloat16" if name == "bfloat16_backbone" else name
+        stages = {s: ms[s] if s != "search" else ms[f"search_{search}"] for s in STAGES}
+        if name == "bfloat16_backbone":
+            stages["backbone"] = ms["backbone_bfloat16"]
         staged = sum(stages.values())
         row[name] = {
             "share_of_stages": {s: v / staged for s, v in stages.items()},

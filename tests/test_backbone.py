@@ -1,5 +1,8 @@
 import builtins
 import importlib
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -7,7 +10,7 @@ import torch
 
 from huoyan.vision import backbone as bb
 from huoyan.vision.features import fuse
-from huoyan.vision.runtime import OnnxRuntime, TorchRuntime
+from huoyan.vision.runtime import OnnxRuntime, OpenVinoRuntime, TorchRuntime, bfloat16_backbone_available
 
 
 def test_lite0_shapes_and_runtimes_agree() -> None:
@@ -20,6 +23,36 @@ def test_lite0_shapes_and_runtimes_agree() -> None:
     for om, tm in zip(o, t, strict=True):
         np.testing.assert_allclose(om, tm, atol=1e-3, rtol=1e-3)
     assert fuse(t).shape == (2, 12, 12, 152)
+
+
+def test_openvino_runs_the_same_graph_in_float32_and_rounds_it_in_bfloat16() -> None:
+    model = bb.build_backbone("efficientnet-lite0", image_size=96)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 96, 96)).astype(np.float32)
+    want = OnnxRuntime(model, 96)(x)
+    exact = OpenVinoRuntime(model, 96, "float32")
+    assert exact.name == "openvino-f32"
+    for got, w in zip(exact(x), want, strict=True):
+        np.testing.assert_allclose(got, w, atol=1e-4, rtol=1e-4)
+    if not bfloat16_backbone_available():
+        with pytest.raises(ValueError, match="AVX-512 BF16"):
+            OpenVinoRuntime(model, 96, "bfloat16")
+        return
+    rounded = OpenVinoRuntime(model, 96, "bfloat16")
+    assert rounded.name == "openvino-bf16"
+    for got, w in zip(rounded(x[:1]), want, strict=True):  # one image of the batch: shapes follow
+        error = float(np.abs(got - w[:1]).mean() / np.abs(w[:1]).mean())
+        assert got.shape == w[:1].shape and 1e-4 < error < 0.1
+
+
+def test_importing_huoyan_shortens_openmp_spinning_unless_the_user_chose() -> None:
+    code = "import os, huoyan; print(os.environ['GOMP_SPINCOUNT'])"
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    default = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert default.stdout.strip() == "30000"
+    chosen = subprocess.run(
+        [sys.executable, "-c", code], env=env | {"GOMP_SPINCOUNT": "7"}, capture_output=True, text=True, check=True
+    )
+    assert chosen.stdout.strip() == "7"
 
 
 def test_weights_are_pretrained_not_random() -> None:

@@ -25,7 +25,7 @@ def test_huoyan_side_writes_scores_maps_and_speed_rows(line_dir: Path, tmp_path:
     cmd += ["--image-size", "64", "--eval-size", "64", "--repeats", "2", "--no-calibration-in-bank"]
     subprocess.run(cmd, check=True, cwd=BENCH, timeout=300)
     result = json.loads((work / "huoyan.json").read_text())
-    assert result["mode"] == "greedy-coreset, float16 bank, float32 search"
+    assert result["mode"] == "greedy-coreset, float16 bank, float32 backbone, float32 search"
     # 16 images, 20% (3) held out; 8 x 8 patches each at 64 px; 10% of them kept.
     assert result["bank_rows"] == round(13 * 8 * 8 * 0.1) and result["bank_bytes"] == result["bank_rows"] * 152 * 2
     assert result["images_per_s_batch1"] > 0 and result["latency_ms_p99"] >= result["latency_ms_median"]

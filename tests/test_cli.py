@@ -17,8 +17,11 @@ def model_file(line_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def test_fit_json_reports_card(line_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from huoyan.vision.runtime import bfloat16_backbone_available
+
     out = tmp_path / "m.safetensors"
     defects = [str(d) for d in sorted((line_dir / "test").iterdir()) if d.name != "good"]
+    backbone = "bfloat16" if bfloat16_backbone_available() else "float32"  # refused where the CPU lacks it
     code = main(
         [
             "fit",
@@ -36,6 +39,8 @@ def test_fit_json_reports_card(line_dir: Path, tmp_path: Path, capsys: pytest.Ca
             "bfloat16",
             "--lighting",
             "shading",
+            "--backbone-precision",
+            backbone,
             "--defects",
             *defects,
         ]
@@ -43,7 +48,8 @@ def test_fit_json_reports_card(line_dir: Path, tmp_path: Path, capsys: pytest.Ca
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     saved = PatchCore.load(out)
-    assert (saved.search_precision, saved.lighting) == ("bfloat16", "shading")  # kept with the model
+    kept = (saved.search_precision, saved.lighting, saved.backbone_precision)
+    assert kept == ("bfloat16", "shading", backbone)  # kept with the model
     card = report["card"]
     assert card["train_samples"] == 16 and card["details"]["image_size"] == 64
     cal = card["calibration"]

@@ -20,6 +20,7 @@ from huoyan.vision.edge_runner import open_model, read_rgb8, resize_to
 from huoyan.vision.export import EXPORT_RTOL, ExportError, export
 from huoyan.vision.imageio import list_images, read_image
 from huoyan.vision.patchcore import PatchCore
+from huoyan.vision.runtime import bfloat16_backbone_available
 
 
 def _test_images(line_dir: Path) -> list[Path]:
@@ -128,6 +129,11 @@ def test_export_checks_itself_and_a_mismatch_fails_the_check(
     assert result["identical"] and result["reference_search"] == "float32"
     assert fast.search_precision == "bfloat16" and fast._index is not None
     assert (fast._index.packed is not None) == fused_search.bfloat16_available()
+    if bfloat16_backbone_available():  # so is one whose backbone runs in bfloat16
+        rounded = load_detector(model_file).set_params(backbone_precision="bfloat16")
+        result = check_export(rounded, out, line_dir / "test")
+        assert result["identical"] and result["reference_backbone"] == "float32"
+        assert rounded._features_runtime().name == "openvino-bf16"
     # the export of another model does not pass for this one
     other = PatchCore(image_size=model.image_size, coreset_ratio=0.05, blur_sigma=2.0, seed=1)
     other.fit([read_image(p) for p in list_images(line_dir / "train" / "good")][:6])

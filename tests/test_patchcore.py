@@ -7,6 +7,7 @@ from huoyan.core.artifact import ArtifactError
 from huoyan.core.models import InspectionResult, Verdict
 from huoyan.decision.judge import ImageDecider, Policy
 from huoyan.sampleline.generator import make_sample
+from huoyan.vision import runtime
 from huoyan.vision.imageio import list_images, read_image
 from huoyan.vision.patchcore import NotFittedError, PatchCore
 
@@ -107,6 +108,46 @@ def test_a_model_keeps_its_search_precision_and_scores_alike_in_either(
     np.testing.assert_allclose(again.score([image]).raw, scores.raw, rtol=1e-6)
 
 
+def test_a_bfloat16_backbone_is_refused_where_the_cpu_cannot_run_it(
+    fitted: PatchCore, line_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huoyan.vision import runtime
+
+    monkeypatch.setattr(runtime, "bfloat16_backbone_available", lambda: False)
+    images = [read_image(p) for p in list_images(line_dir / "train" / "good")]
+    # In float32 its features would move by several percent: refused at fit and at load.
+    with pytest.raises(ValueError, match="backbone_precision='bfloat16' needs"):
+        PatchCore(image_size=128, coreset_ratio=0.25, backbone_precision="bfloat16").fit(images)
+    path = fitted.save(tmp_path / "m")
+    assert PatchCore.load(path).backbone_precision == "float32"
+    saved = PatchCore.load(path).set_params(backbone_precision="bfloat16").save(tmp_path / "b")
+    with pytest.raises(ValueError, match="backbone_precision"):
+        PatchCore.load(saved)
+
+
+@pytest.mark.skipif(not runtime.bfloat16_backbone_available(), reason="this CPU has no bfloat16 arithmetic")
+def test_a_bfloat16_backbone_rounds_the_features_and_stays_with_the_model(
+    fitted: PatchCore, line_dir: Path, tmp_path: Path, defect_sample
+) -> None:
+    images = [read_image(p) for p in list_images(line_dir / "train" / "good")]
+    image, _ = defect_sample
+    fast = PatchCore(image_size=128, coreset_ratio=0.25, seed=0, backbone_precision="bfloat16").fit(images)
+    assert fast._features_runtime().name == "openvino-bf16"
+    # Rounded features, not other ones: close to the float32 backbone's, yet not equal.
+    want, got = fitted.feature_maps([image]), fast.feature_maps([image])
+    for w, g in zip(want, got, strict=True):
+        error = float(np.abs(g - w).mean() / np.abs(w).mean())
+        assert 1e-4 < error < 0.1
+    assert fast.score([image]).raw[0] > fast.threshold  # the defect still stands out
+    again = PatchCore.load(fast.save(tmp_path / "b"))
+    assert again.backbone_precision == "bfloat16"
+    np.testing.assert_allclose(again.score([image]).raw, fast.score([image]).raw, rtol=1e-5)
+    # The same bank fed float32 features is another model: the precision is the model's.
+    plain = PatchCore.load(fast.save(tmp_path / "c")).set_params(backbone_precision="float32")
+    assert plain._features_runtime().name == "onnx"
+    assert not np.allclose(plain.score([image]).raw, fast.score([image]).raw, rtol=1e-4)
+
+
 def test_tampered_truncated_and_foreign_files_are_refused(fitted: PatchCore, tmp_path: Path) -> None:
     path = fitted.save(tmp_path / "m.safetensors")
     data = bytearray(path.read_bytes())
@@ -145,6 +186,7 @@ def test_unfitted_and_bad_parameters() -> None:
         {"calibration_fraction": 1.0},
         {"backbone": "vgg"},
         {"search_precision": "float16"},
+        {"backbone_precision": "float16"},
     ):
         model = PatchCore(**bad)
         assert model.get_params()[next(iter(bad))] == next(iter(bad.values()))

@@ -417,6 +417,13 @@ def add_commands(sub: Any) -> None:
         help="bfloat16: search the bank at twice the speed on CPUs with AVX-512 BF16, each nearest candidate "
         "measured again in float32 (a distance can rarely be a near-tied row's); float32 elsewhere",
     )
+    fit.add_argument(
+        "--backbone-precision",
+        choices=("float32", "bfloat16"),
+        default=d["backbone_precision"],
+        help="bfloat16: run the CNN in OpenVINO with bfloat16 arithmetic (1.6x faster, features within about 5%%); "
+        "needs huoyan[edge] and a CPU with AVX-512 BF16 or AMX, where the model is fitted and where it runs",
+    )
     fit.add_argument("--defects", nargs="*", help="folders of labelled defect images (adds the F1-optimal threshold)")
     fit.add_argument("--seed", type=int, default=d["seed"], help="random seed: the same seed, the same model")
     fit.add_argument("--runtime", choices=("onnx", "torch"), default=d["runtime"], help=RUNTIME_HELP)

@@ -31,7 +31,7 @@ from huoyan.vision.coreset import coreset_size, greedy_coreset
 from huoyan.vision.edge_runner import resize_to
 from huoyan.vision.features import fuse
 from huoyan.vision.lighting import LIGHTINGS
-from huoyan.vision.runtime import FeatureRuntime, make_runtime
+from huoyan.vision.runtime import FeatureRuntime, check_backbone_precision, make_runtime
 from huoyan.vision.search import NearestNeighbourIndex, Precision
 
 BANK_DTYPES = ("float32", "float16")
@@ -54,6 +54,7 @@ _PARAMS = (
     "augment",
     "search_precision",
     "lighting",
+    "backbone_precision",
 )
 SEARCH_PRECISIONS = ("float32", "bfloat16")
 CALIBRATIONS = ("auto", "holdout", "leave-one-out")
@@ -128,6 +129,12 @@ class PatchCore(Parameters):
       brightness and contrast) or ``shading`` (also its slow shading divided out) before
       the backbone, for lines whose lighting drifts or whose good parts differ in shade;
       never where a part's overall shade is itself a defect (``vision.lighting``).
+    - ``backbone_precision``: ``float32`` (default) or ``bfloat16``: the backbone runs in
+      OpenVINO with bfloat16 arithmetic (1.6-1.7x the float32 backbone; features within
+      about 5%, docs/benchmarks.md measures what it costs in AUROC). Needs
+      ``huoyan[edge]`` and a CPU with AVX-512 BF16 or AMX, where it is fitted and where it
+      runs: elsewhere ``fit`` and ``load`` refuse it. Set before ``fit``: the bank and the
+      threshold come from the features the model runs with.
     """
 
     def __init__(
@@ -149,6 +156,7 @@ class PatchCore(Parameters):
         augment: str = "none",
         search_precision: str = "float32",
         lighting: str = "fixed",
+        backbone_precision: str = "float32",
     ) -> None:
         self.backbone = backbone
         self.image_size = image_size
@@ -167,6 +175,7 @@ class PatchCore(Parameters):
         self.augment = augment
         self.search_precision = search_precision
         self.lighting = lighting
+        self.backbone_precision = backbone_precision
         self._runtime: FeatureRuntime | None = None
         self._index: NearestNeighbourIndex | None = None
 
@@ -178,7 +187,7 @@ class PatchCore(Parameters):
     card_: ModelCard
 
     def _parameters_changed(self, names: set[str]) -> None:
-        if {"backbone", "image_size", "runtime", "lighting"} & names:
+        if {"backbone", "image_size", "runtime", "lighting", "backbone_precision"} & names:
             self._runtime = None  # rebuilt for the new input on next use
         if "search_precision" in names and hasattr(self, "bank_"):
             self._set_bank(self.bank_)
@@ -198,6 +207,7 @@ class PatchCore(Parameters):
             raise ValueError(f"search_precision must be one of {SEARCH_PRECISIONS}")
         if self.lighting not in LIGHTINGS:
             raise ValueError(f"lighting must be one of {LIGHTINGS}")
+        check_backbone_precision(self.backbone_precision)
         if self.image_size < 32 or self.image_size % 16:
             raise ValueError("image_size must be a multiple of 16 and at least 32")
 
@@ -220,7 +230,7 @@ class PatchCore(Parameters):
         if self._runtime is None:
             model = build_backbone(self.backbone, self.image_size, DEFAULT_STRIDES, self.lighting)
             self._feature_dim = feature_dim(model)
-            self._runtime = make_runtime(self.runtime, model, self.image_size)
+            self._runtime = make_runtime(self.runtime, model, self.image_size, self.backbone_precision)
         return self._runtime
 
     def prepare(self) -> Self:
