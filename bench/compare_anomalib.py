@@ -156,7 +156,8 @@ def metrics(view: Path, scores_file: Path, eval_size: int) -> dict[str, float]:
     idx = [by_name[str(s.path.resolve())] for s in cat.test]
     labels = np.array([s.is_defect for s in cat.test], dtype=int)
     masks = [read_mask(s.mask_path, eval_size, eval_size) for s in cat.test]
-    maps = [data["maps"][i].astype(np.float32) for i in idx]
+    every = data["maps"]  # an npz member is read (and inflated) again on every access
+    maps = [every[i].astype(np.float32) for i in idx]
     return {
         "image_auroc": image_auroc(labels, data["scores"][idx]),
         "pixel_auroc": pixel_auroc(masks, maps),
