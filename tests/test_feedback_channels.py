@@ -77,8 +77,11 @@ def test_mqtt_results_survive_a_broker_restart_exactly_once_in_order(tmp_path: P
 
     sub.on_message = on_message
     sub.reconnect_delay_set(min_delay=1, max_delay=2)
+    listening = threading.Event()  # results published before the subscription is acknowledged are not kept
+    sub.on_subscribe = lambda c, u, mid, codes, p: listening.set()
     sub.connect("127.0.0.1", broker.port)
     sub.loop_start()
+    assert listening.wait(10)
     times = SignalTimes()
     channel = MqttChannel(cfg, "st-1", "plant", "line", tmp_path / "outbox", times)
 

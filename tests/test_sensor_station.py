@@ -184,14 +184,25 @@ def test_an_mqtt_sensor_feeds_a_live_station_with_gaps_and_bad_blocks_alarmed(
     scada = paho.Client(CallbackAPIVersion.VERSION2, client_id="scada")
     scada.on_connect = lambda c, u, f, r, p: c.subscribe("huoyan/plant/line/spindle-1/#", qos=1)
     scada.on_message = lambda c, u, msg: heard.append((msg.topic, json.loads(msg.payload)))
+    listening = threading.Event()  # messages published before the subscription is acknowledged are not kept
+    scada.on_subscribe = lambda c, u, mid, codes, p: listening.set()
     scada.connect("127.0.0.1", broker.port)
     scada.loop_start()
+    assert listening.wait(10)
     gateway = paho.Client(CallbackAPIVersion.VERSION2, client_id="gateway")
     gateway.connect("127.0.0.1", broker.port)
     gateway.loop_start()
     try:
         with station_thread(opened):
-            time.sleep(1.0)  # the station subscribes
+            # Blocks published before the station's subscription are not kept for it: wait until
+            # it says it connected (it subscribes just before), then a moment for the broker.
+            wait_for(
+                lambda: any(
+                    e["kind"] == "sensor-offline" and e["message"].endswith(": connected")
+                    for e in query_events(opened.engine)
+                )
+            )
+            time.sleep(0.5)
             start = time.time() - 10
             seq = 0
             for phase, fault in enumerate((None, "outer_race")):
