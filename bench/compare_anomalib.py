@@ -20,9 +20,9 @@ Metrics are computed here by one piece of code for both, from each side's image 
 and anomaly maps, at ``--eval-size`` (maps resized bilinearly, masks by nearest). Speed
 counts the model's forward plus the anomaly map, after warm-up. Huoyan runs twice, before
 and after anomalib (the shared host drifts by up to 1.5-2x over minutes): its speed rows
-are the mean of the two runs, and both runs' rates are kept in the report. anomalib is timed from a
-preprocessed tensor. Huoyan is timed from a decoded uint8 image, so its time includes
-resizing and normalising.
+are the mean of the two runs, and both runs' rates are kept in the report. anomalib is
+timed from a preprocessed tensor. Huoyan is timed from a decoded uint8 image, so its time
+includes resizing and normalising.
 
 Huoyan keeps its bank in float16 (its default; ``--bank-dtype float32`` for the old
 figures) and searches it in place; anomalib's bank is float32. Huoyan's held-out

@@ -111,8 +111,6 @@ def test_a_model_keeps_its_search_precision_and_scores_alike_in_either(
 def test_a_bfloat16_backbone_is_refused_where_the_cpu_cannot_run_it(
     fitted: PatchCore, line_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from huoyan.vision import runtime
-
     monkeypatch.setattr(runtime, "bfloat16_backbone_available", lambda: False)
     images = [read_image(p) for p in list_images(line_dir / "train" / "good")]
     # In float32 its features would move by several percent: refused at fit and at load.
