@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-RUNTIME_HELP = "what runs the CNN: onnx (ONNX Runtime, faster on a CPU) or torch"
+RUNTIME_HELP = (
+    "what runs a float32 CNN: onnx (ONNX Runtime, faster on a CPU) or torch; "
+    "a model fitted with --backbone-precision bfloat16 always runs in OpenVINO"
+)
 
 
 def print_json(obj: Any) -> None:
