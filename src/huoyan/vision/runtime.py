@@ -52,6 +52,14 @@ def onnx_graph(module: nn.Module, example: torch.Tensor, outputs: list[str]) -> 
     return buf.getvalue()
 
 
+def backbone_graph(model: nn.Module, image_size: int) -> tuple[bytes, int]:
+    """The backbone as the ONNX graph every graph runtime runs, and how many maps it returns."""
+    dummy = torch.zeros(1, 3, image_size, image_size)
+    with torch.no_grad():
+        count = len(model(dummy))
+    return onnx_graph(model, dummy, [f"map{i}" for i in range(count)]), count
+
+
 class FeatureRuntime(Protocol):
     name: str
 
@@ -88,10 +96,7 @@ class OnnxRuntime:
     def __init__(self, model: nn.Module, image_size: int, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        dummy = torch.zeros(1, 3, image_size, image_size)
-        with torch.no_grad():
-            names = [f"map{i}" for i in range(len(model(dummy)))]
-        graph = onnx_graph(model, dummy, names)
+        graph, _ = backbone_graph(model, image_size)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or cpu_threads()
         options.inter_op_num_threads = 1
@@ -142,10 +147,7 @@ class OpenVinoRuntime:
         check_backbone_precision(precision)
         import openvino as ov
 
-        dummy = torch.zeros(1, 3, image_size, image_size)
-        with torch.no_grad():
-            self.outputs = len(model(dummy))
-        graph = onnx_graph(model, dummy, [f"map{i}" for i in range(self.outputs)])
+        graph, self.outputs = backbone_graph(model, image_size)
         core = ov.Core()
         wanted = "bf16" if precision == "bfloat16" else "f32"
         config: dict[str, Any] = {
