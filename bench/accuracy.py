@@ -8,6 +8,7 @@ AUROC, AUPRO, F1-max, fit seconds and throughput. Prints one row per dataset;
 
     python bench/accuracy.py [--coreset-ratio 0.1] [--datasets synthetic magnetic_tile]
         [--lighting fixed|image|shading] [--blur-sigma 4] [--backbone-precision float32|bfloat16]
+        [--image-score max|max-mean]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from huoyan.sampleline.generator import generate_line
+from huoyan.vision.anomaly_map import IMAGE_SCORES
 from huoyan.vision.dataset import Category, TestSample, load_category
 from huoyan.vision.evaluate import evaluate
 from huoyan.vision.imageio import read_image
@@ -60,6 +62,7 @@ def run(name: str, category: Category, args: argparse.Namespace) -> dict[str, An
         lighting=args.lighting,
         blur_sigma=args.blur_sigma,
         backbone_precision=args.backbone_precision,
+        image_score=args.image_score,
     )
     model.prepare()  # backbone build and ONNX export are start-up, not fit
     t = time.perf_counter()
@@ -101,6 +104,7 @@ def main() -> None:
     ap.add_argument("--lighting", choices=LIGHTINGS, default="fixed")
     ap.add_argument("--blur-sigma", type=float, default=4.0)
     ap.add_argument("--backbone-precision", choices=("float32", "bfloat16"), default="float32")
+    ap.add_argument("--image-score", choices=IMAGE_SCORES, default="max")
     ap.add_argument("--max-train", type=int, default=None, help="cap the magnetic-tile training images")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument(

@@ -41,6 +41,8 @@ def test_fit_json_reports_card(line_dir: Path, tmp_path: Path, capsys: pytest.Ca
             "shading",
             "--backbone-precision",
             backbone,
+            "--image-score",
+            "max-mean",
             "--defects",
             *defects,
         ]
@@ -48,8 +50,8 @@ def test_fit_json_reports_card(line_dir: Path, tmp_path: Path, capsys: pytest.Ca
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     saved = PatchCore.load(out)
-    kept = (saved.search_precision, saved.lighting, saved.backbone_precision)
-    assert kept == ("bfloat16", "shading", backbone)  # kept with the model
+    kept = (saved.search_precision, saved.lighting, saved.backbone_precision, saved.image_score)
+    assert kept == ("bfloat16", "shading", backbone, "max-mean")  # kept with the model
     card = report["card"]
     assert card["train_samples"] == 16 and card["details"]["image_size"] == 64
     cal = card["calibration"]

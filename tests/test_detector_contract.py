@@ -191,9 +191,9 @@ def test_model_files_of_the_previous_release_still_load(tmp_path: Path) -> None:
     old = tmp_path / "old.safetensors"
     save_file(load_file(str(path)), str(old), metadata=meta)
     loaded = load_detector(old)
-    # bank_sha256 is set when saved; the first release knew no coreset radius, updates or
-    # leave-one-out calibration
-    later = {"bank_sha256", "coreset_radius", "updates", "calibration_scores"}
+    # bank_sha256 is set when saved; the first release knew no coreset radius, updates,
+    # leave-one-out calibration or map scale
+    later = {"bank_sha256", "coreset_radius", "updates", "calibration_scores", "map_scale"}
     unsaved = {k: v for k, v in loaded.card_.details.items() if k not in later}
     assert loaded.kind == "patchcore" and unsaved == {k: v for k, v in model.card_.details.items() if k not in later}
     assert loaded.card_.train_samples == model.card_.train_samples

@@ -142,6 +142,24 @@ def test_export_checks_itself_and_a_mismatch_fails_the_check(
     assert not result["identical"] and result["max_score_difference"] > EXPORT_RTOL
 
 
+def test_a_max_mean_model_exports_its_score_and_its_scaled_map(line_dir: Path, tmp_path: Path) -> None:
+    from huoyan.cli.export import check_export
+
+    train = [read_image(p) for p in list_images(line_dir / "train" / "good")]
+    model = PatchCore(image_size=128, coreset_ratio=0.25, seed=0, image_score="max-mean").fit(train)
+    assert model.map_scale_ != 1.0
+    written = export(model, tmp_path / "washer.onnx", "onnx", "digest")
+    result = check_export(model, written[0], line_dir / "test")
+    assert result["identical"] and result["images"] == len(_test_images(line_dir))
+    scorer, threshold, size = open_model(written[0])
+    images = [read_image(p) for p in _test_images(line_dir)]
+    scores, maps = scorer(np.stack([resize_to(img, size) for img in images]))
+    flat = maps.reshape(len(images), -1)
+    # the score is the geometric mean of the unscaled map's maximum and mean
+    np.testing.assert_allclose(scores * model.map_scale_, np.sqrt(flat.max(1) * flat.mean(1)), rtol=1e-4)
+    assert (scores > threshold).tolist() == (model.score(images).raw > model.threshold).tolist()
+
+
 def test_only_memory_bank_models_export_and_bad_files_are_named(tmp_path: Path) -> None:
     from signalkit import RPM, signal_windows
 

@@ -185,10 +185,11 @@ def test_unfitted_and_bad_parameters() -> None:
         {"backbone": "vgg"},
         {"search_precision": "float16"},
         {"backbone_precision": "float16"},
+        {"image_score": "mean"},
     ):
         model = PatchCore(**bad)
         assert model.get_params()[next(iter(bad))] == next(iter(bad.values()))
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=next(iter(bad))):
             model.fit(few * 4)
     with pytest.raises(ValueError, match="at least 3"):
         PatchCore(image_size=64).fit(few)
@@ -214,3 +215,41 @@ def test_calibration_images_can_join_the_bank(line_dir: Path) -> None:
     sb, mb = joined.score([new])
     assert sb[0] <= sa[0] * (1 + 1e-4) and (mb <= ma * (1 + 1e-4) + 1e-5).all()
     assert PatchCore.load(joined.save(line_dir.parent / "joined.safetensors")).calibration_in_bank
+
+
+@pytest.mark.parametrize("calibration", ["holdout", "leave-one-out"])
+def test_a_max_mean_score_is_calibrated_on_itself_and_its_map_crosses_where_the_maximum_would(
+    line_dir: Path, defect_sample, tmp_path: Path, calibration: str
+) -> None:
+    images = [read_image(p) for p in list_images(line_dir / "train" / "good")][:10]
+    params = {"image_size": 128, "coreset_ratio": 0.25, "seed": 2, "calibration": calibration}
+    peak = PatchCore(**params).fit(images)
+    both = PatchCore(**params, image_score="max-mean").fit(images)
+    assert np.array_equal(peak.bank_, both.bank_)  # the score changes nothing of the bank
+    rng = np.random.default_rng(5)
+    parts = [make_sample("washer", None, 128, rng)[0] for _ in range(3)] + [defect_sample[0]]
+    distances = np.asarray(peak.score(parts).evidence)
+    scores, maps = both.score(parts)
+    flat = distances.reshape(len(parts), -1)
+    np.testing.assert_allclose(scores, np.sqrt(flat.max(1) * flat.mean(1)), rtol=1e-5)
+    # The map is the distances rescaled: the threshold on it is the maximum's own level.
+    scale = both.map_scale_
+    assert scale == both.card_.details["map_scale"] and 0 < scale < 1
+    np.testing.assert_allclose(maps, distances * np.float32(scale), rtol=1e-6)
+    np.testing.assert_allclose(both.threshold / scale, peak.threshold, rtol=1e-6)
+    assert both.threshold < peak.threshold  # the geometric mean lies below the maximum
+    # judged by the one decision stage: good parts OK without regions, the hole NG where it is
+    for part in parts[:3]:
+        result = judge(both, part)
+        assert result.verdict is Verdict.OK and result.regions == []
+    image, mask = defect_sample
+    result = judge(both, image)
+    assert result.verdict is Verdict.NG and result.regions
+    ys, xs = np.nonzero(mask)
+    r = result.regions[0]
+    assert r.x <= xs.mean() <= r.x + r.width and r.y <= ys.mean() <= r.y + r.height
+    loaded = PatchCore.load(both.save(tmp_path / "m.safetensors"))
+    assert loaded.get_params()["image_score"] == "max-mean" and loaded.map_scale_ == scale
+    again = loaded.score(parts)
+    np.testing.assert_array_equal(again.raw, scores)
+    np.testing.assert_array_equal(again.evidence, maps)

@@ -402,6 +402,13 @@ def add_commands(sub: Any) -> None:
         "light across it), for drifting lighting or parts that differ in shade; never where shade is a defect",
     )
     fit.add_argument(
+        "--image-score",
+        choices=("max", "max-mean"),
+        default=d["image_score"],
+        help="the part's score: the anomaly map's maximum, or max-mean (geometric mean of its maximum and its mean) "
+        "for textures whose defects are large and faint",
+    )
+    fit.add_argument(
         "--calibration-in-bank",
         action=argparse.BooleanOptionalAction,
         default=d["calibration_in_bank"],

@@ -52,6 +52,11 @@ class PatchCoreDetails(BaseModel):
         description="how the calibration scores were obtained: 'held-out' images, or 'leave-one-out' (few images, "
         "each scored against a bank of the others; every patch kept)",
     )
+    map_scale: float = Field(
+        default=1.0,
+        description="the distance map is multiplied by it, so that it crosses the threshold where its maximum "
+        "crosses its own calibrated level (1.0 when the image score is the map's maximum)",
+    )
 
 
 def save_model(path: str | Path, bank: np.ndarray, card: ModelCard, params: dict[str, Any]) -> Path:

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from huoyan.vision.anomaly_map import image_scores
 from huoyan.vision.backbone import DEFAULT_STRIDES, build_backbone
 from huoyan.vision.edge_runner import IMAGE_SIZE_KEY, THRESHOLD_KEY
 from huoyan.vision.features import upsample
@@ -88,6 +89,8 @@ class WholePatchCore(nn.Module):
             raise ExportError("the model is not fitted")
         self.backbone = build_backbone(model.backbone, model.image_size, DEFAULT_STRIDES, model.lighting)
         self.image_size = model.image_size
+        self.image_score = model.image_score
+        self.map_scale = float(model.map_scale_)
         mean = index.mean.clone()
         centred = torch.from_numpy(np.ascontiguousarray(model.bank_)).float() - mean
         self.register_buffer("mean", mean.view(1, -1, 1, 1))
@@ -129,7 +132,8 @@ class WholePatchCore(nn.Module):
             heat = heat.index_select(3, self.pad_index)
             heat = F.conv2d(heat, self.taps_w)
         heat = heat.view(n, s, s)
-        return heat.reshape(n, -1).amax(1), heat
+        score = image_scores(heat, self.image_score)
+        return score, heat if self.map_scale == 1.0 else heat * self.map_scale
 
 
 def onnx_bytes(model: PatchCore) -> bytes:

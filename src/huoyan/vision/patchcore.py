@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Self, cast
 
 import numpy as np
+import torch
 
 from huoyan.core import progress
 from huoyan.core.artifact import sha256
 from huoyan.core.calibration import calibrate
 from huoyan.core.detector import NotFittedError, Parameters, Scores
 from huoyan.core.models import Calibration, InputSpec, ModelCard
-from huoyan.vision.anomaly_map import patch_grid_to_map
+from huoyan.vision.anomaly_map import IMAGE_SCORES, image_scores, patch_grid_to_map
 from huoyan.vision.artifact import BankUpdate, PatchCoreDetails
 from huoyan.vision.backbone import BACKBONES, DEFAULT_STRIDES, build_backbone, feature_dim
 from huoyan.vision.coreset import coreset_size, greedy_coreset
@@ -55,6 +56,7 @@ _PARAMS = (
     "search_precision",
     "lighting",
     "backbone_precision",
+    "image_score",
 )
 SEARCH_PRECISIONS = ("float32", "bfloat16")
 CALIBRATIONS = ("auto", "holdout", "leave-one-out")
@@ -135,6 +137,14 @@ class PatchCore(Parameters):
       ``huoyan[edge]`` and a CPU with AVX-512 BF16 or AMX, where it is fitted and where it
       runs: elsewhere ``fit`` and ``load`` refuse it. Set before ``fit``: the bank and the
       threshold come from the features the model runs with.
+    - ``image_score``: ``max`` (default: the map's maximum) or ``max-mean`` (the geometric
+      mean of the map's maximum and its mean, for textures whose defects are large and
+      faint; ``anomaly_map``). With ``max-mean`` the threshold is calibrated on that score
+      and the map is scaled (``map_scale_``) so that it crosses the threshold where the
+      map's maximum crosses its own calibrated level: a good part shows a region no more
+      often than the false-reject target, and the decision stage cuts regions at the one
+      threshold. A part can then be NG by its score with no pixel above the threshold
+      (a faint defect spread over the part); a recipe's ``min_region_area_px`` passes it.
     """
 
     def __init__(
@@ -157,6 +167,7 @@ class PatchCore(Parameters):
         search_precision: str = "float32",
         lighting: str = "fixed",
         backbone_precision: str = "float32",
+        image_score: str = "max",
     ) -> None:
         self.backbone = backbone
         self.image_size = image_size
@@ -176,6 +187,7 @@ class PatchCore(Parameters):
         self.search_precision = search_precision
         self.lighting = lighting
         self.backbone_precision = backbone_precision
+        self.image_score = image_score
         self._runtime: FeatureRuntime | None = None
         self._index: NearestNeighbourIndex | None = None
 
@@ -185,6 +197,7 @@ class PatchCore(Parameters):
     # Learned by ``fit`` (or read by ``load``), never set in ``__init__``.
     bank_: np.ndarray
     card_: ModelCard
+    map_scale_: float  # the map's units -> the score's (1.0 for ``image_score="max"``)
 
     def _parameters_changed(self, names: set[str]) -> None:
         if {"backbone", "image_size", "runtime", "lighting", "backbone_precision"} & names:
@@ -207,6 +220,8 @@ class PatchCore(Parameters):
             raise ValueError(f"search_precision must be one of {SEARCH_PRECISIONS}")
         if self.lighting not in LIGHTINGS:
             raise ValueError(f"lighting must be one of {LIGHTINGS}")
+        if self.image_score not in IMAGE_SCORES:
+            raise ValueError(f"image_score must be one of {IMAGE_SCORES}")
         check_backbone_precision(self.backbone_precision)
         if self.image_size < 32 or self.image_size % 16:
             raise ValueError("image_size must be a multiple of 16 and at least 32")
@@ -301,9 +316,7 @@ class PatchCore(Parameters):
         self._set_bank(bank)
         cal_images = [images[i] for i in cal_idx]
         cal_maps = self.feature_maps(cal_images)  # scored now, and joins the bank below
-        good_scores = self._score_maps(cal_maps).raw
-        defect_scores = None if not defect_samples else self.score(defect_samples).raw
-        cal = calibrate(good_scores, self.false_reject_rate, self.confidence, defect_scores)
+        cal, map_scale = self._calibrate(self._distance_maps(cal_maps), defect_samples)
         if self.calibration_in_bank:
             # Calibrated, the held-out images join the bank: the bank's own greedy selection
             # goes on over their patches, taking only those its centres leave farther away
@@ -318,12 +331,13 @@ class PatchCore(Parameters):
             self._set_bank(bank)
             bank_images = [*bank_images, *cal_images]
         ratio = self.coreset_ratio if self.coreset_size is None else None
-        return self._fitted(images, cal, len(bank_images), ratio, coreset.radius, "held-out")
+        return self._fitted(images, cal, map_scale, len(bank_images), ratio, coreset.radius, "held-out")
 
     def _fitted(
         self,
         images: Sequence[np.ndarray],
         cal: Calibration,
+        map_scale: float,
         bank_images: int,
         coreset_ratio: float | None,
         coreset_radius: float,
@@ -341,7 +355,9 @@ class PatchCore(Parameters):
             bank_images=bank_images,
             coreset_radius=coreset_radius,
             calibration_scores=calibration_scores,
+            map_scale=map_scale,
         )
+        self.map_scale_ = map_scale
         self.card_ = ModelCard.fitted(
             self.kind, self.seed, len(images), content_sha256(images), cal, details, InputSpec.of(images)
         )
@@ -372,16 +388,33 @@ class PatchCore(Parameters):
         if copies:  # each image's own copies join with it, so the construction stays symmetric
             extra = self.embed(copies).reshape(len(copies) // len(images), len(images), -1, d)
             per_image = np.concatenate([per_image, *extra], axis=1)
-        good_scores = np.empty(len(images))
+        good_maps = np.empty((len(images), self.image_size, self.image_size), dtype=np.float32)
         for i in range(len(images)):
             self._set_bank(np.delete(per_image, i, axis=0).reshape(-1, d).astype(self.bank_dtype))
-            good_scores[i] = self._score_maps([m[i : i + 1] for m in maps]).raw[0]
+            good_maps[i] = self._distance_maps([m[i : i + 1] for m in maps])[0]
             progress.report("calibration", i + 1, len(images))
         bank = per_image.reshape(-1, d).astype(self.bank_dtype)
         self._set_bank(bank)
+        cal, map_scale = self._calibrate(good_maps, defect_samples)
+        return self._fitted(images, cal, map_scale, len(images), None, 0.0, "leave-one-out")
+
+    def _calibrate(
+        self, good_maps: np.ndarray, defect_samples: Sequence[np.ndarray] | None
+    ) -> tuple[Calibration, float]:
+        """The threshold from good parts' distance maps, and the map's scale (``image_score``).
+
+        With a score other than the maximum, the map's maximum is calibrated too, at the
+        same target; the map is scaled by threshold / that level, so a pixel crosses the
+        threshold where the map's maximum crosses its own calibrated level."""
+        maps = torch.from_numpy(good_maps)
+        good_scores = image_scores(maps, self.image_score).numpy()
+        self.map_scale_ = 1.0  # defect samples' maps, if scored, stay in distance units
         defect_scores = None if not defect_samples else self.score(defect_samples).raw
         cal = calibrate(good_scores, self.false_reject_rate, self.confidence, defect_scores)
-        return self._fitted(images, cal, len(images), None, 0.0, "leave-one-out")
+        if self.image_score == "max":
+            return cal, 1.0
+        peak = calibrate(image_scores(maps, "max").numpy(), self.false_reject_rate, self.confidence)
+        return cal, cal.threshold / peak.threshold
 
     def partial_fit(self, images: Sequence[np.ndarray]) -> Self:
         """Add good images to the fitted bank without refitting (scikit-learn's ``partial_fit``).
@@ -454,6 +487,14 @@ class PatchCore(Parameters):
         return self._score_maps(self.feature_maps(images))
 
     def _score_maps(self, feature_maps: list[np.ndarray]) -> Scores:
+        maps = self._distance_maps(feature_maps)
+        raw = image_scores(torch.from_numpy(maps), self.image_score).numpy()
+        if self.map_scale_ != 1.0:
+            maps *= np.float32(self.map_scale_)
+        return Scores(raw, maps)
+
+    def _distance_maps(self, feature_maps: list[np.ndarray]) -> np.ndarray:
+        """Smoothed maps of the patches' nearest distances in the bank (N x S x S)."""
         assert self._index is not None
         # One search for the whole batch: each bank chunk is converted once per batch.
         distances = self._index.map_distances(feature_maps)
@@ -461,7 +502,7 @@ class PatchCore(Parameters):
         maps = np.empty((n, self.image_size, self.image_size), dtype=np.float32)
         for i in range(n):
             maps[i] = patch_grid_to_map(distances[i], self.image_size, self.blur_sigma)
-        return Scores(maps.reshape(n, -1).max(1), maps)
+        return maps
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -482,5 +523,6 @@ class PatchCore(Parameters):
         model = cls(**params)
         model._check_params()
         model.card_ = card
+        model.map_scale_ = PatchCoreDetails.model_validate(card.details).map_scale
         model._set_bank(bank)
         return model
