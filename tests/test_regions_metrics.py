@@ -34,6 +34,22 @@ def test_metrics_perfect_and_inverted() -> None:
     assert aupro(masks, noise) == pytest.approx(0.15, abs=0.05)
 
 
+@pytest.mark.parametrize("side", [17, 64, 224])
+def test_aupro_integrates_up_to_the_fpr_limit_itself(side: int) -> None:
+    """The curve's last quantile step falls short of (or rounds past) 0.3 false-positive
+    rate on most grids: the area is taken up to exactly 0.3, so a perfect map scores 1 and
+    a map multiplied by a constant scores as before."""
+    rng = np.random.default_rng(side)
+    mask = np.zeros((side, side), bool)
+    mask[2:7, 3:9] = True
+    perfect = rng.uniform(0, 1, mask.shape).astype(np.float32) + 2 * mask
+    assert aupro([mask], [perfect]) == pytest.approx(1.0, abs=1e-12)
+    noisy = [rng.uniform(0, 1, mask.shape).astype(np.float32) + 0.3 * mask for _ in range(3)]
+    for scale in (0.7, 0.7321, 3.0):
+        scaled = [m * np.float32(scale) for m in noisy]
+        assert aupro([mask] * 3, scaled) == pytest.approx(aupro([mask] * 3, noisy), abs=1e-12)
+
+
 def test_image_metrics() -> None:
     y = np.array([0, 0, 1, 1])
     assert image_auroc(y, np.array([0.1, 0.2, 0.3, 0.9])) == 1.0

@@ -46,8 +46,13 @@ def aupro(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray], fpr_limit: fl
     if not regions or normal.size == 0:
         return float("nan")
     normal.sort()
-    # Thresholds at exact FPR grid points: the (1 - fpr) quantiles of normal pixels.
-    fprs = np.linspace(0, fpr_limit, steps)
+    # Thresholds at FPR grid points: the (1 - fpr) quantiles of normal pixels, and one step
+    # past the limit. A quantile's realised FPR falls short of its grid point (or rounds
+    # past it), so the curve is interpolated at the limit itself, as MVTec AD's evaluation
+    # does: cut at the last point below it, the area lost up to 1/steps of the curve and
+    # moved with the map's float rounding (a map times 0.7 scored 0.0034 apart).
+    step = fpr_limit / (steps - 1)
+    fprs = np.append(np.linspace(0, fpr_limit, steps), min(1.0, fpr_limit + step))
     idx = np.clip(np.ceil((1 - fprs) * normal.size).astype(int) - 1, 0, normal.size - 1)
     thresholds = normal[idx]
     real_fpr = 1 - np.searchsorted(normal, thresholds, side="right") / normal.size
@@ -55,10 +60,11 @@ def aupro(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray], fpr_limit: fl
     for r in regions:
         pro += 1 - np.searchsorted(r, thresholds, side="right") / r.size
     pro /= len(regions)
-    order = np.argsort(real_fpr)
+    order = np.argsort(real_fpr, kind="stable")
     x, y = real_fpr[order], pro[order]
-    keep = x <= fpr_limit
-    x, y = x[keep], y[keep]
+    at_limit = float(np.interp(fpr_limit, x, y))
+    keep = x < fpr_limit
+    x, y = np.append(x[keep], fpr_limit), np.append(y[keep], at_limit)
     if x.size < 2:
         return float("nan")
     return float(np.trapezoid(y, x) / fpr_limit)
