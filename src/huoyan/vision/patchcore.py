@@ -414,7 +414,8 @@ class PatchCore(Parameters):
         if self.image_score == "max":
             return cal, 1.0
         peak = calibrate(image_scores(maps, "max").numpy(), self.false_reject_rate, self.confidence)
-        return cal, cal.threshold / peak.threshold
+        # Good parts identical to the bank (every distance 0) leave nothing to scale.
+        return cal, cal.threshold / peak.threshold if peak.threshold > 0 else 1.0
 
     def partial_fit(self, images: Sequence[np.ndarray]) -> Self:
         """Add good images to the fitted bank without refitting (scikit-learn's ``partial_fit``).
