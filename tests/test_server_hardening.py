@@ -223,6 +223,15 @@ def test_a_key_limited_to_stations_acts_for_no_other(
     denied = [e for e in p.audit.entries(actor="engineer") if e["outcome"] == "denied"]
     assert denied[-1]["target"] == "line3-b" and denied[-1]["detail"]["stations"] == ["line3-a"]
 
+    # It fetches the model versions of its own stations, not another station's model.
+    sha = client.get("/api/stations/cell-1", headers=admin).json()["model_sha256"]
+    fetched = client.get(f"/api/remote/models/{sha}", headers=pc)
+    assert fetched.status_code == 404 and sha[:12] in fetched.text
+    assert client.get(f"/api/remote/models/{sha}", headers=admin).status_code == 200  # a key for every station
+    p.versions.add("line3-a", sha, "washer.safetensors", {}, "washer.safetensors", "engineer")
+    fetched = client.get(f"/api/remote/models/{sha}", headers=pc)
+    assert fetched.status_code == 200 and fetched.content == p.blobs.get(sha)
+
     # A camera's upload key, for one station.
     def camera(stations: list[str]) -> dict[str, str]:
         body = {"username": "operator", "name": "camera", "scopes": ["upload"], "stations": stations}

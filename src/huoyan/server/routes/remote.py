@@ -19,7 +19,7 @@ from huoyan.server.platform import Platform, platform
 from huoyan.server.remote import RemoteStation
 from huoyan.server.routes.common import errors, not_found
 from huoyan.server.security import RemoteStationKey, check_station
-from huoyan.store.schema import EvidenceRow, InspectionRow, ModelRow
+from huoyan.store.schema import EvidenceRow, InspectionRow, ModelRow, ModelVersionRow
 
 router = APIRouter(prefix="/api/remote", tags=["remote stations"])
 StationIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=STATION_ID)]
@@ -50,11 +50,18 @@ def link(
     response_class=Response,
     responses={**errors(404), 200: {"content": {"application/octet-stream": {}}}},
 )
-def model_file(sha256: Sha256Path, p: Annotated[Platform, Depends(platform)], _: RemoteStationKey) -> Response:
-    """A model version's file, by its SHA-256 (only models the server registered, not other blobs)."""
+def model_file(sha256: Sha256Path, p: Annotated[Platform, Depends(platform)], principal: RemoteStationKey) -> Response:
+    """A model version's file, by its SHA-256: only models the server registered, not other
+    blobs, and for a key limited to stations only a version of one of them (a shop-floor PC
+    has no business with another line's models)."""
+    known = select(ModelRow.id).where(ModelRow.sha256 == sha256)
+    if principal.stations is not None:
+        known = known.join(ModelVersionRow, ModelVersionRow.model_pk == ModelRow.id).where(
+            ModelVersionRow.station_id.in_(principal.stations)
+        )
     with Session(p.engine) as s:
-        known = s.scalar(select(ModelRow.id).where(ModelRow.sha256 == sha256)) is not None
-    if not known or not p.blobs.has(sha256):
+        found = s.scalar(known.limit(1)) is not None
+    if not found or not p.blobs.has(sha256):
         raise not_found(Message("model {digest}", digest=sha256[:12]))
     return Response(p.blobs.get(sha256), media_type="application/octet-stream")
 
