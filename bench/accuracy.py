@@ -29,6 +29,7 @@ from huoyan.vision.evaluate import evaluate
 from huoyan.vision.imageio import read_image
 from huoyan.vision.lighting import LIGHTINGS
 from huoyan.vision.patchcore import PatchCore
+from huoyan.vision.runtime import BACKBONE_PRECISIONS
 from huoyan.vision.search import NearestNeighbourIndex
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -103,7 +104,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--lighting", choices=LIGHTINGS, default="fixed")
     ap.add_argument("--blur-sigma", type=float, default=4.0)
-    ap.add_argument("--backbone-precision", choices=("float32", "bfloat16"), default="float32")
+    ap.add_argument("--backbone-precision", choices=BACKBONE_PRECISIONS, default="float32")
     ap.add_argument("--image-score", choices=IMAGE_SCORES, default="max")
     ap.add_argument("--max-train", type=int, default=None, help="cap the magnetic-tile training images")
     ap.add_argument("--data", type=Path, default=DATA)

@@ -56,6 +56,7 @@ from huoyan.vision.dataset import Category, load_category, read_mask
 from huoyan.vision.imageio import read_image
 from huoyan.vision.metrics import aupro, image_auroc, pixel_auroc
 from huoyan.vision.patchcore import PatchCore
+from huoyan.vision.runtime import BACKBONE_PRECISIONS
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_ANOMALIB_PYTHON = HERE / ".anomalib-venv" / "bin" / "python"
@@ -213,7 +214,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--backbone-precision",
-        choices=("float32", "bfloat16"),
+        choices=BACKBONE_PRECISIONS,
         default="float32",
         help="Huoyan's backbone: bfloat16 runs it in OpenVINO (CPUs with AVX-512 BF16 or AMX)",
     )

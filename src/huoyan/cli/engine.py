@@ -328,7 +328,11 @@ def add_commands(sub: Any) -> None:
     """Declare this group's commands on the ``huoyan`` parser."""
     from huoyan.cli import vibration
     from huoyan.detectors import DEFAULT_KIND, REGISTRY, default_params
+    from huoyan.vision.anomaly_map import IMAGE_SCORES
     from huoyan.vision.backbone import BACKBONES
+    from huoyan.vision.lighting import LIGHTINGS
+    from huoyan.vision.patchcore import AUGMENTS, BANK_DTYPES, CALIBRATIONS, SEARCH_PRECISIONS
+    from huoyan.vision.runtime import BACKBONE_PRECISIONS, RUNTIMES
 
     d = default_params(DEFAULT_KIND)
     t = default_params("template")
@@ -376,7 +380,7 @@ def add_commands(sub: Any) -> None:
     )
     fit.add_argument(
         "--calibration",
-        choices=("auto", "holdout", "leave-one-out"),
+        choices=CALIBRATIONS,
         default=d["calibration"],
         help="how good images set the threshold: held out of the bank (default), or leave-one-out on a bank of "
         "every patch (few images: all of them calibrate); auto: leave-one-out up to 20 images",
@@ -389,21 +393,21 @@ def add_commands(sub: Any) -> None:
     )
     fit.add_argument(
         "--augment",
-        choices=("none", "flips", "rot90"),
+        choices=AUGMENTS,
         default=d["augment"],
         help="mirrored (flips) or also turned (rot90) copies of the good images join the bank: only for parts "
         "whose mirror or turned image is still good (textures, symmetric parts)",
     )
     fit.add_argument(
         "--lighting",
-        choices=("fixed", "image", "shading"),
+        choices=LIGHTINGS,
         default=d["lighting"],
         help="normalise each image before the backbone: image (brightness and contrast) or shading (also uneven "
         "light across it), for drifting lighting or parts that differ in shade; never where shade is a defect",
     )
     fit.add_argument(
         "--image-score",
-        choices=("max", "max-mean"),
+        choices=IMAGE_SCORES,
         default=d["image_score"],
         help="the part's score: the anomaly map's maximum, or max-mean (geometric mean of its maximum and its mean) "
         "for textures whose defects are large and faint",
@@ -415,25 +419,25 @@ def add_commands(sub: Any) -> None:
         help="after calibrating, add what the held-out images' patches add to the bank (more accurate, a larger bank)",
     )
     fit.add_argument(
-        "--bank-dtype", choices=("float32", "float16"), default=d["bank_dtype"], help="float16 halves the bank's bytes"
+        "--bank-dtype", choices=BANK_DTYPES, default=d["bank_dtype"], help="float16 halves the bank's bytes"
     )
     fit.add_argument(
         "--search-precision",
-        choices=("float32", "bfloat16"),
+        choices=SEARCH_PRECISIONS,
         default=d["search_precision"],
         help="bfloat16: search the bank at twice the speed on CPUs with AVX-512 BF16, each nearest candidate "
         "measured again in float32 (a distance can rarely be a near-tied row's); float32 elsewhere",
     )
     fit.add_argument(
         "--backbone-precision",
-        choices=("float32", "bfloat16"),
+        choices=BACKBONE_PRECISIONS,
         default=d["backbone_precision"],
         help="bfloat16: run the CNN in OpenVINO with bfloat16 arithmetic (1.6x faster, features within about 5%%); "
         "needs huoyan[edge] and a CPU with AVX-512 BF16 or AMX, where the model is fitted and where it runs",
     )
     fit.add_argument("--defects", nargs="*", help="folders of labelled defect images (adds the F1-optimal threshold)")
     fit.add_argument("--seed", type=int, default=d["seed"], help="random seed: the same seed, the same model")
-    fit.add_argument("--runtime", choices=("onnx", "torch"), default=d["runtime"], help=RUNTIME_HELP)
+    fit.add_argument("--runtime", choices=RUNTIMES, default=d["runtime"], help=RUNTIME_HELP)
     tpl = fit.add_argument_group("template comparison (--detector template)")
     tpl.add_argument("--pairs", help="CSV of image,template[,annotation] (paths relative to the CSV)")
     tpl.add_argument(
@@ -492,7 +496,7 @@ def add_commands(sub: Any) -> None:
     pred.add_argument("--out", required=True, help="folder for results.jsonl and maps/")
     pred.add_argument("--min-area", type=int, default=None, help="minimum region area in pixels")
     pred.add_argument("--mm-per-px", type=float, default=None, help="image scale, to give regions an area in mm²")
-    pred.add_argument("--runtime", choices=("onnx", "torch"), default="onnx", help=RUNTIME_HELP)
+    pred.add_argument("--runtime", choices=RUNTIMES, default="onnx", help=RUNTIME_HELP)
     pred.add_argument(
         "--png",
         action="store_true",
@@ -515,7 +519,7 @@ def add_commands(sub: Any) -> None:
         help="MVTec category; or pairs (folder, split list, CSV); or a folder with healthy/ and <fault>/ recordings",
     )
     ev.add_argument("--pairs", help="template models: a CSV of image,template,annotation")
-    ev.add_argument("--runtime", choices=("onnx", "torch"), default="onnx", help=RUNTIME_HELP)
+    ev.add_argument("--runtime", choices=RUNTIMES, default="onnx", help=RUNTIME_HELP)
     vibration.add_reading_options(ev, fitting=False)
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.set_defaults(func=cmd_evaluate)

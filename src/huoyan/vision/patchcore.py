@@ -316,7 +316,7 @@ class PatchCore(Parameters):
         self._set_bank(bank)
         cal_images = [images[i] for i in cal_idx]
         cal_maps = self.feature_maps(cal_images)  # scored now, and joins the bank below
-        cal, map_scale = self._calibrate(self._distance_maps(cal_maps), defect_samples)
+        cal, map_scale = self._calibrate(*self._score_and_peak(self._distance_maps(cal_maps)), defect_samples)
         if self.calibration_in_bank:
             # Calibrated, the held-out images join the bank: the bank's own greedy selection
             # goes on over their patches, taking only those its centres leave farther away
@@ -388,32 +388,36 @@ class PatchCore(Parameters):
         if copies:  # each image's own copies join with it, so the construction stays symmetric
             extra = self.embed(copies).reshape(len(copies) // len(images), len(images), -1, d)
             per_image = np.concatenate([per_image, *extra], axis=1)
-        good_maps = np.empty((len(images), self.image_size, self.image_size), dtype=np.float32)
+        good_scores, good_peaks = np.empty(len(images)), np.empty(len(images))
         for i in range(len(images)):
             self._set_bank(np.delete(per_image, i, axis=0).reshape(-1, d).astype(self.bank_dtype))
-            good_maps[i] = self._distance_maps([m[i : i + 1] for m in maps])[0]
+            score, peak = self._score_and_peak(self._distance_maps([m[i : i + 1] for m in maps]))
+            good_scores[i], good_peaks[i] = score[0], peak[0]
             progress.report("calibration", i + 1, len(images))
         bank = per_image.reshape(-1, d).astype(self.bank_dtype)
         self._set_bank(bank)
-        cal, map_scale = self._calibrate(good_maps, defect_samples)
+        cal, map_scale = self._calibrate(good_scores, good_peaks, defect_samples)
         return self._fitted(images, cal, map_scale, len(images), None, 0.0, "leave-one-out")
 
-    def _calibrate(
-        self, good_maps: np.ndarray, defect_samples: Sequence[np.ndarray] | None
-    ) -> tuple[Calibration, float]:
-        """The threshold from good parts' distance maps, and the map's scale (``image_score``).
+    def _score_and_peak(self, distance_maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each map's image score and its maximum: what calibration keeps of a good part."""
+        maps = torch.from_numpy(distance_maps)
+        return image_scores(maps, self.image_score).numpy(), image_scores(maps, "max").numpy()
 
-        With a score other than the maximum, the map's maximum is calibrated too, at the
+    def _calibrate(
+        self, good_scores: np.ndarray, good_peaks: np.ndarray, defect_samples: Sequence[np.ndarray] | None
+    ) -> tuple[Calibration, float]:
+        """The threshold from good parts' scores, and the map's scale (``image_score``).
+
+        With a score other than the maximum, the maps' maxima are calibrated too, at the
         same target; the map is scaled by threshold / that level, so a pixel crosses the
         threshold where the map's maximum crosses its own calibrated level."""
-        maps = torch.from_numpy(good_maps)
-        good_scores = image_scores(maps, self.image_score).numpy()
         self.map_scale_ = 1.0  # defect samples' maps, if scored, stay in distance units
         defect_scores = None if not defect_samples else self.score(defect_samples).raw
         cal = calibrate(good_scores, self.false_reject_rate, self.confidence, defect_scores)
         if self.image_score == "max":
             return cal, 1.0
-        peak = calibrate(image_scores(maps, "max").numpy(), self.false_reject_rate, self.confidence)
+        peak = calibrate(good_peaks, self.false_reject_rate, self.confidence)
         # Good parts identical to the bank (every distance 0) leave nothing to scale.
         return cal, cal.threshold / peak.threshold if peak.threshold > 0 else 1.0
 
